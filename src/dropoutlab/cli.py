@@ -1,0 +1,262 @@
+"""The ``dropoutlab`` command: parses flags, calls the library, prints results.
+
+User mistakes arrive as DropoutlabError and are printed as one line (exit status 2);
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from dropoutlab import __version__
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.store import DEFAULT_STORE
+
+EPILOG = """\
+examples:
+  dropoutlab demo                         the seed 001 comparison on digits, offline (~1 min)
+  dropoutlab run examples/digits_mlp.toml run a study (finished runs are skipped on re-runs)
+  dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
+  dropoutlab export --format csv > runs.csv
+  dropoutlab models cnn --dataset cifar10 layer summary with output shapes and parameters
+"""
+
+
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=DEFAULT_STORE, metavar="PATH",
+                   help=f"SQLite file holding the runs (default: ./{DEFAULT_STORE})")  # fmt: skip
+
+
+def _study_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", metavar="NAME", help="which study of the store (needed when it holds several)")
+
+
+def _stack_value(text: str) -> str | int:
+    if text in ("auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: auto, off or a whole number >= 1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``dropoutlab`` command."""
+    parser = argparse.ArgumentParser(
+        prog="dropoutlab",
+        description="Controlled dropout and regularization studies on PyTorch, read with statistics.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dropoutlab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens, step by step")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the seed 001 comparison on the bundled digits data and report it",
+                       description="Train seed 001's MLP on scikit-learn's bundled digits without dropout, "
+                       "with dropout 0.2/0.5/0.5 and with a sweep of one rate, 3 seeds each, offline; "
+                       "then write the report. Takes about a minute on 2 CPU cores.")  # fmt: skip
+    p.add_argument("--out", default="dropoutlab-demo", metavar="DIR",
+                   help="folder for the demo's store and report (default: ./dropoutlab-demo)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser("run", help="run a study file; runs already in the store are skipped",
+                       description="Run every run of a study (grid x seeds) that the store does not hold yet. "
+                       "Each finished run is written at once, so an interrupted study resumes where it stopped.")  # fmt: skip
+    p.add_argument("study", metavar="STUDY.toml", help="the study file (see examples/)")
+    _store_arg(p)
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where dataset files are looked for and downloaded (default: $DROPOUTLAB_DATA, then a cache)")  # fmt: skip
+    p.add_argument("--stack", default="off", type=_stack_value, metavar="auto|off|N",
+                   help="train runs of the same network shape together as one stacked model: auto (sized by "
+                   "memory), off (one by one, the reference path) or N runs per stack (default: off)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="validate the study and list its runs; train nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("report", help="write curves, tables and findings for a study in the store",
+                       description="Read the store and write report.html (self-contained), report.md and the "
+                       "PNG figures into --out; with --format json, print the numbers on stdout instead.")  # fmt: skip
+    _store_arg(p)
+    _study_arg(p)
+    p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: ./report)")
+    p.add_argument("--baseline", metavar="KEY=VALUE,...",
+                   help="configuration the others are compared with (default: every dropout rate 0)")  # fmt: skip
+    p.add_argument("--format", choices=("files", "json"), default="files",
+                   help="files: write the report into --out (default); json: print the numbers on stdout")  # fmt: skip
+
+    p = sub.add_parser("export", help="print the runs as JSON or CSV",
+                       description="Print every run with its parameters, history, test score, settings and "
+                       "environment: JSON as {\"runs\": [...]}, CSV as one row per run and epoch.")  # fmt: skip
+    _store_arg(p)
+    _study_arg(p)
+    p.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default: json)")
+
+    sub.add_parser("datasets", help="list the datasets a study can name",
+                   description="List the datasets a study can name, with their shapes and sources.")  # fmt: skip
+
+    p = sub.add_parser("models", help="list the model presets and their dropout slots, or summarise one",
+                       description="Without NAME, list the presets and their dropout slots. With NAME, print the "
+                       "layer summary (output shapes and parameter counts) for a dataset's images.")  # fmt: skip
+    p.add_argument("name", nargs="?", help="a preset name (mlp, cnn)")
+    p.add_argument("--dataset", default="digits", help="dataset whose image shape and classes to use (default: digits)")
+    p.add_argument("--dropout", metavar="SLOT=RATE,...", help="rates to show in the summary, e.g. hidden1=0.5")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dropoutlab`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except DropoutlabError as exc:
+        print(f"dropoutlab: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `dropoutlab export | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("dropoutlab: interrupted; finished runs are stored, run the same command again to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+def cmd_run(args) -> int:
+    from dropoutlab.store import Store
+    from dropoutlab.study import expand_runs, load_study, resolve_device, run_study
+
+    study = load_study(args.study)
+    if args.dry_run:
+        runs = expand_runs(study)
+        print(f"{study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} configurations x {len(study.seeds)} seeds)")
+        for run in runs:
+            print(f"  {run.id}  seed {run.seed}  {', '.join(f'{k}={v}' for k, v in run.params.items())}")
+        return 0
+    resolve_device(args.device)  # a bad --device fails before the store is touched
+    with Store(args.store) as store:
+        outcome = run_study(study, store, device=args.device, data_dir=args.data_dir,
+                            progress=False if args.no_progress else None, stack=args.stack)  # fmt: skip
+        _print_outcome(outcome, store)
+    return 0
+
+
+def _print_outcome(outcome, store) -> None:
+    from dropoutlab.report import summary_table
+
+    done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
+    print(f"{outcome.study}: {outcome.planned} runs planned, {outcome.skipped} already stored, {done}"
+          + (f" in {outcome.wall_s:.1f} s" if outcome.statuses else ""))  # fmt: skip
+    print(summary_table(store.runs(outcome.study)))
+    print(f"store: {store.path}")
+
+
+def cmd_demo(args) -> int:
+    from dropoutlab.report import write_study_report
+    from dropoutlab.store import Store
+    from dropoutlab.study import load_study, resolve_device, run_study
+
+    out = Path(args.out)
+    resolve_device(args.device)
+    with resources.as_file(resources.files("dropoutlab") / "examples" / "demo.toml") as path:
+        study = load_study(path)
+    with Store(out / DEFAULT_STORE) as store:
+        outcome = run_study(study, store, device=args.device)
+        _print_outcome(outcome, store)
+        paths = write_study_report(store, study.name, out / "report")
+    print(f"report: {paths['html']}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from dropoutlab.report import report_numbers, write_study_report
+    from dropoutlab.store import open_store
+
+    with open_store(args.store) as store:
+        study = store.resolve_study(args.study)
+        if args.format == "json":
+            print(json.dumps(report_numbers(store, study, args.baseline), indent=2))
+            return 0
+        paths = write_study_report(store, study, Path(args.out), baseline=args.baseline)
+    print(f"report: {paths['html']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from dropoutlab.report.export import export_csv, export_json
+    from dropoutlab.store import open_store
+
+    with open_store(args.store) as store:
+        study = store.resolve_study(args.study) if args.study else None
+        records = store.records(study)
+    sys.stdout.write(export_json(records) if args.format == "json" else export_csv(records))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from dropoutlab.data import list_datasets
+
+    print(f"{'name':<15}{'images':<12}{'classes':>8}{'train':>8}{'test':>8}  source")
+    for info in list_datasets():
+        shape = "x".join(map(str, info.input_shape))
+        print(f"{info.name:<15}{shape:<12}{info.num_classes:>8}{info.train_size:>8}{info.test_size:>8}  {info.source}")
+    print("npz:PATH       any Keras-layout .npz file (x_train, y_train, x_test, y_test)")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from dropoutlab.data import dataset_info
+    from dropoutlab.models import DESCRIPTIONS, PRESETS, dropout_slots, summarize_model
+    from dropoutlab.models.spec import check_rate
+
+    if args.name is None:
+        for name, layers in PRESETS.items():
+            print(f"{name:<6}{DESCRIPTIONS[name]}\n      dropout slots: {', '.join(dropout_slots(layers))}")
+        print('custom: a list of layers in the study file, see docs/study-files.md')
+        return 0
+    if args.name not in PRESETS:
+        raise DropoutlabError(f"unknown model {args.name!r}; allowed: {', '.join(PRESETS)}")
+    layers = PRESETS[args.name]
+    slots = dropout_slots(layers)
+    rates = {}
+    for item in filter(None, (args.dropout or "").split(",")):
+        slot, _, value = item.partition("=")
+        if slot not in slots:
+            raise DropoutlabError(f"--dropout: unknown slot {slot!r} for {args.name}; its slots: {', '.join(slots)}")
+        try:
+            rates[slot] = check_rate(float(value), f"--dropout {slot}")
+        except ValueError:
+            raise DropoutlabError(f"--dropout {slot}: {value!r} is not a number in [0, 1)") from None
+    info = dataset_info(args.dataset)
+    rows = summarize_model(layers, rates, info.input_shape, info.num_classes)
+    print(f'Model: "{args.name}" on {info.name} ({"x".join(map(str, info.input_shape))}, {info.num_classes} classes)')
+    print(f"{'Layer (type)':<32}{'Output Shape':<20}{'Param #':>10}")
+    print("=" * 62)
+    for row in rows:
+        print(f"{row.name + ' (' + row.kind + ')':<32}{str((None, *row.output_shape)):<20}{row.params:>10,}")
+    print("=" * 62)
+    print(f"Total params: {sum(r.params for r in rows):,}")
+    print(f"Dropout slots: {', '.join(f'{s}={rates.get(s, d)}' for s, d in slots.items())} (rate 0 adds no layer)")
+    return 0
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "report": cmd_report,
+    "export": cmd_export,
+    "datasets": cmd_datasets,
+    "models": cmd_models,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""CIFAR-10 and CIFAR-100 in their "python version" pickles, from the archive or unpacked.
+
+Each batch is a pickled dict with ``b"data"``, a ``uint8 (N, 3072)`` array whose rows are
+the red, green and blue 32x32 planes one after the other, and a list of labels
+(``b"labels"`` for CIFAR-10, ``b"fine_labels"`` for CIFAR-100).
+See https://www.cs.toronto.edu/~kriz/cifar.html.
+
+Archives are read in place: the expected members are looked up by exact name and read
+into memory, never extracted, so no member can write outside any folder.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dropoutlab.errors import DropoutlabError
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """Where one CIFAR variant keeps its batches and labels."""
+
+    folder: str  # top folder inside the archive
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    label_key: bytes
+    num_classes: int
+
+    def members(self) -> tuple[str, ...]:
+        return self.train + self.test
+
+
+LAYOUTS = {
+    "cifar10": CifarLayout(
+        folder="cifar-10-batches-py",
+        train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test=("test_batch",),
+        label_key=b"labels",
+        num_classes=10,
+    ),
+    "cifar100": CifarLayout(
+        folder="cifar-100-python",
+        train=("train",),
+        test=("test",),
+        label_key=b"fine_labels",
+        num_classes=100,
+    ),
+}
+
+# The only globals a CIFAR batch needs; anything else in a pickle could run code.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles spell bytes objects
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _decode_batch(blob: bytes, where: str, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        batch = _BatchUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except Exception as exc:  # a damaged pickle can fail in many ways
+        raise DropoutlabError(f"{where} is not a readable CIFAR batch: {exc}") from exc
+    if not isinstance(batch, dict) or b"data" not in batch or layout.label_key not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DropoutlabError(
+            f"{where} is not a CIFAR batch: expected keys b'data' and {layout.label_key!r}, "
+            f"found {keys}"
+        )
+    data = batch[b"data"]
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+    ):
+        shape = getattr(data, "shape", type(data).__name__)
+        raise DropoutlabError(f"{where}: b'data' must be uint8 of shape (N, 3072), found {shape}")
+    labels = np.asarray(batch[layout.label_key])
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+        raise DropoutlabError(
+            f"{where}: {layout.label_key!r} must hold {len(data)} integer labels, "
+            f"found {labels.dtype} of shape {labels.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= layout.num_classes):
+        raise DropoutlabError(f"{where}: labels must lie in [0, {layout.num_classes})")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def _read_archive(archive: Path, layout: CifarLayout) -> dict[str, bytes]:
+    wanted = {f"{layout.folder}/{m}": m for m in layout.members()}
+    blobs: dict[str, bytes] = {}
+    try:
+        # stream mode reads the gzip once, front to back
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name not in wanted:
+                    continue
+                if not member.isfile():
+                    raise DropoutlabError(
+                        f"archive {archive}: member {name} is a link or folder, not a file"
+                    )
+                handle = tar.extractfile(member)
+                assert handle is not None  # regular files always have one
+                blobs[wanted[name]] = handle.read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DropoutlabError(f"cannot read archive {archive}: {exc}") from exc
+    missing = [name for name, m in wanted.items() if m not in blobs]
+    if missing:
+        raise DropoutlabError(f"archive {archive} lacks {', '.join(missing)}")
+    return blobs
+
+
+def read_cifar(
+    source: Path, variant: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x_train, y_train, x_test, y_test`` of ``variant`` (``"cifar10"`` or ``"cifar100"``).
+
+    ``source`` is the ``.tar.gz`` archive or the unpacked folder that holds the batch
+    files (``data_batch_1`` ... ``test_batch``, or ``train`` and ``test``). Images come
+    back ``uint8 (N, 3, 32, 32)``, labels ``int64``.
+    """
+    layout = LAYOUTS[variant]
+    source = Path(source)
+    if source.is_dir():
+        blobs = {}
+        for m in layout.members():
+            try:
+                blobs[m] = (source / m).read_bytes()
+            except OSError as exc:
+                raise DropoutlabError(f"cannot read CIFAR batch {source / m}: {exc}") from exc
+        where = {m: str(source / m) for m in layout.members()}
+    else:
+        blobs = _read_archive(source, layout)
+        where = {m: f"{source}:{layout.folder}/{m}" for m in layout.members()}
+
+    def split(members: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [_decode_batch(blobs.pop(m), where[m], layout) for m in members]
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    return *split(layout.train), *split(layout.test)

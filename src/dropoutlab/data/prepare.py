@@ -1,0 +1,104 @@
+"""From a decoded dataset to the tensors a run trains on: split, scaled, on the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dropoutlab.data.base import ImageDataset
+
+NORMALIZATIONS = ("unit", "symmetric", "standard")
+TRAIN_EVAL_MAX = 10_000  # samples of training data evaluated in eval mode each epoch
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (float32, normalised) and labels (int64) of one split, on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The splits of one study setting, shared by all of its runs.
+
+    ``train`` is what the optimiser sees, ``val`` the held-out part of the training set
+    (empty when ``validation = 0``), ``train_eval`` a fixed subset of ``train`` (at most
+    10,000 samples) evaluated in eval mode, and ``test`` is used once, at the end of a run.
+    """
+
+    train: Split
+    val: Split
+    train_eval: Split
+    test: Split
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+def scaling(dataset: ImageDataset, normalize: str, train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(shift, scale)`` such that ``(x - shift) / scale`` is the normalised image.
+
+    ``"unit"`` maps pixels to [0, 1] (seed 000's division by 255), ``"symmetric"`` to [-1, 1]
+    (seed 001's ``Normalize(0.5, 0.5)``), ``"standard"`` to zero mean and unit variance per
+    channel, measured on the training split only.
+    """
+    channels = dataset.input_shape[0]
+    if normalize == "unit":
+        return torch.zeros(channels), torch.full((channels,), dataset.pixel_max)
+    if normalize == "symmetric":
+        half = dataset.pixel_max / 2
+        return torch.full((channels,), half), torch.full((channels,), half)
+    if normalize == "standard":
+        total = torch.zeros(channels, dtype=torch.float64)
+        total_sq = torch.zeros(channels, dtype=torch.float64)
+        for chunk in train_x.split(4096):  # chunks keep the float64 copy small
+            c = chunk.to(torch.float64)
+            total += c.sum(dim=(0, 2, 3))
+            total_sq += (c * c).sum(dim=(0, 2, 3))
+        count = train_x.shape[0] * train_x.shape[2] * train_x.shape[3]
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+        return mean.float(), std.float()
+    raise ValueError(f"unknown normalization {normalize!r}")
+
+
+def split_indices(n: int, validation: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the training and validation parts of ``n`` samples, fixed by ``split_seed``."""
+    n_val = round(n * validation)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return order[n_val:], order[:n_val]
+
+
+def prepare_data(
+    dataset: ImageDataset, validation: float, split_seed: int, normalize: str, device: torch.device | str
+) -> PreparedData:
+    """Split off validation, normalise once and move every split to ``device``.
+
+    The uint8 images go to the device first and are converted there, so a GPU run never
+    copies float32 images over the bus.
+    """
+    train_idx, val_idx = split_indices(len(dataset.y_train), validation, split_seed)
+    x_fit = dataset.x_train[train_idx]
+    shift, scale = scaling(dataset, normalize, x_fit)
+    shift = shift.to(device).view(1, -1, 1, 1)
+    scale = scale.to(device).view(1, -1, 1, 1)
+
+    def split(x: torch.Tensor, y: torch.Tensor) -> Split:
+        x = x.to(device)
+        return Split((x.float() - shift) / scale, y.to(device))
+
+    train = split(x_fit, dataset.y_train[train_idx])
+    n_eval = min(len(train), TRAIN_EVAL_MAX)
+    return PreparedData(
+        train=train,
+        val=split(dataset.x_train[val_idx], dataset.y_train[val_idx]),
+        train_eval=Split(train.x[:n_eval], train.y[:n_eval]),
+        test=split(dataset.x_test, dataset.y_test),
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+    )

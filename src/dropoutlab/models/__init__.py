@@ -1,0 +1,16 @@
+"""Models: presets from the notebooks and a builder for layer lists with named dropout slots."""
+
+from dropoutlab.models.builder import LayerRow, build_model, summarize_model
+from dropoutlab.models.presets import DESCRIPTIONS, PRESETS
+from dropoutlab.models.spec import LayerSpec, dropout_slots, parse_layers
+
+__all__ = [
+    "DESCRIPTIONS",
+    "PRESETS",
+    "LayerRow",
+    "LayerSpec",
+    "build_model",
+    "dropout_slots",
+    "parse_layers",
+    "summarize_model",
+]

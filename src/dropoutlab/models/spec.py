@@ -1,0 +1,115 @@
+"""Layer lists: the Keras-Sequential-like description every model is built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from dropoutlab.errors import DropoutlabError
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "linear")
+
+# For each layer type: the options it takes (besides ``type``) and which are required.
+LAYER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
+    "dense": ({"units", "activation"}, {"units"}),
+    "conv2d": ({"filters", "kernel", "stride", "padding", "activation"}, {"filters", "kernel"}),
+    "maxpool2d": ({"size", "stride"}, set()),
+    "flatten": (set(), set()),
+    "dropout": ({"slot", "rate"}, set()),
+    "batchnorm": (set(), set()),
+    "activation": ({"name"}, {"name"}),
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a model.
+
+    ``units = "classes"`` on a dense layer means "as many as the dataset has classes".
+    A dropout layer has a ``slot`` (its rate comes from the study's ``[dropout]`` table,
+    default 0), a fixed ``rate``, or both (``rate`` is then the slot's default).
+    """
+
+    type: str
+    units: int | str | None = None
+    filters: int | None = None
+    kernel: int | None = None
+    stride: int | None = None
+    padding: int | str | None = None
+    activation: str | None = None
+    size: int | None = None
+    slot: str | None = None
+    rate: float | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that are set, as they would be written in a study file."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DropoutlabError(f"{where}: expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def parse_layer(raw: Any, where: str) -> LayerSpec:
+    """Validate one layer table from a study file; ``where`` names it in error messages."""
+    if not isinstance(raw, dict):
+        raise DropoutlabError(f"{where}: expected a table like {{type = \"dense\", units = 64}}, got {raw!r}")
+    kind = raw.get("type")
+    if kind not in LAYER_OPTIONS:
+        raise DropoutlabError(
+            f"{where}.type: unknown layer type {kind!r}; allowed: {', '.join(LAYER_OPTIONS)}"
+        )
+    allowed, required = LAYER_OPTIONS[kind]
+    for key in raw:
+        if key != "type" and key not in allowed:
+            raise DropoutlabError(
+                f"{where}.{key}: unknown option for a {kind} layer; allowed: "
+                f"{', '.join(sorted(allowed)) or '(none)'}"
+            )
+    for key in required:
+        if key not in raw:
+            raise DropoutlabError(f"{where}: a {kind} layer needs {key!r}")
+    opts = dict(raw)
+    if "units" in opts and opts["units"] != "classes":
+        _positive_int(opts["units"], f"{where}.units")
+    for key in ("filters", "kernel", "stride", "size"):
+        if key in opts:
+            _positive_int(opts[key], f"{where}.{key}")
+    if "padding" in opts and opts["padding"] not in ("same", "valid"):
+        if isinstance(opts["padding"], bool) or not isinstance(opts["padding"], int) or opts["padding"] < 0:
+            raise DropoutlabError(f"{where}.padding: expected \"same\", \"valid\" or a whole number >= 0")
+    for key in ("activation", "name"):
+        if key in opts and opts[key] not in ACTIVATIONS:
+            raise DropoutlabError(
+                f"{where}.{key}: unknown activation {opts[key]!r}; allowed: {', '.join(ACTIVATIONS)}"
+            )
+    if kind == "dropout":
+        if "slot" not in opts and "rate" not in opts:
+            raise DropoutlabError(f"{where}: a dropout layer needs a 'slot' name or a fixed 'rate'")
+        if "slot" in opts and (not isinstance(opts["slot"], str) or not opts["slot"].isidentifier()):
+            raise DropoutlabError(f"{where}.slot: expected a name like \"hidden1\", got {opts['slot']!r}")
+        if "rate" in opts:
+            opts["rate"] = check_rate(opts["rate"], f"{where}.rate")
+    return LayerSpec(**opts)
+
+
+def check_rate(value: Any, where: str) -> float:
+    """A dropout rate: a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise DropoutlabError(f"{where}: a dropout rate must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def parse_layers(raw: Any, where: str) -> tuple[LayerSpec, ...]:
+    """Validate a list of layer tables."""
+    if not isinstance(raw, list) or not raw:
+        raise DropoutlabError(f"{where}: expected a non-empty list of layer tables")
+    return tuple(parse_layer(item, f"{where}[{i}]") for i, item in enumerate(raw))
+
+
+def dropout_slots(layers: tuple[LayerSpec, ...]) -> dict[str, float]:
+    """The model's dropout slots and their default rates, in layer order."""
+    return {layer.slot: layer.rate or 0.0 for layer in layers if layer.type == "dropout" and layer.slot}

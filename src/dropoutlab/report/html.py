@@ -1,0 +1,461 @@
+"""The report writers: one self-contained HTML file and a Markdown file with PNGs beside it.
+
+A report is a title, an ordered list of findings (plain-text sentences, shown first) and a
+list of ``Section``s, each with paragraphs, figures and tables. ``render_html`` gives one
+HTML page that needs nothing else: images inlined as base64 PNG data URIs, inline CSS, no
+script, no external address, readable on a phone (viewport meta, a max-width column,
+images scaled down, wide tables scrolling sideways). ``render_markdown`` gives the same
+content with ``![alt](file.png)`` links, and ``write_report`` writes both plus the PNGs.
+
+Tables are pandas DataFrames with the store's units; ``format_table`` shows accuracies
+as percent and accuracy differences as percentage points (see its docstring for how
+columns are recognised). All text from the caller is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dropoutlab.report.plots import png_bytes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NA = "\u2013"  # shown for missing values
+#: Tables longer than this are folded in a ``<details>`` element in the HTML.
+FOLD_ROWS = 25
+
+Image = Figure | bytes
+
+
+@dataclass(frozen=True, eq=False)
+class Section:
+    """One section of a report.
+
+    ``paragraphs``: plain-text paragraphs (escaped, not markup). ``figures``: tuples
+    ``(caption, image, alt)`` where ``image`` is a matplotlib ``Figure`` or PNG bytes and
+    ``alt`` describes the picture for people who cannot see it; the caption also names the
+    PNG file. ``tables``: DataFrames, or ``(caption, DataFrame)`` tuples, formatted by
+    ``format_table``. Sequences are stored as tuples.
+    """
+
+    title: str
+    paragraphs: Sequence[str] = ()
+    figures: Sequence[tuple[str, Image, str]] = ()
+    tables: Sequence[pd.DataFrame | tuple[str, pd.DataFrame]] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paragraphs", tuple(str(p) for p in self.paragraphs))
+        figures = []
+        for entry in self.figures:
+            if not (isinstance(entry, tuple) and len(entry) == 3):
+                raise TypeError(f"a figure is (caption, image, alt), got {entry!r}")
+            caption, image, alt = entry
+            if not isinstance(image, Figure | bytes | bytearray | memoryview):
+                raise TypeError(f"figure {caption!r}: expected a matplotlib Figure or PNG bytes")
+            if not isinstance(image, Figure) and not bytes(image[:8]) == PNG_SIGNATURE:
+                raise ValueError(f"figure {caption!r}: the bytes are not a PNG")
+            figures.append((str(caption), image, str(alt)))
+        object.__setattr__(self, "figures", tuple(figures))
+        tables = []
+        for entry in self.tables:
+            caption, frame = entry if isinstance(entry, tuple) else ("", entry)
+            if not isinstance(frame, pd.DataFrame):
+                raise TypeError(f"a table is a DataFrame or (caption, DataFrame), got {entry!r}")
+            tables.append((str(caption), frame))
+        object.__setattr__(self, "tables", tuple(tables))
+
+
+# ----------------------------------------------------------------------------------------
+# Tables
+
+
+_ACC = re.compile(r"(^|_)acc(_|$)")
+_PVALUE = ("p_value", "p_adjusted", "p")
+
+
+def _column_kind(frame: pd.DataFrame, column) -> str:
+    """``pct``, ``pp``, ``p``, ``int``, ``loss``, ``float``, ``bool`` or ``text``."""
+    name = str(column).lower()
+    values = frame[column]
+    if pd.api.types.is_bool_dtype(values):
+        return "bool"
+    if not pd.api.types.is_numeric_dtype(values):
+        return "text"
+    if name in _PVALUE:
+        return "p"
+    if _ACC.search(name):
+        return "pp" if "gap" in name or "diff" in name else "pct"
+    # compare() tables: the difference columns are in the units of the metric column.
+    if name in ("diff", "ci_low", "ci_high") and "metric" in frame:
+        metrics = frame["metric"].dropna().astype(str)
+        if len(metrics) and metrics.map(lambda m: bool(_ACC.search(m))).all():
+            return "pp"
+    if pd.api.types.is_integer_dtype(values):
+        return "int"
+    finite = values.dropna().to_numpy(dtype=float)
+    if finite.size and np.all(np.isfinite(finite)) and np.all(np.mod(finite, 1) == 0):
+        return "int"
+    if "loss" in name:
+        return "loss"
+    return "float"
+
+
+def _format_value(value, kind: str) -> str:
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return NA
+    if kind == "bool":
+        return "yes" if bool(value) else "no"
+    if kind == "text":
+        return str(value)
+    x = float(value)
+    if math.isinf(x):
+        return "\u221e" if x > 0 else "\u2212\u221e"
+    if kind == "pct":
+        return f"{100 * x:.2f}"
+    if kind == "pp":
+        return f"{100 * x:+.2f}".replace("-", "\u2212")
+    if kind == "p":
+        return "<0.001" if x < 0.001 else f"{x:.3f}"
+    if kind == "int":
+        return f"{int(x)}"
+    if kind == "loss":
+        return f"{x:.4f}"
+    return f"{x:.4g}"
+
+
+_UNITS = {"pct": " (%)", "pp": " (pp)"}
+
+
+def _interval_columns(frame: pd.DataFrame) -> dict:
+    """``{estimate column: (low column, high column)}`` for ``X_mean``/``diff`` with CIs."""
+    names = {str(c): c for c in frame.columns}
+    pairs = {}
+    for name, column in names.items():
+        base = name[: -len("_mean")] if name.endswith("_mean") else None
+        low, high = (f"{base}_ci_low", f"{base}_ci_high") if base else ("ci_low", "ci_high")
+        if (base or name == "diff") and low in names and high in names:
+            pairs[column] = (names[low], names[high])
+    return pairs
+
+
+def _formatted(frame: pd.DataFrame, merge_ci: bool) -> list[tuple[str, list[str], bool]]:
+    """``(header, cells, numeric)`` per displayed column."""
+    intervals = _interval_columns(frame) if merge_ci else {}
+    merged = {c for pair in intervals.values() for c in pair}
+    out = []
+    for column in frame.columns:
+        if column in merged:
+            continue
+        kind = _column_kind(frame, column)
+        numeric = kind not in ("text", "bool")
+        if column in intervals:
+            kind = "float" if kind == "int" else kind
+            low, high = intervals[column]
+            name = str(column)[: -len("_mean")] if str(column).endswith("_mean") else str(column)
+            header = f"{name}{_UNITS.get(kind, '')} mean [CI]"
+            cells = [
+                _format_value(m, kind)
+                if _missing(lo) or _missing(hi)
+                else f"{_format_value(m, kind)} [{_format_value(lo, kind)}, {_format_value(hi, kind)}]"
+                for m, lo, hi in zip(frame[column], frame[low], frame[high], strict=True)
+            ]
+        else:
+            header = f"{column}{_UNITS.get(kind, '')}"
+            cells = [_format_value(v, kind) for v in frame[column].tolist()]
+        out.append((header, cells, numeric))
+    return out
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def format_table(frame: pd.DataFrame, merge_ci: bool = True) -> pd.DataFrame:
+    """``frame`` as strings for display (index dropped; put it in a column to keep it).
+
+    Columns are recognised by name and dtype: names with an ``acc`` word (``test_acc``,
+    ``val_acc_mean``, ``final_train_acc``) are accuracy fractions, shown in percent with
+    two decimals and ``(%)`` in the header; those that also say ``gap`` or ``diff``, and the
+    ``diff, ci_low, ci_high`` columns of a ``compare`` table on an accuracy metric, are
+    differences shown in signed percentage points ``(pp)``. ``p_value``/``p_adjusted``
+    get three decimals (``<0.001`` below), whole numbers no decimals, losses four decimals,
+    other floats four significant digits, booleans yes/no, missing values an en dash.
+
+    With ``merge_ci`` each ``X_mean`` with ``X_ci_low`` and ``X_ci_high`` (and ``diff``
+    with ``ci_low``, ``ci_high``) becomes one column ``"X (%) mean [CI]"`` reading
+    ``"90.25 [89.12, 91.38]"``, which keeps tables narrow enough for a phone.
+    """
+    columns = _formatted(frame, merge_ci)
+    return pd.DataFrame(
+        {header: cells for header, cells, _ in columns}, columns=[h for h, _, _ in columns]
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Figures: file names and bytes
+
+
+def slug(text: str, default: str = "figure") -> str:
+    """A file-name-safe form of ``text``: lowercase ASCII letters, digits and hyphens."""
+    text = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return text[:60].rstrip("-") or default
+
+
+def _figure_names(sections: Sequence[Section]) -> list[list[str]]:
+    """Stable, unique PNG file names per section and figure: ``<section>-<caption>.png``."""
+    seen: set[str] = set()
+    names = []
+    for section in sections:
+        mine = []
+        for k, (caption, _, _) in enumerate(section.figures, start=1):
+            stem = f"{slug(section.title, 'section')}-{slug(caption, f'figure-{k}')}"
+            name, n = f"{stem}.png", 2
+            while name in seen:
+                name, n = f"{stem}-{n}.png", n + 1
+            seen.add(name)
+            mine.append(name)
+        names.append(mine)
+    return names
+
+
+def _to_png(image: Image, dpi: int) -> bytes:
+    return png_bytes(image, dpi) if isinstance(image, Figure) else bytes(image)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# ----------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #fff; color: #1b1b1b;
+  font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 960px; margin: 0 auto; padding: 1rem 1rem 3rem; }
+h1 { font-size: 1.75rem; line-height: 1.25; margin: .5rem 0 1rem; }
+h2 { font-size: 1.35rem; line-height: 1.3; margin: 2.2rem 0 .75rem; padding-bottom: .25rem;
+  border-bottom: 1px solid #ddd; }
+h3, .caption { font-size: 1rem; font-weight: 600; margin: 1.2rem 0 .4rem; }
+nav ol, .findings ol { padding-left: 1.5rem; }
+nav a { color: #0b5cad; }
+.findings { background: #f3f8fc; border-left: 4px solid #0072B2; padding: .4rem 1rem .4rem .6rem; }
+.findings li { margin: .45rem 0; }
+figure { margin: 1.2rem 0; }
+img { display: block; max-width: 100%; height: auto; }
+figcaption { font-size: .92rem; color: #444; margin-top: .35rem; }
+.table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .4rem 0 1.2rem; }
+table { border-collapse: collapse; font-size: .9rem; font-variant-numeric: tabular-nums; }
+th, td { padding: .3rem .65rem; border-bottom: 1px solid #e3e3e3; text-align: right;
+  white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f4f4f4; position: sticky; top: 0; }
+details summary { cursor: pointer; font-weight: 600; margin: 1rem 0 .4rem; }
+footer { margin-top: 3rem; font-size: .85rem; color: #666; }
+@media (max-width: 600px) { body { font-size: 15px; } main { padding: .75rem .75rem 2rem; }
+  h1 { font-size: 1.45rem; } }
+"""
+
+
+def _esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dropoutlab")
+    except Exception:  # not installed as a distribution: the footer just omits it
+        return ""
+
+
+def _html_table(caption: str, frame: pd.DataFrame) -> str:
+    body = format_table(frame).to_html(
+        index=False, escape=True, border=0, classes="data", na_rep=NA, justify="right"
+    )
+    table = f'<div class="table-wrap">\n{body}\n</div>'
+    label = _esc(caption) if caption else ""
+    if len(frame) > FOLD_ROWS:
+        summary = f"{label} ({len(frame)} rows)" if label else f"Table ({len(frame)} rows)"
+        return f"<details>\n<summary>{summary}</summary>\n{table}\n</details>"
+    return (f'<p class="caption">{label}</p>\n' if label else "") + table
+
+
+def _render_html(title: str, sections, findings, images: list[list[bytes]]) -> str:
+    ids = [f"s{i}-{slug(s.title, 'section')}" for i, s in enumerate(sections, start=1)]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<main>",
+        f"<h1>{_esc(title)}</h1>",
+    ]
+    if len(sections) > 1:
+        links = "".join(
+            f'<li><a href="#{i}">{_esc(s.title)}</a></li>'
+            for i, s in zip(ids, sections, strict=True)
+        )
+        parts.append(f'<nav aria-label="Contents"><ol>{links}</ol></nav>')
+    if findings:
+        items = "\n".join(f"<li>{f}</li>" for f in findings)
+        parts.append(
+            f'<section class="findings" id="findings">\n<h2>Findings</h2>\n<ol>\n{items}\n</ol>\n'
+            "</section>"
+        )
+    for anchor, section, pngs in zip(ids, sections, images, strict=True):
+        parts.append(f'<section id="{anchor}">')
+        parts.append(f"<h2>{_esc(section.title)}</h2>")
+        parts.extend(f"<p>{_esc(p)}</p>" for p in section.paragraphs)
+        for (caption, _, alt), data in zip(section.figures, pngs, strict=True):
+            width, height = _png_size(data)
+            uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            parts.append(
+                f'<figure>\n<img src="{uri}" alt="{_esc(alt)}" width="{width}" '
+                f'height="{height}">\n<figcaption>{_esc(caption)}</figcaption>\n</figure>'
+            )
+        parts.extend(_html_table(caption, frame) for caption, frame in section.tables)
+        parts.append("</section>")
+    version = _version()
+    parts += [
+        f"<footer>Written by dropoutlab{' ' + _esc(version) if version else ''}.</footer>",
+        "</main>",
+        "</body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def render_html(
+    title: str, sections: Sequence[Section], findings: Sequence[str] = (), dpi: int = 120
+) -> str:
+    """The report as one self-contained HTML page (a string).
+
+    Findings come first as a numbered list, then each section: paragraphs, figures (PNG
+    at ``dpi``, inlined as ``data:image/png;base64`` URIs) and tables (``format_table``).
+    All caller text is HTML-escaped; the page has inline CSS only, no script and no
+    external address, and fits a phone screen.
+    """
+    images = [[_to_png(image, dpi) for _, image, _ in s.figures] for s in sections]
+    return _render_html(title, list(sections), list(findings), images)
+
+
+# ----------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_text(text) -> str:
+    """Plain text for Markdown: HTML-significant characters as entities, one line."""
+    return html.escape(" ".join(str(text).split()), quote=False)
+
+
+def _md_cell(text: str) -> str:
+    return _md_text(text).replace("|", "\\|")
+
+
+def pipe_table(frame: pd.DataFrame) -> str:
+    """``frame`` (formatted by ``format_table``) as a GitHub-flavoured Markdown pipe table.
+
+    Numeric columns are right-aligned; ``|`` in cells is escaped.
+    """
+    columns = _formatted(frame, merge_ci=True)
+    header = "| " + " | ".join(_md_cell(h) for h, _, _ in columns) + " |"
+    rule = "|" + "|".join("---:" if numeric else ":---" for _, _, numeric in columns) + "|"
+    rows = [
+        "| " + " | ".join(_md_cell(cell) for cell in row) + " |"
+        for row in zip(*(cells for _, cells, _ in columns), strict=True)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def _md_link(image_dir: str | Path, name: str) -> str:
+    folder = PurePosixPath(Path(image_dir).as_posix()) if str(image_dir) else PurePosixPath(".")
+    return name if str(folder) == "." else str(folder / name)
+
+
+def render_markdown(
+    title: str, sections: Sequence[Section], image_dir: str | Path = ".", findings=()
+) -> str:
+    """The report as Markdown, figures linked as ``![alt](<image_dir>/<name>.png)``.
+
+    The PNG names are those ``write_report`` writes (``<section>-<caption>.png``);
+    ``image_dir`` is the folder of the PNGs relative to the Markdown file (``"."``: beside
+    it). Nothing is rendered or written here. Text is escaped (``<``, ``>``, ``&``) so
+    that Markdown viewers that pass HTML through show it as text.
+    """
+    sections = list(sections)
+    names = _figure_names(sections)
+    parts = [f"# {_md_text(title)}", ""]
+    if findings:
+        parts += ["## Findings", ""]
+        parts += [f"{i}. {_md_text(f)}" for i, f in enumerate(findings, start=1)]
+        parts.append("")
+    for section, files in zip(sections, names, strict=True):
+        parts += [f"## {_md_text(section.title)}", ""]
+        for paragraph in section.paragraphs:
+            parts += [_md_text(paragraph), ""]
+        for (caption, _, alt), name in zip(section.figures, files, strict=True):
+            alt_text = _md_text(alt).replace("[", "\\[").replace("]", "\\]")
+            parts += [f"![{alt_text}]({_md_link(image_dir, name)})", ""]
+            if caption:
+                parts += [f"*{_md_text(caption)}*", ""]
+        for caption, frame in section.tables:
+            if caption:
+                parts += [f"**{_md_text(caption)}**", ""]
+            parts += [pipe_table(frame), ""]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------
+# Writing
+
+
+def write_report(
+    out_dir: str | Path,
+    title: str,
+    findings: Sequence[str],
+    sections: Sequence[Section],
+    dpi: int = 120,
+) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md`` and one PNG per figure into ``out_dir``.
+
+    ``out_dir`` is created if missing; files of the same names are replaced, others left
+    alone. Each figure is rendered once (at ``dpi``), written as ``<section>-<caption>.png``
+    and inlined in the HTML. Returns ``{"html": path, "markdown": path}`` plus one entry
+    per PNG keyed by its file name.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = list(sections)
+    findings = list(findings)
+    images = [[_to_png(image, dpi) for _, image, _ in s.figures] for s in sections]
+    paths: dict[str, Path] = {}
+    for files, pngs in zip(_figure_names(sections), images, strict=True):
+        for name, data in zip(files, pngs, strict=True):
+            paths[name] = out / name
+            paths[name].write_bytes(data)
+    html_path = out / "report.html"
+    html_path.write_text(_render_html(title, sections, findings, images), encoding="utf-8")
+    md_path = out / "report.md"
+    md_path.write_text(render_markdown(title, sections, ".", findings), encoding="utf-8")
+    return {"html": html_path, "markdown": md_path, **paths}

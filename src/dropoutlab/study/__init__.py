@@ -1,0 +1,17 @@
+"""Studies: the validated spec, grid expansion and the runner."""
+
+from dropoutlab.study.grid import RunSpec, expand_runs
+from dropoutlab.study.runner import StudyOutcome, resolve_device, run_study
+from dropoutlab.study.spec import RunSettings, StudySpec, load_study, parse_study
+
+__all__ = [
+    "RunSettings",
+    "RunSpec",
+    "StudyOutcome",
+    "StudySpec",
+    "expand_runs",
+    "load_study",
+    "parse_study",
+    "resolve_device",
+    "run_study",
+]

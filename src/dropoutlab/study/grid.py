@@ -1,0 +1,80 @@
+"""Grid expansion: one RunSpec per grid point and seed."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.study.spec import RunSettings, StudySpec, flatten, parse_settings, set_dotted
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: its study, resolved settings, seed and grid values.
+
+    ``params`` holds the value of every grid parameter (dotted keys) for this run, read from
+    the resolved settings, so all runs of a study share the same parameter keys. The seed
+    fixes the initialisation, the data order and the dropout masks.
+    """
+
+    id: str
+    study: str
+    settings: RunSettings
+    seed: int
+    params: dict[str, Any]
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The full resolved settings with the seed, as exported."""
+        return {**self.settings.to_dict(), "seed": self.seed}
+
+
+def run_id(study: str, settings: RunSettings, seed: int) -> str:
+    """A stable id: the same study name, settings and seed always give the same id."""
+    blob = json.dumps({"study": study, "spec": settings.to_dict(), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _grid_points(grid: dict[str, list[Any]]):
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        yield dict(zip(keys, values, strict=True))
+
+
+def _lookup(settings: RunSettings, key: str) -> Any:
+    node: Any = settings.to_dict()
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def expand_runs(study: StudySpec) -> list[RunSpec]:
+    """The runs of a study: each grid point (union of cross products) times each seed.
+
+    Every point is validated; the error names the grid values that made it invalid.
+    Duplicate points (the same resolved settings from two sub-grids) are kept once.
+    """
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    keys = study.param_keys
+    for sub in study.grid or ({},):
+        for point in _grid_points(sub):
+            raw = copy.deepcopy(study.settings)
+            for key, value in point.items():
+                set_dotted(raw, key, value)
+            try:
+                settings = parse_settings(raw)
+            except DropoutlabError as exc:
+                shown = ", ".join(f"{k}={v}" for k, v in flatten(point).items())
+                raise DropoutlabError(f"{exc} (in the grid point {shown})" if point else str(exc)) from None
+            params = {key: _lookup(settings, key) for key in keys}
+            for seed in study.seeds:
+                rid = run_id(study.name, settings, seed)
+                if rid not in seen:
+                    seen.add(rid)
+                    runs.append(RunSpec(rid, study.name, settings, seed, params))
+    return runs

@@ -1,0 +1,135 @@
+"""Run a study: skip what the store already has, train the rest, write each run as it ends."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from dropoutlab.data import load_dataset
+from dropoutlab.data.prepare import PreparedData, prepare_data
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.store import Store
+from dropoutlab.study.grid import RunSpec, expand_runs
+from dropoutlab.study.spec import StudySpec
+from dropoutlab.train.loop import RunResult, environment, train_run
+
+log = logging.getLogger(__name__)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class StudyOutcome:
+    """What a call to :func:`run_study` did: runs planned, skipped (already stored) and their statuses."""
+
+    study: str
+    planned: int
+    skipped: int
+    statuses: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
+    if device not in DEVICES:
+        raise DropoutlabError(f"--device: {device!r} is not allowed; allowed: {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DropoutlabError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _data_key(run: RunSpec) -> tuple:
+    s = run.settings
+    return (s.dataset, s.validation, s.split_seed, s.normalize)
+
+
+def run_study(
+    study: StudySpec,
+    store: Store,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    progress: bool | None = None,
+    stack: str | int = "off",
+) -> StudyOutcome:
+    """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
+
+    Datasets are loaded and checked before the first run trains. A run that raises is
+    stored as ``failed`` (with the error) and the study goes on; a failed run is tried
+    again the next time the study runs. ``progress=None`` shows bars only on a terminal.
+
+    ``stack`` chooses how runs are trained: ``"off"`` one by one (the reference path),
+    ``"auto"`` in stacks of same-shaped networks sized by a memory budget, or a number,
+    the most runs per stack (see :mod:`dropoutlab.train.stacked`).
+    """
+    start = time.perf_counter()
+    runs = expand_runs(study)
+    done = store.finished_ids(study.name)
+    todo = [run for run in runs if run.id not in done]
+    outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo))
+    if not todo:
+        return outcome
+    dev = resolve_device(device)
+    datasets = {name: load_dataset(name, data_dir) for name in {r.settings.dataset for r in todo}}
+
+    bar = tqdm(total=len(todo), desc=study.name, unit="run", disable=False if progress else None if progress is None else True)
+    for key, group in _by_data(todo).items():
+        s = group[0].settings
+        data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
+        if stack == "off":
+            batches = [[run] for run in group]
+        else:
+            from dropoutlab.train.stacked import plan_stacks
+
+            batches = plan_stacks(group, data, dev, stack)
+        for batch in batches:
+            results = _train_batch(batch, data, dev, show=not bar.disable)
+            for result in results:
+                store.write_run(result)
+                outcome.statuses[result.status] += 1
+            bar.update(len(batch))
+            bar.set_postfix_str(_postfix(results[-1]))
+        del data  # free the device memory of this setting before the next one
+    bar.close()
+    outcome.wall_s = time.perf_counter() - start
+    return outcome
+
+
+def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:
+    groups: dict[tuple, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(_data_key(run), []).append(run)
+    return groups
+
+
+def _train_batch(runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool) -> list[RunResult]:
+    """Train one run, or one stack of runs; an exception marks them all failed."""
+    what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
+    epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
+    try:
+        if len(runs) == 1:
+            return [train_run(runs[0], data, device, on_epoch=lambda m: epochs.update(1))]
+        from dropoutlab.train.stacked import train_stack
+
+        return train_stack(runs, data, device, on_epoch=lambda m: epochs.update(1))
+    except (DropoutlabError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a broken run must not end the study; its traceback goes to the log
+        log.exception("%d run(s) failed, first %s (seed %d)", len(runs), runs[0].id, runs[0].seed)
+        error = f"{type(exc).__name__}: {exc}"
+        return [RunResult(run, "failed", [], {"loss": None, "acc": None}, None, None, 0.0,
+                          environment(device), error=error) for run in runs]  # fmt: skip
+    finally:
+        epochs.close()
+
+
+def _postfix(result: RunResult) -> str:
+    if result.status != "completed":
+        return result.status
+    return f"last test acc {result.test['acc']:.1%}"

@@ -1,0 +1,310 @@
+"""Findings text on small synthetic studies built here (accuracies as fractions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dropoutlab.report.findings import findings, rate_axis
+
+MINUS = "\u2212"
+
+
+def study(
+    configs: list[tuple[dict, float, float, float | None]],
+    seeds: int = 3,
+    rng: int = 0,
+    seed_sd: float = 0.01,
+    noise_sd: float = 0.003,
+    params: list[str] | None = None,
+) -> pd.DataFrame:
+    """A runs table like ``Store.runs()``.
+
+    Each config is ``(params, test accuracy, running train accuracy, eval-mode train
+    accuracy or None when not measured)``; every run adds a shared per-seed offset (same
+    seed, same initialisation) and its own noise. Slot columns ``dropout.conv`` and
+    ``dropout.dense`` exist for every run.
+    """
+    gen = np.random.default_rng(rng)
+    offsets = gen.normal(0, seed_sd, seeds)
+    rows = []
+    for values, test, train, train_eval in configs:
+        label = ",".join(f"{k}={v}" for k, v in values.items())
+        for seed in range(seeds):
+            e = offsets[seed] + gen.normal(0, noise_sd)
+            t = offsets[seed] + gen.normal(0, noise_sd)  # train side: its own noise
+            row = {
+                "config": label,
+                "seed": seed,
+                "status": "completed",
+                "test_acc": test + e,
+                "test_loss": 1.5 - test + e,
+                "final_train_acc": train + t,
+                "final_train_eval_acc": np.nan if train_eval is None else train_eval + t,
+                "final_val_acc": test + e,
+                "final_val_loss": 1.5 - test,
+                "final_train_loss": 1.5 - train,
+                "final_train_eval_loss": np.nan if train_eval is None else 1.5 - train_eval,
+                "best_epoch": 8,
+                "dropout.conv": 0.0,
+                "dropout.dense": 0.0,
+            }
+            row.update(values)
+            rows.append(row)
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = params or list(configs[0][0])
+    return runs
+
+
+def conv(rate):
+    return {"dropout.conv": rate}
+
+
+def set_test_acc(runs: pd.DataFrame, rate: float, values: list[float]) -> None:
+    """Overwrite the test accuracies of ``dropout.conv=rate``, one per seed in order."""
+    rows = runs.index[runs["dropout.conv"] == rate]
+    runs.loc[rows, "test_acc"] = values
+
+
+def one(sentences: list[str], *needles: str) -> str:
+    """The one sentence containing every needle."""
+    hits = [s for s in sentences if all(n in s for n in needles)]
+    assert len(hits) == 1, (needles, sentences)
+    return hits[0]
+
+
+# ---------------------------------------------------------------------------- effects
+
+
+def test_clear_effect_is_reported_with_its_number_and_interval():
+    runs = study(
+        [
+            (conv(0.0), 0.700, 0.90, 0.92),
+            (conv(0.2), 0.750, 0.85, 0.88),
+            (conv(0.8), 0.620, 0.66, 0.70),
+        ],
+        noise_sd=0.0002,
+    )
+    text = findings(runs)
+    best = one(text, "Best: dropout.conv=0.2")
+    assert "real improvement" in best
+    assert "+5.0 pp vs no dropout (95% CI +" in best
+    assert "paired t" in best and "Holm p" in best
+    hurt = one(text, "dropout.conv=0.8 hurts")
+    assert f"{MINUS}8.0 pp vs no dropout (95% CI {MINUS}" in hurt
+    assert not text[0].startswith("No configuration is distinguishable")
+
+
+def test_noise_is_not_called_an_effect_and_nothing_significant_comes_first():
+    rates = (0.0, 0.05, 0.1, 0.2, 0.5)
+    runs = study([(conv(r), 0.70, 0.80, 0.82) for r in rates], rng=5, noise_sd=0.004)
+    text = findings(runs)
+    assert text[0].startswith(
+        "No configuration is distinguishable from no dropout on test accuracy with 3 seeds"
+    )
+    joined = " ".join(text)
+    assert "real improvement" not in joined
+    assert "hurts" not in joined and "also improves" not in joined
+    assert "helped most" not in joined
+    needed = [s for s in text if "seeds per setting would be needed" in s]
+    assert needed, text
+    assert all("not distinguishable from no dropout with 3 seeds" in s for s in needed)
+
+
+def test_seeds_needed_sentence_gives_a_count_for_a_modest_difference():
+    runs = study([(conv(0.0), 0.7, 0.8, 0.82), (conv(0.1), 0.7, 0.8, 0.82)], seed_sd=0.0)
+    set_test_acc(runs, 0.0, [0.700, 0.708, 0.696])
+    set_test_acc(runs, 0.1, [0.706, 0.705, 0.704])
+    # Per-seed differences +0.6, -0.3, +0.8 pp: d_z = 0.63, about 23 seeds for 80% power.
+    text = findings(runs)
+    sentence = one(text, "dropout.conv=0.1")
+    assert "not distinguishable from no dropout with 3 seeds" in sentence
+    assert "about " in sentence and " seeds per setting would be needed" in sentence
+    count = int(sentence.split("about ")[1].split(" seeds")[0])
+    assert 15 < count < 35
+
+
+def test_runner_up_comparison_says_whether_the_best_is_ahead():
+    runs = study(
+        [
+            (conv(0.0), 0.70, 0.9, 0.92),
+            (conv(0.1), 0.75, 0.9, 0.92),
+            (conv(0.2), 0.75, 0.9, 0.92),
+        ],
+        seed_sd=0.0,
+    )
+    set_test_acc(runs, 0.1, [0.748, 0.752, 0.747])
+    set_test_acc(runs, 0.2, [0.751, 0.747, 0.753])
+    lead = one(findings(runs), "runner-up dropout.conv=0.1")
+    assert lead.endswith("not distinguishable.")
+
+
+def test_single_seed_cannot_be_tested():
+    runs = study([(conv(0.0), 0.70, 0.8, 0.82), (conv(0.5), 0.60, 0.7, 0.72)], seeds=1)
+    text = findings(runs)
+    assert text[0].startswith("Nothing can be tested against no dropout")
+    assert "hurts" not in " ".join(text)
+    assert "no interval with one seed" in one(text, "highest mean test accuracy is the baseline")
+
+
+def test_no_baseline_is_said_and_best_still_reported():
+    runs = study([(conv(0.1), 0.70, 0.8, 0.82), (conv(0.2), 0.72, 0.8, 0.82)])
+    runs["dropout.dense"] = 0.1
+    text = findings(runs)
+    assert text[0].startswith("No baseline")
+    assert one(text, "Highest mean test accuracy: dropout.conv=0.2 at 72.")
+
+
+def test_several_no_dropout_configs_without_a_tie_break_ask_for_a_baseline():
+    runs = study([({"optimizer.lr": lr}, 0.7, 0.8, 0.82) for lr in (0.01, 0.1)], seeds=2)
+    text = findings(runs)
+    assert text[0].startswith("No baseline: several configurations have no dropout")
+    assert "optimizer.lr=0.01" in text[0] and "optimizer.lr=0.1" in text[0]
+
+
+def test_explicit_baseline_and_params_without_attrs():
+    runs = study([(conv(0.0), 0.70, 0.8, 0.82), (conv(0.2), 0.75, 0.8, 0.82)])
+    plain = pd.DataFrame(runs.to_dict("list"))
+    text = findings(plain, params=["dropout.conv"], baseline="dropout.conv=0.2")
+    assert one(text, "dropout.conv=0.0 hurts", "vs dropout.conv=0.2")
+
+
+def test_diverged_runs_are_counted_per_configuration():
+    runs = study([(conv(0.0), 0.70, 0.8, 0.82), (conv(0.8), 0.60, 0.7, 0.72)], seeds=4)
+    runs.loc[runs.index[-1], "status"] = "diverged"
+    text = findings(runs)
+    assert one(text, "dropout.conv=0.8: 1 diverged of 4 runs, left out")
+    assert one(text, "Based on 7 completed runs")
+
+
+# ---------------------------------------------------------------------------- train vs test
+
+
+def test_dropout_noise_is_told_apart_from_underfitting():
+    runs = study(
+        [
+            (conv(0.0), 0.70, 0.90, 0.92),
+            (conv(0.8), 0.64, 0.61, 0.70),  # running < test < eval: dropout noise
+            (conv(0.9), 0.55, 0.50, 0.52),  # eval < test as well: underfitting
+        ],
+        noise_sd=0.0005,
+    )
+    text = findings(runs)
+    noise = one(text, "At dropout.conv=0.8")
+    assert "train accuracy measured with dropout on (61." in noise
+    assert "below test accuracy (64." in noise
+    assert "eval-mode train accuracy (70." in noise
+    assert noise.endswith("this is dropout noise, not underfitting.")
+    under = one(text, "At dropout.conv=0.9")
+    assert "even in eval mode" in under and "underfitting" in under
+    assert "dropout noise" not in under
+    assert not [s for s in text if s.startswith("At dropout.conv=0.0,")]
+
+
+def test_running_accuracy_lag_without_dropout_is_not_called_dropout_noise():
+    runs = study([(conv(0.0), 0.70, 0.68, 0.72), (conv(0.5), 0.70, 0.69, 0.72)], noise_sd=0.0005)
+    text = findings(runs)
+    lag = one(text, "At dropout.conv=0.0")
+    assert "dropout noise" not in lag and "not underfitting" in lag
+    assert one(text, "At dropout.conv=0.5").endswith("this is dropout noise, not underfitting.")
+
+
+def test_unmeasured_eval_mode_train_accuracy_is_not_called_underfitting():
+    runs = study([(conv(0.0), 0.70, 0.90, None), (conv(0.8), 0.64, 0.61, None)])
+    sentence = one(findings(runs), "At dropout.conv=0.8")
+    assert "was not measured, so this may be dropout noise rather than underfitting" in sentence
+
+
+def test_gap_along_the_rate_axis_is_reported_with_intervals():
+    runs = study(
+        [
+            (conv(0.0), 0.70, 0.90, 0.92),
+            (conv(0.2), 0.72, 0.84, 0.86),
+            (conv(0.5), 0.71, 0.76, 0.78),
+        ],
+        noise_sd=0.0005,
+    )
+    gap = one(findings(runs), "Along dropout.conv from 0 to 0.5")
+    assert "gap (eval-mode train accuracy where measured) from +22.0 pp" in gap
+    assert "to +7.0 pp" in gap
+    assert f"a change of {MINUS}15.0 pp (95% CI" in gap
+
+
+# ---------------------------------------------------------------------------- placement, grid
+
+
+def test_placement_names_the_slot_that_helped_most():
+    def both(c, d):
+        return {"dropout.conv": c, "dropout.dense": d}
+
+    runs = study(
+        [
+            (both(0.0, 0.0), 0.70, 0.9, 0.92),
+            (both(0.1, 0.0), 0.705, 0.9, 0.92),
+            (both(0.2, 0.0), 0.700, 0.9, 0.92),
+            (both(0.0, 0.3), 0.740, 0.9, 0.92),
+            (both(0.0, 0.5), 0.760, 0.9, 0.92),
+        ],
+        noise_sd=0.0002,
+    )
+    placement = one(findings(runs), "Placement:")
+    assert placement.startswith("Placement: dropout in the dense slot helped most")
+    assert "+6.0 pp with dropout.conv=0.0,dropout.dense=0.5" in placement
+
+
+def _grid(interacting: bool) -> pd.DataFrame:
+    configs = []
+    for rate in (0.0, 0.3, 0.6):
+        for wd in (0.0, 0.001):
+            acc = 0.70 + 0.02 * (rate > 0) + 0.01 * (wd > 0)
+            if interacting and rate == 0.6 and wd > 0:
+                acc -= 0.05
+            configs.append(({"dropout.conv": rate, "optimizer.weight_decay": wd}, acc, 0.9, 0.92))
+    return study(configs, seeds=3, noise_sd=0.003, rng=4)
+
+
+def test_two_parameter_grid_reports_an_interaction_when_there_is_one():
+    sentence = one(findings(_grid(interacting=True)), "interact on test accuracy")
+    assert sentence.startswith("dropout.conv and optimizer.weight_decay interact")
+    assert "two-way ANOVA interaction F-test" in sentence and "F(2, " in sentence
+
+
+def test_two_parameter_grid_without_interaction_says_so():
+    sentence = one(findings(_grid(interacting=False)), "interaction between")
+    assert sentence.startswith("No detectable interaction between dropout.conv")
+
+
+# ---------------------------------------------------------------------------- rate axis
+
+
+def test_rate_axis_picks_the_most_varied_rate_and_keeps_other_slots_at_their_mode():
+    def both(c, d):
+        return {"dropout.conv": c, "dropout.dense": d}
+
+    runs = study(
+        [(both(r, 0.0), 0.7, 0.8, 0.82) for r in (0.0, 0.05, 0.1, 0.2, 0.5, 0.8)]
+        + [(both(0.05, 0.15), 0.7, 0.8, 0.82)],
+        seeds=2,
+    )
+    key, mask = rate_axis(runs)
+    assert key == "dropout.conv"
+    assert mask.index.equals(runs.index) and mask.dtype == bool
+    assert set(runs.loc[mask, "dropout.dense"]) == {0.0}
+    assert int(mask.sum()) == 12
+    assert not mask[runs["config"] == "dropout.conv=0.05,dropout.dense=0.15"].any()
+
+
+def test_rate_axis_without_a_varied_dropout_rate():
+    runs = study([({"optimizer.lr": lr}, 0.7, 0.8, 0.82) for lr in (0.01, 0.1)], seeds=2)
+    key, mask = rate_axis(runs)
+    assert key is None and not mask.any()
+
+
+@pytest.mark.parametrize("status", ["failed", "diverged"])
+def test_no_completed_runs_is_said_plainly(status):
+    runs = study([(conv(0.0), 0.7, 0.8, 0.82)], seeds=2)
+    runs["status"] = status
+    text = findings(runs)
+    assert text[0] == "No completed runs: nothing to report."
+    assert f"2 {status} of 2 runs" in text[1]

@@ -1,0 +1,317 @@
+"""Figures: what each plot draws is the seed means (and intervals) of known synthetic runs."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.report import plots
+
+matplotlib.use("Agg")
+
+T_975_2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom, from tables
+OFFSETS = (-0.01, 0.0, 0.01)  # per seed: mean 0, sd 0.01
+HALF = T_975_2 * 0.01 / math.sqrt(3)  # 95% CI half-width of three values spread by OFFSETS
+PARAMS = ["dropout.conv", "dropout.dense"]
+TEST = {(0.0, 0.0): 0.90, (0.2, 0.0): 0.92, (0.5, 0.0): 0.88, (0.2, 0.5): 0.91}
+TRAIN = {(0.0, 0.0): 0.99, (0.2, 0.0): 0.95, (0.5, 0.0): 0.85, (0.2, 0.5): 0.93}
+
+
+def label(conv, dense) -> str:
+    return f"dropout.conv={conv}, dropout.dense={dense}"
+
+
+def make_runs(cells=TEST, eval_mode=True) -> pd.DataFrame:
+    """3 seeds per configuration, values ``base + OFFSETS[seed]``, plus one diverged run."""
+    rows = []
+    for (conv, dense), test in cells.items():
+        for seed, off in enumerate(OFFSETS):
+            train = TRAIN.get((conv, dense), test + 0.05)
+            rows.append(
+                {
+                    "id": f"{conv}-{dense}-{seed}",
+                    "config": label(conv, dense),
+                    "seed": seed,
+                    "status": "completed",
+                    "test_acc": test + off,
+                    "test_loss": 1 - test,
+                    "final_train_acc": train + off,
+                    "final_train_eval_acc": (train + 0.02 + off) if eval_mode else np.nan,
+                    "final_val_acc": test + 0.01 + off,
+                    "dropout.conv": conv,
+                    "dropout.dense": dense,
+                }
+            )
+    rows.append({**rows[0], "id": "bad", "seed": 9, "status": "diverged", "test_acc": 0.1})
+    rows[-1]["final_train_acc"] = 0.1
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = PARAMS
+    return runs
+
+
+def val_acc(conv, epoch):
+    return 0.5 + 0.08 * epoch - conv / 10
+
+
+def make_history(configs=((0.0, 0.0), (0.2, 0.0), (0.5, 0.0)), eval_for=(0.2, 0.0)):
+    """5 epochs per run; every metric is ``f(config, epoch) + OFFSETS[seed]``."""
+    rows = []
+    for conv, dense in configs:
+        for seed, off in enumerate(OFFSETS):
+            for epoch in range(1, 6):
+                rows.append(
+                    {
+                        "run_id": f"{conv}-{dense}-{seed}",
+                        "config": label(conv, dense),
+                        "seed": seed,
+                        "status": "completed",
+                        "dropout.conv": conv,
+                        "dropout.dense": dense,
+                        "epoch": epoch,
+                        "train_loss": 2.0 / epoch + off,
+                        "val_loss": 2.2 / epoch + conv + off,
+                        "train_acc": 0.45 + 0.09 * epoch + off,
+                        "val_acc": val_acc(conv, epoch) + off,
+                        "train_eval_acc": 0.5 + 0.09 * epoch + off
+                        if (conv, dense) == eval_for
+                        else np.nan,
+                        "train_eval_loss": 1.8 / epoch + off if (conv, dense) == eval_for else np.nan,
+                    }
+                )
+                if seed == 0:  # a diverged run that must not count
+                    rows.append({**rows[-1], "run_id": "bad", "seed": 9, "status": "diverged"})
+                    rows[-1].update({"val_acc": 0.0, "train_loss": 99.0})
+    history = pd.DataFrame(rows)
+    history.attrs["params"] = PARAMS
+    return history
+
+
+def by_gid(ax, gid):
+    found = [line for line in ax.lines if line.get_gid() == gid]
+    assert len(found) == 1, f"{gid}: {[line.get_gid() for line in ax.lines]}"
+    return found[0]
+
+
+def band_at(band, x):
+    """(low, high) of a fill_between band at abscissa x."""
+    vertices = band.get_paths()[0].vertices
+    ys = vertices[np.isclose(vertices[:, 0], x), 1]
+    return ys.min(), ys.max()
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def test_learning_curves_draw_seed_means_per_epoch_with_t_band():
+    fig = plots.learning_curves(make_history(), label(0.5, 0.0))
+    assert isinstance(fig, Figure)
+    ax_loss, ax_acc = fig.axes
+    assert [line.get_gid() for line in ax_acc.lines] == ["mean:train_acc", "mean:val_acc"]
+    assert [line.get_gid() for line in ax_loss.lines] == ["mean:train_loss", "mean:val_loss"]
+    epochs = np.arange(1, 6)
+    np.testing.assert_allclose(by_gid(ax_acc, "mean:val_acc").get_xdata(), epochs)
+    # Percent on the accuracy axis; the diverged run (val_acc 0) is left out.
+    np.testing.assert_allclose(by_gid(ax_acc, "mean:val_acc").get_ydata(), val_acc(0.5, epochs) * 100)
+    np.testing.assert_allclose(by_gid(ax_loss, "mean:train_loss").get_ydata(), 2.0 / epochs)
+    low, high = band_at(ax_acc.collections[1], 3)  # validation band at epoch 3
+    assert low == pytest.approx((val_acc(0.5, 3) - HALF) * 100)
+    assert high == pytest.approx((val_acc(0.5, 3) + HALF) * 100)
+
+
+def test_learning_curves_add_dashed_eval_mode_train_when_measured():
+    fig = plots.learning_curves(make_history(), label(0.2, 0.0))
+    ax_loss, ax_acc = fig.axes
+    assert len(ax_acc.lines) == 3 and len(ax_loss.lines) == 3
+    eval_line = by_gid(ax_acc, "mean:train_eval_acc")
+    assert eval_line.get_linestyle() == "--"
+    assert by_gid(ax_acc, "mean:val_acc").get_linestyle() == "-"
+    np.testing.assert_allclose(eval_line.get_ydata(), (0.5 + 0.09 * np.arange(1, 6)) * 100)
+
+
+def test_learning_curves_name_the_missing_configuration():
+    with pytest.raises(DropoutlabError, match="dropout.conv=0.0, dropout.dense=0.0"):
+        plots.learning_curves(make_history(), "dropout.conv=0.9")
+
+
+def test_curve_table_holds_the_plotted_fractions():
+    table = plots.curve_table(make_history(), label(0.0, 0.0))
+    assert list(table["n"]) == [3] * 5
+    assert "train_eval_acc_mean" not in table  # not measured for this configuration
+    np.testing.assert_allclose(table["val_acc_mean"], val_acc(0.0, np.arange(1, 6)))
+    np.testing.assert_allclose(table["val_acc_ci_high"] - table["val_acc_mean"], HALF)
+
+
+def test_comparison_gives_each_configuration_one_colour_solid_val_dashed_train():
+    fig = plots.comparison(make_history())
+    ax_loss, ax_acc = fig.axes
+    assert len(ax_acc.lines) == len(ax_loss.lines) == 6
+    colors = set()
+    for conv in (0.0, 0.2, 0.5):
+        val = by_gid(ax_acc, f"val:{label(conv, 0.0)}")
+        train = by_gid(ax_acc, f"train:{label(conv, 0.0)}")
+        assert val.get_linestyle() == "-" and train.get_linestyle() == "--"
+        assert val.get_color() == train.get_color()
+        colors.add(val.get_color())
+        np.testing.assert_allclose(val.get_ydata(), val_acc(conv, np.arange(1, 6)) * 100)
+        loss = by_gid(ax_loss, f"val:{label(conv, 0.0)}")
+        np.testing.assert_allclose(loss.get_ydata(), 2.2 / np.arange(1, 6) + conv)
+    assert len(colors) == 3
+    legend_texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    # Only the parameter that varies names the configurations.
+    assert legend_texts == [
+        "dropout.conv=0.0",
+        "dropout.conv=0.2",
+        "dropout.conv=0.5",
+        "validation",
+        "train (dropout on)",
+    ]
+
+
+def test_comparison_keeps_twelve_configurations_apart():
+    configs = [(c / 10, 0.0) for c in range(12)]
+    fig = plots.comparison(make_history(configs=configs, eval_for=None))
+    lines = fig.axes[1].lines
+    assert len(lines) == 24
+    styles = {(str(line.get_color()), line.get_marker()) for line in lines}
+    assert len(styles) == 12
+    assert len(fig.legends[0].get_texts()) == 14
+    assert 7 <= fig.get_figwidth() <= 10
+
+
+def test_accuracy_vs_rate_draws_means_bands_and_single_seeds():
+    runs = make_runs({k: v for k, v in TEST.items() if k[1] == 0.0})
+    fig = plots.accuracy_vs_rate(runs, "dropout.conv")
+    (ax,) = fig.axes
+    rates = [0.0, 0.2, 0.5]
+    assert [line.get_gid() for line in ax.lines] == [
+        "mean:train_acc",
+        "mean:train_eval_acc",
+        "mean:val_acc",
+        "mean:test_acc",
+    ]
+    test = by_gid(ax, "mean:test_acc")
+    np.testing.assert_allclose(test.get_xdata(), rates)
+    np.testing.assert_allclose(test.get_ydata(), [TEST[(r, 0.0)] * 100 for r in rates])
+    train = by_gid(ax, "mean:train_acc")  # running, dropout on; diverged run left out
+    np.testing.assert_allclose(train.get_ydata(), [TRAIN[(r, 0.0)] * 100 for r in rates])
+    bands = [c for c in ax.collections if c.get_gid() is None]  # one per line, in order
+    dots = {c.get_gid(): c for c in ax.collections if c.get_gid()}
+    low, high = band_at(bands[3], 0.2)
+    assert low == pytest.approx((0.92 - HALF) * 100)
+    assert high == pytest.approx((0.92 + HALF) * 100)
+    assert len(dots["seeds:test_acc"].get_offsets()) == 9
+    assert sorted(np.round(dots["seeds:test_acc"].get_offsets()[:, 1], 6)) == sorted(
+        np.round([(TEST[(r, 0.0)] + o) * 100 for r in rates for o in OFFSETS], 6)
+    )
+
+
+def test_accuracy_vs_rate_draws_configurations_off_the_line_as_labelled_markers():
+    runs = make_runs()
+    on_line = runs["dropout.dense"] == 0.0
+    fig = plots.accuracy_vs_rate(runs, "dropout.conv", on_line_mask=on_line)
+    (ax,) = fig.axes
+    marker = by_gid(ax, f"off_line:{label(0.2, 0.5)}")
+    np.testing.assert_allclose(np.asarray(marker.get_xdata(), float), [0.2])
+    np.testing.assert_allclose(np.asarray(marker.get_ydata(), float), [TEST[(0.2, 0.5)] * 100])
+    assert marker.get_linestyle() == "None" and marker.get_marker() == "D"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "dropout.dense=0.5 (test)" in legend
+    # The line itself still holds only the dense=0 configurations.
+    np.testing.assert_allclose(by_gid(ax, "mean:test_acc").get_ydata(), [90, 92, 88])
+
+
+def test_accuracy_vs_rate_accepts_a_mask_per_configuration():
+    runs = make_runs()
+    mask = {label(c, d): d == 0.0 for (c, d) in TEST}
+    (ax,) = plots.accuracy_vs_rate(runs, "dropout.conv", on_line_mask=mask).axes
+    assert len([line for line in ax.lines if str(line.get_gid()).startswith("off_line:")]) == 1
+
+
+def test_rate_plots_refuse_two_configurations_at_one_rate_on_the_line():
+    with pytest.raises(DropoutlabError, match="on_line_mask"):
+        plots.accuracy_vs_rate(make_runs(), "dropout.conv")
+    with pytest.raises(DropoutlabError, match="dropout.nope"):
+        plots.accuracy_vs_rate(make_runs(), "dropout.nope")
+
+
+def test_accuracy_vs_rate_leaves_out_eval_mode_train_when_not_measured():
+    runs = make_runs({k: v for k, v in TEST.items() if k[1] == 0.0}, eval_mode=False)
+    (ax,) = plots.accuracy_vs_rate(runs, "dropout.conv").axes
+    assert "mean:train_eval_acc" not in [line.get_gid() for line in ax.lines]
+
+
+def test_gap_vs_rate_uses_eval_mode_train_where_measured_and_draws_zero():
+    cells = {k: v for k, v in TEST.items() if k[1] == 0.0}
+    for eval_mode, extra in ((True, 0.02), (False, 0.0)):
+        fig = plots.gap_vs_rate(make_runs(cells, eval_mode=eval_mode), "dropout.conv")
+        (ax,) = fig.axes
+        gap = by_gid(ax, "mean:gap_acc")
+        expected = [(TRAIN[(r, 0.0)] + extra - TEST[(r, 0.0)]) * 100 for r in (0.0, 0.2, 0.5)]
+        np.testing.assert_allclose(gap.get_ydata(), expected)
+        np.testing.assert_allclose(by_gid(ax, "zero").get_ydata(), [0, 0])
+
+
+def test_gap_vs_rate_marks_configurations_off_the_line():
+    runs = make_runs()
+    fig = plots.gap_vs_rate(runs, "dropout.conv", on_line_mask=runs["dropout.dense"] == 0.0)
+    marker = by_gid(fig.axes[0], f"off_line:{label(0.2, 0.5)}")
+    np.testing.assert_allclose(np.asarray(marker.get_ydata(), float), [(0.93 + 0.02 - 0.91) * 100])
+
+
+def test_heatmap_annotates_each_cell_with_mean_and_half_width():
+    runs = make_runs()
+    single = runs[(runs["config"] != label(0.5, 0.0)) | (runs["seed"] == 0)]
+    single.attrs["params"] = PARAMS
+    fig = plots.heatmap(single, "dropout.conv", "dropout.dense")
+    ax = fig.axes[0]
+    texts = {t.get_gid(): t.get_text() for t in ax.texts}
+    # rows: dense 0.0, 0.5 (upwards); columns: conv 0.0, 0.2, 0.5
+    assert texts["cell:0,0"] == f"90.0%\n±{HALF * 100:.1f}"
+    assert texts["cell:0,1"] == f"92.0%\n±{HALF * 100:.1f}"
+    assert texts["cell:0,2"] == "87.0%\nn=1"  # one seed: no interval
+    assert texts["cell:1,1"] == f"91.0%\n±{HALF * 100:.1f}"
+    assert texts["cell:1,0"] == "no runs"
+    assert texts["cell:1,2"] == "no runs"
+    image = ax.images[0].get_array()
+    assert image[0, 1] == pytest.approx(92.0)
+    assert np.ma.is_masked(image[1, 0])
+
+
+def test_heatmap_refuses_cells_that_pool_configurations():
+    runs = make_runs()
+    runs["dropout.extra"] = np.where(runs["seed"] == 0, 1, 2)
+    runs["config"] = runs["config"] + ", extra=" + runs["dropout.extra"].astype(str)
+    with pytest.raises(DropoutlabError, match="several configurations"):
+        plots.heatmap(runs, "dropout.conv", "dropout.dense")
+
+
+def test_save_png_writes_the_same_png_bytes_each_time(tmp_path):
+    fig = plots.learning_curves(make_history(), label(0.0, 0.0))
+    first = plots.save_png(fig, tmp_path / "a" / "curves.png")
+    second = plots.save_png(fig, tmp_path / "b.png", dpi=120)
+    assert first.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_every_figure_is_print_and_phone_sized_with_no_tiny_text():
+    runs, history = make_runs(), make_history()
+    line = runs["dropout.dense"] == 0.0
+    figures = [
+        plots.learning_curves(history, label(0.2, 0.0)),
+        plots.comparison(history),
+        plots.accuracy_vs_rate(runs, "dropout.conv", line),
+        plots.gap_vs_rate(runs, "dropout.conv", line),
+        plots.heatmap(runs, "dropout.conv", "dropout.dense"),
+    ]
+    for fig in figures:
+        assert 6.5 <= fig.get_figwidth() <= 10
+        plots.png_bytes(fig)  # draws, so that lazily made tick labels exist
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+        assert sizes and min(sizes) >= 10

@@ -1,0 +1,332 @@
+"""Report writers: one self-contained HTML page, Markdown with PNGs beside it, escaped text.
+
+The last tests open the written page in headless Chromium when it is installed (CI
+installs Debian's ``chromium``): a screenshot, then a probe for broken images and script
+errors, checked against a copy with a deliberately broken image.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from dropoutlab.report.html import (
+    Section,
+    format_table,
+    pipe_table,
+    render_html,
+    render_markdown,
+    write_report,
+)
+from dropoutlab.report.plots import png_bytes
+
+matplotlib.use("Agg")
+
+PNG = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert('x')</script> & more"
+
+
+def small_figure(values=(1, 3, 2)) -> Figure:
+    fig = Figure(figsize=(3, 2))
+    fig.add_subplot().plot(values)
+    return fig
+
+
+def summary_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "config": ["dropout.conv=0.0", "dropout.conv=0.2"],
+            "n": [3, 3],
+            "test_acc_mean": [0.90251, 0.9175],
+            "test_acc_ci_low": [0.8912, 0.9001],
+            "test_acc_ci_high": [0.9138, 0.9349],
+            "gap_acc_mean": [0.05, -0.0125],
+            "p_value": [0.0004, 0.2345],
+            "test_loss": [0.31234567, 0.3],
+        }
+    )
+
+
+def sections() -> list[Section]:
+    return [
+        Section(
+            "Accuracy vs rate",
+            paragraphs=["As the rate grows, train accuracy falls.", "Second <b>paragraph</b>."],
+            figures=[
+                ("Accuracy vs dropout.conv", small_figure(), "train and test accuracy lines"),
+                ("Gap", png_bytes(small_figure((2, 1, 0))), "gap line"),
+            ],
+            tables=[("Per configuration", summary_table())],
+        ),
+        Section(
+            f"Learning curves {EVIL}",
+            figures=[("Accuracy vs dropout.conv", small_figure((0, 1)), "curves")],
+            tables=[pd.DataFrame({"epoch": [1, 2], "val_acc_mean": [0.5, 0.61]})],
+        ),
+    ]
+
+
+class Collect(HTMLParser):
+    """Every tag with its attributes, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def parse(page: str) -> list[tuple[str, dict]]:
+    parser = Collect()
+    parser.feed(page)
+    return parser.tags
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def test_html_is_one_self_contained_page_with_inlined_pngs():
+    page = render_html("Study", sections(), findings=["first", "second"])
+    assert "http://" not in page and "https://" not in page
+    # Not even a protocol-relative address outside the (base64) data URIs.
+    assert "//" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    tags = parse(page)
+    names = [t for t, _ in tags]
+    assert "script" not in names and "link" not in names and "iframe" not in names
+    images = [attrs for tag, attrs in tags if tag == "img"]
+    assert len(images) == 3
+    for attrs in images:
+        prefix = "data:image/png;base64,"
+        assert attrs["src"].startswith(prefix)
+        data = base64.b64decode(attrs["src"][len(prefix) :], validate=True)
+        assert data.startswith(PNG)
+        assert attrs["alt"]
+        assert int(attrs["width"]) > 0 and int(attrs["height"]) > 0
+    # Any src= or url( in the page is one of those data URIs.
+    assert page.count('src="') == 3 == page.count('src="data:image/png;base64,')
+    assert "url(" not in page
+    assert all(attrs.get("href", "#").startswith("#") for _, attrs in tags)
+    viewport = [a for t, a in tags if t == "meta" and a.get("name") == "viewport"]
+    assert viewport and "width=device-width" in viewport[0]["content"]
+    assert "max-width: 100%" in page and "overflow-x: auto" in page
+
+
+def test_findings_come_first_in_order_and_all_text_is_escaped():
+    page = render_html(f"Title {EVIL}", sections(), findings=[EVIL, "second finding"])
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert "Second &lt;b&gt;paragraph&lt;/b&gt;." in page
+    findings_at = page.index('id="findings"')
+    assert findings_at < page.index("Accuracy vs rate</h2>")
+    assert page.index(EVIL.replace("<", "&lt;")[:10]) < page.index("second finding")
+    markdown = render_markdown(f"Title {EVIL}", sections(), ".", findings=[EVIL])
+    assert "<script" not in markdown
+    assert "1. &lt;script&gt;" in markdown
+
+
+def test_tables_show_accuracies_in_percent_and_intervals_in_one_column():
+    shown = format_table(summary_table())
+    assert list(shown.columns) == [
+        "config",
+        "n",
+        "test_acc (%) mean [CI]",
+        "gap_acc_mean (pp)",  # no interval columns: nothing to merge
+        "p_value",
+        "test_loss",
+    ]
+    assert shown["test_acc (%) mean [CI]"].tolist() == [
+        "90.25 [89.12, 91.38]",
+        "91.75 [90.01, 93.49]",
+    ]
+    assert shown["gap_acc_mean (pp)"].tolist() == ["+5.00", "\u22121.25"]
+    assert shown["p_value"].tolist() == ["<0.001", "0.234"]
+    assert shown["test_loss"].tolist() == ["0.3123", "0.3000"]
+    assert shown["n"].tolist() == ["3", "3"]
+    page = render_html("Study", sections())
+    assert "90.25 [89.12, 91.38]" in page and "61.00" in page
+
+
+def test_compare_differences_on_accuracy_are_percentage_points():
+    table = pd.DataFrame(
+        {
+            "config": ["a"],
+            "metric": ["test_acc"],
+            "diff": [0.0123],
+            "ci_low": [0.001],
+            "ci_high": [np.nan],
+            "significant": [True],
+            "seeds_needed": [np.inf],
+        }
+    )
+    shown = format_table(table, merge_ci=False)
+    assert shown["diff (pp)"].tolist() == ["+1.23"]
+    assert shown["ci_low (pp)"].tolist() == ["+0.10"]
+    assert shown["ci_high (pp)"].tolist() == ["\u2013"]
+    assert shown["significant"].tolist() == ["yes"]
+    assert shown["seeds_needed"].tolist() == ["\u221e"]
+
+
+def test_pipe_table_aligns_numbers_right_and_escapes_pipes():
+    table = pd.DataFrame({"config": ["a|b"], "val_acc": [0.5]})
+    assert pipe_table(table).splitlines() == [
+        "| config | val_acc (%) |",
+        "|:---|---:|",
+        "| a\\|b | 50.00 |",
+    ]
+
+
+def test_write_report_writes_html_markdown_and_pngs_the_markdown_links_to(tmp_path):
+    out = tmp_path / "new" / "report"
+    paths = write_report(out, "Study", ["a finding"], sections())
+    assert paths["html"] == out / "report.html" and paths["markdown"] == out / "report.md"
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == [
+        "accuracy-vs-rate-accuracy-vs-dropout-conv.png",
+        "accuracy-vs-rate-gap.png",
+        "learning-curves-script-alert-x-script-more-accuracy-vs-dropout-conv.png",
+    ]
+    assert sorted(k for k in paths if k.endswith(".png")) == pngs
+    markdown = paths["markdown"].read_text()
+    links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", markdown)
+    assert [alt for alt, _ in links] == ["train and test accuracy lines", "gap line", "curves"]
+    for _, target in links:
+        assert (out / target).read_bytes().startswith(PNG)
+    assert "| config | n | test_acc (%) mean [CI] |" in markdown
+    # The HTML inlines the very bytes written beside it.
+    page = paths["html"].read_text()
+    for name in pngs:
+        encoded = base64.b64encode((out / name).read_bytes()).decode()
+        assert encoded in page
+
+
+def test_figure_names_are_unique_and_stable_and_markdown_follows_image_dir(tmp_path):
+    twice = [Section("Same", figures=[("Fig", small_figure(), "a"), ("Fig", small_figure(), "b")])]
+    first = write_report(tmp_path / "a", "t", [], twice)
+    second = write_report(tmp_path / "b", "t", [], twice)
+    names = [k for k in first if k.endswith(".png")]
+    assert names == ["same-fig.png", "same-fig-2.png"]
+    assert names == [k for k in second if k.endswith(".png")]
+    markdown = render_markdown("t", twice, image_dir="figures")
+    assert "![a](figures/same-fig.png)" in markdown and "![b](figures/same-fig-2.png)" in markdown
+
+
+def test_section_refuses_bytes_that_are_not_png():
+    with pytest.raises(ValueError, match="not a PNG"):
+        Section("s", figures=[("f", b"GIF89a...", "alt")])
+    with pytest.raises(TypeError):
+        Section("s", figures=[("f", small_figure())])
+
+
+# ----------------------------------------------------------------------------------------
+# Headless Chromium
+
+
+def chromium() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Appended to a copy of the page: on load, write the count of broken images and every
+# error (script errors and failed resource loads) into the DOM for --dump-dom to show.
+PROBE = """<script>
+window.__errors = [];
+window.onerror = function (message) { window.__errors.push(String(message)); };
+window.addEventListener("error", function (e) {
+  if (e.target && e.target.tagName) { window.__errors.push("failed to load " + e.target.tagName); }
+}, true);
+window.addEventListener("load", function () {
+  var images = document.images, broken = 0;
+  for (var i = 0; i < images.length; i++) {
+    if (!images[i].complete || images[i].naturalWidth === 0) { broken++; }
+  }
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({images: images.length, broken: broken, errors: window.__errors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def run_chromium(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def probe(binary: str, tmp_path: Path, page: str, name: str) -> dict:
+    copy = tmp_path / name
+    copy.write_text(page.replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8")
+    done = run_chromium(binary, tmp_path, "--dump-dom", copy.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no probe output (rc {done.returncode}): {done.stderr[-2000:]}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+@pytest.fixture
+def written_report(tmp_path):
+    return write_report(tmp_path / "report", "Study", [EVIL, "second"], sections())
+
+
+def test_chromium_renders_the_report_to_a_nontrivial_screenshot(written_report, tmp_path):
+    binary = chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (CI installs it: apt-get install -y chromium)")
+    shot = tmp_path / "shot.png"
+    done = run_chromium(
+        binary,
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        written_report["html"].as_uri(),
+    )
+    assert shot.exists(), f"no screenshot (rc {done.returncode}): {done.stderr[-2000:]}"
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2000, 1200)
+    rgb = (pixels[..., :3] * 255).astype(np.uint32)
+    colours = np.unique(rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2])
+    assert len(colours) > 50  # text, figures and tables, not a blank or error page
+
+
+def test_chromium_loads_every_image_with_no_script_error(written_report, tmp_path):
+    binary = chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (CI installs it: apt-get install -y chromium)")
+    page = written_report["html"].read_text(encoding="utf-8")
+    assert probe(binary, tmp_path, page, "probed.html") == {
+        "images": 3,
+        "broken": 0,
+        "errors": [],
+    }
+    # The probe can see a failure: a copy with a broken image and a failing script.
+    broken = page.replace(
+        "</main>", '<img src="data:image/png;base64,AAAA" alt="x"><script>nope()</script></main>'
+    )
+    result = probe(binary, tmp_path, broken, "broken.html")
+    assert result["images"] == 4 and result["broken"] == 1
+    assert any("nope" in e for e in result["errors"])

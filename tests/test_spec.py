@@ -1,0 +1,181 @@
+import pytest
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.study import expand_runs, load_study
+
+BASE = """
+name = "s"
+dataset = "digits"
+model = "mlp"
+epochs = 2
+seeds = [0, 1]
+"""
+
+
+def test_issue_example_study_expands_to_grid_times_seeds(write_study):
+    path = write_study(
+        """
+        name = "digits-mlp"
+        dataset = "digits"
+        model = "mlp"
+        epochs = 20
+        batch_size = 64
+        seeds = [0, 1, 2]
+        [optimizer]
+        name = "adam"
+        lr = 0.001
+        [dropout]
+        input = 0.0
+        [early_stopping]
+        monitor = "val_loss"
+        patience = 3
+        [grid]
+        "dropout.hidden1" = [0.0, 0.5]
+        "dropout.hidden2" = [0.0, 0.5]
+        """
+    )
+    study = load_study(path)
+    runs = expand_runs(study)
+    assert len(runs) == 4 * 3
+    assert len({r.id for r in runs}) == 12
+    assert study.param_keys == ("dropout.hidden1", "dropout.hidden2")
+    assert {(r.params["dropout.hidden1"], r.params["dropout.hidden2"]) for r in runs} == {
+        (0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5)
+    }  # fmt: skip
+    run = runs[0]
+    assert run.settings.early_stopping.patience == 3
+    assert run.settings.dropout == {"input": 0.0, "hidden1": 0.0, "hidden2": 0.0}
+    spec = run.spec_dict()
+    assert spec["optimizer"] == {"name": "adam", "lr": 0.001, "momentum": 0.0, "weight_decay": 0.0}
+    assert spec["seed"] == 0 and spec["normalize"] == "unit" and spec["validation"] == 0.1667
+
+
+def test_grid_union_and_table_values_give_consistent_params(write_study):
+    path = write_study(
+        BASE
+        + """
+        [[grid]]
+        dropout = [{input = 0.0, hidden1 = 0.0, hidden2 = 0.0}, {input = 0.2, hidden1 = 0.5, hidden2 = 0.5}]
+        [[grid]]
+        "dropout.hidden1" = [0.1, 0.0]
+        """
+    )
+    runs = expand_runs(load_study(path))
+    # (0, 0, 0) appears in both sub-grids and is kept once
+    configs = sorted({tuple(r.params.values()) for r in runs})
+    assert configs == [(0.0, 0.0, 0.0), (0.0, 0.1, 0.0), (0.2, 0.5, 0.5)]
+    assert len(runs) == 3 * 2
+    assert all(list(r.params) == ["dropout.input", "dropout.hidden1", "dropout.hidden2"] for r in runs)
+
+
+def test_run_ids_are_stable_and_depend_on_settings_and_seed(write_study):
+    a = expand_runs(load_study(write_study(BASE, "a.toml")))
+    b = expand_runs(load_study(write_study(BASE, "b.toml")))
+    assert [r.id for r in a] == [r.id for r in b]
+    c = expand_runs(load_study(write_study(BASE.replace("epochs = 2", "epochs = 3"), "c.toml")))
+    assert not {r.id for r in a} & {r.id for r in c}
+
+
+def test_seed_count_means_range(write_study):
+    study = load_study(write_study(BASE.replace("seeds = [0, 1]", "seeds = 4")))
+    assert study.seeds == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("epochs = 0", "epochs: 0 is out of range; allowed: >= 1"),
+        ('epochs = "ten"', "epochs: expected a whole number, got 'ten'"),
+        ("batch_size = 0", "batch_size: 0 is out of range"),
+        ('dataset = "mnsit"', "unknown dataset 'mnsit'"),
+        ('model = "resnet"', "model: 'resnet' is not allowed; allowed: mlp, cnn"),
+        ("[dropout]\nhidden1 = 1.0", r"dropout.hidden1: a dropout rate must be a number in \[0, 1\), got 1.0"),
+        ("[dropout]\nhidden1 = -0.1", r"dropout.hidden1: a dropout rate must be a number in \[0, 1\)"),
+        ("[dropout]\nconv = 0.1", "dropout.conv: unknown slot for model 'mlp'; its slots: input, hidden1, hidden2"),
+        ("learning_rate = 0.1", "learning_rate: unknown key; allowed: "),
+        ("[optimizer]\nname = \"rmsprop\"", "optimizer.name: 'rmsprop' is not allowed; allowed: sgd, adam, adamw"),
+        ("[optimizer]\nlr = -1", "optimizer.lr: -1 is out of range"),
+        ("[optimizer]\nlr = 0.1\nbeta = 0.9", "optimizer.beta: unknown key"),
+        ("[optimizer]\nname = \"adam\"\nmomentum = 0.9", "only sgd takes a momentum"),
+        ('normalize = "minmax"', "normalize: 'minmax' is not allowed; allowed: unit, symmetric, standard"),
+        ("validation = 1.0", r"validation: 1.0 is out of range; allowed: \[0.0, 1.0\)"),
+        ('init = "he"', "init: 'he' is not allowed; allowed: torch, keras"),
+        ("validation = 0\n[early_stopping]\npatience = 2", "early_stopping: needs a validation split"),
+        ("[early_stopping]\nmonitor = \"val_f1\"", "early_stopping.monitor: 'val_f1' is not allowed"),
+        ("[grid]\n\"dropout.hidden3\" = [0.1]", "dropout.hidden3: unknown slot .* \\(in the grid point dropout.hidden3=0.1\\)"),
+        ("[grid]\n\"dropout.hidden1\" = [0.1, 1.5]", r"in the grid point dropout.hidden1=1.5"),
+        ("[grid]\n\"optimiser.lr\" = [0.1]", "unknown setting 'optimiser'"),
+        ("[grid]\n\"dropout.hidden1\" = 0.5", "expected a non-empty list of values"),
+        ("eval_train = 1", "eval_train: expected true or false"),
+    ],
+)
+def test_bad_study_values_are_refused_naming_file_key_and_allowed(write_study, change, message):
+    top = change.split("[")[0]
+    replaced = {line.split("=")[0].strip() for line in top.splitlines() if "=" in line}
+    base = "\n".join(line for line in BASE.splitlines() if line.split("=")[0].strip() not in replaced)
+    path = write_study(base + "\n" + change + "\n")
+    with pytest.raises(DropoutlabError, match=message) as info:
+        load_study(path)
+    text = str(info.value)
+    assert text.startswith(str(path))
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name = \n", "not valid TOML"),
+        ('dataset = "digits"\n', "name: missing"),
+        ('name = "x"\n', "dataset: missing"),
+        ('name = "x"\ndataset = "digits"\nseeds = [1, 1]\n', "repeats a seed"),
+        ('name = "x"\ndataset = "digits"\nseeds = []\n', "seeds: expected a list of whole numbers"),
+    ],
+)
+def test_broken_study_files_get_one_line(write_study, text, message):
+    with pytest.raises(DropoutlabError, match=message):
+        load_study(write_study(text))
+
+
+def test_missing_study_file_is_named(tmp_path):
+    with pytest.raises(DropoutlabError, match="no such study file"):
+        load_study(tmp_path / "nope.toml")
+
+
+def test_custom_model_in_study_file(write_study):
+    path = write_study(
+        BASE.replace('model = "mlp"\n', "")
+        + """
+        [[model.layers]]
+        type = "flatten"
+        [[model.layers]]
+        type = "dense"
+        units = 32
+        activation = "relu"
+        [[model.layers]]
+        type = "dropout"
+        slot = "hidden"
+        [[model.layers]]
+        type = "dense"
+        units = "classes"
+        [grid]
+        "dropout.hidden" = [0.0, 0.3]
+        """
+    )
+    runs = expand_runs(load_study(path))
+    assert {r.settings.model for r in runs} == {"custom"}
+    assert sorted({r.params["dropout.hidden"] for r in runs}) == [0.0, 0.3]
+
+
+def test_custom_model_that_does_not_fit_the_dataset_is_refused_before_training(write_study):
+    path = write_study(
+        BASE.replace('model = "mlp"\n', "")
+        + """
+        [[model.layers]]
+        type = "flatten"
+        [[model.layers]]
+        type = "dense"
+        units = 3
+        """
+    )
+    with pytest.raises(DropoutlabError, match="dataset has 10 classes"):
+        load_study(path)

@@ -1,0 +1,115 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.store import Store, open_store
+from dropoutlab.study import expand_runs, load_study, run_study
+
+
+def test_run_study_stores_every_run_once_and_skips_them_on_rerun(tiny_study, tmp_path):
+    study = load_study(tiny_study)
+    with Store(tmp_path / "s.db") as store:
+        first = run_study(study, store, device="cpu", progress=False)
+        assert first.planned == 4 and first.skipped == 0 and first.statuses["completed"] == 4
+        stamps = {r["id"]: r["wall_s"] for r in store.records()}
+        second = run_study(study, store, device="cpu", progress=False)
+        assert second.skipped == 4 and not second.statuses
+        assert {r["id"]: r["wall_s"] for r in store.records()} == stamps
+        runs = store.runs()
+        assert sorted(runs["id"]) == sorted(r.id for r in expand_runs(study))
+        assert runs.attrs["params"] == ["dropout.hidden1"]
+        assert set(runs["config"]) == {"dropout.hidden1=0.0", "dropout.hidden1=0.5"}
+        assert runs["final_val_acc"].between(0, 1).all()
+        assert runs["final_train_eval_acc"].isna().all()  # eval_train = false
+        history = store.history()
+        assert len(history) == 4 * 2 and set(history["epoch"]) == {1, 2}
+
+
+def test_failed_runs_are_stored_and_tried_again(tiny_study, tmp_path, monkeypatch):
+    import dropoutlab.study.runner as runner
+
+    study = load_study(tiny_study)
+    real = runner.train_run
+    calls = []
+
+    def flaky(run, *args, **kwargs):
+        calls.append(run.id)
+        if len(calls) == 1:
+            raise RuntimeError("simulated out-of-memory")
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_run", flaky)
+    with Store(tmp_path / "s.db") as store:
+        outcome = run_study(study, store, device="cpu", progress=False)
+        assert outcome.statuses == {"failed": 1, "completed": 3}
+        failed = [r for r in store.records() if r["status"] == "failed"]
+        assert failed[0]["error"] == "RuntimeError: simulated out-of-memory"
+        again = run_study(study, store, device="cpu", progress=False)
+        assert again.skipped == 3 and again.statuses == {"completed": 1}
+        assert sorted(r["status"] for r in store.records()) == ["completed"] * 4
+
+
+def test_not_a_store_and_missing_store_give_one_line(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DropoutlabError, match="not a dropoutlab store"):
+        Store(junk)
+    assert junk.read_bytes() == b"this is not sqlite" * 100  # nothing of the user's is lost
+    with pytest.raises(DropoutlabError, match="no store here"):
+        open_store(tmp_path / "missing.db")
+
+
+def _stored_ids(path):
+    try:
+        with sqlite3.connect(path) as conn:
+            return [r[0] for r in conn.execute("SELECT id FROM runs")]
+    except sqlite3.OperationalError:
+        return []
+
+
+@pytest.mark.slow
+def test_resume_after_kill_runs_each_run_once(write_study, tmp_path):
+    path = write_study(
+        """
+        name = "killme"
+        dataset = "digits"
+        model = "mlp"
+        epochs = 3
+        batch_size = 32
+        seeds = 6
+        [grid]
+        "dropout.hidden1" = [0.0, 0.2, 0.5]
+        """
+    )
+    store = tmp_path / "k.db"
+    cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_stored_ids(store)) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _stored_ids(store)
+    assert 3 <= len(before) < 18, "the kill should land mid-study"
+    with sqlite3.connect(store) as conn:
+        stamps = {r[0]: r[1:] for r in conn.execute("SELECT id, rowid, wall_s FROM runs")}
+        # every stored run has all its epochs: a run is written whole or not at all
+        assert conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 3 * len(before)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(before)} already stored" in done.stdout
+    after = _stored_ids(store)
+    assert len(after) == len(set(after)) == 18
+    with sqlite3.connect(store) as conn:
+        for rid, stamp in stamps.items():  # runs finished before the kill were not trained again
+            assert conn.execute("SELECT rowid, wall_s FROM runs WHERE id = ?", (rid,)).fetchone() == stamp
+    exported = json.loads(subprocess.run([*cmd[:3], "export", "--store", str(store)], capture_output=True,
+                                         text=True, check=True).stdout)  # fmt: skip
+    assert len(exported["runs"]) == 18
