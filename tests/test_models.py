@@ -69,7 +69,11 @@ def test_keras_init_gives_glorot_uniform_weights_and_zero_biases():
     model = build_model(PRESETS["cnn"], {}, (3, 32, 32), 10, init="keras")
     for layer in [model.conv2d_1, model.dense_1, model.dense_3]:
         fan_in = layer.weight[0].numel()
-        fan_out = layer.weight.shape[0] * layer.weight[0, 0].numel() if layer.weight.dim() == 4 else layer.weight.shape[0]
+        fan_out = (
+            layer.weight.shape[0] * layer.weight[0, 0].numel()
+            if layer.weight.dim() == 4
+            else layer.weight.shape[0]
+        )
         limit = (6 / (fan_in + fan_out)) ** 0.5
         assert layer.weight.abs().max() <= limit
         assert layer.weight.abs().max() > 0.9 * limit

@@ -79,9 +79,7 @@ def make_history(configs=((0.0, 0.0), (0.2, 0.0), (0.5, 0.0)), eval_for=(0.2, 0.
                         "val_loss": 2.2 / epoch + conv + off,
                         "train_acc": 0.45 + 0.09 * epoch + off,
                         "val_acc": val_acc(conv, epoch) + off,
-                        "train_eval_acc": 0.5 + 0.09 * epoch + off
-                        if (conv, dense) == eval_for
-                        else np.nan,
+                        "train_eval_acc": 0.5 + 0.09 * epoch + off if (conv, dense) == eval_for else np.nan,
                         "train_eval_loss": 1.8 / epoch + off if (conv, dense) == eval_for else np.nan,
                     }
                 )

@@ -8,6 +8,7 @@ errors, checked against a copy with a deliberately broken image.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -113,8 +114,10 @@ def test_html_is_one_self_contained_page_with_inlined_pngs():
         assert attrs["src"].startswith(prefix)
         data = base64.b64decode(attrs["src"][len(prefix) :], validate=True)
         assert data.startswith(PNG)
+        # Decoding the whole image catches truncation, which browsers draw without complaint.
+        pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+        assert pixels.shape[:2] == (int(attrs["height"]), int(attrs["width"]))
         assert attrs["alt"]
-        assert int(attrs["width"]) > 0 and int(attrs["height"]) > 0
     # Any src= or url( in the page is one of those data URIs.
     assert page.count('src="') == 3 == page.count('src="data:image/png;base64,')
     assert "url(" not in page
@@ -177,6 +180,32 @@ def test_compare_differences_on_accuracy_are_percentage_points():
     assert shown["ci_high (pp)"].tolist() == ["\u2013"]
     assert shown["significant"].tolist() == ["yes"]
     assert shown["seeds_needed"].tolist() == ["\u221e"]
+
+
+def test_tables_read_spaced_names_and_declared_units():
+    table = pd.DataFrame(
+        {
+            "config": ["a"],
+            "test acc": [0.9],
+            "test acc ci_low": [0.89],
+            "test acc ci_high": [0.91],
+            "gap acc (train - test)": [0.05],
+            "diff": [0.01],
+            "ci_low": [0.0],
+            "ci_high": [0.02],
+        }
+    )
+    table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp"}
+    shown = format_table(table[list(table.columns)])  # attrs survive column selection
+    assert shown.iloc[0].to_dict() == {
+        "config": "a",
+        "test acc (%) [CI]": "90.00 [89.00, 91.00]",
+        "gap acc (train - test) (pp)": "+5.00",
+        "diff (pp) [CI]": "+1.00 [+0.00, +2.00]",
+    }
+    table.attrs["units"] = {"diff": "percent"}
+    with pytest.raises(ValueError, match="units"):
+        format_table(table)
 
 
 def test_pipe_table_aligns_numbers_right_and_escapes_pipes():
@@ -256,6 +285,8 @@ CHROMIUM_FLAGS = [
 # error (script errors and failed resource loads) into the DOM for --dump-dom to show.
 PROBE = """<script>
 window.__errors = [];
+// A dialog would block headless Chromium until the timeout: record it as an error instead.
+window.alert = window.confirm = window.prompt = function (m) { window.__errors.push("dialog: " + m); };
 window.onerror = function (message) { window.__errors.push(String(message)); };
 window.addEventListener("error", function (e) {
   if (e.target && e.target.tagName) { window.__errors.push("failed to load " + e.target.tagName); }
@@ -276,7 +307,7 @@ window.addEventListener("load", function () {
 def run_chromium(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
     command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def probe(binary: str, tmp_path: Path, page: str, name: str) -> dict:

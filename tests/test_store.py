@@ -9,7 +9,7 @@ import time
 import pytest
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.store import Store, open_store
+from dropoutlab.store import Store
 from dropoutlab.study import expand_runs, load_study, run_study
 
 
@@ -63,7 +63,7 @@ def test_not_a_store_and_missing_store_give_one_line(tmp_path):
         Store(junk)
     assert junk.read_bytes() == b"this is not sqlite" * 100  # nothing of the user's is lost
     with pytest.raises(DropoutlabError, match="no store here"):
-        open_store(tmp_path / "missing.db")
+        Store(tmp_path / "missing.db", create=False)
 
 
 def _stored_ids(path):

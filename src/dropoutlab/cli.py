@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", default="off", type=_stack_value, metavar="auto|off|N",
                    help="train runs of the same network shape together as one stacked model: auto (sized by "
                    "memory), off (one by one, the reference path) or N runs per stack (default: off)")  # fmt: skip
-    p.add_argument("--dry-run", action="store_true", help="validate the study and list its runs; train nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate the study and list its runs; train nothing"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("report", help="write curves, tables and findings for a study in the store",
@@ -103,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Without NAME, list the presets and their dropout slots. With NAME, print the "
                        "layer summary (output shapes and parameter counts) for a dataset's images.")  # fmt: skip
     p.add_argument("name", nargs="?", help="a preset name (mlp, cnn)")
-    p.add_argument("--dataset", default="digits", help="dataset whose image shape and classes to use (default: digits)")
-    p.add_argument("--dropout", metavar="SLOT=RATE,...", help="rates to show in the summary, e.g. hidden1=0.5")
+    p.add_argument(
+        "--dataset", default="digits", help="dataset whose image shape and classes to use (default: digits)"
+    )
+    p.add_argument(
+        "--dropout", metavar="SLOT=RATE,...", help="rates to show in the summary, e.g. hidden1=0.5"
+    )
     return parser
 
 
@@ -138,7 +144,9 @@ def cmd_run(args) -> int:
     study = load_study(args.study)
     if args.dry_run:
         runs = expand_runs(study)
-        print(f"{study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} configurations x {len(study.seeds)} seeds)")
+        print(
+            f"{study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} configurations x {len(study.seeds)} seeds)"
+        )
         for run in runs:
             print(f"  {run.id}  seed {run.seed}  {', '.join(f'{k}={v}' for k, v in run.params.items())}")
         return 0
@@ -179,9 +187,9 @@ def cmd_demo(args) -> int:
 
 def cmd_report(args) -> int:
     from dropoutlab.report import report_numbers, write_study_report
-    from dropoutlab.store import open_store
+    from dropoutlab.store import Store
 
-    with open_store(args.store) as store:
+    with Store(args.store, create=False) as store:
         study = store.resolve_study(args.study)
         if args.format == "json":
             print(json.dumps(report_numbers(store, study, args.baseline), indent=2))
@@ -193,9 +201,9 @@ def cmd_report(args) -> int:
 
 def cmd_export(args) -> int:
     from dropoutlab.report.export import export_csv, export_json
-    from dropoutlab.store import open_store
+    from dropoutlab.store import Store
 
-    with open_store(args.store) as store:
+    with Store(args.store, create=False) as store:
         study = store.resolve_study(args.study) if args.study else None
         records = store.records(study)
     sys.stdout.write(export_json(records) if args.format == "json" else export_csv(records))
@@ -208,7 +216,9 @@ def cmd_datasets(args) -> int:
     print(f"{'name':<15}{'images':<12}{'classes':>8}{'train':>8}{'test':>8}  source")
     for info in list_datasets():
         shape = "x".join(map(str, info.input_shape))
-        print(f"{info.name:<15}{shape:<12}{info.num_classes:>8}{info.train_size:>8}{info.test_size:>8}  {info.source}")
+        print(
+            f"{info.name:<15}{shape:<12}{info.num_classes:>8}{info.train_size:>8}{info.test_size:>8}  {info.source}"
+        )
     print("npz:PATH       any Keras-layout .npz file (x_train, y_train, x_test, y_test)")
     return 0
 
@@ -221,7 +231,7 @@ def cmd_models(args) -> int:
     if args.name is None:
         for name, layers in PRESETS.items():
             print(f"{name:<6}{DESCRIPTIONS[name]}\n      dropout slots: {', '.join(dropout_slots(layers))}")
-        print('custom: a list of layers in the study file, see docs/study-files.md')
+        print("custom: a list of layers in the study file, see docs/study-files.md")
         return 0
     if args.name not in PRESETS:
         raise DropoutlabError(f"unknown model {args.name!r}; allowed: {', '.join(PRESETS)}")
@@ -231,21 +241,27 @@ def cmd_models(args) -> int:
     for item in filter(None, (args.dropout or "").split(",")):
         slot, _, value = item.partition("=")
         if slot not in slots:
-            raise DropoutlabError(f"--dropout: unknown slot {slot!r} for {args.name}; its slots: {', '.join(slots)}")
+            raise DropoutlabError(
+                f"--dropout: unknown slot {slot!r} for {args.name}; its slots: {', '.join(slots)}"
+            )
         try:
             rates[slot] = check_rate(float(value), f"--dropout {slot}")
         except ValueError:
             raise DropoutlabError(f"--dropout {slot}: {value!r} is not a number in [0, 1)") from None
     info = dataset_info(args.dataset)
     rows = summarize_model(layers, rates, info.input_shape, info.num_classes)
-    print(f'Model: "{args.name}" on {info.name} ({"x".join(map(str, info.input_shape))}, {info.num_classes} classes)')
+    print(
+        f'Model: "{args.name}" on {info.name} ({"x".join(map(str, info.input_shape))}, {info.num_classes} classes)'
+    )
     print(f"{'Layer (type)':<32}{'Output Shape':<20}{'Param #':>10}")
     print("=" * 62)
     for row in rows:
         print(f"{row.name + ' (' + row.kind + ')':<32}{str((None, *row.output_shape)):<20}{row.params:>10,}")
     print("=" * 62)
     print(f"Total params: {sum(r.params for r in rows):,}")
-    print(f"Dropout slots: {', '.join(f'{s}={rates.get(s, d)}' for s, d in slots.items())} (rate 0 adds no layer)")
+    print(
+        f"Dropout slots: {', '.join(f'{s}={rates.get(s, d)}' for s, d in slots.items())} (rate 0 adds no layer)"
+    )
     return 0
 
 

@@ -59,7 +59,9 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
-            raise DropoutlabError(f"{self.path}: no store here; run a study first (`dropoutlab run STUDY.toml`)")
+            raise DropoutlabError(
+                f"{self.path}: no store here; run a study first (`dropoutlab run STUDY.toml`)"
+            )
         if self.path.is_dir():
             raise DropoutlabError(f"{self.path}: is a folder; the store is one file, e.g. {DEFAULT_STORE}")
         try:
@@ -72,7 +74,9 @@ class Store:
                 with self.conn:
                     self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             elif version[0] != SCHEMA_VERSION:
-                raise DropoutlabError(f"{self.path}: store schema {version[0]}, this dropoutlab reads {SCHEMA_VERSION}")
+                raise DropoutlabError(
+                    f"{self.path}: store schema {version[0]}, this dropoutlab reads {SCHEMA_VERSION}"
+                )
         except sqlite3.DatabaseError as exc:
             raise DropoutlabError(f"{self.path}: not a dropoutlab store ({exc})") from None
 
@@ -124,7 +128,9 @@ class Store:
             raise DropoutlabError(f"{self.path}: the store has no runs yet")
         if study is None:
             if len(names) > 1:
-                raise DropoutlabError(f"{self.path} holds several studies; choose one with --study: {', '.join(names)}")
+                raise DropoutlabError(
+                    f"{self.path} holds several studies; choose one with --study: {', '.join(names)}"
+                )
             return names[0]
         if study not in names:
             raise DropoutlabError(f"study {study!r} is not in {self.path}; it holds: {', '.join(names)}")
@@ -225,13 +231,11 @@ def history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "status": r["status"]}  # fmt: skip
         base.update({k: r["params"].get(k) for k in params})
         rows.extend({**base, **h} for h in r["history"])
-    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "study", "config", "seed", "status", "epoch", *EPOCH_METRICS])
+    frame = pd.DataFrame(
+        rows,
+        columns=None if rows else ["run_id", "study", "config", "seed", "status", "epoch", *EPOCH_METRICS],
+    )
     for column in EPOCH_METRICS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame.attrs["params"] = params
     return frame
-
-
-def open_store(path: str | Path = DEFAULT_STORE) -> Store:
-    """Open an existing store for reading (notebook entry point): ``dl.open_store("dropoutlab.db")``."""
-    return Store(path, create=False)

@@ -40,7 +40,9 @@ class PreparedData:
     num_classes: int
 
 
-def scaling(dataset: ImageDataset, normalize: str, train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def scaling(
+    dataset: ImageDataset, normalize: str, train_x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel ``(shift, scale)`` such that ``(x - shift) / scale`` is the normalised image.
 
     ``"unit"`` maps pixels to [0, 1] (seed 000's division by 255), ``"symmetric"`` to [-1, 1]

@@ -75,7 +75,9 @@ def _build(layers, rates, input_shape, num_classes) -> tuple[nn.Sequential, list
         counts[kind] = counts.get(kind, 0) + 1
         name = name or f"{kind}_{counts[kind]}"
         modules[name] = module
-        rows.append(LayerRow(name, type(module).__name__, out_shape, sum(p.numel() for p in module.parameters())))
+        rows.append(
+            LayerRow(name, type(module).__name__, out_shape, sum(p.numel() for p in module.parameters()))
+        )
 
     for i, layer in enumerate(layers):
         where = f"model layer {i} ({layer.type})"
@@ -95,15 +97,17 @@ def _build(layers, rates, input_shape, num_classes) -> tuple[nn.Sequential, list
             padding = layer.padding if layer.padding is not None else 0
             if padding == "same":
                 if stride != 1:
-                    raise DropoutlabError(f"{where}: padding \"same\" needs stride 1")
+                    raise DropoutlabError(f'{where}: padding "same" needs stride 1')
                 pad = (layer.kernel - 1) // 2
                 if layer.kernel % 2 == 0:
-                    raise DropoutlabError(f"{where}: padding \"same\" needs an odd kernel")
+                    raise DropoutlabError(f'{where}: padding "same" needs an odd kernel')
             else:
                 pad = 0 if padding == "valid" else int(padding)
             h, w = (_conv_out(s, layer.kernel, stride, pad) for s in shape[1:])
             if h < 1 or w < 1:
-                raise DropoutlabError(f"{where}: input {shape[1]}x{shape[2]} is too small for kernel {layer.kernel}")
+                raise DropoutlabError(
+                    f"{where}: input {shape[1]}x{shape[2]} is too small for kernel {layer.kernel}"
+                )
             conv = nn.Conv2d(shape[0], layer.filters, layer.kernel, stride=stride, padding=pad)
             shape = (layer.filters, h, w)
             add("conv2d", conv, shape)

@@ -56,7 +56,7 @@ def _positive_int(value: Any, where: str) -> int:
 def parse_layer(raw: Any, where: str) -> LayerSpec:
     """Validate one layer table from a study file; ``where`` names it in error messages."""
     if not isinstance(raw, dict):
-        raise DropoutlabError(f"{where}: expected a table like {{type = \"dense\", units = 64}}, got {raw!r}")
+        raise DropoutlabError(f'{where}: expected a table like {{type = "dense", units = 64}}, got {raw!r}')
     kind = raw.get("type")
     if kind not in LAYER_OPTIONS:
         raise DropoutlabError(
@@ -78,9 +78,11 @@ def parse_layer(raw: Any, where: str) -> LayerSpec:
     for key in ("filters", "kernel", "stride", "size"):
         if key in opts:
             _positive_int(opts[key], f"{where}.{key}")
-    if "padding" in opts and opts["padding"] not in ("same", "valid"):
-        if isinstance(opts["padding"], bool) or not isinstance(opts["padding"], int) or opts["padding"] < 0:
-            raise DropoutlabError(f"{where}.padding: expected \"same\", \"valid\" or a whole number >= 0")
+    padding = opts.get("padding", 0)
+    if padding not in ("same", "valid") and (
+        isinstance(padding, bool) or not isinstance(padding, int) or padding < 0
+    ):
+        raise DropoutlabError(f'{where}.padding: expected "same", "valid" or a whole number >= 0')
     for key in ("activation", "name"):
         if key in opts and opts[key] not in ACTIVATIONS:
             raise DropoutlabError(
@@ -90,7 +92,7 @@ def parse_layer(raw: Any, where: str) -> LayerSpec:
         if "slot" not in opts and "rate" not in opts:
             raise DropoutlabError(f"{where}: a dropout layer needs a 'slot' name or a fixed 'rate'")
         if "slot" in opts and (not isinstance(opts["slot"], str) or not opts["slot"].isidentifier()):
-            raise DropoutlabError(f"{where}.slot: expected a name like \"hidden1\", got {opts['slot']!r}")
+            raise DropoutlabError(f'{where}.slot: expected a name like "hidden1", got {opts["slot"]!r}')
         if "rate" in opts:
             opts["rate"] = check_rate(opts["rate"], f"{where}.rate")
     return LayerSpec(**opts)

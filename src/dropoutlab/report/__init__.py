@@ -35,14 +35,22 @@ def summary_table(runs: pd.DataFrame) -> str:
     if runs.empty:
         return "(no runs)"
     table = summarize(runs)
-    lines = [f"{'configuration':<48}{'runs':>6}  {'test accuracy (95% CI)':<26}{'train - test':>13}"]
-    for row in table.itertuples():
-        runs_text = f"{row.n}" + (f"+{row.n_diverged}d" if row.n_diverged else "") + (
-            f"+{row.n_failed}f" if row.n_failed else ""
+    varied = varied_params(runs)
+    labels = [
+        " ".join(f"{k.removeprefix('dropout.')}={row[k]}" for k in varied) or row["config"]
+        for _, row in table.iterrows()
+    ]
+    width = max(14, *map(len, labels)) + 2
+    lines = [f"{'configuration':<{width}}{'runs':>6}  {'test accuracy (95% CI)':<26}{'train - test':>13}"]
+    for label, row in zip(labels, table.itertuples(), strict=True):
+        runs_text = (
+            f"{row.n}"
+            + (f"+{row.n_diverged}d" if row.n_diverged else "")
+            + (f"+{row.n_failed}f" if row.n_failed else "")
         )
         acc = _pct_ci(row.test_acc_mean, row.test_acc_ci_low, row.test_acc_ci_high)
         gap = "" if math.isnan(row.gap_acc_mean) else f"{row.gap_acc_mean * 100:+.1f} pp"
-        lines.append(f"{row.config[:47]:<48}{runs_text:>6}  {acc:<26}{gap:>13}")
+        lines.append(f"{label:<{width}}{runs_text:>6}  {acc:<26}{gap:>13}")
     return "\n".join(lines)
 
 
@@ -129,9 +137,11 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
     sections = [
         Section(
             "Summary over seeds",
-            ["Final accuracies per configuration: mean over seeds with a 95% confidence interval. "
-             "Train accuracy 'dropout on' is the running accuracy during the epoch, as the notebooks "
-             "print it; 'eval mode' is measured afterwards with dropout off."],
+            [
+                "Final accuracies per configuration: mean over seeds with a 95% confidence interval. "
+                "Train accuracy 'dropout on' is the running accuracy during the epoch, as the notebooks "
+                "print it; 'eval mode' is measured afterwards with dropout off."
+            ],
             tables=[("Per configuration", shown)],
         )  # fmt: skip
     ]
@@ -142,10 +152,12 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
         sections.append(
             Section(
                 "Compared with the baseline",
-                [f"Test accuracy of each configuration minus the baseline ({table['baseline'].iloc[0]}). "
-                 "Paired t-tests where the seeds match, Welch's otherwise; p-values adjusted for the "
-                 "number of comparisons (Holm). 'seeds needed' estimates how many seeds per configuration "
-                 "would detect a difference of the observed size with 80% power."],
+                [
+                    f"Test accuracy of each configuration minus the baseline ({table['baseline'].iloc[0]}). "
+                    "Paired t-tests where the seeds match, Welch's otherwise; p-values adjusted for the "
+                    "number of comparisons (Holm). 'seeds needed' estimates how many seeds per configuration "
+                    "would detect a difference of the observed size with 80% power."
+                ],
                 tables=[("Differences in test accuracy", table[cols])],
             )  # fmt: skip
         )
@@ -154,19 +166,30 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
         sections.append(
             Section(
                 "Accuracy against the dropout rate",
-                [f"How train and test accuracy move as {key} grows (seed 000's question). Bands are 95% "
-                 "confidence intervals of the mean over seeds; dots are single seeds."],
+                [
+                    f"How train and test accuracy move as {key} grows (seed 000's question). Bands are 95% "
+                    "confidence intervals of the mean over seeds; dots are single seeds."
+                ],
                 figures=[
-                    (f"Accuracy vs {key}", plots.accuracy_vs_rate(runs, key, on_line, params),
-                     f"Line chart of train, validation and test accuracy against {key}"),
-                    (f"Gap vs {key}", plots.gap_vs_rate(runs, key, on_line, params),
-                     f"Line chart of train minus test accuracy against {key}"),
+                    (
+                        f"Accuracy vs {key}",
+                        plots.accuracy_vs_rate(runs, key, on_line, params),
+                        f"Line chart of train, validation and test accuracy against {key}",
+                    ),
+                    (
+                        f"Gap vs {key}",
+                        plots.gap_vs_rate(runs, key, on_line, params),
+                        f"Line chart of train minus test accuracy against {key}",
+                    ),
                 ],
                 tables=[("Numbers behind the plots", plots.rate_table(runs, key, on_line, params))],
             )  # fmt: skip
         )
     varied = varied_params(runs, params)
-    if len(varied) == 2 and runs.drop_duplicates("config").shape[0] == runs[varied].drop_duplicates().shape[0]:
+    if (
+        len(varied) == 2
+        and runs.drop_duplicates("config").shape[0] == runs[varied].drop_duplicates().shape[0]
+    ):
         x_key, y_key = varied
         try:
             heat, heat_table = plots.heatmap(runs, x_key, y_key), plots.heatmap_table(runs, x_key, y_key)
@@ -176,8 +199,16 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
             sections.append(
                 Section(
                     f"{y_key} x {x_key}",
-                    ["Mean test accuracy in each cell of the two-dimensional grid, with the 95% CI half-width."],
-                    figures=[(f"Heatmap {y_key} x {x_key}", heat, f"Heatmap of test accuracy over {y_key} and {x_key}")],
+                    [
+                        "Mean test accuracy in each cell of the two-dimensional grid, with the 95% CI half-width."
+                    ],
+                    figures=[
+                        (
+                            f"Heatmap {y_key} x {x_key}",
+                            heat,
+                            f"Heatmap of test accuracy over {y_key} and {x_key}",
+                        )
+                    ],
                     tables=[("Numbers behind the heatmap", heat_table)],
                 )  # fmt: skip
             )
@@ -185,36 +216,47 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
     figures = [("All configurations", plots.comparison(history, params),
                 "Loss and accuracy per epoch of every configuration")]  # fmt: skip
     figures += [
-        (f"Learning curves {config}", plots.learning_curves(history, config),
-         f"Loss and accuracy per epoch for {config}, train and validation")  # fmt: skip
+        (
+            f"Learning curves {config}",
+            plots.learning_curves(history, config),
+            f"Loss and accuracy per epoch for {config}, train and validation",
+        )  # fmt: skip
         for config in configs
         if (history["config"] == config).any()
     ]
     sections.append(
         Section(
             "Learning curves",
-            ["Seed 001's two panels, loss and accuracy per epoch, mean over seeds with a 95% band: "
-             "first every configuration on one figure, then one figure per configuration."],
+            [
+                "Seed 001's two panels, loss and accuracy per epoch, mean over seeds with a 95% band: "
+                "first every configuration on one figure, then one figure per configuration."
+            ],
             figures=figures,
         )  # fmt: skip
     )
     return sections
 
 
-def write_study_report(store: Store, study: str, out: str | Path, baseline: str | None = None) -> dict[str, Path]:
+def write_study_report(
+    store: Store, study: str, out: str | Path, baseline: str | None = None
+) -> dict[str, Path]:
     """Write report.html (self-contained), report.md and the PNG figures of ``study`` into ``out``."""
     runs = store.runs(study)
     history = store.history(study)
-    resolve_baseline(runs, baseline, runs.attrs["params"])  # a bad --baseline fails before any file is written
+    resolve_baseline(
+        runs, baseline, runs.attrs["params"]
+    )  # a bad --baseline fails before any file is written
     title = f"dropoutlab report: {study}"
     sections = _sections(runs, history, baseline)
     env = store.records(study)[-1]["env"]
     sections.append(
         Section(
             "About these runs",
-            [f"{len(runs)} runs ({', '.join(f'{n} {s}' for s, n in runs['status'].value_counts().items())}), "
-             f"dropoutlab {env.get('dropoutlab')}, torch {env.get('torch')}, Python {env.get('python')}, "
-             f"on {env.get('device')}."],
+            [
+                f"{len(runs)} runs ({', '.join(f'{n} {s}' for s, n in runs['status'].value_counts().items())}), "
+                f"dropoutlab {env.get('dropoutlab')}, torch {env.get('torch')}, Python {env.get('python')}, "
+                f"on {env.get('device')}."
+            ],
         )  # fmt: skip
     )
     return write_report(out, title, findings(runs, runs.attrs["params"], baseline=baseline), sections)

@@ -79,7 +79,8 @@ class Section:
 # Tables
 
 
-_ACC = re.compile(r"(^|_)acc(_|$)")
+_ACC = re.compile(r"(^|[_\s])acc(uracy)?([_\s]|$)")
+_KINDS = ("pct", "pp", "p", "int", "loss", "float", "bool", "text")
 _PVALUE = ("p_value", "p_adjusted", "p")
 
 
@@ -87,6 +88,11 @@ def _column_kind(frame: pd.DataFrame, column) -> str:
     """``pct``, ``pp``, ``p``, ``int``, ``loss``, ``float``, ``bool`` or ``text``."""
     name = str(column).lower()
     values = frame[column]
+    declared = (frame.attrs.get("units") or {}).get(column)
+    if declared is not None:
+        if declared not in _KINDS:
+            raise ValueError(f"units[{column!r}] = {declared!r}; choose from {', '.join(_KINDS)}")
+        return declared
     if pd.api.types.is_bool_dtype(values):
         return "bool"
     if not pd.api.types.is_numeric_dtype(values):
@@ -137,14 +143,22 @@ _UNITS = {"pct": " (%)", "pp": " (pp)"}
 
 
 def _interval_columns(frame: pd.DataFrame) -> dict:
-    """``{estimate column: (low column, high column)}`` for ``X_mean``/``diff`` with CIs."""
+    """``{estimate column: (low column, high column)}`` for estimates with CI columns.
+
+    ``X_mean`` or ``X`` with ``X_ci_low``/``X_ci_high`` (or ``X ci_low``/``X ci_high``),
+    and ``diff`` with ``ci_low``/``ci_high`` (a ``compare`` table).
+    """
     names = {str(c): c for c in frame.columns}
     pairs = {}
     for name, column in names.items():
-        base = name[: -len("_mean")] if name.endswith("_mean") else None
-        low, high = (f"{base}_ci_low", f"{base}_ci_high") if base else ("ci_low", "ci_high")
-        if (base or name == "diff") and low in names and high in names:
-            pairs[column] = (names[low], names[high])
+        bases = [name[: -len(suffix)] for suffix in ("_mean", " mean") if name.endswith(suffix)]
+        candidates = [(f"{b}{sep}ci_low", f"{b}{sep}ci_high") for b in [*bases, name] for sep in "_ "]
+        if name == "diff":
+            candidates.append(("ci_low", "ci_high"))
+        for low, high in candidates:
+            if low in names and high in names and low != name:
+                pairs[column] = (names[low], names[high])
+                break
     return pairs
 
 
@@ -161,8 +175,9 @@ def _formatted(frame: pd.DataFrame, merge_ci: bool) -> list[tuple[str, list[str]
         if column in intervals:
             kind = "float" if kind == "int" else kind
             low, high = intervals[column]
-            name = str(column)[: -len("_mean")] if str(column).endswith("_mean") else str(column)
-            header = f"{name}{_UNITS.get(kind, '')} mean [CI]"
+            name = re.sub(r"[_ ]mean$", "", str(column))
+            mean = " mean" if name != str(column) else ""
+            header = f"{name}{_UNITS.get(kind, '')}{mean} [CI]"
             cells = [
                 _format_value(m, kind)
                 if _missing(lo) or _missing(hi)
@@ -191,14 +206,17 @@ def format_table(frame: pd.DataFrame, merge_ci: bool = True) -> pd.DataFrame:
     get three decimals (``<0.001`` below), whole numbers no decimals, losses four decimals,
     other floats four significant digits, booleans yes/no, missing values an en dash.
 
-    With ``merge_ci`` each ``X_mean`` with ``X_ci_low`` and ``X_ci_high`` (and ``diff``
-    with ``ci_low``, ``ci_high``) becomes one column ``"X (%) mean [CI]"`` reading
+    Words may be separated by ``_`` or spaces (``"test acc"``, ``"gap acc (train - test)"``).
+    A column the names do not describe can be declared in ``frame.attrs["units"]``, a dict
+    ``{column: kind}`` with kind one of ``pct, pp, p, int, loss, float, bool, text`` (e.g.
+    ``{"diff": "pp"}`` for a ``compare`` table without its ``metric`` column).
+
+    With ``merge_ci`` each ``X_mean`` (or ``X``) with ``X_ci_low`` and ``X_ci_high`` (and
+    ``diff`` with ``ci_low``, ``ci_high``) becomes one column ``"X (%) mean [CI]"`` reading
     ``"90.25 [89.12, 91.38]"``, which keeps tables narrow enough for a phone.
     """
     columns = _formatted(frame, merge_ci)
-    return pd.DataFrame(
-        {header: cells for header, cells, _ in columns}, columns=[h for h, _, _ in columns]
-    )
+    return pd.DataFrame({header: cells for header, cells, _ in columns}, columns=[h for h, _, _ in columns])
 
 
 # ----------------------------------------------------------------------------------------
@@ -312,15 +330,13 @@ def _render_html(title: str, sections, findings, images: list[list[bytes]]) -> s
     ]
     if len(sections) > 1:
         links = "".join(
-            f'<li><a href="#{i}">{_esc(s.title)}</a></li>'
-            for i, s in zip(ids, sections, strict=True)
+            f'<li><a href="#{i}">{_esc(s.title)}</a></li>' for i, s in zip(ids, sections, strict=True)
         )
         parts.append(f'<nav aria-label="Contents"><ol>{links}</ol></nav>')
     if findings:
-        items = "\n".join(f"<li>{f}</li>" for f in findings)
+        items = "\n".join(f"<li>{_esc(f)}</li>" for f in findings)
         parts.append(
-            f'<section class="findings" id="findings">\n<h2>Findings</h2>\n<ol>\n{items}\n</ol>\n'
-            "</section>"
+            f'<section class="findings" id="findings">\n<h2>Findings</h2>\n<ol>\n{items}\n</ol>\n</section>'
         )
     for anchor, section, pngs in zip(ids, sections, images, strict=True):
         parts.append(f'<section id="{anchor}">')
@@ -346,9 +362,7 @@ def _render_html(title: str, sections, findings, images: list[list[bytes]]) -> s
     return "\n".join(parts)
 
 
-def render_html(
-    title: str, sections: Sequence[Section], findings: Sequence[str] = (), dpi: int = 120
-) -> str:
+def render_html(title: str, sections: Sequence[Section], findings: Sequence[str] = (), dpi: int = 120) -> str:
     """The report as one self-contained HTML page (a string).
 
     Findings come first as a numbered list, then each section: paragraphs, figures (PNG
@@ -393,9 +407,7 @@ def _md_link(image_dir: str | Path, name: str) -> str:
     return name if str(folder) == "." else str(folder / name)
 
 
-def render_markdown(
-    title: str, sections: Sequence[Section], image_dir: str | Path = ".", findings=()
-) -> str:
+def render_markdown(title: str, sections: Sequence[Section], image_dir: str | Path = ".", findings=()) -> str:
     """The report as Markdown, figures linked as ``![alt](<image_dir>/<name>.png)``.
 
     The PNG names are those ``write_report`` writes (``<section>-<caption>.png``);

@@ -264,8 +264,7 @@ def curve_table(history: pd.DataFrame, config: str) -> pd.DataFrame:
     if mine.empty:
         available = ", ".join(_config_order(done, [])) or "none"
         raise DropoutlabError(
-            f"no completed run of configuration {config!r} in the history "
-            f"(configurations: {available})"
+            f"no completed run of configuration {config!r} in the history (configurations: {available})"
         )
     table = _epoch_stats(mine, _CURVE_METRICS)
     keep = [m for m in _CURVE_METRICS if _measured(table, m)]
@@ -370,9 +369,7 @@ def comparison(history: pd.DataFrame, params: Sequence[str] | None = None) -> Fi
             if many:
                 style.update(marker=_MARKERS[i % len(_MARKERS)], markevery=max(1, len(x) // 8))
             for ax, kind, scale in ((ax_loss, "loss", 1.0), (ax_acc, "acc", 100.0)):
-                ax.plot(
-                    x, mine[f"val_{kind}_mean"] * scale, linestyle="-", gid=f"val:{label}", **style
-                )
+                ax.plot(x, mine[f"val_{kind}_mean"] * scale, linestyle="-", gid=f"val:{label}", **style)
                 ax.plot(
                     x,
                     mine[f"train_{kind}_mean"] * scale,
@@ -487,9 +484,7 @@ def rate_table(
             f"configurations {', '.join(shared['config'])} share a value of {rate_key} on the "
             "line; pass on_line_mask (e.g. from findings.rate_axis) to pick one line"
         )
-    table = pd.concat(
-        [line.sort_values("rate", kind="stable"), table[~table["on_line"]]], ignore_index=True
-    )
+    table = pd.concat([line.sort_values("rate", kind="stable"), table[~table["on_line"]]], ignore_index=True)
     return table
 
 
@@ -540,9 +535,7 @@ def _rate_figure(runs, rate_key, on_line_mask, params, metrics, ylabel, title) -
         for row in others.itertuples():
             text = _off_line_label(runs, params, rate_key, row.config, line_runs, fallback)
             first = text not in groups
-            marker = groups.setdefault(
-                text, _OFF_LINE_MARKERS[len(groups) % len(_OFF_LINE_MARKERS)]
-            )
+            marker = groups.setdefault(text, _OFF_LINE_MARKERS[len(groups) % len(_OFF_LINE_MARKERS)])
             mean = getattr(row, f"{shown}_mean") * 100
             low = getattr(row, f"{shown}_ci_low") * 100
             high = getattr(row, f"{shown}_ci_high") * 100
@@ -647,9 +640,7 @@ def gap_vs_rate(
 # Two-parameter grids
 
 
-def heatmap_table(
-    runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc"
-) -> pd.DataFrame:
+def heatmap_table(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc") -> pd.DataFrame:
     """The numbers behind ``heatmap``: one row per cell (``y_key`` value, ``x_key`` value).
 
     Columns ``y_key, x_key, config, n, <metric>_mean, <metric>_ci_low, <metric>_ci_high``
@@ -750,11 +741,7 @@ def heatmap(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc"
 
 
 def _tick(value) -> str:
-    return (
-        f"{value:g}"
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else str(value)
-    )
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def _cell_text(mean: float, half: float, n: int, scale: float) -> str:

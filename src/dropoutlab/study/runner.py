@@ -78,8 +78,13 @@ def run_study(
     dev = resolve_device(device)
     datasets = {name: load_dataset(name, data_dir) for name in {r.settings.dataset for r in todo}}
 
-    bar = tqdm(total=len(todo), desc=study.name, unit="run", disable=False if progress else None if progress is None else True)
-    for key, group in _by_data(todo).items():
+    bar = tqdm(
+        total=len(todo),
+        desc=study.name,
+        unit="run",
+        disable=False if progress else None if progress is None else True,
+    )
+    for group in _by_data(todo).values():
         s = group[0].settings
         data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
         if stack == "off":
@@ -108,7 +113,9 @@ def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:
     return groups
 
 
-def _train_batch(runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool) -> list[RunResult]:
+def _train_batch(
+    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool
+) -> list[RunResult]:
     """Train one run, or one stack of runs; an exception marks them all failed."""
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)

@@ -140,7 +140,9 @@ def _number(value: Any, where: str, low: float, high: float | None = None, *, op
     too_high = high is not None and (value >= high if open_high else value > high)
     if value < low or too_high:
         bound = f"[{low}, {high})" if open_high else f"[{low}, {high}]"
-        raise DropoutlabError(f"{where}: {value!r} is out of range; allowed: {bound if high is not None else f'>= {low}'}")
+        raise DropoutlabError(
+            f"{where}: {value!r} is out of range; allowed: {bound if high is not None else f'>= {low}'}"
+        )
     return float(value)
 
 
@@ -177,7 +179,9 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
     from dropoutlab.data import dataset_info  # imported late: the data package is heavier
 
     if "dataset" not in raw:
-        raise DropoutlabError("dataset: missing; name one, e.g. dataset = \"digits\" (see `dropoutlab datasets`)")
+        raise DropoutlabError(
+            'dataset: missing; name one, e.g. dataset = "digits" (see `dropoutlab datasets`)'
+        )
     if not isinstance(raw["dataset"], str):
         raise _type_error("dataset", "a dataset name", raw["dataset"])
     dataset_info(raw["dataset"])  # raises for an unknown name or an unreadable npz

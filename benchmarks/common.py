@@ -1,0 +1,136 @@
+"""Shared pieces of the benchmarks: synthetic data, the matmul peak, FLOP counts, child processes.
+
+Nothing here is part of the dropoutlab package; the benchmarks import it as a sibling module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("DROPOUTLAB_BENCH_DIR", "/tmp/dropoutlab-bench"))
+
+
+def synthetic_images(path: Path, n_train: int, n_test: int, shape: tuple[int, ...], seed: int = 0) -> Path:
+    """Write a Keras-layout ``.npz`` of uint8 images and int labels shaped like a real dataset.
+
+    No download is possible on the benchmark machine, so images are made up: ten smooth
+    class templates plus per-image noise and a random brightness, so that a network can
+    learn them (accuracy well above chance) without being trivial. ``shape`` is
+    ``(H, W)`` or channels-last ``(H, W, C)`` as Keras stores it.
+    """
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(10, *[max(s // 4, 1) for s in shape[:2]], *shape[2:]))
+    templates = coarse.repeat(4, axis=1).repeat(4, axis=2)[:, : shape[0], : shape[1]]
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, size=n)
+        x = np.empty((n, *shape), dtype=np.uint8)
+        for start in range(0, n, 5000):  # chunks keep the float64 temporaries small
+            sl = slice(start, min(start + 5000, n))
+            t = templates[y[sl]] * rng.uniform(0.4, 1.0, size=(sl.stop - sl.start,) + (1,) * len(shape))
+            t = t + rng.normal(0, 60, size=t.shape)
+            x[sl] = np.clip(t, 0, 255).astype(np.uint8)
+        return x, y.astype(np.int64)
+
+    x_train, y_train = make(n_train)
+    x_test, y_test = make(n_test)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    tmp.rename(path)
+    return path
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 matrix-multiply throughput of this machine in GFLOP/s (best of ``repeats``)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best / 1e9
+
+
+def flops_per_sample(model: torch.nn.Module, input_shape: tuple[int, ...], batch: int = 64) -> tuple[float, float]:
+    """(training step, evaluation) FLOPs per sample of ``model``, counted by PyTorch's FlopCounterMode.
+
+    The training step is forward + backward of the cross-entropy loss (what autograd
+    really computes: no input gradient for the first layer); only matrix products and
+    convolutions are counted, as usual for model FLOPs.
+    """
+    x = torch.randn(batch, *input_shape)
+    y = torch.randint(0, 10, (batch,))
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    train = counter.get_total_flops() / batch
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return train, counter.get_total_flops() / batch
+
+
+def run_child(args: list[str], python: str | None = None, env: dict | None = None) -> dict:
+    """Run ``python args`` (a benchmark part), return the JSON it prints last, plus its peak memory."""
+    cmd = [python or sys.executable, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(result: dict) -> None:
+    """Print a child's result as one JSON line, with its peak resident memory (MiB)."""
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result), flush=True)
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def load_average() -> str:
+    """The 1-minute load average: other processes on the machine skew timings."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def table(rows: list[dict], peak: float) -> str:
+    """The results as a Markdown table."""
+    head = ("| workload | runs | model-epochs/s | vs reference | GFLOP/s | of matmul peak | peak memory |\n"
+            "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['runs']} | {r['me_per_s']:.3f} | {r['ratio']:.2f}x | {r['gflops']:.1f} | "
+            f"{r['gflops'] / peak:.0%} | {r['peak_mib']:.0f} MiB |"
+        )
+    return "\n".join(lines)

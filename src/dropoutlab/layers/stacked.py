@@ -1,0 +1,225 @@
+"""Stacked networks: M networks of one shape run as a single network, each with its own weights.
+
+A dropout study trains many small networks that differ only in weights, dropout rates and
+data order. Run one by one, each step is a handful of small matrix products and a lot of
+Python; run as a stack, each layer becomes one batched operation over a leading member axis:
+
+* dense layers: one batched matrix product (``baddbmm``), weights ``(M, out, in)``;
+* convolutions: one grouped convolution, members folded into the channel axis;
+* batch norm: per-member statistics, members folded into the channel axis;
+* dropout: one mask for the whole stack with the keep probability a per-member tensor, so a
+  rate is data, not a Python constant, and rate 0 is exactly the identity. This is the
+  inverted dropout of Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks
+  from Overfitting", JMLR 15 (2014), https://jmlr.org/papers/v15/srivastava14a.html
+
+Activations travel in one of four layouts, converted only where a layer needs it:
+
+``shared``  ``(B, ...)``: one input for all members (evaluation); no member axis yet;
+``member``  ``(M, B, C, H, W)``: each member's own images (training);
+``image``   ``(B, M*C, H, W)``: members folded into channels, member-major;
+``flat``    ``(M, B, F)``: each member's feature vectors.
+
+Members never mix: every operation acts on each member's slice alone, so a member whose
+weights went to NaN does not touch the others.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dropoutlab.layers.dropout import Dropout
+
+
+def to_image(x: torch.Tensor, layout: str, members: int) -> torch.Tensor:
+    """``x`` as ``(B, M*C, H, W)``, members folded into channels."""
+    if layout == "image":
+        return x
+    if layout == "member":
+        m, b, c = x.shape[:3]
+        return x.transpose(0, 1).reshape(b, m * c, *x.shape[3:])
+    if layout == "shared":
+        return x.repeat(1, members, 1, 1)
+    raise ValueError(f"cannot read layout {layout!r} as images")
+
+
+def to_flat(x: torch.Tensor, layout: str, members: int) -> torch.Tensor:
+    """``x`` as ``(M, B, F)``, each member's samples flattened."""
+    if layout == "flat":
+        return x
+    if layout == "member":
+        return x.reshape(x.shape[0], x.shape[1], -1)
+    if layout == "image":
+        return x.reshape(x.shape[0], members, -1).transpose(0, 1)
+    if layout == "shared":
+        x = x.reshape(x.shape[0], -1)
+        return x.unsqueeze(0).expand(members, *x.shape)
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def stacked_dropout(
+    x: torch.Tensor, layout: str, keep: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Inverted dropout with one keep probability per member (``keep`` has shape ``(M,)``).
+
+    Each element of member ``m`` survives with probability ``keep[m]`` and is then scaled by
+    ``1 / keep[m]``; a member with ``keep = 1`` is left exactly as it was.
+    """
+    members = keep.shape[0]
+    if layout == "flat":
+        k = keep.view(members, 1, 1)
+    elif layout == "member":
+        k = keep.view(members, *[1] * (x.dim() - 1))
+    elif layout == "image":
+        k = keep.repeat_interleave(x.shape[1] // members).view(1, -1, *[1] * (x.dim() - 2))
+    else:
+        raise ValueError(f"dropout needs a member axis, got layout {layout!r}")
+    # floor(u + keep) is 1 with probability keep (u uniform in [0, 1)) and exactly 1 when
+    # keep = 1; three in-place passes over one buffer instead of compare, cast and scale.
+    mask = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    mask.add_(k).floor_().mul_(1.0 / k)
+    return x * mask
+
+
+class StackedNet:
+    """A stack of same-shaped networks, from the ``state_dict()`` of each member's model.
+
+    ``template`` is the members' layer list built with every dropout slot present (its
+    weights are not used), so that all members share one structure; ``keeps`` gives, for each
+    dropout module name of the template, the keep probability (1 - rate) of every member.
+    Parameters are stacked along a leading member axis: a dense weight is ``(M, in, out)``
+    (transposed), a convolution weight ``(M, out, in, kh, kw)``. ``channels_last`` stores image
+    activations channels-last (faster convolutions on CUDA).
+    """
+
+    def __init__(
+        self,
+        template: nn.Sequential,
+        states: list[dict[str, torch.Tensor]],
+        keeps: dict[str, list[float]],
+        device: torch.device,
+        channels_last: bool = False,
+    ) -> None:
+        self.size = len(states)
+        self.channels_last = channels_last
+        self.layers: list[tuple[str, str, nn.Module]] = []  # (name, kind, template module)
+        self.tensors: dict[str, torch.Tensor] = {}  # "name.attr" -> stacked tensor, member axis 0
+        self.param_names: list[str] = []
+        self.transposed: set[str] = set()
+        for name, module in template.named_children():
+            if isinstance(module, nn.Linear | nn.Conv2d):
+                kind = "linear" if isinstance(module, nn.Linear) else "conv2d"
+                if kind == "linear":  # stored (M, in, out): x @ w, and its gradient, are contiguous
+                    self.transposed.add(f"{name}.weight")
+                self._stack(name, ("weight", "bias"), states, device)
+                self.param_names += [f"{name}.weight", f"{name}.bias"]
+            elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+                kind = "batchnorm"
+                attrs = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+                self._stack(name, attrs, states, device)
+                self.param_names += [f"{name}.weight", f"{name}.bias"]
+            elif isinstance(module, Dropout):
+                kind = "dropout"
+                self.tensors[f"{name}.keep"] = torch.tensor(keeps[name], dtype=torch.float32, device=device)
+            elif isinstance(module, nn.Flatten):
+                kind = "flatten"
+            elif isinstance(module, nn.MaxPool2d):
+                kind = "pool"
+            else:
+                kind = "elementwise"  # activations: no weights, any layout
+            self.layers.append((name, kind, module))
+        for key in self.param_names:
+            self.tensors[key].requires_grad_(True)
+        first = next((k for _, k, _ in self.layers if k not in ("elementwise", "dropout")), "")
+        self.starts_with_image = first in ("conv2d", "pool", "batchnorm")
+
+    def _stack(self, name: str, attrs, states, device: torch.device) -> None:
+        for attr in attrs:
+            key = f"{name}.{attr}"
+            values = [state[key].detach() for state in states]
+            if key in self.transposed:
+                values = [v.t() for v in values]
+            self.tensors[key] = torch.stack(values).to(device)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """The trainable stacked tensors, in a fixed order."""
+        return [self.tensors[k] for k in self.param_names]
+
+    def select(self, keep_idx: list[int]) -> None:
+        """Keep only the members at positions ``keep_idx`` (members that stopped leave)."""
+        index = torch.tensor(keep_idx, device=next(iter(self.tensors.values())).device)
+        for key, t in self.tensors.items():
+            t = t.detach().index_select(0, index)
+            self.tensors[key] = t.requires_grad_(True) if key in self.param_names else t
+        self.size = len(keep_idx)
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """A copy of member ``i``'s weights, keyed as in its own ``nn.Sequential.state_dict()``."""
+        state = {}
+        for key, t in self.tensors.items():
+            if not key.endswith(".keep"):
+                state[key] = (t[i].t() if key in self.transposed else t[i]).detach().clone()
+        return state
+
+    def forward(
+        self, x: torch.Tensor, layout: str, training: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Logits ``(M, B, classes)`` for ``x`` in ``layout`` (``member``, ``image`` or ``shared``)."""
+        m, t = self.size, self.tensors
+        if layout == "member" and self.starts_with_image:
+            x, layout = to_image(x, layout, m), "image"
+        if layout == "image" and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for name, kind, module in self.layers:
+            if kind == "linear":
+                w, b = t[f"{name}.weight"], t[f"{name}.bias"]
+                if layout == "shared":  # one input for all: a single wide matrix product
+                    x = x.reshape(x.shape[0], -1)
+                    y = torch.addmm(b.reshape(-1), x, w.transpose(0, 1).reshape(w.shape[1], -1))
+                    x = y.view(x.shape[0], m, -1).transpose(0, 1)
+                else:
+                    x = torch.baddbmm(b.unsqueeze(1), to_flat(x, layout, m), w)
+                layout = "flat"
+            elif kind == "conv2d":
+                w, b = t[f"{name}.weight"], t[f"{name}.bias"]
+                groups = 1 if layout == "shared" else m
+                if layout != "shared":
+                    x = to_image(x, layout, m)
+                x = F.conv2d(x, w.flatten(0, 1), b.reshape(-1), module.stride, module.padding, groups=groups)
+                layout = "image"
+            elif kind == "batchnorm":
+                x, layout = self._batchnorm(name, module, x, layout, training)
+            elif kind == "dropout":
+                if training:
+                    if layout == "shared":  # the members' masks differ: give each its own copy
+                        x, layout = (to_image(x, layout, m), "image") if x.dim() == 4 else (to_flat(x, layout, m), "flat")
+                    x = stacked_dropout(x, layout, t[f"{name}.keep"], generator)
+            elif kind == "flatten":
+                if layout == "shared":
+                    x = x.flatten(1)
+                else:
+                    x, layout = to_flat(x, layout, m), "flat"
+            elif kind == "pool":
+                if layout == "member":
+                    x, layout = to_image(x, layout, m), "image"
+                x = module(x)
+            else:
+                x = module(x)
+        if layout == "shared":  # a network without weights: the same logits for every member
+            x = to_flat(x, layout, m)
+        return x
+
+    def _batchnorm(self, name, module, x, layout, training) -> tuple[torch.Tensor, str]:
+        m, t = self.size, self.tensors
+        args = [t[f"{name}.{a}"].view(-1) for a in ("running_mean", "running_var", "weight", "bias")]
+        if training:
+            t[f"{name}.num_batches_tracked"].add_(1)
+        if isinstance(module, nn.BatchNorm2d):
+            x = to_image(x, layout, m)
+            return F.batch_norm(x, *args, training, module.momentum, module.eps), "image"
+        x = to_flat(x, layout, m)
+        b = x.shape[1]
+        y = F.batch_norm(x.transpose(0, 1).reshape(b, -1), *args, training, module.momentum, module.eps)
+        return y.view(b, m, -1).transpose(0, 1), "flat"

@@ -1,0 +1,102 @@
+"""The notebook entry point: one study of a store, as DataFrames, tables and figures."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dropoutlab.report import plots
+from dropoutlab.report.findings import findings, rate_axis
+from dropoutlab.report.stats import compare, summarize
+from dropoutlab.store import DEFAULT_STORE, Store
+
+
+class StudyResults:
+    """The runs of one study, read from a store, with the report's tables and figures.
+
+    ``runs`` and ``history`` are pandas DataFrames (see DEVELOPERS.md, "Store DataFrames");
+    ``summary()`` and ``compare()`` are the report's tables; each ``plot_*`` method returns
+    a matplotlib Figure, so a notebook shows it and a script can ``savefig`` it.
+    Accuracies are fractions in [0, 1].
+    """
+
+    def __init__(self, store: Store, study: str | None = None) -> None:
+        self.store = store
+        self.study = store.resolve_study(study)
+
+    def __repr__(self) -> str:
+        return f"StudyResults(study={self.study!r}, runs={len(self.runs)}, store={str(self.store.path)!r})"
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        """One row per run: parameters, seed, status, final and test metrics."""
+        return self.store.runs(self.study)
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """One row per run and epoch."""
+        return self.store.history(self.study)
+
+    @property
+    def params(self) -> list[str]:
+        """The grid parameters (dotted keys)."""
+        return self.runs.attrs["params"]
+
+    def summary(self, confidence: float = 0.95) -> pd.DataFrame:
+        """Per configuration: n, mean, std and CI of test/val/train accuracy, the gap, best epoch."""
+        return summarize(self.runs, self.params, confidence)
+
+    def compare(self, baseline: str | dict | None = None, metric: str = "test_acc") -> pd.DataFrame:
+        """Each configuration minus the baseline (default: no dropout), with CI, Holm p-values, power."""
+        return compare(self.runs, self.params, baseline=baseline, metric=metric)
+
+    def findings(self, baseline: str | dict | None = None) -> list[str]:
+        """The report's plain-words findings."""
+        return findings(self.runs, self.params, baseline=baseline)
+
+    def plot_learning_curves(self, config: str | None = None) -> Figure:
+        """Seed 001's two panels for one configuration (default: the first)."""
+        return plots.learning_curves(self.history, config or self.runs["config"].iloc[0])
+
+    def plot_comparison(self) -> Figure:
+        """Seed 001's all-configurations figure."""
+        return plots.comparison(self.history, self.params)
+
+    def plot_accuracy_vs_rate(self) -> Figure:
+        """Seed 000's question: train, validation and test accuracy against the swept rate."""
+        key, on_line = self._rate_axis()
+        return plots.accuracy_vs_rate(self.runs, key, on_line, self.params)
+
+    def plot_gap_vs_rate(self) -> Figure:
+        """Train minus test accuracy against the swept rate."""
+        key, on_line = self._rate_axis()
+        return plots.gap_vs_rate(self.runs, key, on_line, self.params)
+
+    def plot_heatmap(self, x_key: str, y_key: str, metric: str = "test_acc") -> Figure:
+        """Mean ``metric`` over a two-parameter grid."""
+        return plots.heatmap(self.runs, x_key, y_key, metric)
+
+    def write_report(self, out: str | Path, baseline: str | None = None) -> dict[str, Path]:
+        """Write report.html, report.md and the PNGs into ``out``."""
+        from dropoutlab.report import write_study_report
+
+        return write_study_report(self.store, self.study, out, baseline=baseline)
+
+    def _rate_axis(self):
+        from dropoutlab.errors import DropoutlabError
+
+        key, on_line = rate_axis(self.runs, self.params)
+        if key is None:
+            raise DropoutlabError(f"study {self.study!r} varies no dropout rate, so there is no rate axis")
+        return key, on_line
+
+
+def open_store(path: str | Path = DEFAULT_STORE, study: str | None = None) -> StudyResults:
+    """Open a study in an existing store for reading: ``dl.open_store("dropoutlab.db")``.
+
+    ``study`` is needed only when the store holds several studies.
+    """
+    return StudyResults(Store(path, create=False), study)

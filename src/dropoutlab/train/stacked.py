@@ -1,0 +1,431 @@
+"""Stacked training: the runs of one stack trained together, as one batched network.
+
+Runs whose networks have the same shapes (same layer list, data, batch size, epochs,
+optimizer kind, ...: :func:`stack_key`) are trained in one loop over a
+:class:`~dropoutlab.layers.stacked.StackedNet`. Each member keeps everything that makes it
+its own run:
+
+* its initial weights: built with ``torch.manual_seed(run.seed)`` then ``build_model`` as in
+  :func:`~dropoutlab.train.loop.train_run`, so the same seed starts from the same weights;
+* its data order: ``torch.randperm`` from ``torch.Generator().manual_seed(run.seed)``,
+  one permutation per epoch, as in ``train_run``;
+* its dropout rates (a per-member tensor; rate 0 is exactly the identity) and its own masks,
+  drawn from one generator seeded by the stack's run ids. The masks differ from those of
+  ``train_run``, so with dropout a stacked run equals a one-by-one run in distribution,
+  not bit for bit; with every rate 0 the two agree to float rounding;
+* its learning rate, weight decay, momentum and optimizer state (:class:`StackedOptimizer`);
+* its early stopping (patience, min_delta) and divergence: a member that stops, or whose
+  training loss is not finite, leaves the stack at the end of that epoch and keeps its weights
+  (the best ones with ``restore_best``); the others go on, untouched.
+
+Timing: each member's ``wall_s`` is the stack's wall time divided by its number of members
+(``env["stack"]`` holds the stack's size and total wall time).
+
+On CUDA the forward passes run under bf16 autocast with channels-last images; on the CPU
+everything is float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from dropoutlab.data.prepare import PreparedData, Split
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.layers.dropout import Dropout
+from dropoutlab.layers.stacked import StackedNet
+from dropoutlab.models import build_model, summarize_model
+from dropoutlab.study.grid import RunSpec
+from dropoutlab.train.early_stopping import EarlyStopping
+from dropoutlab.train.loop import EVAL_BATCH, RunResult, environment, train_run
+
+CPU_BUDGET = 1 << 30  # bytes of parameters, optimizer state and activations per stack on the CPU
+CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory
+AUTO_MAX = {"cpu": 32, "cuda": 256}  # members per stack with --stack auto, beyond the memory bound
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def stack_key(run: RunSpec) -> tuple:
+    """What runs must share to train in one stack.
+
+    Everything but the per-member settings: seed, dropout rates, learning rate, weight decay,
+    momentum, early-stopping patience and min_delta.
+    """
+    s = run.settings
+    es = s.early_stopping
+    return (
+        s.dataset, s.validation, s.split_seed, s.normalize, s.layers, tuple(s.dropout),
+        s.epochs, s.batch_size, s.init, s.eval_train, s.optimizer.name,
+        (es.monitor, es.restore_best) if es else None,
+    )  # fmt: skip
+
+
+def member_bytes(run: RunSpec, data: PreparedData) -> int:
+    """Estimated training memory of one member, in bytes (float32).
+
+    Weights, gradient and optimizer state (two moments for adam, a momentum buffer for sgd,
+    one best copy with early stopping), and per step the activations of a batch three times
+    over (kept for the backward pass, their gradients, dropout masks).
+    """
+    s = run.settings
+    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    params = sum(r.params for r in rows)
+    per_sample = math.prod(data.input_shape) + sum(math.prod(r.output_shape) for r in rows)
+    copies = 4 if s.optimizer.name in ("adam", "adamw") else 3
+    copies += 1 if s.early_stopping else 0
+    return 4 * (params * copies + 3 * s.batch_size * per_sample)
+
+
+def plan_stacks(
+    runs: list[RunSpec], data: PreparedData, device: torch.device, stack: str | int
+) -> list[list[RunSpec]]:
+    """Group ``runs`` by :func:`stack_key` and cut each group into stacks.
+
+    ``stack`` is the most members per stack (a whole number), or ``"auto"``: as many as fit
+    a memory budget (1 GiB on the CPU, half the free memory on CUDA; see
+    :func:`member_bytes`), at most ``AUTO_MAX``. A group is cut into stacks of nearly equal
+    sizes. Runs keep their order within a stack.
+    """
+    groups: dict[tuple, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(stack_key(run), []).append(run)
+    stacks: list[list[RunSpec]] = []
+    for group in groups.values():
+        if stack == "auto":
+            limit = max(1, _budget(device) // member_bytes(group[0], data))
+            limit = min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"]))
+        elif isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
+            limit = stack
+        else:
+            raise DropoutlabError(f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1")
+        count = math.ceil(len(group) / limit)
+        size, extra = divmod(len(group), count)
+        start = 0
+        for i in range(count):
+            end = start + size + (1 if i < extra else 0)
+            stacks.append(group[start:end])
+            start = end
+    return stacks
+
+
+def _budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_BUDGET_FRACTION)
+    return CPU_BUDGET
+
+
+def _all_slots(rates: dict[str, float]) -> dict[str, float]:
+    # every slot present (any rate > 0 adds the layer), so all members share one structure
+    return dict.fromkeys(rates, 0.5)
+
+
+class StackedOptimizer:
+    """Adam, AdamW or SGD over stacked parameters, with each member's own hyperparameters.
+
+    Each member is updated exactly as ``torch.optim`` would update it alone: for ``adam``
+    weight decay is L2 added to the gradient, for ``adamw`` it is decoupled
+    (``p *= 1 - lr * wd``), both with bias correction and ``eps`` added to
+    ``sqrt(v / (1 - beta2^t))``; for ``sgd`` weight decay is L2 added to the gradient and the
+    momentum buffer starts at the first gradient. Members with equal hyperparameters are
+    updated by one call to PyTorch's fused kernel; without one (old PyTorch, other devices)
+    the same formulas run as tensor operations with per-member hyperparameter tensors.
+    """
+
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        name: str,
+        lrs: list[float],
+        weight_decays: list[float],
+        momenta: list[float],
+        fused: bool | None = None,
+    ) -> None:
+        self.name = name
+        self.hyper = [(lr, wd, mo) for lr, wd, mo in zip(lrs, weight_decays, momenta, strict=True)]
+        kinds = 2 if name in ("adam", "adamw") else 1
+        self.state = [[torch.zeros_like(p, memory_format=torch.contiguous_format) for _ in range(kinds)]
+                      for p in params]  # fmt: skip
+        self.steps = 0
+        self.fused = fused if fused is not None else hasattr(torch, "_fused_adam_")
+        self._step_t = torch.zeros((), device=params[0].device)
+
+    def select(self, keep_idx: list[int]) -> None:
+        """Keep the state of the members at positions ``keep_idx`` only."""
+        index = torch.tensor(keep_idx, device=self._step_t.device)
+        self.hyper = [self.hyper[i] for i in keep_idx]
+        self.state = [[s.index_select(0, index) for s in states] for states in self.state]
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """One update of every member (``params`` are updated in place)."""
+        self.steps += 1
+        self._step_t.fill_(self.steps)
+        # the fused kernels read tensors as flat arrays: parameter and gradient layouts must agree
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        if self.fused:
+            try:
+                self._fused_step(params, grads)
+                return
+            except (RuntimeError, NotImplementedError):  # no fused kernel for this device
+                self.fused = False
+        self._manual_step(params, grads)
+
+    def _groups(self) -> list[tuple[tuple[float, float, float], list[int] | None]]:
+        groups: dict[tuple, list[int]] = {}
+        for i, h in enumerate(self.hyper):
+            groups.setdefault(h, []).append(i)
+        if len(groups) == 1:
+            return [(next(iter(groups)), None)]  # None: the whole stack
+        return list(groups.items())
+
+    def _fused_step(self, params, grads) -> None:
+        for (lr, wd, momentum), members in self._groups():
+            def pick(tensors, members=members):
+                return list(tensors) if members is None else [t[i] for t in tensors for i in members]
+
+            ps, gs = pick(params), pick(grads)
+            if self.name == "sgd":
+                bufs = pick(s[0] for s in self.state) if momentum else []
+                torch._fused_sgd_(ps, gs, bufs, weight_decay=wd, momentum=momentum, lr=lr, dampening=0.0,
+                                  nesterov=False, maximize=False, is_first_step=False)  # fmt: skip
+            else:
+                kernel = torch._fused_adam_ if self.name == "adam" else torch._fused_adamw_
+                ms, vs = pick(s[0] for s in self.state), pick(s[1] for s in self.state)
+                kernel(ps, gs, ms, vs, [], [self._step_t] * len(ps), lr=lr, beta1=ADAM_BETAS[0],
+                       beta2=ADAM_BETAS[1], weight_decay=wd, eps=ADAM_EPS, amsgrad=False, maximize=False)  # fmt: skip
+
+    def _manual_step(self, params, grads) -> None:
+        device = params[0].device
+        lr, wd, momentum = (torch.tensor(v, device=device) for v in zip(*self.hyper, strict=True))
+        for p, g, state in zip(params, grads, self.state, strict=True):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            p_lr, p_wd, p_mo = lr.view(shape), wd.view(shape), momentum.view(shape)
+            if self.name == "adamw":
+                p.mul_(1 - p_lr * p_wd)
+            else:
+                g = g + p_wd * p
+            if self.name == "sgd":
+                buf = state[0]
+                buf.mul_(p_mo).add_(g)  # zeros at first: the buffer starts at the first gradient
+                p.sub_(p_lr * buf)
+                continue
+            b1, b2 = ADAM_BETAS
+            m, v = state
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / math.sqrt(1 - b2**self.steps)).add_(ADAM_EPS)
+            p.sub_(m / denom * (p_lr / (1 - b1**self.steps)))
+
+
+class _MemberView:
+    """What :class:`EarlyStopping` snapshots for one member: its weights, as a state dict."""
+
+    def __init__(self, net: StackedNet, position: int) -> None:
+        self.net, self.position = net, position
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.net.member_state(self.position)
+
+
+def _stack_seed(runs: list[RunSpec]) -> int:
+    blob = ",".join(run.id for run in runs).encode()
+    return int(hashlib.sha256(blob).hexdigest()[:15], 16)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate_stack(net: StackedNet, split: Split, chunk: int = EVAL_BATCH) -> tuple[list, list]:
+    """Each member's mean cross-entropy and accuracy on ``split`` in eval mode (Nones if empty)."""
+    n = len(split)
+    if n == 0:
+        return [None] * net.size, [None] * net.size
+    device = split.x.device
+    loss_sum = torch.zeros(net.size, device=device)
+    correct = torch.zeros(net.size, device=device)
+    for x, y in zip(split.x.split(chunk), split.y.split(chunk), strict=True):
+        with _autocast(device):
+            logits = net.forward(x, "shared", training=False)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.repeat(net.size), reduction="none")
+        loss_sum += loss.view(net.size, -1).sum(1)
+        correct += (logits.argmax(-1) == y).sum(1)
+    return (loss_sum / n).tolist(), (correct / n).tolist()
+
+
+def _eval_chunk(net: StackedNet, per_sample_floats: int, device: torch.device) -> int:
+    room = _budget(device) // (4 * net.size * max(per_sample_floats, 1))
+    return int(max(64, min(EVAL_BATCH, room)))
+
+
+def train_stack(
+    runs: list[RunSpec],
+    data: PreparedData,
+    device: torch.device,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[RunResult]:
+    """Train ``runs`` (all with the same :func:`stack_key`) as one stack; one result per run, in order.
+
+    Results have the same fields and meaning as :func:`~dropoutlab.train.loop.train_run`'s.
+    ``on_epoch`` is called once per stack epoch with ``{"epoch": e, "members": n}``, ``n``
+    the members still training during that epoch. A stack of one is trained by ``train_run``.
+    """
+    if len(runs) == 1:
+        return [train_run(runs[0], data, device, on_epoch=on_epoch)]
+    keys = {stack_key(run) for run in runs}
+    if len(keys) != 1:
+        raise ValueError("train_stack needs runs with one stack_key; group them with plan_stacks")
+    start = time.perf_counter()
+    s = runs[0].settings
+    size = len(runs)
+
+    with torch.random.fork_rng(devices=[]):  # the template's weights are never used
+        template = build_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    keeps = {
+        name: [1.0 - (r.settings.dropout[module.slot] if module.slot else module.p) for r in runs]
+        for name, module in template.named_children()
+        if isinstance(module, Dropout)
+    }
+    states = []
+    for run in runs:  # exactly train_run's initialisation
+        torch.manual_seed(run.seed)
+        model = build_model(s.layers, run.settings.dropout, data.input_shape, data.num_classes, init=s.init)
+        states.append(model.state_dict())
+    cuda = device.type == "cuda"
+    net = StackedNet(template, states, keeps, device, channels_last=cuda)
+    del states, model
+    opt = StackedOptimizer(
+        net.params,
+        s.optimizer.name,
+        [r.settings.optimizer.lr for r in runs],
+        [r.settings.optimizer.weight_decay for r in runs],
+        [r.settings.optimizer.momentum for r in runs],
+    )
+    order_rngs = [torch.Generator(device="cpu").manual_seed(run.seed) for run in runs]
+    mask_rng = torch.Generator(device=device).manual_seed(_stack_seed(runs))
+    es = s.early_stopping
+    stoppers = [
+        EarlyStopping(es.monitor, r.settings.early_stopping.patience, r.settings.early_stopping.min_delta)
+        if es else None
+        for r in runs
+    ]  # fmt: skip
+    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    per_sample = math.prod(data.input_shape) + sum(math.prod(r.output_shape) for r in rows)
+
+    histories: list[list[dict[str, Any]]] = [[] for _ in runs]
+    statuses = ["completed"] * size
+    kept: list[dict[str, torch.Tensor] | None] = [None] * size
+    live = list(range(size))  # run index of each stack position
+    n, batch_size = len(data.train), s.batch_size
+    image_input = net.starts_with_image
+
+    for epoch in range(1, s.epochs + 1):
+        orders = torch.stack([torch.randperm(n, generator=order_rngs[i]) for i in live]).to(device)
+        loss_sum = torch.zeros(len(live), device=device)
+        correct = torch.zeros(len(live), device=device)
+        for idx in orders.split(batch_size, dim=1):
+            b = idx.shape[1]
+            y = data.train.y[idx]
+            if image_input:  # gather straight into (B, M*C, H, W)
+                x = data.train.x[idx.t()].flatten(1, 2)
+                layout = "image"
+            else:
+                x, layout = data.train.x[idx], "member"
+            with _autocast(device):
+                logits = net.forward(x, layout, training=True, generator=mask_rng)
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+            losses = losses.view(len(live), b).mean(1)
+            grads = torch.autograd.grad(losses.sum(), net.params)
+            opt.step(net.params, grads)
+            loss_sum += losses.detach() * b
+            correct += (logits.detach().argmax(-1) == y).sum(1)
+
+        train_loss, train_acc = (loss_sum / n).tolist(), (correct / n).tolist()
+        chunk = _eval_chunk(net, per_sample, device)
+        val = evaluate_stack(net, data.val, chunk)
+        train_eval = evaluate_stack(net, data.train_eval, chunk) if s.eval_train else ([None] * len(live),) * 2
+        leaving: list[int] = []
+        for pos, i in enumerate(live):
+            metrics = {"epoch": epoch, "train_loss": train_loss[pos], "train_acc": train_acc[pos]}
+            if not math.isfinite(metrics["train_loss"]):
+                statuses[i] = "diverged"
+                histories[i].append({**metrics, "train_loss": None, "val_loss": None, "val_acc": None,
+                                     "train_eval_loss": None, "train_eval_acc": None})  # fmt: skip
+                leaving.append(pos)
+                continue
+            metrics["val_loss"], metrics["val_acc"] = val[0][pos], val[1][pos]
+            metrics["train_eval_loss"], metrics["train_eval_acc"] = train_eval[0][pos], train_eval[1][pos]
+            histories[i].append(metrics)
+            stopper = stoppers[i]
+            if stopper:
+                stopper.update(epoch, metrics, _MemberView(net, pos))
+            if (stopper and stopper.should_stop) or epoch == s.epochs:
+                leaving.append(pos)
+        if on_epoch:
+            on_epoch({"epoch": epoch, "members": len(live)})
+        for pos in leaving:
+            i = live[pos]
+            if statuses[i] != "completed":
+                continue
+            stopper = stoppers[i]
+            if stopper and stopper.best_epoch is not None and es.restore_best:
+                kept[i] = stopper.best_state
+            else:
+                kept[i] = net.member_state(pos)
+            stoppers[i] = stopper and _Finished(stopper)  # drop the snapshot, keep the numbers
+        if leaving:
+            stay = [pos for pos in range(len(live)) if pos not in leaving]
+            live = [live[pos] for pos in stay]
+            if not live:
+                break
+            net.select(stay)
+            opt.select(stay)
+
+    done = [i for i in range(size) if statuses[i] == "completed"]
+    tests: dict[int, tuple] = {}
+    if done:
+        final = StackedNet(template, [kept[i] for i in done], {k: [v[i] for i in done] for k, v in keeps.items()},
+                           device, channels_last=cuda)  # fmt: skip
+        losses, accs = evaluate_stack(final, data.test, _eval_chunk(final, per_sample, device))
+        tests = {i: (losses[pos], accs[pos]) for pos, i in enumerate(done)}
+    wall = time.perf_counter() - start
+    env = {**environment(device), "stack": {"size": size, "wall_s": wall}}
+    results = []
+    for i, run in enumerate(runs):
+        history = histories[i]
+        best_epoch = None
+        stopper = stoppers[i]
+        if stopper and stopper.best_epoch is not None:
+            best_epoch = stopper.best_epoch
+        elif history and history[0].get("val_loss") is not None and statuses[i] == "completed":
+            best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
+        test_loss, test_acc = tests.get(i, (None, None))
+        results.append(
+            RunResult(
+                run=run,
+                status=statuses[i],
+                history=history,
+                test={"loss": test_loss, "acc": test_acc},
+                best_epoch=best_epoch,
+                stopped_epoch=history[-1]["epoch"] if history else None,
+                wall_s=wall / size,
+                env=env,
+            )
+        )
+    return results
+
+
+class _Finished:
+    """The numbers of a finished member's :class:`EarlyStopping`, without its weight snapshot."""
+
+    def __init__(self, stopper: EarlyStopping) -> None:
+        self.best_epoch = stopper.best_epoch

@@ -1,0 +1,157 @@
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dropoutlab.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_report_export_end_to_end_on_digits(capsys, tiny_study, tmp_path):
+    store = tmp_path / "runs.db"
+    code, out, err = run_cli(capsys, "run", tiny_study, "--store", store, "--device", "cpu", "--no-progress")
+    assert code == 0, err
+    assert "tiny: 4 runs planned, 0 already stored, 4 completed" in out
+    assert "hidden1=0.5" in out and "test accuracy (95% CI)" in out
+
+    code, out, _ = run_cli(capsys, "run", tiny_study, "--store", store, "--no-progress")
+    assert code == 0 and "4 already stored, nothing new" in out
+
+    code, out, err = run_cli(capsys, "report", "--store", store, "--out", tmp_path / "rep")
+    assert code == 0, err
+    for name in ("report.html", "report.md"):
+        assert (tmp_path / "rep" / name).stat().st_size > 1000
+    assert len(list((tmp_path / "rep").glob("*.png"))) >= 3
+
+    code, out, _ = run_cli(capsys, "report", "--store", store, "--format", "json")
+    numbers = json.loads(out)
+    assert {c["params"]["dropout.hidden1"] for c in numbers["configs"]} == {0.0, 0.5}
+    assert all(set(c["test_acc"]) == {"mean", "std", "ci_low", "ci_high"} for c in numbers["configs"])
+    assert numbers["comparisons"][0]["baseline"] == {"dropout.hidden1": 0.0}
+    assert numbers["findings"]
+
+    code, out, _ = run_cli(capsys, "export", "--store", store, "--format", "json")
+    runs = json.loads(out)["runs"]
+    assert len(runs) == 4
+    run = runs[0]
+    for key in ("id", "study", "params", "seed", "status", "history", "test", "best_epoch", "stopped_epoch",
+                "wall_s", "spec", "env"):  # fmt: skip
+        assert key in run
+    assert run["status"] == "completed" and run["study"] == "tiny"
+    assert set(run["history"][0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                                      "train_eval_loss", "train_eval_acc"}  # fmt: skip
+    assert run["history"][0]["train_eval_acc"] is None  # eval_train = false in the tiny study
+    assert 0 <= run["test"]["acc"] <= 1
+    assert run["spec"]["optimizer"]["name"] == "adam" and run["spec"]["seed"] == run["seed"]
+    assert {"dropoutlab", "torch", "python", "device"} <= set(run["env"])
+
+    code, out, _ = run_cli(capsys, "export", "--store", store, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 4 * 2
+    assert {"id", "seed", "dropout.hidden1", "epoch", "train_acc", "val_acc", "test_acc"} <= set(rows[0])
+    assert {r["epoch"] for r in rows} == {"1", "2"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.toml"], "missing.toml: no such study file"),
+        (["report", "--store", "nothing.db"], "nothing.db: no store here"),
+        (["export", "--store", "nothing.db"], "nothing.db: no store here"),
+        (["models", "resnet"], "unknown model 'resnet'; allowed: mlp, cnn"),
+        (["models", "mlp", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["models", "mlp", "--dropout", "conv=0.5"], "unknown slot 'conv' for mlp"),
+        (["models", "mlp", "--dropout", "hidden1=2"], r"hidden1"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_status_2(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.startswith("dropoutlab: error: ") and err.count("\n") == 1
+    assert re.search(message, err)
+    assert "Traceback" not in err
+
+
+def test_bad_device_fails_before_the_store_is_created(capsys, tiny_study, tmp_path):
+    store = tmp_path / "x.db"
+    code, _, err = run_cli(capsys, "run", tiny_study, "--store", store, "--device", "tpu")
+    assert code == 2 and "--device: 'tpu' is not allowed; allowed: auto, cpu, cuda" in err
+    assert not store.exists()
+
+
+def test_bad_study_trains_nothing_and_keeps_the_store(capsys, write_study, tiny_study, tmp_path):
+    store = tmp_path / "keep.db"
+    assert run_cli(capsys, "run", tiny_study, "--store", store, "--no-progress")[0] == 0
+    before = store.read_bytes()
+    bad = write_study('name = "bad"\ndataset = "digits"\nepochs = 0\n', "bad.toml")
+    code, _, err = run_cli(capsys, "run", bad, "--store", store)
+    assert code == 2 and "epochs: 0 is out of range" in err
+    assert store.read_bytes() == before
+
+
+def test_report_on_a_store_with_several_studies_asks_which(capsys, tiny_study, write_study, tmp_path):
+    store = tmp_path / "two.db"
+    other = write_study(tiny_study.read_text().replace('name = "tiny"', 'name = "other"'), "other.toml")
+    for study in (tiny_study, other):
+        assert run_cli(capsys, "run", study, "--store", store, "--no-progress")[0] == 0
+    code, _, err = run_cli(capsys, "report", "--store", store, "--format", "json")
+    assert code == 2 and "choose one with --study: tiny, other" in err
+    code, out, _ = run_cli(capsys, "report", "--store", store, "--study", "other", "--format", "json")
+    assert code == 0 and json.loads(out)["study"] == "other"
+
+
+def test_bad_baseline_is_refused(capsys, tiny_study, tmp_path):
+    store = tmp_path / "b.db"
+    run_cli(capsys, "run", tiny_study, "--store", store, "--no-progress")
+    code, _, err = run_cli(capsys, "report", "--store", store, "--baseline", "dropout.hidden1=0.3",
+                           "--out", tmp_path / "r")  # fmt: skip
+    assert code == 2 and "dropout.hidden1" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_lists_runs_and_trains_nothing(capsys, tiny_study, tmp_path):
+    code, out, _ = run_cli(capsys, "run", tiny_study, "--dry-run", "--store", tmp_path / "d.db")
+    assert code == 0 and "tiny: 4 runs (2 configurations x 2 seeds)" in out
+    assert not (tmp_path / "d.db").exists()
+
+
+def test_datasets_and_models_listings(capsys):
+    code, out, _ = run_cli(capsys, "datasets")
+    assert code == 0
+    for name in ("digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "npz:PATH"):
+        assert name in out
+    code, out, _ = run_cli(capsys, "models")
+    assert "mlp" in out and "dropout slots: input, hidden1, hidden2" in out and "conv, dense1, dense2" in out
+
+
+def test_models_summary_matches_keras_for_seed_000_cnn_on_cifar10(capsys):
+    code, out, _ = run_cli(capsys, "models", "cnn", "--dataset", "cifar10", "--dropout", "conv=0.05")
+    assert code == 0
+    assert "conv2d_1 (Conv2d)" in out and "(None, 32, 30, 30)" in out and "896" in out
+    assert "dropout_conv (Dropout)" in out
+    assert "(None, 25088)" in out
+    # Keras' summary of seed 000's network: 896 + 9,248 + 7,526,700 + 90,300 + 3,010
+    assert "Total params: 7,630,154" in out
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_writes_the_report(tmp_path):
+    exe = shutil.which("dropoutlab")
+    cmd = [exe] if exe else [sys.executable, "-m", "dropoutlab.cli"]
+    done = subprocess.run([*cmd, "demo", "--out", str(tmp_path / "demo"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "21 runs planned" in done.stdout and "21 completed" in done.stdout
+    assert (tmp_path / "demo" / "report" / "report.html").exists()
+    assert done.stdout.strip().endswith("report.html")
