@@ -137,9 +137,7 @@ def test_cifar_batch_without_labels_names_the_member(tmp_path):
     members = {f"cifar-10-batches-py/{m}": b[0] for m, b in batches.items()}
     members["cifar-10-batches-py/data_batch_3"] = bad
     _tar_with(tmp_path / "c.tar.gz", members)
-    with pytest.raises(
-        DropoutlabError, match=r"c.tar.gz:cifar-10-batches-py/data_batch_3 .*b'labels'"
-    ):
+    with pytest.raises(DropoutlabError, match=r"c.tar.gz:cifar-10-batches-py/data_batch_3 .*b'labels'"):
         read_cifar(tmp_path / "c.tar.gz", "cifar10")
 
 

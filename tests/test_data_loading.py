@@ -47,9 +47,7 @@ def same(ds, arrays) -> bool:
     got = [ds.x_train.numpy(), ds.y_train.numpy(), ds.x_test.numpy(), ds.y_test.numpy()]
     if got[0].shape[1] == 1 and np.ndim(x_train) == 3:
         got[0], got[2] = got[0][:, 0], got[2][:, 0]
-    return all(
-        np.array_equal(g, e) for g, e in zip(got, (x_train, y_train, x_test, y_test), strict=True)
-    )
+    return all(np.array_equal(g, e) for g, e in zip(got, (x_train, y_train, x_test, y_test), strict=True))
 
 
 # ---------------------------------------------------------------- where files are looked for

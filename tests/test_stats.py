@@ -108,9 +108,7 @@ def test_summarize_gives_hand_computed_interval_per_configuration():
 def test_summarize_gap_uses_eval_mode_train_accuracy_where_measured_else_running():
     runs = make_runs({(0.0, 0.0): [0.80, 0.80], (0.5, 0.0): [0.60, 0.60]})
     # Eval-mode train accuracy not measured for the second configuration.
-    runs.loc[runs["dropout.conv"] == 0.5, ["final_train_eval_acc", "final_train_eval_loss"]] = (
-        np.nan
-    )
+    runs.loc[runs["dropout.conv"] == 0.5, ["final_train_eval_acc", "final_train_eval_loss"]] = np.nan
     table = summarize(runs).set_index("dropout.conv")
     assert table.loc[0.0, "gap_acc_mean"] == pytest.approx(0.08)  # eval-mode: +8 points
     assert table.loc[0.5, "gap_acc_mean"] == pytest.approx(0.05)  # running: +5 points

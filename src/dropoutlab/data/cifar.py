@@ -82,16 +82,10 @@ def _decode_batch(blob: bytes, where: str, layout: CifarLayout) -> tuple[np.ndar
     if not isinstance(batch, dict) or b"data" not in batch or layout.label_key not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise DropoutlabError(
-            f"{where} is not a CIFAR batch: expected keys b'data' and {layout.label_key!r}, "
-            f"found {keys}"
+            f"{where} is not a CIFAR batch: expected keys b'data' and {layout.label_key!r}, found {keys}"
         )
     data = batch[b"data"]
-    if (
-        not isinstance(data, np.ndarray)
-        or data.dtype != np.uint8
-        or data.ndim != 2
-        or data.shape[1] != 3072
-    ):
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", type(data).__name__)
         raise DropoutlabError(f"{where}: b'data' must be uint8 of shape (N, 3072), found {shape}")
     labels = np.asarray(batch[layout.label_key])
@@ -116,9 +110,7 @@ def _read_archive(archive: Path, layout: CifarLayout) -> dict[str, bytes]:
                 if name not in wanted:
                     continue
                 if not member.isfile():
-                    raise DropoutlabError(
-                        f"archive {archive}: member {name} is a link or folder, not a file"
-                    )
+                    raise DropoutlabError(f"archive {archive}: member {name} is a link or folder, not a file")
                 handle = tar.extractfile(member)
                 assert handle is not None  # regular files always have one
                 blobs[wanted[name]] = handle.read()
@@ -130,9 +122,7 @@ def _read_archive(archive: Path, layout: CifarLayout) -> dict[str, bytes]:
     return blobs
 
 
-def read_cifar(
-    source: Path, variant: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def read_cifar(source: Path, variant: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``x_train, y_train, x_test, y_test`` of ``variant`` (``"cifar10"`` or ``"cifar100"``).
 
     ``source`` is the ``.tar.gz`` archive or the unpacked folder that holds the batch

@@ -284,7 +284,5 @@ def find_files(name: str, data_dir: str | Path | None = None, allow_download: bo
     if found is not None:
         return found
     if not allow_download:
-        raise DropoutlabError(
-            missing_message(name, data_dir, "downloading is off (download=False)")
-        )
+        raise DropoutlabError(missing_message(name, data_dir, "downloading is off (download=False)"))
     return download(name, data_dir)

@@ -51,12 +51,9 @@ def read_idx(path: Path) -> np.ndarray:
     if found != expected:
         problem = "is truncated" if found < expected else "has trailing bytes"
         raise DropoutlabError(
-            f"IDX file {path} {problem}: header says {dims} values ({expected} bytes), "
-            f"found {found} bytes"
+            f"IDX file {path} {problem}: header says {dims} values ({expected} bytes), found {found} bytes"
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def read_idx_split(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,9 +49,7 @@ def _images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
         log.info("%s: %s holds floats in [0, 1]; rounding them to 8-bit pixels", path, key)
         x = np.rint(x * 255).astype(np.uint8)
     else:
-        raise DropoutlabError(
-            f"{path}: {key} has {x.dtype} pixels; expected uint8 or float in [0, 1]"
-        )
+        raise DropoutlabError(f"{path}: {key} has {x.dtype} pixels; expected uint8 or float in [0, 1]")
     return torch.from_numpy(np.ascontiguousarray(x))
 
 

@@ -184,9 +184,7 @@ def _digits() -> ImageDataset:
     return read_digits()
 
 
-def load_dataset(
-    name: str, data_dir: str | Path | None = None, download: bool = True
-) -> ImageDataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> ImageDataset:
     """Decode dataset ``name`` into uint8 ``(N, C, H, W)`` images and int64 labels.
 
     ``name`` is one of :data:`DATASETS` (case and ``_``/``-`` are forgiven) or

@@ -147,7 +147,7 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
     ]
     table = compare(runs, params, baseline=baseline)
     if not table.empty:
-        cols = ["config", "baseline", "diff", "ci_low", "ci_high", "test", "p_value", "p_adjusted",
+        cols = ["config", "metric", "diff", "ci_low", "ci_high", "test", "p_value", "p_adjusted",
                 "significant", "effect_size", "seeds_needed"]  # fmt: skip
         sections.append(
             Section(

@@ -101,9 +101,7 @@ def _equals(column: pd.Series, value) -> pd.Series:
     return column == value
 
 
-def rate_axis(
-    runs: pd.DataFrame, params: Sequence[str] | None = None
-) -> tuple[str | None, pd.Series]:
+def rate_axis(runs: pd.DataFrame, params: Sequence[str] | None = None) -> tuple[str | None, pd.Series]:
     """The x axis and the line for an "accuracy vs dropout rate" plot.
 
     The key is the varied ``dropout.*`` parameter with the most distinct values (first in
@@ -225,10 +223,7 @@ def _headline(table: pd.DataFrame, base_name, done: pd.DataFrame, zero: list[str
 
 def _basis(done: pd.DataFrame, summary: pd.DataFrame, base) -> list[str]:
     n_runs = int(done["n"].sum())
-    text = (
-        f"Based on {n_runs} completed runs: {len(done)} configurations with "
-        f"{_seed_phrase(done)} each"
-    )
+    text = f"Based on {n_runs} completed runs: {len(done)} configurations with {_seed_phrase(done)} each"
     if len(done) < len(summary):
         missing = [str(c) for c in summary.loc[summary["n"] == 0, "config"]]
         text += f"; no completed run for {', '.join(missing)}"
@@ -275,8 +270,7 @@ def _best(runs, done, table, base, base_name) -> list[str]:
         row = next(table[table["config"] == best.config].itertuples())
         if row.significant and row.diff > 0:
             out.append(
-                f"Best: {best.config} with test accuracy {level}, {_vs(row, base_name)}: "
-                "a real improvement."
+                f"Best: {best.config} with test accuracy {level}, {_vs(row, base_name)}: a real improvement."
             )
         else:
             m = int(table["p_value"].notna().sum())
@@ -360,9 +354,7 @@ def _needed(row, m: int) -> str:
             f" after Holm correction for {m} comparisons (unadjusted {_p(row.p_value)}); "
             "a few more seeds would settle it."
         )
-    return (
-        f"; about {int(needed)} seeds per setting would be needed to see a difference of this size."
-    )
+    return f"; about {int(needed)} seeds per setting would be needed to see a difference of this size."
 
 
 def _one_at_a_time(runs: pd.DataFrame, params: list[str], base) -> dict[str, list[str]]:
@@ -374,9 +366,7 @@ def _one_at_a_time(runs: pd.DataFrame, params: list[str], base) -> dict[str, lis
     for label, row in configs.iterrows():
         if label == base:
             continue
-        differ = [
-            p for p in varied if not (row[p] == ref[p] or (pd.isna(row[p]) and pd.isna(ref[p])))
-        ]
+        differ = [p for p in varied if not (row[p] == ref[p] or (pd.isna(row[p]) and pd.isna(ref[p])))]
         if len(differ) == 1 and differ[0].startswith("dropout."):
             by_slot.setdefault(differ[0], []).append(label)
     return by_slot
@@ -424,8 +414,7 @@ def _placement(runs, params, table: pd.DataFrame, base, base_name) -> list[str]:
         )
     else:
         lead = (
-            f"only dropout in {' and '.join(map(_slot, helped))} is distinguishably better "
-            f"than {base_name}"
+            f"only dropout in {' and '.join(map(_slot, helped))} is distinguishably better than {base_name}"
         )
     text = f"Placement: {lead} ({'; '.join(parts)})."
     if np.isfinite(pair["p_value"]):
@@ -446,9 +435,7 @@ def _interaction(runs, params) -> list[str]:
     if result is None:
         return []
     fa, fb = result["factors"]
-    how = "two-way ANOVA interaction F-test" + (
-        ", seed as a block" if result["blocked_by_seed"] else ""
-    )
+    how = "two-way ANOVA interaction F-test" + (", seed as a block" if result["blocked_by_seed"] else "")
     if not np.isfinite(result["p_value"]):
         return [f"Whether {fa} and {fb} interact cannot be tested: no spread between seeds."]
     figure = (

@@ -127,9 +127,7 @@ def param_columns(runs: pd.DataFrame, params: Sequence[str] | None = None) -> li
 def dropout_columns(runs: pd.DataFrame) -> list[str]:
     """The numeric ``dropout.*`` columns of ``runs`` (dropout rates, fractions in [0, 1])."""
     return [
-        c
-        for c in runs.columns
-        if str(c).startswith("dropout.") and pd.api.types.is_numeric_dtype(runs[c])
+        c for c in runs.columns if str(c).startswith("dropout.") and pd.api.types.is_numeric_dtype(runs[c])
     ]
 
 
@@ -324,8 +322,7 @@ def match_baseline(runs: pd.DataFrame, selection: Mapping, params: Sequence[str]
     for key, value in selection.items():
         if key not in configs.columns:
             raise DropoutlabError(
-                f"baseline: {key!r} is not a parameter of this study; available configurations: "
-                f"{available}"
+                f"baseline: {key!r} is not a parameter of this study; available configurations: {available}"
             )
         keep &= _matches(configs[key], value)
     chosen = list(configs.loc[keep, "config"])
@@ -342,9 +339,7 @@ def match_baseline(runs: pd.DataFrame, selection: Mapping, params: Sequence[str]
     return chosen[0]
 
 
-def resolve_baseline(
-    runs: pd.DataFrame, baseline=None, params: Sequence[str] | None = None
-) -> str | None:
+def resolve_baseline(runs: pd.DataFrame, baseline=None, params: Sequence[str] | None = None) -> str | None:
     """The baseline ``config`` label from what a user gave.
 
     ``baseline`` may be None (``default_baseline``), a ``config`` label, a ``key=value,...``
@@ -571,9 +566,7 @@ def compare(
         )
     table = pd.DataFrame(
         rows,
-        columns=[
-            c for c in COMPARE_COLUMNS if c not in ("p_adjusted", "significant", "seeds_needed")
-        ],
+        columns=[c for c in COMPARE_COLUMNS if c not in ("p_adjusted", "significant", "seeds_needed")],
     )
     table["p_adjusted"] = holm(table["p_value"].to_numpy(dtype=float))
     table["significant"] = (table["p_adjusted"] < alpha).fillna(False).astype(bool)
