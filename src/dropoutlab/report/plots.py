@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.stats import mean_ci
+from dropoutlab.report.stats import RUN_COLUMNS, mean_ci, run_metrics
 
 CONFIDENCE = 0.95
 
@@ -59,18 +59,8 @@ SERIES_LABELS = {
     "val_loss": "validation",
 }
 
-#: Per-run metric name -> runs column (``gap_acc`` is derived, see ``run_values``).
-RUN_METRIC_COLUMNS = {
-    "test_acc": "test_acc",
-    "test_loss": "test_loss",
-    "val_acc": "final_val_acc",
-    "val_loss": "final_val_loss",
-    "train_acc": "final_train_acc",
-    "train_loss": "final_train_loss",
-    "train_eval_acc": "final_train_eval_acc",
-    "train_eval_loss": "final_train_eval_loss",
-    "best_epoch": "best_epoch",
-}
+#: Per-run metric name -> runs column (shared with the statistics).
+RUN_METRIC_COLUMNS = RUN_COLUMNS
 
 _OFF_LINE_MARKERS = ("D", "s", "^", "v", "P", "X", "h")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
@@ -197,18 +187,13 @@ def run_values(runs: pd.DataFrame, metric: str) -> pd.Series:
     ``train_acc``...), ``gap_acc`` (train minus test accuracy, eval-mode train accuracy
     where measured, running otherwise; a fraction) or any numeric runs column.
     """
-    if metric == "gap_acc":
-        train_eval = run_values(runs, "train_eval_acc")
-        train = train_eval.where(train_eval.notna(), run_values(runs, "train_acc"))
-        return train - run_values(runs, "test_acc")
-    column = RUN_METRIC_COLUMNS.get(metric, metric)
-    if column not in runs:
-        if metric in RUN_METRIC_COLUMNS:
-            return pd.Series(math.nan, index=runs.index, dtype=float)
+    if metric in (*RUN_METRIC_COLUMNS, "gap_acc", "gap_loss"):
+        return run_metrics(runs)[metric]
+    if metric not in runs:
         raise DropoutlabError(
             f"unknown metric {metric!r}; choose from {', '.join([*RUN_METRIC_COLUMNS, 'gap_acc'])}"
         )
-    return pd.to_numeric(runs[column], errors="coerce").astype(float)
+    return pd.to_numeric(runs[metric], errors="coerce").astype(float)
 
 
 def _is_accuracy(metric: str) -> bool:
