@@ -34,7 +34,9 @@ def synthetic_images(path: Path, n_train: int, n_test: int, shape: tuple[int, ..
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 255, size=(10, *[max(s // 4, 1) for s in shape[:2]], *shape[2:]))
+    grid = (*[max(s // 4, 1) for s in shape[:2]], *shape[2:])
+    common = rng.uniform(60, 200, size=grid)  # what all classes share, as clothes share a silhouette
+    coarse = common + rng.normal(0, 12, size=(10, *grid))
     templates = coarse.repeat(4, axis=1).repeat(4, axis=2)[:, : shape[0], : shape[1]]
 
     def make(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +45,10 @@ def synthetic_images(path: Path, n_train: int, n_test: int, shape: tuple[int, ..
         for start in range(0, n, 5000):  # chunks keep the float64 temporaries small
             sl = slice(start, min(start + 5000, n))
             t = templates[y[sl]] * rng.uniform(0.4, 1.0, size=(sl.stop - sl.start,) + (1,) * len(shape))
-            t = t + rng.normal(0, 60, size=t.shape)
+            t = t + rng.normal(0, 70, size=t.shape)
             x[sl] = np.clip(t, 0, 255).astype(np.uint8)
+        flip = rng.random(n) < 0.1  # some labels wrong, as in any real dataset: no 100% accuracy
+        y[flip] = rng.integers(0, 10, size=int(flip.sum()))
         return x, y.astype(np.int64)
 
     x_train, y_train = make(n_train)
@@ -68,7 +72,9 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def flops_per_sample(model: torch.nn.Module, input_shape: tuple[int, ...], batch: int = 64) -> tuple[float, float]:
+def flops_per_sample(
+    model: torch.nn.Module, input_shape: tuple[int, ...], batch: int = 64
+) -> tuple[float, float]:
     """(training step, evaluation) FLOPs per sample of ``model``, counted by PyTorch's FlopCounterMode.
 
     The training step is forward + backward of the cross-entropy loss (what autograd

@@ -32,27 +32,33 @@ def test_run_study_stores_every_run_once_and_skips_them_on_rerun(tiny_study, tmp
         assert len(history) == 4 * 2 and set(history["epoch"]) == {1, 2}
 
 
-def test_failed_runs_are_stored_and_tried_again(tiny_study, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("stack", "target"), [("off", "train_run"), ("auto", "train_stack")])
+def test_failed_runs_are_stored_and_tried_again(tiny_study, tmp_path, monkeypatch, stack, target):
     import dropoutlab.study.runner as runner
+    import dropoutlab.train.stacked as stacked
 
+    module = runner if target == "train_run" else stacked
     study = load_study(tiny_study)
-    real = runner.train_run
+    real = getattr(module, target)
     calls = []
 
-    def flaky(run, *args, **kwargs):
-        calls.append(run.id)
+    def flaky(runs, *args, **kwargs):
+        calls.append(runs)
         if len(calls) == 1:
             raise RuntimeError("simulated out-of-memory")
-        return real(run, *args, **kwargs)
+        return real(runs, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_run", flaky)
+    monkeypatch.setattr(module, target, flaky)
     with Store(tmp_path / "s.db") as store:
-        outcome = run_study(study, store, device="cpu", progress=False)
-        assert outcome.statuses == {"failed": 1, "completed": 3}
+        outcome = run_study(study, store, device="cpu", progress=False, stack=stack)
+        n_failed = 1 if stack == "off" else len(calls[0])  # a failing stack fails all its members
+        expected = {"failed": n_failed, "completed": 4 - n_failed}
+        assert outcome.statuses == {status: n for status, n in expected.items() if n}
         failed = [r for r in store.records() if r["status"] == "failed"]
+        assert len(failed) == n_failed
         assert failed[0]["error"] == "RuntimeError: simulated out-of-memory"
-        again = run_study(study, store, device="cpu", progress=False)
-        assert again.skipped == 3 and again.statuses == {"completed": 1}
+        again = run_study(study, store, device="cpu", progress=False, stack=stack)
+        assert again.skipped == 4 - n_failed and again.statuses == {"completed": n_failed}
         assert sorted(r["status"] for r in store.records()) == ["completed"] * 4
 
 

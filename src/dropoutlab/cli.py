@@ -72,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where dataset files are looked for and downloaded (default: $DROPOUTLAB_DATA, then a cache)")  # fmt: skip
-    p.add_argument("--stack", default="off", type=_stack_value, metavar="auto|off|N",
+    p.add_argument("--stack", default="auto", type=_stack_value, metavar="auto|off|N",
                    help="train runs of the same network shape together as one stacked model: auto (sized by "
-                   "memory), off (one by one, the reference path) or N runs per stack (default: off)")  # fmt: skip
+                   "memory), off (one by one, the reference path) or N runs per stack (default: auto)")  # fmt: skip
     p.add_argument(
         "--dry-run", action="store_true", help="validate the study and list its runs; train nothing"
     )

@@ -56,7 +56,7 @@ def run_study(
     device: str = "auto",
     data_dir: str | Path | None = None,
     progress: bool | None = None,
-    stack: str | int = "off",
+    stack: str | int = "auto",
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -94,7 +94,7 @@ def run_study(
 
             batches = plan_stacks(group, data, dev, stack)
         for batch in batches:
-            results = _train_batch(batch, data, dev, show=not bar.disable)
+            results = _train_batch(batch, data, dev, show=not bar.disable, stacked=stack != "off")
             for result in results:
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
@@ -114,13 +114,16 @@ def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:
 
 
 def _train_batch(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool
+    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool, stacked: bool
 ) -> list[RunResult]:
-    """Train one run, or one stack of runs; an exception marks them all failed."""
+    """Train one run with the reference loop, or a stack (even of one) with the stacked loop.
+
+    An exception marks every run of the batch failed.
+    """
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
     try:
-        if len(runs) == 1:
+        if not stacked:
             return [train_run(runs[0], data, device, on_epoch=lambda m: epochs.update(1))]
         from dropoutlab.train.stacked import train_stack
 

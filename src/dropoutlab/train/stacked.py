@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from dropoutlab.data.prepare import PreparedData, Split
@@ -42,10 +43,12 @@ from dropoutlab.layers.dropout import Dropout
 from dropoutlab.layers.stacked import StackedNet
 from dropoutlab.models import build_model, summarize_model
 from dropoutlab.study.grid import RunSpec
+from dropoutlab.study.spec import RunSettings
 from dropoutlab.train.early_stopping import EarlyStopping
-from dropoutlab.train.loop import EVAL_BATCH, RunResult, environment, train_run
+from dropoutlab.train.loop import EVAL_BATCH, RunResult, environment
 
 CPU_BUDGET = 1 << 30  # bytes of parameters, optimizer state and activations per stack on the CPU
+CPU_CACHE_BUDGET = 64 << 20  # bytes of weights and optimizer state per stack on the CPU
 CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory
 AUTO_MAX = {"cpu": 32, "cuda": 256}  # members per stack with --stack auto, beyond the memory bound
 ADAM_BETAS = (0.9, 0.999)
@@ -67,20 +70,22 @@ def stack_key(run: RunSpec) -> tuple:
     )  # fmt: skip
 
 
-def member_bytes(run: RunSpec, data: PreparedData) -> int:
-    """Estimated training memory of one member, in bytes (float32).
+def member_bytes(run: RunSpec, data: PreparedData) -> tuple[int, int]:
+    """Estimated training memory of one member in bytes (float32): ``(total, weights and state)``.
 
-    Weights, gradient and optimizer state (two moments for adam, a momentum buffer for sgd,
-    one best copy with early stopping), and per step the activations of a batch three times
-    over (kept for the backward pass, their gradients, dropout masks).
+    Weights and state are the parameters, their gradient and the optimizer state (two
+    moments for adam, a momentum buffer for sgd) plus one best copy with early stopping;
+    the total adds the activations of a batch three times over (kept for the backward
+    pass, their gradients, dropout masks).
     """
     s = run.settings
     rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
     params = sum(r.params for r in rows)
-    per_sample = math.prod(data.input_shape) + sum(math.prod(r.output_shape) for r in rows)
+    per_sample = _per_sample_floats(s, data)
     copies = 4 if s.optimizer.name in ("adam", "adamw") else 3
     copies += 1 if s.early_stopping else 0
-    return 4 * (params * copies + 3 * s.batch_size * per_sample)
+    state = 4 * params * copies
+    return state + 4 * 3 * s.batch_size * per_sample, state
 
 
 def plan_stacks(
@@ -89,9 +94,12 @@ def plan_stacks(
     """Group ``runs`` by :func:`stack_key` and cut each group into stacks.
 
     ``stack`` is the most members per stack (a whole number), or ``"auto"``: as many as fit
-    a memory budget (1 GiB on the CPU, half the free memory on CUDA; see
-    :func:`member_bytes`), at most ``AUTO_MAX``. A group is cut into stacks of nearly equal
-    sizes. Runs keep their order within a stack.
+    a memory budget (see :func:`member_bytes`): half the free memory on CUDA; on the CPU
+    1 GiB, and at most ``CPU_CACHE_BUDGET`` of weights and optimizer state, because a
+    CPU step streams them through the caches (measured: seed 001's MLP runs as fast per
+    member in stacks of 6 to 24, 1.6 MB each; seed 000's CNN, 90 MB each, is fastest
+    alone). At most ``AUTO_MAX`` members either way. A group is cut into stacks of nearly
+    equal sizes; runs keep their order.
     """
     groups: dict[tuple, list[RunSpec]] = {}
     for run in runs:
@@ -99,12 +107,17 @@ def plan_stacks(
     stacks: list[list[RunSpec]] = []
     for group in groups.values():
         if stack == "auto":
-            limit = max(1, _budget(device) // member_bytes(group[0], data))
-            limit = min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"]))
+            total, state = member_bytes(group[0], data)
+            limit = _budget(device) // total
+            if device.type == "cpu":
+                limit = min(limit, CPU_CACHE_BUDGET // state)
+            limit = max(1, min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"])))
         elif isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
             limit = stack
         else:
-            raise DropoutlabError(f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1")
+            raise DropoutlabError(
+                f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1"
+            )
         count = math.ceil(len(group) / limit)
         size, extra = divmod(len(group), count)
         start = 0
@@ -154,8 +167,8 @@ class StackedOptimizer:
         self.state = [[torch.zeros_like(p, memory_format=torch.contiguous_format) for _ in range(kinds)]
                       for p in params]  # fmt: skip
         self.steps = 0
-        self.fused = fused if fused is not None else hasattr(torch, "_fused_adam_")
         self._step_t = torch.zeros((), device=params[0].device)
+        self.fused = _has_fused_kernels(params[0].device) if fused is None else fused
 
     def select(self, keep_idx: list[int]) -> None:
         """Keep the state of the members at positions ``keep_idx`` only."""
@@ -171,34 +184,30 @@ class StackedOptimizer:
         # the fused kernels read tensors as flat arrays: parameter and gradient layouts must agree
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
         if self.fused:
-            try:
-                self._fused_step(params, grads)
-                return
-            except (RuntimeError, NotImplementedError):  # no fused kernel for this device
-                self.fused = False
-        self._manual_step(params, grads)
+            self._fused_step(params, grads)
+        else:
+            self._manual_step(params, grads)
 
     def _groups(self) -> list[tuple[tuple[float, float, float], list[int] | None]]:
+        """Members with equal hyperparameters, each group updated by one kernel call."""
         groups: dict[tuple, list[int]] = {}
         for i, h in enumerate(self.hyper):
             groups.setdefault(h, []).append(i)
         if len(groups) == 1:
-            return [(next(iter(groups)), None)]  # None: the whole stack
+            return [(next(iter(groups)), None)]  # None: the whole stack, no per-member views
         return list(groups.items())
 
     def _fused_step(self, params, grads) -> None:
         for (lr, wd, momentum), members in self._groups():
-            def pick(tensors, members=members):
-                return list(tensors) if members is None else [t[i] for t in tensors for i in members]
-
-            ps, gs = pick(params), pick(grads)
+            ps, gs = _members(params, members), _members(grads, members)
             if self.name == "sgd":
-                bufs = pick(s[0] for s in self.state) if momentum else []
+                bufs = _members([s[0] for s in self.state], members) if momentum else []
                 torch._fused_sgd_(ps, gs, bufs, weight_decay=wd, momentum=momentum, lr=lr, dampening=0.0,
                                   nesterov=False, maximize=False, is_first_step=False)  # fmt: skip
             else:
                 kernel = torch._fused_adam_ if self.name == "adam" else torch._fused_adamw_
-                ms, vs = pick(s[0] for s in self.state), pick(s[1] for s in self.state)
+                ms = _members([s[0] for s in self.state], members)
+                vs = _members([s[1] for s in self.state], members)
                 kernel(ps, gs, ms, vs, [], [self._step_t] * len(ps), lr=lr, beta1=ADAM_BETAS[0],
                        beta2=ADAM_BETAS[1], weight_decay=wd, eps=ADAM_EPS, amsgrad=False, maximize=False)  # fmt: skip
 
@@ -223,6 +232,25 @@ class StackedOptimizer:
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v.sqrt() / math.sqrt(1 - b2**self.steps)).add_(ADAM_EPS)
             p.sub_(m / denom * (p_lr / (1 - b1**self.steps)))
+
+
+def _members(tensors: list[torch.Tensor], members: list[int] | None) -> list[torch.Tensor]:
+    """The stacked ``tensors`` whole (``members`` None) or as per-member views."""
+    return list(tensors) if members is None else [t[i] for t in tensors for i in members]
+
+
+def _has_fused_kernels(device: torch.device) -> bool:
+    """Whether PyTorch has fused Adam/AdamW/SGD kernels for ``device`` (CPU ones came in 2.4)."""
+    try:
+        p, g, m, v = (torch.zeros(1, device=device) for _ in range(4))
+        step = torch.ones((), device=device)
+        torch._fused_adam_([p], [g], [m], [v], [], [step], lr=0.1, beta1=0.9, beta2=0.999,
+                           weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)  # fmt: skip
+        torch._fused_sgd_([p], [g], [], weight_decay=0.0, momentum=0.0, lr=0.1, dampening=0.0,
+                          nesterov=False, maximize=False, is_first_step=False)  # fmt: skip
+        return True
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
 
 
 class _MemberView:
@@ -267,6 +295,69 @@ def _eval_chunk(net: StackedNet, per_sample_floats: int, device: torch.device) -
     return int(max(64, min(EVAL_BATCH, room)))
 
 
+def _per_sample_floats(s: RunSettings, data: PreparedData) -> int:
+    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    return math.prod(data.input_shape) + sum(math.prod(r.output_shape) for r in rows)
+
+
+def build_stack(
+    runs: list[RunSpec], data: PreparedData, device: torch.device
+) -> tuple[StackedNet, nn.Sequential]:
+    """The stacked network of ``runs`` and its template (the layer list with every slot present).
+
+    Each member starts from exactly ``train_run``'s weights: ``torch.manual_seed(run.seed)``
+    then ``build_model`` with the run's own rates (a slot's dropout holds no weights, so
+    which slots exist does not change them).
+    """
+    s = runs[0].settings
+    with torch.random.fork_rng(devices=[]):  # the template's own weights are never used
+        template = build_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    states = []
+    for run in runs:
+        torch.manual_seed(run.seed)
+        model = build_model(s.layers, run.settings.dropout, data.input_shape, data.num_classes, init=s.init)
+        states.append(model.state_dict())
+    cuda = device.type == "cuda"
+    net = StackedNet(template, states, _keeps(template, runs), device, channels_last=cuda, conv_loop=not cuda)
+    return net, template
+
+
+def _keeps(template: nn.Sequential, runs: list[RunSpec]) -> dict[str, list[float]]:
+    """Each member's keep probability (1 - rate) at each dropout layer of the template."""
+    return {
+        name: [1.0 - (run.settings.dropout[module.slot] if module.slot else module.p) for run in runs]
+        for name, module in template.named_children()
+        if isinstance(module, Dropout)
+    }
+
+
+def _train_epoch(net, opt, data, orders, batch_size, mask_rng, device) -> tuple[list[float], list[float]]:
+    """One pass over the training split, each member in its own order (``orders`` ``(M, n)``).
+
+    Returns each member's mean training loss and accuracy (dropout on), as train_run does.
+    """
+    members, n = orders.shape
+    loss_sum = torch.zeros(members, device=device)
+    correct = torch.zeros(members, device=device)
+    flat_x = data.train.x.reshape(n, -1)  # rows picked by index_select: faster than x[idx]
+    sample_shape = data.train.x.shape[1:]
+    for idx in orders.split(batch_size, dim=1):
+        b = idx.shape[1]
+        y = data.train.y.index_select(0, idx.flatten()).view(idx.shape)
+        if net.image_input:  # gathered straight into (B, M*C, H, W)
+            x, layout = flat_x.index_select(0, idx.t().flatten()).view(b, -1, *sample_shape[1:]), "image"
+        else:
+            x, layout = flat_x.index_select(0, idx.flatten()).view(members, b, *sample_shape), "member"
+        with _autocast(device):
+            logits = net.forward(x, layout, training=True, generator=mask_rng)
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+        losses = losses.view(members, b).mean(1)
+        opt.step(net.params, torch.autograd.grad(losses.sum(), net.params))
+        loss_sum += losses.detach() * b  # summed on the device: no sync per step
+        correct += (logits.detach().argmax(-1) == y).sum(1)
+    return (loss_sum / n).tolist(), (correct / n).tolist()
+
+
 def train_stack(
     runs: list[RunSpec],
     data: PreparedData,
@@ -277,32 +368,14 @@ def train_stack(
 
     Results have the same fields and meaning as :func:`~dropoutlab.train.loop.train_run`'s.
     ``on_epoch`` is called once per stack epoch with ``{"epoch": e, "members": n}``, ``n``
-    the members still training during that epoch. A stack of one is trained by ``train_run``.
+    the members still training during that epoch. A stack of one member is trained here
+    too (on the CPU it is faster than ``train_run`` for networks that do not gain from stacking).
     """
-    if len(runs) == 1:
-        return [train_run(runs[0], data, device, on_epoch=on_epoch)]
-    keys = {stack_key(run) for run in runs}
-    if len(keys) != 1:
+    if len({stack_key(run) for run in runs}) != 1:
         raise ValueError("train_stack needs runs with one stack_key; group them with plan_stacks")
     start = time.perf_counter()
-    s = runs[0].settings
-    size = len(runs)
-
-    with torch.random.fork_rng(devices=[]):  # the template's weights are never used
-        template = build_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
-    keeps = {
-        name: [1.0 - (r.settings.dropout[module.slot] if module.slot else module.p) for r in runs]
-        for name, module in template.named_children()
-        if isinstance(module, Dropout)
-    }
-    states = []
-    for run in runs:  # exactly train_run's initialisation
-        torch.manual_seed(run.seed)
-        model = build_model(s.layers, run.settings.dropout, data.input_shape, data.num_classes, init=s.init)
-        states.append(model.state_dict())
-    cuda = device.type == "cuda"
-    net = StackedNet(template, states, keeps, device, channels_last=cuda)
-    del states, model
+    s, size, es = runs[0].settings, len(runs), runs[0].settings.early_stopping
+    net, template = build_stack(runs, data, device)
     opt = StackedOptimizer(
         net.params,
         s.optimizer.name,
@@ -310,49 +383,25 @@ def train_stack(
         [r.settings.optimizer.weight_decay for r in runs],
         [r.settings.optimizer.momentum for r in runs],
     )
-    order_rngs = [torch.Generator(device="cpu").manual_seed(run.seed) for run in runs]
+    order_rngs = [torch.Generator(device="cpu").manual_seed(run.seed) for run in runs]  # as train_run
     mask_rng = torch.Generator(device=device).manual_seed(_stack_seed(runs))
-    es = s.early_stopping
-    stoppers = [
-        EarlyStopping(es.monitor, r.settings.early_stopping.patience, r.settings.early_stopping.min_delta)
-        if es else None
-        for r in runs
-    ]  # fmt: skip
-    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
-    per_sample = math.prod(data.input_shape) + sum(math.prod(r.output_shape) for r in rows)
-
+    stoppers = [EarlyStopping(es.monitor, r.settings.early_stopping.patience, r.settings.early_stopping.min_delta)
+                if es else None for r in runs]  # fmt: skip
+    chunk = _eval_chunk(net, _per_sample_floats(s, data), device)
     histories: list[list[dict[str, Any]]] = [[] for _ in runs]
     statuses = ["completed"] * size
-    kept: list[dict[str, torch.Tensor] | None] = [None] * size
-    live = list(range(size))  # run index of each stack position
-    n, batch_size = len(data.train), s.batch_size
-    image_input = net.starts_with_image
+    kept: list[dict[str, torch.Tensor] | None] = [None] * size  # the weights each member ends with
+    live = list(range(size))  # the run of each stack position
 
     for epoch in range(1, s.epochs + 1):
-        orders = torch.stack([torch.randperm(n, generator=order_rngs[i]) for i in live]).to(device)
-        loss_sum = torch.zeros(len(live), device=device)
-        correct = torch.zeros(len(live), device=device)
-        for idx in orders.split(batch_size, dim=1):
-            b = idx.shape[1]
-            y = data.train.y[idx]
-            if image_input:  # gather straight into (B, M*C, H, W)
-                x = data.train.x[idx.t()].flatten(1, 2)
-                layout = "image"
-            else:
-                x, layout = data.train.x[idx], "member"
-            with _autocast(device):
-                logits = net.forward(x, layout, training=True, generator=mask_rng)
-            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
-            losses = losses.view(len(live), b).mean(1)
-            grads = torch.autograd.grad(losses.sum(), net.params)
-            opt.step(net.params, grads)
-            loss_sum += losses.detach() * b
-            correct += (logits.detach().argmax(-1) == y).sum(1)
-
-        train_loss, train_acc = (loss_sum / n).tolist(), (correct / n).tolist()
-        chunk = _eval_chunk(net, per_sample, device)
+        orders = torch.stack([torch.randperm(len(data.train), generator=order_rngs[i]) for i in live])
+        train_loss, train_acc = _train_epoch(
+            net, opt, data, orders.to(device), s.batch_size, mask_rng, device
+        )
         val = evaluate_stack(net, data.val, chunk)
-        train_eval = evaluate_stack(net, data.train_eval, chunk) if s.eval_train else ([None] * len(live),) * 2
+        train_eval = (
+            evaluate_stack(net, data.train_eval, chunk) if s.eval_train else ([None] * len(live),) * 2
+        )
         leaving: list[int] = []
         for pos, i in enumerate(live):
             metrics = {"epoch": epoch, "train_loss": train_loss[pos], "train_acc": train_acc[pos]}
@@ -365,23 +414,18 @@ def train_stack(
             metrics["val_loss"], metrics["val_acc"] = val[0][pos], val[1][pos]
             metrics["train_eval_loss"], metrics["train_eval_acc"] = train_eval[0][pos], train_eval[1][pos]
             histories[i].append(metrics)
-            stopper = stoppers[i]
-            if stopper:
-                stopper.update(epoch, metrics, _MemberView(net, pos))
-            if (stopper and stopper.should_stop) or epoch == s.epochs:
+            if stoppers[i]:
+                stoppers[i].update(epoch, metrics, _MemberView(net, pos))
+            if (stoppers[i] and stoppers[i].should_stop) or epoch == s.epochs:
                 leaving.append(pos)
         if on_epoch:
             on_epoch({"epoch": epoch, "members": len(live)})
-        for pos in leaving:
+        for pos in leaving:  # a member that stops keeps its best (or last) weights and leaves
             i = live[pos]
-            if statuses[i] != "completed":
-                continue
-            stopper = stoppers[i]
-            if stopper and stopper.best_epoch is not None and es.restore_best:
-                kept[i] = stopper.best_state
-            else:
-                kept[i] = net.member_state(pos)
-            stoppers[i] = stopper and _Finished(stopper)  # drop the snapshot, keep the numbers
+            if statuses[i] == "completed":
+                best = stoppers[i] and es.restore_best and stoppers[i].best_state
+                kept[i] = best if best else net.member_state(pos)
+                stoppers[i] = stoppers[i] and _Finished(stoppers[i])  # drop its snapshot
         if leaving:
             stay = [pos for pos in range(len(live)) if pos not in leaving]
             live = [live[pos] for pos in stay]
@@ -390,38 +434,41 @@ def train_stack(
             net.select(stay)
             opt.select(stay)
 
-    done = [i for i in range(size) if statuses[i] == "completed"]
-    tests: dict[int, tuple] = {}
-    if done:
-        final = StackedNet(template, [kept[i] for i in done], {k: [v[i] for i in done] for k, v in keeps.items()},
-                           device, channels_last=cuda)  # fmt: skip
-        losses, accs = evaluate_stack(final, data.test, _eval_chunk(final, per_sample, device))
-        tests = {i: (losses[pos], accs[pos]) for pos, i in enumerate(done)}
+    tests = _test(template, runs, kept, statuses, data, device, chunk)
     wall = time.perf_counter() - start
     env = {**environment(device), "stack": {"size": size, "wall_s": wall}}
-    results = []
-    for i, run in enumerate(runs):
-        history = histories[i]
-        best_epoch = None
-        stopper = stoppers[i]
-        if stopper and stopper.best_epoch is not None:
-            best_epoch = stopper.best_epoch
-        elif history and history[0].get("val_loss") is not None and statuses[i] == "completed":
-            best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
-        test_loss, test_acc = tests.get(i, (None, None))
-        results.append(
-            RunResult(
-                run=run,
-                status=statuses[i],
-                history=history,
-                test={"loss": test_loss, "acc": test_acc},
-                best_epoch=best_epoch,
-                stopped_epoch=history[-1]["epoch"] if history else None,
-                wall_s=wall / size,
-                env=env,
-            )
-        )
-    return results
+    return [_result(run, statuses[i], histories[i], stoppers[i], tests.get(i, (None, None)), wall / size, env)
+            for i, run in enumerate(runs)]  # fmt: skip
+
+
+def _test(template, runs, kept, statuses, data, device, chunk) -> dict[int, tuple[float, float]]:
+    """Test loss and accuracy of each completed run's kept weights, all in one stack."""
+    done = [i for i, status in enumerate(statuses) if status == "completed"]
+    if not done:
+        return {}
+    keeps = _keeps(template, [runs[i] for i in done])
+    final = StackedNet(template, [kept[i] for i in done], keeps, device, channels_last=device.type == "cuda")
+    losses, accs = evaluate_stack(final, data.test, chunk)
+    return {i: (losses[pos], accs[pos]) for pos, i in enumerate(done)}
+
+
+def _result(run, status, history, stopper, test, wall_s, env) -> RunResult:
+    """A RunResult exactly as train_run fills it in."""
+    best_epoch = None
+    if stopper and stopper.best_epoch is not None:
+        best_epoch = stopper.best_epoch
+    elif history and history[0].get("val_loss") is not None and status == "completed":
+        best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
+    return RunResult(
+        run=run,
+        status=status,
+        history=history,
+        test={"loss": test[0], "acc": test[1]},
+        best_epoch=best_epoch,
+        stopped_epoch=history[-1]["epoch"] if history else None,
+        wall_s=wall_s,
+        env=env,
+    )
 
 
 class _Finished:

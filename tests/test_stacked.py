@@ -1,0 +1,333 @@
+"""Stacked training (``--stack``) against the one-by-one reference path, ``train_run``."""
+
+import math
+import statistics
+
+import pytest
+import torch
+
+from dropoutlab.data import load_dataset
+from dropoutlab.data.prepare import prepare_data
+from dropoutlab.layers.stacked import stacked_dropout
+from dropoutlab.store import Store
+from dropoutlab.study import load_study, run_study
+from dropoutlab.study.grid import RunSpec, run_id
+from dropoutlab.study.spec import parse_settings
+from dropoutlab.train import stacked, train_run
+from dropoutlab.train.stacked import StackedOptimizer, plan_stacks, stack_key, train_stack
+
+CPU = torch.device("cpu")
+RTOL = 1e-4  # float rounding of batched vs single matrix products, amplified over a few epochs
+
+SMALL_CNN = {
+    "layers": [
+        {"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same"},
+        {"type": "batchnorm"},
+        {"type": "activation", "name": "relu"},
+        {"type": "dropout", "slot": "conv"},
+        {"type": "maxpool2d", "size": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 32, "activation": "relu"},
+        {"type": "dropout", "slot": "dense"},
+        {"type": "dense", "units": "classes"},
+    ]
+}
+
+
+def make_run(seed=0, **overrides) -> RunSpec:
+    raw = {"dataset": "digits", "model": "mlp", "epochs": 3, "batch_size": 64, **overrides}
+    settings = parse_settings(raw)
+    return RunSpec(run_id("t", settings, seed), "t", settings, seed, {})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def prepared(digits, run):
+    s = run.settings
+    return prepare_data(digits, s.validation, s.split_seed, s.normalize, "cpu")
+
+
+def assert_same_history(stacked_result, reference, rtol=RTOL):
+    assert stacked_result.status == reference.status
+    assert len(stacked_result.history) == len(reference.history)
+    for got, want in zip(stacked_result.history, reference.history, strict=True):
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            if value is None:
+                assert got[key] is None, key
+            elif key.endswith("acc"):  # one sample may flip with rounding: 1/240 of the split
+                assert got[key] == pytest.approx(value, abs=0.01), key
+            else:
+                assert got[key] == pytest.approx(value, rel=rtol), key
+    assert stacked_result.best_epoch == reference.best_epoch
+    assert stacked_result.stopped_epoch == reference.stopped_epoch
+    for key in ("loss", "acc"):
+        if reference.test[key] is None:
+            assert stacked_result.test[key] is None
+        else:
+            assert stacked_result.test[key] == pytest.approx(reference.test[key], rel=10 * rtol, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "adam", "lr": 0.003, "weight_decay": 1e-3},
+        {"name": "adamw", "lr": 0.003, "weight_decay": 0.05},
+        {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
+    ],
+)
+def test_rates_zero_give_train_runs_history_with_each_members_own_lr(digits, optimizer):
+    lrs = [optimizer["lr"], optimizer["lr"] / 3, optimizer["lr"]]  # one member with its own lr
+    runs = [
+        make_run(seed, optimizer={**optimizer, "lr": lr}) for seed, lr in zip((0, 1, 2), lrs, strict=True)
+    ]
+    data = prepared(digits, runs[0])
+    results = train_stack(runs, data, CPU)
+    assert [r.run for r in results] == runs
+    for result, run in zip(results, runs, strict=True):
+        assert_same_history(result, train_run(run, data, CPU))
+    # the slower learning rate really is that member's own: its first-epoch loss is higher
+    assert results[1].history[0]["train_loss"] > results[0].history[0]["train_loss"]
+
+
+def test_rates_zero_match_for_conv_batchnorm_pool(digits):
+    runs = [make_run(seed, model=SMALL_CNN, epochs=2, optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9})
+            for seed in (0, 1)]  # fmt: skip
+    data = prepared(digits, runs[0])
+    for result, run in zip(train_stack(runs, data, CPU), runs, strict=True):
+        assert_same_history(result, train_run(run, data, CPU))
+
+
+def test_optimizer_fused_and_tensor_paths_follow_torch_optim():
+    torch.manual_seed(0)
+    for name in ("adam", "adamw", "sgd"):
+        lrs, wds = [0.1, 0.01, 0.1], [0.01, 0.0, 0.01]
+        momenta = [0.9, 0.0, 0.9] if name == "sgd" else [0.0] * 3
+        start = torch.randn(3, 4, 5)
+        reference = [torch.nn.Parameter(start[i].clone()) for i in range(3)]
+        optimizers = [
+            torch.optim.SGD([p], lr=lr, momentum=mo, weight_decay=wd) if name == "sgd"
+            else (torch.optim.Adam if name == "adam" else torch.optim.AdamW)([p], lr=lr, weight_decay=wd)
+            for p, lr, wd, mo in zip(reference, lrs, wds, momenta, strict=True)
+        ]  # fmt: skip
+        stacks = {fused: start.clone() for fused in (True, False)}
+        steppers = {
+            fused: StackedOptimizer([p], name, lrs, wds, momenta, fused=fused) for fused, p in stacks.items()
+        }
+        for _ in range(4):
+            grad = torch.randn(3, 4, 5)
+            for i, (p, opt) in enumerate(zip(reference, optimizers, strict=True)):
+                p.grad = grad[i].clone()
+                opt.step()
+            for fused, p in stacks.items():
+                steppers[fused].step([p], [grad.clone()])
+        want = torch.stack([p.detach() for p in reference])
+        for p in stacks.values():
+            torch.testing.assert_close(p, want, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_rate_is_per_member_and_rate_zero_is_identity():
+    x = torch.ones(3, 400, 500)
+    keep = torch.tensor([1.0, 0.5, 0.1])
+    out = stacked_dropout(x, "flat", keep, torch.Generator().manual_seed(0))
+    assert torch.equal(out[0], x[0])
+    for member, k in ((1, 0.5), (2, 0.1)):
+        kept = out[member] != 0
+        assert kept.float().mean().item() == pytest.approx(k, abs=0.005)
+        assert torch.allclose(out[member][kept], torch.tensor(1 / k))
+    # folded into channels (B, M*C, H, W): the rate follows the member's block of channels
+    image = stacked_dropout(torch.ones(64, 3 * 4, 8, 8), "image", keep, torch.Generator().manual_seed(1))
+    blocks = (image != 0).float().mean(dim=(0, 2, 3)).view(3, 4).mean(1)
+    assert blocks.tolist() == pytest.approx([1.0, 0.5, 0.1], abs=0.02)
+
+
+def test_high_rate_member_trains_worse_than_its_rate_zero_twin(digits):
+    runs = [make_run(0, dropout={"hidden1": rate, "input": rate}) for rate in (0.0, 0.9)]
+    data = prepared(digits, runs[0])
+    low, high = train_stack(runs, data, CPU)
+    assert_same_history(low, train_run(runs[0], data, CPU))  # the rate-0 member is untouched by its twin
+    assert high.history[-1]["train_loss"] > low.history[-1]["train_loss"] + 0.3
+    assert high.history[0]["train_acc"] < low.history[0]["train_acc"] - 0.1
+
+
+def test_early_stopping_is_per_member_and_keeps_the_best_weights(digits):
+    es = {"monitor": "val_loss"}
+    runs = [
+        make_run(0, epochs=25, optimizer={"name": "adam", "lr": 0.02}, early_stopping={**es, "patience": 1}),
+        make_run(
+            1, epochs=25, optimizer={"name": "adam", "lr": 0.001}, early_stopping={**es, "patience": 30}
+        ),
+        make_run(2, epochs=25, optimizer={"name": "adam", "lr": 0.02}, early_stopping={**es, "patience": 2}),
+    ]
+    data = prepared(digits, runs[0])
+    results = train_stack(runs, data, CPU)
+    early, late, middle = results
+    assert early.stopped_epoch < 25 and late.stopped_epoch == 25
+    assert early.stopped_epoch == early.best_epoch + 1
+    assert middle.stopped_epoch == middle.best_epoch + 2
+    for result, run in zip(results, runs, strict=True):  # each member is its own train_run
+        assert_same_history(result, train_run(run, data, CPU))
+    # the kept weights are the best epoch's: the same run trained for best_epoch epochs scores the same
+    plain = make_run(0, epochs=early.best_epoch, optimizer={"name": "adam", "lr": 0.02})
+    assert train_run(plain, data, CPU).test["loss"] == pytest.approx(early.test["loss"], rel=1e-3)
+
+
+def test_a_diverging_member_does_not_poison_the_others(digits):
+    runs = [make_run(seed, optimizer={"name": "sgd", "lr": lr}, epochs=3)
+            for seed, lr in ((0, 0.05), (1, 1e12), (2, 0.05))]  # fmt: skip
+    data = prepared(digits, runs[0])
+    ok_a, bad, ok_b = train_stack(runs, data, CPU)
+    assert bad.status == "diverged" and bad.test == {"loss": None, "acc": None}
+    assert bad.history[-1]["train_loss"] is None and bad.stopped_epoch == len(bad.history) <= 3
+    assert_same_history(ok_a, train_run(runs[0], data, CPU))
+    assert_same_history(ok_b, train_run(runs[2], data, CPU))
+
+
+def test_stacked_and_one_by_one_agree_in_distribution(digits):
+    """Per configuration, mean results over 6 seeds agree within 4 standard errors.
+
+    With dropout the masks of a stack differ from train_run's, so runs differ seed by seed;
+    what must agree is the distribution. The tolerance is 4 standard errors of the difference
+    of two means (two-sided p < 1e-4 under the same distribution) plus a floor for splits
+    where every seed scores alike. The runs are seeded, so the test cannot flake; the last
+    assertion shows it has power: a wrong rate (0 instead of 0.6) would be far outside it.
+    """
+    seeds = range(6)
+    configs = [{"input": 0.2, "hidden1": 0.6}, {"hidden1": 0.0}]
+    runs = {i: [make_run(seed, epochs=6, dropout=rates) for seed in seeds] for i, rates in enumerate(configs)}
+    data = prepared(digits, runs[0][0])
+    one_by_one = {i: [train_run(run, data, CPU) for run in group] for i, group in runs.items()}
+    together = train_stack(
+        runs[1] + runs[0], data, CPU
+    )  # both configurations in one stack, as the runner does
+    in_stack = {1: together[: len(seeds)], 0: together[len(seeds) :]}
+
+    def mean_and_se(results, metric):
+        values = [metric(r) for r in results]
+        return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+    metrics = {
+        "test_acc": (lambda r: r.test["acc"], 0.01),
+        "train_loss": (lambda r: r.history[-1]["train_loss"], 0.01),  # dropout on: sensitive to the rate
+    }
+    for i in runs:
+        for name, (metric, floor) in metrics.items():
+            m_ref, se_ref = mean_and_se(one_by_one[i], metric)
+            m_stk, se_stk = mean_and_se(in_stack[i], metric)
+            tolerance = 4 * math.hypot(se_ref, se_stk) + floor
+            assert abs(m_stk - m_ref) <= tolerance, (configs[i], name, m_stk, m_ref, tolerance)
+    dropout_loss = mean_and_se(in_stack[0], metrics["train_loss"][0])[0]
+    plain_loss = mean_and_se(one_by_one[1], metrics["train_loss"][0])[0]
+    assert dropout_loss - plain_loss > 0.1
+
+
+def test_stack_key_separates_what_cannot_share_a_stack():
+    base = make_run(0)
+    same = [
+        make_run(5),
+        make_run(0, dropout={"hidden1": 0.5}),
+        make_run(0, optimizer={"name": "adam", "lr": 0.01, "weight_decay": 0.1}),
+    ]
+    different = [
+        make_run(0, batch_size=32),
+        make_run(0, epochs=4),
+        make_run(0, optimizer={"name": "sgd"}),
+        make_run(0, model="cnn"),
+        make_run(0, normalize="symmetric"),
+        make_run(0, eval_train=False),
+    ]
+    assert all(stack_key(run) == stack_key(base) for run in same)
+    assert all(stack_key(run) != stack_key(base) for run in different)
+    assert make_run(0, early_stopping={"patience": 2}).settings.early_stopping
+    assert stack_key(make_run(0, early_stopping={"patience": 2})) == stack_key(
+        make_run(1, early_stopping={"patience": 9})
+    )
+
+
+def test_plan_stacks_groups_by_key_and_splits_evenly(digits, monkeypatch):
+    a = [make_run(seed, dropout={"hidden1": 0.1 * seed}) for seed in range(7)]
+    b = [make_run(seed, batch_size=32) for seed in range(3)]
+    data = prepared(digits, a[0])
+    stacks = plan_stacks(a + b, data, CPU, 3)
+    assert [len(s) for s in stacks] == [3, 2, 2, 3]
+    assert [run for s in stacks for run in s] == a + b  # order kept
+    assert all(len({stack_key(r) for r in s}) == 1 for s in stacks)
+    assert [len(s) for s in plan_stacks(a + b, data, CPU, "auto")] == [7, 3]
+    # auto is bounded by the memory budget: room for two members -> stacks of at most two
+    per_member, _ = stacked.member_bytes(a[0], data)
+    monkeypatch.setattr(stacked, "CPU_BUDGET", 2 * per_member + 1)
+    assert [len(s) for s in plan_stacks(a, data, CPU, "auto")] == [2, 2, 2, 1]
+    with pytest.raises(Exception, match="stack"):
+        plan_stacks(a, data, CPU, 0)
+
+
+def test_on_epoch_is_called_once_per_stack_epoch_and_wall_time_is_shared(digits):
+    runs = [make_run(seed, epochs=2) for seed in (0, 1)]
+    calls = []
+    results = train_stack(runs, prepared(digits, runs[0]), CPU, on_epoch=calls.append)
+    assert calls == [{"epoch": 1, "members": 2}, {"epoch": 2, "members": 2}]
+    assert results[0].wall_s == results[1].wall_s > 0
+    assert results[0].env["stack"]["size"] == 2
+    assert results[0].env["stack"]["wall_s"] == pytest.approx(2 * results[0].wall_s)
+
+
+def test_runner_stack_auto_stores_what_stack_off_stores(tiny_study, tmp_path):
+    study = load_study(tiny_study)
+    with Store(tmp_path / "auto.db") as auto, Store(tmp_path / "off.db") as off:
+        outcome = run_study(study, auto, device="cpu", progress=False, stack="auto")
+        assert outcome.statuses == {"completed": 4}
+        run_study(study, off, device="cpu", progress=False, stack="off")
+        got, want = auto.runs().set_index("id"), off.runs().set_index("id")
+        assert sorted(got.index) == sorted(want.index)
+        plain = want.index[want["dropout.hidden1"] == 0.0]  # rate 0: the same numbers
+        for column in ("test_loss", "final_val_loss", "final_train_loss"):
+            assert got.loc[plain, column].tolist() == pytest.approx(
+                want.loc[plain, column].tolist(), rel=RTOL
+            )
+        assert len(auto.history()) == len(off.history()) == 8
+        assert {r["env"]["stack"]["size"] for r in auto.records()} == {4}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_stack_trains_under_bf16_autocast(digits):
+    runs = [make_run(seed, model=SMALL_CNN, dropout={"conv": 0.1}) for seed in (0, 1, 2)]
+    s = runs[0].settings
+    data = prepare_data(digits, s.validation, s.split_seed, s.normalize, "cuda")
+    results = train_stack(runs, data, torch.device("cuda"))
+    assert all(r.status == "completed" and r.test["acc"] > 0.7 for r in results)
+
+
+def test_every_layout_of_the_stack_computes_the_members_own_networks(digits):
+    """Grouped or per-member convolutions, channels-last (the CUDA layout), shared or per-member input:
+    all give what each member's own nn.Sequential gives."""
+    from dropoutlab.models import build_model
+    from dropoutlab.train.stacked import build_stack
+
+    runs = [make_run(seed, model=SMALL_CNN) for seed in (0, 1, 2)]
+    data = prepared(digits, runs[0])
+    x = data.train.x[:16]
+    net, template = build_stack(runs, data, CPU)
+    models = []
+    for run in runs:
+        torch.manual_seed(run.seed)
+        models.append(
+            build_model(run.settings.layers, run.settings.dropout, data.input_shape, data.num_classes)
+        )
+    for training in (False, True):  # batch norm: running statistics, then batch statistics
+        for model in models:
+            model.train(training)
+        want = torch.stack([model(x) for model in models])
+        for channels_last in (False, True):
+            for conv_loop in (False, True):
+                states = [model.state_dict() for model in models]
+                keeps = {name: [1.0] * 3 for name in net.dropout_constants}
+                variant = stacked.StackedNet(template, states, keeps, CPU, channels_last, conv_loop)
+                member = variant.forward(torch.stack([x] * 3), "member", training)
+                torch.testing.assert_close(member, want, rtol=1e-4, atol=1e-5)
+                if not training:
+                    torch.testing.assert_close(
+                        variant.forward(x, "shared", False), want, rtol=1e-4, atol=1e-5
+                    )
