@@ -81,7 +81,8 @@ def _stored_ids(path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_runs_each_run_once(write_study, tmp_path):
+@pytest.mark.parametrize("stack", ["off", "3"])
+def test_resume_after_kill_runs_each_run_once(write_study, tmp_path, stack):
     path = write_study(
         """
         name = "killme"
@@ -95,7 +96,8 @@ def test_resume_after_kill_runs_each_run_once(write_study, tmp_path):
         """
     )
     store = tmp_path / "k.db"
-    cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu"]
+    cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu",
+           "--stack", stack]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while len(_stored_ids(store)) < 3 and time.time() < deadline and proc.poll() is None:
