@@ -6,6 +6,30 @@ import textwrap
 
 import pytest
 
+from dropoutlab.data import load_dataset
+from dropoutlab.data.prepare import prepare_data
+from dropoutlab.study.grid import RunSpec, run_id
+from dropoutlab.study.spec import parse_settings
+
+
+def make_run(seed=0, **overrides) -> RunSpec:
+    """One MLP run on digits (3 epochs, batch 64) with settings ``overrides``."""
+    raw = {"dataset": "digits", "model": "mlp", "epochs": 3, "batch_size": 64, **overrides}
+    settings = parse_settings(raw)
+    return RunSpec(run_id("t", settings, seed), "t", settings, seed, {})
+
+
+def prepared(dataset, run):
+    """The run's data, prepared on the CPU."""
+    s = run.settings
+    return prepare_data(dataset, s.validation, s.split_seed, s.normalize, "cpu")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits, decoded once."""
+    return load_dataset("digits")
+
 
 @pytest.fixture
 def write_study(tmp_path):

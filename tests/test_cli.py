@@ -155,3 +155,17 @@ def test_demo_runs_offline_and_writes_the_report(tmp_path):
     assert "21 runs planned" in done.stdout and "21 completed" in done.stdout
     assert (tmp_path / "demo" / "report" / "report.html").exists()
     assert done.stdout.strip().endswith("report.html")
+
+
+def test_report_of_a_study_whose_runs_all_diverged_says_so(capsys, write_study, tmp_path):
+    study = write_study(
+        'name = "div"\ndataset = "digits"\nepochs = 2\nseeds = 2\n'
+        '[optimizer]\nname = "sgd"\nlr = 1e12\n[grid]\n"dropout.hidden1" = [0.0, 0.5]\n'
+    )
+    store = tmp_path / "div.db"
+    code, out, _ = run_cli(capsys, "run", study, "--store", store, "--no-progress")
+    assert code == 0 and "4 diverged" in out
+    code, _, err = run_cli(capsys, "report", "--store", store, "--out", tmp_path / "rep")
+    assert code == 0, err
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "No completed runs" in page and "2 diverged of 2 runs" in page

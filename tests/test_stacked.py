@@ -5,14 +5,12 @@ import statistics
 
 import pytest
 import torch
+from conftest import make_run, prepared
 
-from dropoutlab.data import load_dataset
 from dropoutlab.data.prepare import prepare_data
 from dropoutlab.layers.stacked import stacked_dropout
 from dropoutlab.store import Store
 from dropoutlab.study import load_study, run_study
-from dropoutlab.study.grid import RunSpec, run_id
-from dropoutlab.study.spec import parse_settings
 from dropoutlab.train import stacked, train_run
 from dropoutlab.train.stacked import StackedOptimizer, plan_stacks, stack_key, train_stack
 
@@ -32,22 +30,6 @@ SMALL_CNN = {
         {"type": "dense", "units": "classes"},
     ]
 }
-
-
-def make_run(seed=0, **overrides) -> RunSpec:
-    raw = {"dataset": "digits", "model": "mlp", "epochs": 3, "batch_size": 64, **overrides}
-    settings = parse_settings(raw)
-    return RunSpec(run_id("t", settings, seed), "t", settings, seed, {})
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-def prepared(digits, run):
-    s = run.settings
-    return prepare_data(digits, s.validation, s.split_seed, s.normalize, "cpu")
 
 
 def assert_same_history(stacked_result, reference, rtol=RTOL):

@@ -2,28 +2,10 @@ import math
 
 import pytest
 import torch
+from conftest import make_run, prepared
 
-from dropoutlab.data import load_dataset
 from dropoutlab.data.prepare import prepare_data
-from dropoutlab.study.grid import RunSpec, run_id
-from dropoutlab.study.spec import parse_settings
 from dropoutlab.train import EarlyStopping, train_run
-
-
-def make_run(seed=0, **overrides) -> RunSpec:
-    raw = {"dataset": "digits", "model": "mlp", "epochs": 3, "batch_size": 64, **overrides}
-    settings = parse_settings(raw)
-    return RunSpec(run_id("t", settings, seed), "t", settings, seed, {})
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-def prepared(digits, run):
-    s = run.settings
-    return prepare_data(digits, s.validation, s.split_seed, s.normalize, "cpu")
 
 
 def test_same_seed_gives_the_same_history_and_other_seeds_differ(digits):

@@ -145,6 +145,8 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
             tables=[("Per configuration", shown)],
         )  # fmt: skip
     ]
+    if not (runs["status"] == "completed").any():
+        return sections  # nothing finished: no comparison and no figure to draw
     table = compare(runs, params, baseline=baseline)
     if not table.empty:
         cols = ["config", "metric", "diff", "ci_low", "ci_high", "test", "p_value", "p_adjusted",
@@ -212,7 +214,8 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
                     tables=[("Numbers behind the heatmap", heat_table)],
                 )  # fmt: skip
             )
-    configs = list(dict.fromkeys(runs["config"]))
+    completed = history[history["status"] == "completed"]
+    configs = list(dict.fromkeys(completed["config"]))
     figures = [("All configurations", plots.comparison(history, params),
                 "Loss and accuracy per epoch of every configuration")]  # fmt: skip
     figures += [
@@ -222,7 +225,6 @@ def _sections(runs: pd.DataFrame, history: pd.DataFrame, baseline: str | None) -
             f"Loss and accuracy per epoch for {config}, train and validation",
         )  # fmt: skip
         for config in configs
-        if (history["config"] == config).any()
     ]
     sections.append(
         Section(

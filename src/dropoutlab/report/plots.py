@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.stats import RUN_COLUMNS, mean_ci, run_metrics
+from dropoutlab.report.stats import RUN_COLUMNS, mean_ci, param_columns, run_metrics
 
 CONFIDENCE = 0.95
 
@@ -143,15 +143,7 @@ def _completed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _params(frame: pd.DataFrame, params: Sequence[str] | None) -> list[str]:
-    if params is None:
-        params = frame.attrs.get("params")
-    if params is None:
-        params = [c for c in frame.columns if "." in str(c)]
-    params = list(params)
-    missing = [p for p in params if p not in frame.columns]
-    if missing:
-        raise DropoutlabError(f"parameter column(s) {', '.join(missing)} not in the table")
-    return params
+    return param_columns(frame, params)
 
 
 def _config_order(frame: pd.DataFrame, params: list[str]) -> list[str]:
