@@ -19,8 +19,9 @@ from dropoutlab.store import DEFAULT_STORE
 
 EPILOG = """\
 examples:
-  dropoutlab demo                         the seed 001 comparison on digits, offline (~1 min)
-  dropoutlab run examples/digits_mlp.toml run a study (finished runs are skipped on re-runs)
+  dropoutlab demo                         the seed 001 comparison on digits, offline (~10 s)
+  dropoutlab run examples/seed001_digits_mlp.toml
+                                          run a study (finished runs are skipped on re-runs)
   dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
   dropoutlab export --format csv > runs.csv
   dropoutlab models cnn --dataset cifar10 layer summary with output shapes and parameters
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the seed 001 comparison on the bundled digits data and report it",
                        description="Train seed 001's MLP on scikit-learn's bundled digits without dropout, "
                        "with dropout 0.2/0.5/0.5 and with a sweep of one rate, 3 seeds each, offline; "
-                       "then write the report. Takes about a minute on 2 CPU cores.")  # fmt: skip
+                       "then write the report. Takes about 10 seconds on 2 CPU cores.")  # fmt: skip
     p.add_argument("--out", default="dropoutlab-demo", metavar="DIR",
                    help="folder for the demo's store and report (default: ./dropoutlab-demo)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
