@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     run_child,
     synthetic_images,
     table,
+    time_study,
 )
 
 RATES = [0.0, 0.05, 0.1, 0.2, 0.5, 0.8]
@@ -94,10 +95,7 @@ def part_keras(args) -> dict:
 
 
 def part_dropoutlab(args) -> dict:
-    import tempfile
 
-    from dropoutlab.store import Store
-    from dropoutlab.study import run_study
     from dropoutlab.study.spec import parse_study
 
     spec = parse_study({
@@ -114,16 +112,7 @@ def part_dropoutlab(args) -> dict:
         "optimizer": {"name": "sgd", "lr": 0.01},
         "grid": {"dropout.conv": RATES},
     })  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
-        start = time.perf_counter()
-        outcome = run_study(spec, store, device=args.device, progress=False, stack=args.stack)
-        wall = time.perf_counter() - start
-        runs = store.runs()
-    return {
-        "wall_s": wall,
-        "runs": int(outcome.statuses["completed"]),
-        "mean_test_acc": float(runs["test_acc"].mean()),
-    }
+    return time_study(spec, args.device, args.stack)
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ from common import (  # noqa: E402
     run_child,
     synthetic_images,
     table,
+    time_study,
 )
 
 RATES = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]
@@ -209,22 +210,9 @@ def study(args):
 
 
 def part_dropoutlab(args) -> dict:
-    import tempfile
-
-    from dropoutlab.store import Store
-    from dropoutlab.study import run_study
 
     spec = study(args)
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
-        start = time.perf_counter()
-        outcome = run_study(spec, store, device="cpu", progress=False, stack=args.stack)
-        wall = time.perf_counter() - start
-        runs = store.runs()
-    return {
-        "wall_s": wall,
-        "runs": int(outcome.statuses["completed"]),
-        "mean_test_acc": float(runs["test_acc"].mean()),
-    }
+    return time_study(spec, "cpu", args.stack)
 
 
 def main() -> None:

@@ -140,3 +140,22 @@ def table(rows: list[dict], peak: float) -> str:
             f"{r['gflops'] / peak:.0%} | {r['peak_mib']:.0f} MiB |"
         )
     return "\n".join(lines)
+
+
+def time_study(spec, device: str, stack) -> dict:
+    """Run a study into a throw-away store; its wall time, completed runs and mean test accuracy."""
+    import tempfile
+
+    from dropoutlab.store import Store
+    from dropoutlab.study import run_study
+
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
+        start = time.perf_counter()
+        outcome = run_study(spec, store, device=device, progress=False, stack=stack)
+        wall = time.perf_counter() - start
+        runs = store.runs()
+    return {
+        "wall_s": wall,
+        "runs": int(outcome.statuses["completed"]),
+        "mean_test_acc": float(runs["test_acc"].mean()),
+    }

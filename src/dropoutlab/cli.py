@@ -19,12 +19,12 @@ from dropoutlab.store import DEFAULT_STORE
 
 EPILOG = """\
 examples:
-  dropoutlab demo                         the seed 001 comparison on digits, offline (~10 s)
-  dropoutlab run examples/seed001_digits_mlp.toml
-                                          run a study (finished runs are skipped on re-runs)
-  dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
-  dropoutlab export --format csv > runs.csv
-  dropoutlab models cnn --dataset cifar10 layer summary with output shapes and parameters
+    dropoutlab demo                         the seed 001 comparison on digits, offline (~10 s)
+    dropoutlab run examples/seed001_digits_mlp.toml
+                                            run a study (finished runs are skipped on re-runs)
+    dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
+    dropoutlab export --format csv > runs.csv
+    dropoutlab models cnn --dataset cifar10 layer summary with output shapes and parameters
 """
 
 
