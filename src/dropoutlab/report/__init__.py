@@ -17,7 +17,7 @@ from dropoutlab.report import plots
 from dropoutlab.report.findings import findings, rate_axis
 from dropoutlab.report.html import Section, write_report
 from dropoutlab.report.stats import compare, resolve_baseline, summarize, varied_params
-from dropoutlab.store import Store
+from dropoutlab.store import Store, history_frame, runs_frame
 
 __all__ = [
     "compare",
@@ -243,14 +243,13 @@ def write_study_report(
     store: Store, study: str, out: str | Path, baseline: str | None = None
 ) -> dict[str, Path]:
     """Write report.html (self-contained), report.md and the PNG figures of ``study`` into ``out``."""
-    runs = store.runs(study)
-    history = store.history(study)
-    resolve_baseline(
-        runs, baseline, runs.attrs["params"]
-    )  # a bad --baseline fails before any file is written
+    records = store.records(study)  # read once; both frames are built from it
+    runs, history = runs_frame(records), history_frame(records)
+    # a bad --baseline fails before any file is written
+    resolve_baseline(runs, baseline, runs.attrs["params"])
     title = f"dropoutlab report: {study}"
     sections = _sections(runs, history, baseline)
-    env = store.records(study)[-1]["env"]
+    env = records[-1]["env"]
     sections.append(
         Section(
             "About these runs",
