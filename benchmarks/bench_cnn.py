@@ -44,7 +44,7 @@ from common import (  # noqa: E402
     machine,
     matmul_peak,
     report,
-    run_child,
+    run_contenders,
     synthetic_images,
     table,
     time_study,
@@ -158,20 +158,8 @@ def main() -> None:
         "auto": ("dropoutlab --stack auto", ["--part", "dropoutlab", "--stack", "auto"], None),
         "6": ("dropoutlab --stack 6", ["--part", "dropoutlab", "--stack", "6"], None),
     }
-    results = {}
-    for key, (label, extra, python) in contenders.items():
-        if key in args.skip:
-            continue
-        out = run_child([__file__, *extra, *sizes], python=python, env={"KERAS_BACKEND": "torch"})
-        loads.append(load_average())
-        out["name"] = f"CNN seed 000, {label}"
-        out["me_per_s"] = out["runs"] * args.epochs / out["wall_s"]
-        out["gflops"] = out["runs"] * run_flops / out["wall_s"] / 1e9
-        results[key] = out
-        print(f"{label}: {out['wall_s']:.1f} s, mean test acc {out['mean_test_acc']:.3f}", flush=True)
-    base = results.get("reference", {}).get("me_per_s", float("nan"))
-    for out in results.values():
-        out["ratio"] = out["me_per_s"] / base
+    results = run_contenders(__file__, contenders, args.skip, sizes, "CNN seed 000", args.epochs, run_flops,
+                             loads, env={"KERAS_BACKEND": "torch"})  # fmt: skip
     print(f"\nmachine: {machine()}; load averages (1 min) during the runs: {', '.join(loads)}")
     print(
         f"float32 matmul peak (2048x2048, best of 10): {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}"

@@ -49,7 +49,7 @@ from common import (  # noqa: E402
     machine,
     matmul_peak,
     report,
-    run_child,
+    run_contenders,
     synthetic_images,
     table,
     time_study,
@@ -256,20 +256,9 @@ def main() -> None:
         "off": ("dropoutlab --stack off", ["--part", "dropoutlab", "--stack", "off"]),
         "auto": ("dropoutlab --stack auto", ["--part", "dropoutlab", "--stack", "auto"]),
     }
-    results = {}
-    for key, (label, extra) in contenders.items():
-        if key in args.skip:
-            continue
-        out = run_child([__file__, *extra, *common])
-        loads.append(load_average())
-        out["name"] = f"MLP seed 001, {label}"
-        out["me_per_s"] = out["runs"] * args.epochs / out["wall_s"]
-        out["gflops"] = out["runs"] * run_flops / out["wall_s"] / 1e9
-        results[key] = out
-        print(f"{label}: {out['wall_s']:.1f} s, mean test acc {out['mean_test_acc']:.3f}", flush=True)
-    base = results.get("reference", {}).get("me_per_s", float("nan"))
-    for out in results.values():
-        out["ratio"] = out["me_per_s"] / base
+    results = run_contenders(
+        __file__, contenders, args.skip, common, "MLP seed 001", args.epochs, run_flops, loads
+    )
     print(f"\nmachine: {machine()}; load averages (1 min) during the runs: {', '.join(loads)}")
     print(f"float32 matmul peak (2048x2048, best of 10): {peak:.1f} GFLOP/s")
     print(

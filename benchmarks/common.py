@@ -159,3 +159,38 @@ def time_study(spec, device: str, stack) -> dict:
         "runs": int(outcome.statuses["completed"]),
         "mean_test_acc": float(runs["test_acc"].mean()),
     }
+
+
+def run_contenders(
+    script: str,
+    contenders: dict[str, tuple],
+    skip: list[str],
+    shared_args: list[str],
+    workload: str,
+    epochs: int,
+    run_flops: float,
+    loads: list[str],
+    env: dict | None = None,
+) -> dict[str, dict]:
+    """Time each contender in a child process of ``script`` and add its rates.
+
+    ``contenders`` maps a key to ``(label, extra_args)`` or ``(label, extra_args, python)``.
+    Each result gets ``name``, ``me_per_s`` (model-epochs per second), ``gflops`` and
+    ``ratio`` (to the ``reference`` contender; NaN without one). ``loads`` receives the load
+    average after each contender.
+    """
+    results = {}
+    for key, (label, extra, *python) in contenders.items():
+        if key in skip:
+            continue
+        out = run_child([script, *extra, *shared_args], python=python[0] if python else None, env=env)
+        loads.append(load_average())
+        out["name"] = f"{workload}, {label}"
+        out["me_per_s"] = out["runs"] * epochs / out["wall_s"]
+        out["gflops"] = out["runs"] * run_flops / out["wall_s"] / 1e9
+        results[key] = out
+        print(f"{label}: {out['wall_s']:.1f} s, mean test acc {out['mean_test_acc']:.3f}", flush=True)
+    base = results.get("reference", {}).get("me_per_s", float("nan"))
+    for out in results.values():
+        out["ratio"] = out["me_per_s"] / base
+    return results

@@ -56,6 +56,21 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def diverged_record(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The history entry of the epoch where the training loss stopped being finite."""
+    return {**metrics, "train_loss": None, "val_loss": None, "val_acc": None,
+            "train_eval_loss": None, "train_eval_acc": None}  # fmt: skip
+
+
+def best_epoch_of(history: list[dict[str, Any]], stopper: EarlyStopping | None, status: str) -> int | None:
+    """The early-stopping best epoch; without early stopping, the epoch of least validation loss."""
+    if stopper and stopper.best_epoch is not None:
+        return stopper.best_epoch
+    if history and history[0].get("val_loss") is not None and status == "completed":
+        return min(history, key=lambda h: h["val_loss"])["epoch"]
+    return None
+
+
 def make_optimizer(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """The optimizer of a run; ``weight_decay`` is the L2 coefficient."""
     if spec.name == "sgd":
@@ -124,8 +139,7 @@ def train_run(
         metrics = {"epoch": epoch, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n}
         if not math.isfinite(metrics["train_loss"]):
             status = "diverged"
-            history.append({**metrics, "train_loss": None, "val_loss": None, "val_acc": None,
-                            "train_eval_loss": None, "train_eval_acc": None})  # fmt: skip
+            history.append(diverged_record(metrics))
             break
         metrics["val_loss"], metrics["val_acc"] = evaluate(model, data.val)
         metrics["train_eval_loss"], metrics["train_eval_acc"] = (
@@ -139,13 +153,9 @@ def train_run(
             if stopper.should_stop:
                 break
 
-    best_epoch = None
-    if stopper and stopper.best_epoch is not None:
-        best_epoch = stopper.best_epoch
-        if es.restore_best:
-            model.load_state_dict(stopper.best_state)
-    elif history and history[0].get("val_loss") is not None and status == "completed":
-        best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
+    best_epoch = best_epoch_of(history, stopper, status)
+    if stopper and stopper.best_epoch is not None and es.restore_best:
+        model.load_state_dict(stopper.best_state)
 
     test_loss, test_acc = evaluate(model, data.test) if status == "completed" else (None, None)
     return RunResult(

@@ -43,9 +43,8 @@ from dropoutlab.layers.dropout import Dropout
 from dropoutlab.layers.stacked import StackedNet
 from dropoutlab.models import build_model, summarize_model
 from dropoutlab.study.grid import RunSpec
-from dropoutlab.study.spec import RunSettings
 from dropoutlab.train.early_stopping import EarlyStopping
-from dropoutlab.train.loop import EVAL_BATCH, RunResult, environment
+from dropoutlab.train.loop import EVAL_BATCH, RunResult, best_epoch_of, diverged_record, environment
 
 CPU_BUDGET = 1 << 30  # bytes of parameters, optimizer state and activations per stack on the CPU
 CPU_CACHE_BUDGET = 64 << 20  # bytes of weights and optimizer state per stack on the CPU
@@ -81,7 +80,7 @@ def member_bytes(run: RunSpec, data: PreparedData) -> tuple[int, int]:
     s = run.settings
     rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
     params = sum(r.params for r in rows)
-    per_sample = _per_sample_floats(s, data)
+    per_sample = _per_sample_floats(rows, data.input_shape)
     copies = 4 if s.optimizer.name in ("adam", "adamw") else 3
     copies += 1 if s.early_stopping else 0
     state = 4 * params * copies
@@ -295,9 +294,9 @@ def _eval_chunk(net: StackedNet, per_sample_floats: int, device: torch.device) -
     return int(max(64, min(EVAL_BATCH, room)))
 
 
-def _per_sample_floats(s: RunSettings, data: PreparedData) -> int:
-    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
-    return math.prod(data.input_shape) + sum(math.prod(r.output_shape) for r in rows)
+def _per_sample_floats(rows, input_shape) -> int:
+    """Floats one sample occupies through the network: its input and every layer's output."""
+    return math.prod(input_shape) + sum(math.prod(r.output_shape) for r in rows)
 
 
 def build_stack(
@@ -387,7 +386,8 @@ def train_stack(
     mask_rng = torch.Generator(device=device).manual_seed(_stack_seed(runs))
     stoppers = [EarlyStopping(es.monitor, r.settings.early_stopping.patience, r.settings.early_stopping.min_delta)
                 if es else None for r in runs]  # fmt: skip
-    chunk = _eval_chunk(net, _per_sample_floats(s, data), device)
+    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    chunk = _eval_chunk(net, _per_sample_floats(rows, data.input_shape), device)
     histories: list[list[dict[str, Any]]] = [[] for _ in runs]
     statuses = ["completed"] * size
     kept: list[dict[str, torch.Tensor] | None] = [None] * size  # the weights each member ends with
@@ -407,8 +407,7 @@ def train_stack(
             metrics = {"epoch": epoch, "train_loss": train_loss[pos], "train_acc": train_acc[pos]}
             if not math.isfinite(metrics["train_loss"]):
                 statuses[i] = "diverged"
-                histories[i].append({**metrics, "train_loss": None, "val_loss": None, "val_acc": None,
-                                     "train_eval_loss": None, "train_eval_acc": None})  # fmt: skip
+                histories[i].append(diverged_record(metrics))
                 leaving.append(pos)
                 continue
             metrics["val_loss"], metrics["val_acc"] = val[0][pos], val[1][pos]
@@ -454,17 +453,12 @@ def _test(template, runs, kept, statuses, data, device, chunk) -> dict[int, tupl
 
 def _result(run, status, history, stopper, test, wall_s, env) -> RunResult:
     """A RunResult exactly as train_run fills it in."""
-    best_epoch = None
-    if stopper and stopper.best_epoch is not None:
-        best_epoch = stopper.best_epoch
-    elif history and history[0].get("val_loss") is not None and status == "completed":
-        best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
     return RunResult(
         run=run,
         status=status,
         history=history,
         test={"loss": test[0], "acc": test[1]},
-        best_epoch=best_epoch,
+        best_epoch=best_epoch_of(history, stopper, status),
         stopped_epoch=history[-1]["epoch"] if history else None,
         wall_s=wall_s,
         env=env,
