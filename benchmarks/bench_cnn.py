@@ -112,7 +112,7 @@ def part_dropoutlab(args) -> dict:
         "optimizer": {"name": "sgd", "lr": 0.01},
         "grid": {"dropout.conv": RATES},
     })  # fmt: skip
-    return time_study(spec, args.device, args.stack)
+    return time_study(spec, args.device, args.stack, args.workers)
 
 
 def main() -> None:
@@ -124,13 +124,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=["6"],
-                        help="contenders to leave out: reference, off, auto, 6 (default: 6)")  # fmt: skip
+                        help="contenders to leave out: reference, off, auto1, auto, 6 (default: 6)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--part", choices=["keras", "dropoutlab"], help=argparse.SUPPRESS)
     parser.add_argument("--stack", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stack not in ("auto", "off"):
         args.stack = int(args.stack)
+    if args.workers != "auto":
+        args.workers = int(args.workers)
     if args.part == "keras":
         return report(part_keras(args))
     if args.part == "dropoutlab":
@@ -154,9 +157,26 @@ def main() -> None:
     run_flops = args.epochs * (n_fit * train_flops + n_val * eval_flops) + args.test_images * eval_flops
     contenders = {
         "reference": ("seed 000 reference (Keras 3, torch backend)", ["--part", "keras"], args.keras_python),
-        "off": ("dropoutlab --stack off", ["--part", "dropoutlab", "--stack", "off"], None),
-        "auto": ("dropoutlab --stack auto", ["--part", "dropoutlab", "--stack", "auto"], None),
-        "6": ("dropoutlab --stack 6", ["--part", "dropoutlab", "--stack", "6"], None),
+        "off": (
+            "dropoutlab --stack off --workers 1",
+            ["--part", "dropoutlab", "--stack", "off", "--workers", "1"],
+            None,
+        ),
+        "auto1": (
+            "dropoutlab --stack auto --workers 1",
+            ["--part", "dropoutlab", "--stack", "auto", "--workers", "1"],
+            None,
+        ),
+        "auto": (
+            "dropoutlab --stack auto (--workers auto)",
+            ["--part", "dropoutlab", "--stack", "auto"],
+            None,
+        ),
+        "6": (
+            "dropoutlab --stack 6 --workers 1",
+            ["--part", "dropoutlab", "--stack", "6", "--workers", "1"],
+            None,
+        ),
     }
     results = run_contenders(__file__, contenders, args.skip, sizes, "CNN seed 000", args.epochs, run_flops,
                              loads, env={"KERAS_BACKEND": "torch"})  # fmt: skip

@@ -212,7 +212,7 @@ def study(args):
 def part_dropoutlab(args) -> dict:
 
     spec = study(args)
-    return time_study(spec, "cpu", args.stack)
+    return time_study(spec, "cpu", args.stack, args.workers)
 
 
 def main() -> None:
@@ -222,14 +222,17 @@ def main() -> None:
     parser.add_argument("--all-slots", action="store_true", help="also input dropout 0.2 and hidden2 0.5")
     parser.add_argument("--part", choices=["reference", "dropoutlab"], help=argparse.SUPPRESS)
     parser.add_argument("--stack", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--transform", default="pil", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--skip", nargs="*", default=[], help="contenders to leave out (reference, off, auto)"
+        "--skip", nargs="*", default=[], help="contenders to leave out (reference, tensor, off, auto1, auto)"
     )
     args = parser.parse_args()
     if args.stack not in ("auto", "off"):
         args.stack = int(args.stack)
+    if args.workers != "auto":
+        args.workers = int(args.workers)
 
     if args.part == "reference":
         return report(part_reference(args))
@@ -253,8 +256,15 @@ def main() -> None:
             "stricter reference: no PIL in the per-sample conversion",
             ["--part", "reference", "--transform", "tensor"],
         ),
-        "off": ("dropoutlab --stack off", ["--part", "dropoutlab", "--stack", "off"]),
-        "auto": ("dropoutlab --stack auto", ["--part", "dropoutlab", "--stack", "auto"]),
+        "off": (
+            "dropoutlab --stack off --workers 1",
+            ["--part", "dropoutlab", "--stack", "off", "--workers", "1"],
+        ),
+        "auto1": (
+            "dropoutlab --stack auto --workers 1",
+            ["--part", "dropoutlab", "--stack", "auto", "--workers", "1"],
+        ),
+        "auto": ("dropoutlab --stack auto (--workers auto)", ["--part", "dropoutlab", "--stack", "auto"]),
     }
     results = run_contenders(
         __file__, contenders, args.skip, common, "MLP seed 001", args.epochs, run_flops, loads
@@ -268,7 +278,7 @@ def main() -> None:
     if "tensor" in results:
         strict = results["tensor"]["me_per_s"]
         print("vs the stricter reference: " + ", ".join(
-            f"{key} {out['me_per_s'] / strict:.2f}x" for key, out in results.items() if key in ("off", "auto")))  # fmt: skip
+            f"{key} {out['me_per_s'] / strict:.2f}x" for key, out in results.items() if key in ("off", "auto1", "auto")))  # fmt: skip
     if args.json:
         args.json.write_text(
             json.dumps({"peak_gflops": peak, "machine": machine(), "results": results}, indent=1)

@@ -11,6 +11,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,12 +95,61 @@ def flops_per_sample(
 
 
 def run_child(args: list[str], python: str | None = None, env: dict | None = None) -> dict:
-    """Run ``python args`` (a benchmark part), return the JSON it prints last, plus its peak memory."""
+    """Run ``python args`` (a benchmark part), return the JSON it prints last, plus its peak memory.
+
+    ``peak_mib`` is the peak, over samples every 0.5 s, of the proportional set size (PSS)
+    summed over the child and its worker processes: memory shared by forked workers counts
+    once, not once per worker (as summing their resident sizes would). Linux only; elsewhere
+    the child's own peak resident size.
+    """
     cmd = [python or sys.executable, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **(env or {})}) as proc:  # fmt: skip
+        peak = [0.0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], _tree_pss_mib(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        stdout, stderr = proc.communicate()
+        done.set()
+        sampler.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    if peak[0]:
+        result["peak_mib"] = peak[0]
+    return result
+
+
+def _tree_pss_mib(root: int) -> float:
+    """PSS in MiB of process ``root`` and all its descendants (0 where /proc cannot tell)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    total_kib = 0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+                    break
+        except (OSError, ValueError):
+            continue
+    return total_kib / 1024
 
 
 def report(result: dict) -> None:
@@ -142,7 +192,7 @@ def table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
-def time_study(spec, device: str, stack) -> dict:
+def time_study(spec, device: str, stack, workers="auto") -> dict:
     """Run a study into a throw-away store; its wall time, completed runs and mean test accuracy."""
     import tempfile
 
@@ -151,7 +201,7 @@ def time_study(spec, device: str, stack) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
         start = time.perf_counter()
-        outcome = run_study(spec, store, device=device, progress=False, stack=stack)
+        outcome = run_study(spec, store, device=device, progress=False, stack=stack, workers=workers)
         wall = time.perf_counter() - start
         runs = store.runs()
     return {

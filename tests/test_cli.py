@@ -83,6 +83,39 @@ def test_bad_input_gets_one_line_and_exit_status_2(capsys, tmp_path, monkeypatch
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "x.toml", "--stack", "0"],
+            "argument --stack: '0' is not allowed; allowed: auto, off or a whole",
+        ),
+        (
+            ["run", "x.toml", "--workers", "two"],
+            "argument --workers: 'two' is not allowed; allowed: auto or a whole",
+        ),
+        (["run"], "the following arguments are required: STUDY.toml"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_flags_get_one_line_and_exit_status_2(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and message in err and "--help" in err and "usage:" not in err
+
+
+def test_workers_on_cuda_fail_before_the_store_is_created(capsys, tiny_study, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the refusal needs no real GPU
+    store = tmp_path / "x.db"
+    code, _, err = run_cli(capsys, "run", tiny_study, "--store", store, "--device", "cuda", "--workers", "2")
+    assert code == 2 and "--workers 2: worker processes train on the CPU" in err
+    assert not store.exists()
+
+
 def test_bad_device_fails_before_the_store_is_created(capsys, tiny_study, tmp_path):
     store = tmp_path / "x.db"
     code, _, err = run_cli(capsys, "run", tiny_study, "--store", store, "--device", "tpu")

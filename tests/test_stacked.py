@@ -238,6 +238,8 @@ def test_plan_stacks_groups_by_key_and_splits_evenly(digits, monkeypatch):
     assert [run for s in stacks for run in s] == a + b  # order kept
     assert all(len({stack_key(r) for r in s}) == 1 for s in stacks)
     assert [len(s) for s in plan_stacks(a + b, data, CPU, "auto")] == [7, 3]
+    many = [make_run(seed) for seed in range(25)]  # a CPU stack holds at most AUTO_MAX["cpu"] runs
+    assert [len(s) for s in plan_stacks(many, data, CPU, "auto")] == [9, 8, 8]
     # auto is bounded by the memory budget: room for two members -> stacks of at most two
     per_member, _ = stacked.member_bytes(a[0], data)
     monkeypatch.setattr(stacked, "CPU_BUDGET", 2 * per_member + 1)
@@ -259,7 +261,7 @@ def test_on_epoch_is_called_once_per_stack_epoch_and_wall_time_is_shared(digits)
 def test_runner_stack_auto_stores_what_stack_off_stores(tiny_study, tmp_path):
     study = load_study(tiny_study)
     with Store(tmp_path / "auto.db") as auto, Store(tmp_path / "off.db") as off:
-        outcome = run_study(study, auto, device="cpu", progress=False, stack="auto")
+        outcome = run_study(study, auto, device="cpu", progress=False, stack="auto", workers=1)
         assert outcome.statuses == {"completed": 4}
         run_study(study, off, device="cpu", progress=False, stack="off")
         got, want = auto.runs().set_index("id"), off.runs().set_index("id")

@@ -49,15 +49,15 @@ def test_failed_runs_are_stored_and_tried_again(tiny_study, tmp_path, monkeypatc
         return real(runs, *args, **kwargs)
 
     monkeypatch.setattr(module, target, flaky)
-    with Store(tmp_path / "s.db") as store:
-        outcome = run_study(study, store, device="cpu", progress=False, stack=stack)
+    with Store(tmp_path / "s.db") as store:  # one worker: the patch and `calls` live in this process
+        outcome = run_study(study, store, device="cpu", progress=False, stack=stack, workers=1)
         n_failed = 1 if stack == "off" else len(calls[0])  # a failing stack fails all its members
         expected = {"failed": n_failed, "completed": 4 - n_failed}
         assert outcome.statuses == {status: n for status, n in expected.items() if n}
         failed = [r for r in store.records() if r["status"] == "failed"]
         assert len(failed) == n_failed
         assert failed[0]["error"] == "RuntimeError: simulated out-of-memory"
-        again = run_study(study, store, device="cpu", progress=False, stack=stack)
+        again = run_study(study, store, device="cpu", progress=False, stack=stack, workers=1)
         assert again.skipped == 4 - n_failed and again.statuses == {"completed": n_failed}
         assert sorted(r["status"] for r in store.records()) == ["completed"] * 4
 

@@ -28,6 +28,13 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what is wrong and what is allowed), no usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=DEFAULT_STORE, metavar="PATH",
                    help=f"SQLite file holding the runs (default: ./{DEFAULT_STORE})")  # fmt: skip
@@ -45,9 +52,17 @@ def _stack_value(text: str) -> str | int:
     raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: auto, off or a whole number >= 1")
 
 
+def _workers_value(text: str) -> str | int:
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: auto or a whole number >= 1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dropoutlab`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dropoutlab",
         description="Controlled dropout and regularization studies on PyTorch, read with statistics.",
         epilog=EPILOG,
@@ -76,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", default="auto", type=_stack_value, metavar="auto|off|N",
                    help="train runs of the same network shape together as one stacked model: auto (sized by "
                    "memory), off (one by one, the reference path) or N runs per stack (default: auto)")  # fmt: skip
+    p.add_argument("--workers", default="auto", type=_workers_value, metavar="auto|N",
+                   help="CPU processes training side by side, one core each: auto (one per core on Linux, "
+                   "1 on a GPU) or N; 1 trains in this process with all its threads (default: auto)")  # fmt: skip
     p.add_argument(
         "--dry-run", action="store_true", help="validate the study and list its runs; train nothing"
     )
@@ -141,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args) -> int:
     from dropoutlab.store import Store
     from dropoutlab.study import expand_runs, load_study, resolve_device, run_study
+    from dropoutlab.study.workers import resolve_workers
 
     study = load_study(args.study)
     if args.dry_run:
@@ -151,10 +170,11 @@ def cmd_run(args) -> int:
         for run in runs:
             print(f"  {run.id}  seed {run.seed}  {', '.join(f'{k}={v}' for k, v in run.params.items())}")
         return 0
-    resolve_device(args.device)  # a bad --device fails before the store is touched
+    resolve_workers(args.workers, resolve_device(args.device))  # bad flags fail before the store is touched
     with Store(args.store) as store:
         outcome = run_study(study, store, device=args.device, data_dir=args.data_dir,
-                            progress=False if args.no_progress else None, stack=args.stack)  # fmt: skip
+                            progress=False if args.no_progress else None, stack=args.stack,
+                            workers=args.workers)  # fmt: skip
         _print_outcome(outcome, store)
     return 0
 

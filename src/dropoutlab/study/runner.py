@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
 from dropoutlab.study.grid import RunSpec, expand_runs
 from dropoutlab.study.spec import StudySpec
+from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train.loop import RunResult, environment, train_run
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def run_study(
     data_dir: str | Path | None = None,
     progress: bool | None = None,
     stack: str | int = "auto",
+    workers: str | int = "auto",
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -67,6 +70,11 @@ def run_study(
     ``stack`` chooses how runs are trained: ``"off"`` one by one (the reference path),
     ``"auto"`` in stacks of same-shaped networks sized by a memory budget, or a number,
     the most runs per stack (see :mod:`dropoutlab.train.stacked`).
+
+    ``workers`` is the number of CPU processes training stacks (or runs) side by side, each
+    on one core (see :mod:`dropoutlab.study.workers`): ``"auto"`` is one per core on the CPU
+    (Linux), 1 on CUDA. Workers never change which runs share a stack, so they change no
+    result beyond float rounding.
     """
     start = time.perf_counter()
     runs = expand_runs(study)
@@ -76,6 +84,7 @@ def run_study(
     if not todo:
         return outcome
     dev = resolve_device(device)
+    n_workers = min(resolve_workers(workers, dev), len(todo))
     datasets = {name: load_dataset(name, data_dir) for name in {r.settings.dataset for r in todo}}
 
     bar = tqdm(
@@ -93,8 +102,8 @@ def run_study(
             from dropoutlab.train.stacked import plan_stacks
 
             batches = plan_stacks(group, data, dev, stack)
-        for batch in batches:
-            results = _train_batch(batch, data, dev, show=not bar.disable, stacked=stack != "off")
+        for batch, results in _train_batches(batches, data, dev, n_workers, stacked=stack != "off",
+                                             show=not bar.disable):  # fmt: skip
             for result in results:
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
@@ -111,6 +120,22 @@ def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:
     for run in runs:
         groups.setdefault(_data_key(run), []).append(run)
     return groups
+
+
+def _train_batches(
+    batches: list[list[RunSpec]],
+    data: PreparedData,
+    device: torch.device,
+    workers: int,
+    stacked: bool,
+    show: bool,
+) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
+    """Yield each batch with its results: in order in this process, or as worker processes finish them."""
+    if workers > 1 and len(batches) > 1:
+        yield from map_unordered(_train_batch, batches, (data, device, False, stacked), workers)
+        return
+    for batch in batches:
+        yield batch, _train_batch(batch, data, device, show, stacked)
 
 
 def _train_batch(

@@ -1,0 +1,124 @@
+"""CPU worker processes: each trains whole stacks (or runs) on one core, side by side.
+
+The small networks of a dropout study do not spread well over the threads of one process:
+every operation of a step is split over the cores and joined again, and the parts that do
+not split (dropout's random numbers, Python) leave cores idle. One single-threaded process
+per core, each training its own stacks, keeps every core busy (measured on 2 cores: seed
+000's CNN study 19% faster, seed 001's MLP study 0-14%; see ``benchmarks/RESULTS.md``).
+
+Workers are forked from the study's process, so they share its prepared data without a
+copy and start at once. They run one thread each: a forked child must not start an OpenMP
+thread team (the parent's is not carried over), which is why PyTorch's own ``DataLoader``
+workers run single-threaded too. Forking is only offered on Linux, where it is safe for
+PyTorch on the CPU; elsewhere and on CUDA a study trains in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import torch
+
+from dropoutlab.errors import DropoutlabError
+
+PR_SET_PDEATHSIG = 1  # prctl option: a signal sent to this process when its parent dies
+
+_job: tuple[Callable, tuple] | None = None  # what forked workers call: (function, shared arguments)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under a cluster scheduler)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether worker processes are offered here: Linux, with the ``fork`` start method."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def resolve_workers(workers: str | int, device: torch.device) -> int:
+    """The number of worker processes for ``--workers``: ``"auto"`` or a whole number >= 1.
+
+    ``auto`` is one per usable core when training on the CPU on Linux, else 1 (train in this
+    process, with all its threads). More than one worker is refused on CUDA (the runs of a
+    GPU study share the device in one process) and where processes cannot be forked.
+    """
+    if workers == "auto":
+        return usable_cores() if device.type == "cpu" and can_fork() else 1
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise DropoutlabError(f"--workers: {workers!r} is not allowed; allowed: auto or a whole number >= 1")
+    if workers > 1 and device.type != "cpu":
+        raise DropoutlabError(
+            f"--workers {workers}: worker processes train on the CPU; on {device.type} use --workers 1 or auto"
+        )
+    if workers > 1 and not can_fork():
+        raise DropoutlabError(
+            f"--workers {workers}: worker processes need Linux (they are forked); use --workers 1 or auto"
+        )
+    return workers
+
+
+def map_unordered(
+    fn: Callable[..., Any], items: list[Any], shared: tuple, workers: int
+) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, fn(item, *shared))`` for every item, as ``workers`` forked processes finish them.
+
+    ``shared`` (e.g. the prepared data) reaches the workers by the fork itself, never
+    pickled; items and results are pickled. If the caller stops early (an error, Ctrl-C),
+    the workers are stopped at once, and a worker that dies (e.g. killed for memory) ends
+    the iteration with a :class:`DropoutlabError` naming what to try.
+    """
+    global _job
+    _job = (fn, shared)
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init)
+    try:
+        futures = {executor.submit(_call, item): item for item in items}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    except BrokenProcessPool as exc:
+        _stop(executor)
+        raise DropoutlabError(
+            "a training worker process died (killed by the system, maybe for memory); finished runs are "
+            "stored; run again with fewer --workers or a smaller --stack"
+        ) from exc
+    except BaseException:  # an error, Ctrl-C or the caller closing the generator: stop training now
+        _stop(executor)
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        _job = None
+
+
+def _init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    # die with the parent, even if it is killed with SIGKILL: no orphan goes on training
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    torch.set_num_threads(1)
+
+
+def _call(item: Any) -> Any:
+    fn, shared = _job  # type: ignore[misc]
+    return fn(item, *shared)
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Terminate the workers without waiting for their current task."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()

@@ -1,0 +1,105 @@
+"""CPU worker processes (``--workers``): same results as one process, errors and stops handled."""
+
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.store import Store
+from dropoutlab.study import load_study, run_study
+from dropoutlab.study.workers import can_fork, map_unordered, resolve_workers, usable_cores
+
+CPU = torch.device("cpu")
+needs_fork = pytest.mark.skipif(not can_fork(), reason="worker processes are forked, on Linux only")
+
+
+def test_resolve_workers():
+    assert resolve_workers("auto", CPU) == (usable_cores() if can_fork() else 1)
+    assert resolve_workers("auto", torch.device("cuda")) == 1
+    assert resolve_workers(1, torch.device("cuda")) == 1
+    with pytest.raises(DropoutlabError, match="--workers 2: worker processes train on the CPU"):
+        resolve_workers(2, torch.device("cuda"))
+    for bad in (0, -1, "many", True, 1.5):
+        with pytest.raises(DropoutlabError, match="allowed: auto or a whole number >= 1"):
+            resolve_workers(bad, CPU)
+
+
+@needs_fork
+def test_workers_store_the_same_runs_as_one_process(tiny_study, tmp_path):
+    study = load_study(tiny_study)
+    with Store(tmp_path / "one.db") as one, Store(tmp_path / "two.db") as two:
+        run_study(study, one, device="cpu", progress=False, stack=2, workers=1)
+        outcome = run_study(study, two, device="cpu", progress=False, stack=2, workers=2)
+        assert outcome.statuses == {"completed": 4}
+        got, want = two.runs().set_index("id"), one.runs().set_index("id")
+        assert sorted(got.index) == sorted(want.index)
+        # the same stacks, so the same masks and orders: equal up to one vs two threads' rounding
+        for column in ("test_acc", "test_loss", "final_train_loss", "final_val_loss"):
+            assert got.loc[want.index, column].tolist() == pytest.approx(want[column].tolist(), rel=1e-4)
+        assert {r["env"]["threads"] for r in two.records()} == {1}  # each worker on one core
+        assert len(two.history()) == len(one.history()) == 8
+
+
+@needs_fork
+def test_workers_do_not_change_which_runs_share_a_stack(tiny_study, tmp_path):
+    # the masks of a member depend on its stack, so the plan must not depend on the core count
+    sizes = {}
+    for workers in (1, 2):
+        with Store(tmp_path / f"{workers}.db") as store:
+            run_study(load_study(tiny_study), store, device="cpu", progress=False, workers=workers)
+            sizes[workers] = sorted(r["env"]["stack"]["size"] for r in store.records())
+    assert sizes[1] == sizes[2] == [4, 4, 4, 4]
+
+
+def _square(x, offset):
+    return x * x + offset
+
+
+def _fail_on_three(x):
+    if x == 3:
+        raise DropoutlabError("three is not allowed")
+    return x
+
+
+def _die_on_three(x):
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@needs_fork
+def test_map_unordered_shares_arguments_and_returns_every_item():
+    results = dict(map_unordered(_square, [1, 2, 3, 4], (10,), workers=2))
+    assert results == {1: 11, 2: 14, 3: 19, 4: 26}
+
+
+@needs_fork
+def test_an_error_in_a_worker_reaches_the_caller():
+    with pytest.raises(DropoutlabError, match="three is not allowed"):
+        list(map_unordered(_fail_on_three, [1, 2, 3], (), workers=2))
+
+
+@needs_fork
+def test_a_killed_worker_ends_the_map_with_one_clear_error():
+    with pytest.raises(DropoutlabError, match="a training worker process died"):
+        list(map_unordered(_die_on_three, [1, 2, 3, 4], (), workers=2))
+    assert not multiprocessing.active_children()
+
+
+@needs_fork
+def test_stopping_early_stops_the_workers_at_once():
+    start = time.perf_counter()
+    results = map_unordered(_sleep, [0, 60, 60], (), workers=2)
+    assert next(results) == (0, 0)
+    results.close()  # what an error or Ctrl-C in the caller does
+    assert time.perf_counter() - start < 30
+    assert not multiprocessing.active_children()
