@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import textwrap
+import time
 
 import pytest
 
@@ -61,3 +64,24 @@ eval_train = false
 def tiny_study(write_study):
     """A 2-configuration x 2-seed study of 2 epochs on digits (well under a second each)."""
     return write_study(TINY_STUDY)
+
+
+def group_ends(pgid, timeout=10.0):
+    """Whether every process of group ``pgid`` has exited within ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def stored_ids(path):
+    """Ids of the runs in the store at ``path`` (none while it does not exist yet)."""
+    try:
+        with sqlite3.connect(path) as conn:
+            return [r[0] for r in conn.execute("SELECT id FROM runs")]
+    except sqlite3.OperationalError:
+        return []

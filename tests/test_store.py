@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from conftest import group_ends, stored_ids
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
@@ -72,14 +73,6 @@ def test_not_a_store_and_missing_store_give_one_line(tmp_path):
         Store(tmp_path / "missing.db", create=False)
 
 
-def _stored_ids(path):
-    try:
-        with sqlite3.connect(path) as conn:
-            return [r[0] for r in conn.execute("SELECT id FROM runs")]
-    except sqlite3.OperationalError:
-        return []
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stack", ["off", "3"])
 def test_resume_after_kill_runs_each_run_once(write_study, tmp_path, stack):
@@ -98,13 +91,15 @@ def test_resume_after_kill_runs_each_run_once(write_study, tmp_path, stack):
     store = tmp_path / "k.db"
     cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu",
            "--stack", stack]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own session: the study and the worker processes it forks form one process group
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while len(_stored_ids(store)) < 3 and time.time() < deadline and proc.poll() is None:
+    while len(stored_ids(store)) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = _stored_ids(store)
+    assert group_ends(proc.pid), "worker processes outlived the killed study"
+    before = stored_ids(store)
     assert 3 <= len(before) < 18, "the kill should land mid-study"
     with sqlite3.connect(store) as conn:
         stamps = {r[0]: r[1:] for r in conn.execute("SELECT id, rowid, wall_s FROM runs")}
@@ -113,7 +108,7 @@ def test_resume_after_kill_runs_each_run_once(write_study, tmp_path, stack):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"{len(before)} already stored" in done.stdout
-    after = _stored_ids(store)
+    after = stored_ids(store)
     assert len(after) == len(set(after)) == 18
     with sqlite3.connect(store) as conn:
         for rid, stamp in stamps.items():  # runs finished before the kill were not trained again

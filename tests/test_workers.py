@@ -3,10 +3,13 @@
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
+from conftest import group_ends, stored_ids
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
@@ -103,3 +106,40 @@ def test_stopping_early_stops_the_workers_at_once():
     results.close()  # what an error or Ctrl-C in the caller does
     assert time.perf_counter() - start < 30
     assert not multiprocessing.active_children()
+
+
+@needs_fork
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_finished_runs(write_study, tmp_path):
+    path = write_study(
+        """
+        name = "interrupt-me"
+        dataset = "digits"
+        model = "mlp"
+        epochs = 4
+        batch_size = 16
+        seeds = 8
+        [grid]
+        "dropout.hidden1" = [0.0, 0.5]
+        """
+    )
+    store = tmp_path / "i.db"
+    cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu",
+           "--stack", "1", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while len(stored_ids(store)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; finished runs are stored" in err and "Traceback" not in err
+    assert group_ends(proc.pid), "worker processes outlived the interrupted study"
+    stored = stored_ids(store)
+    assert 2 <= len(stored) < 16, "the interrupt should land mid-study"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(stored)} already stored" in done.stdout
+    assert len(set(stored_ids(store))) == len(stored_ids(store)) == 16
