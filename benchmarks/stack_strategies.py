@@ -120,12 +120,12 @@ def grouped(models, template, rates, xs, ys, optimizer, conv_loop=False):
     size = len(models)
     opt = StackedOptimizer(net.params, optimizer, [1e-3 if optimizer == "adam" else 0.01] * size,
                            [0.0] * size, [0.0] * size)  # fmt: skip
-    gen = torch.Generator().manual_seed(0)
+    gens = {name: [torch.Generator().manual_seed(i) for i in range(size)] for name in keeps}
     x = torch.stack(xs)
     y = torch.stack(ys)
 
     def step():
-        logits = net.forward(x, "member", training=True, generator=gen)
+        logits = net.forward(x, "member", training=True, generators=gens)
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(size, -1).mean(1)
         opt.step(net.params, torch.autograd.grad(losses.sum(), net.params))
 

@@ -114,16 +114,48 @@ def test_optimizer_fused_and_tensor_paths_follow_torch_optim():
 def test_dropout_rate_is_per_member_and_rate_zero_is_identity():
     x = torch.ones(3, 400, 500)
     keep = torch.tensor([1.0, 0.5, 0.1])
-    out = stacked_dropout(x, "flat", keep, torch.Generator().manual_seed(0))
+    out = stacked_dropout(x, "flat", keep, [torch.Generator().manual_seed(i) for i in range(3)])
     assert torch.equal(out[0], x[0])
     for member, k in ((1, 0.5), (2, 0.1)):
         kept = out[member] != 0
         assert kept.float().mean().item() == pytest.approx(k, abs=0.005)
         assert torch.allclose(out[member][kept], torch.tensor(1 / k))
     # folded into channels (B, M*C, H, W): the rate follows the member's block of channels
-    image = stacked_dropout(torch.ones(64, 3 * 4, 8, 8), "image", keep, torch.Generator().manual_seed(1))
+    gens = [torch.Generator().manual_seed(i) for i in range(3)]
+    image = stacked_dropout(torch.ones(64, 3 * 4, 8, 8), "image", keep, gens)
     blocks = (image != 0).float().mean(dim=(0, 2, 3)).view(3, 4).mean(1)
     assert blocks.tolist() == pytest.approx([1.0, 0.5, 0.1], abs=0.02)
+
+
+def test_a_members_mask_is_its_own_whatever_its_neighbours():
+    keep = torch.tensor([0.5, 0.3, 0.8])
+    x = torch.ones(3, 16, 2, 5, 5)  # member layout (M, B, C, H, W)
+
+    def masks(members, layout):
+        gens = [torch.Generator().manual_seed(seed) for seed in members]
+        k = keep[list(members)]
+        if layout == "image":  # the same members folded into channels: (B, M*C, H, W)
+            xi = x[list(members)].transpose(0, 1).reshape(16, -1, 5, 5)
+            out = stacked_dropout(xi, "image", k, gens)
+            return out.reshape(16, len(members), 2, 5, 5).transpose(0, 1)
+        return stacked_dropout(x[list(members)], "member", k, gens)
+
+    alone = masks((1,), "member")[0]
+    assert torch.equal(masks((0, 1, 2), "member")[1], alone)
+    assert torch.equal(masks((2, 1), "member")[1], alone)
+    assert torch.equal(masks((0, 1, 2), "image")[1], alone)  # the same draws in either layout
+    with pytest.raises(ValueError, match="one generator per member"):
+        stacked_dropout(x, "member", keep, [None])
+
+
+def test_a_run_trains_the_same_in_any_stack(digits):
+    runs = [make_run(seed, dropout={"input": 0.2 * seed, "hidden1": 0.5}) for seed in range(4)]
+    data = prepared(digits, runs[0])
+    together = train_stack(runs, data, CPU)
+    apart = train_stack(runs[2:], data, CPU) + train_stack(runs[:2], data, CPU)
+    for got, want in zip(apart[2:] + apart[:2], together, strict=True):  # same masks, same numbers
+        assert_same_history(got, want, rtol=1e-5)
+        assert got.test["acc"] == pytest.approx(want.test["acc"], rel=1e-5)
 
 
 def test_high_rate_member_trains_worse_than_its_rate_zero_twin(digits):

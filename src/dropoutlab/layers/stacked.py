@@ -8,7 +8,8 @@ Python; run as a stack, each layer becomes one batched operation over a leading 
 * convolutions: one grouped convolution, members folded into the channel axis;
 * batch norm: per-member statistics, members folded into the channel axis;
 * dropout: one mask for the whole stack with the keep probability a per-member tensor, so a
-  rate is data, not a Python constant, and rate 0 is exactly the identity. This is the
+  rate is data, not a Python constant, and rate 0 is exactly the identity; each member's
+  part of the mask comes from its own generator. This is the
   inverted dropout of Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks
   from Overfitting", JMLR 15 (2014), https://jmlr.org/papers/v15/srivastava14a.html
 
@@ -24,6 +25,8 @@ weights went to NaN does not touch the others.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -72,32 +75,39 @@ def stacked_dropout(
     x: torch.Tensor,
     layout: str,
     keep: torch.Tensor,
-    generator: torch.Generator | None,
+    generators: Sequence[torch.Generator | None],
     constants: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Inverted dropout with one keep probability per member (``keep`` has shape ``(M,)``).
 
     Each element of member ``m`` survives with probability ``keep[m]`` and is then scaled by
-    ``1 / keep[m]``; a member with ``keep = 1`` is left exactly as it was. The draw uses 16
-    random bits per element (four per 64-bit draw, a third of the cost of ``torch.rand``), so
-    the keep probability is rounded to a multiple of 2^-16 (rates off by at most 8e-6).
-    ``constants`` are :func:`dropout_constants` of ``keep``, when the caller keeps them.
+    ``1 / keep[m]``; a member with ``keep = 1`` is left exactly as it was. Member ``m``'s mask
+    is drawn from ``generators[m]`` alone, in its own sample order, so it does not depend on
+    which other members share the stack. The draw uses 16 random bits per element (four per
+    64-bit draw, a third of the cost of ``torch.rand``), so the keep probability is rounded to
+    a multiple of 2^-16 (rates off by at most 8e-6). ``constants`` are
+    :func:`dropout_constants` of ``keep``, when the caller keeps them.
     """
     members = keep.shape[0]
+    if len(generators) != members:
+        raise ValueError(f"stacked_dropout needs one generator per member: {members}, got {len(generators)}")
     threshold, scale = constants if constants is not None else dropout_constants(keep)
+    per_member = x.numel() // members
+    bits = torch.empty((members, (per_member + 3) // 4), dtype=torch.int64, device=x.device)
+    for row, generator in zip(bits, generators, strict=True):
+        row.random_(-(2**63), None, generator=generator)
+    r = bits.view(torch.int16)[:, :per_member]
     if layout == "flat":
-        shape = (members, 1, 1)
+        r, shape = r.reshape(x.shape), (members, 1, 1)
     elif layout == "member":
-        shape = (members, *[1] * (x.dim() - 1))
-    elif layout == "image":
-        per = x.shape[1] // members
-        threshold, scale = threshold.repeat_interleave(per), scale.repeat_interleave(per)
+        r, shape = r.reshape(x.shape), (members, *[1] * (x.dim() - 1))
+    elif layout == "image":  # (B, M*C, H, W): each member's draws laid out as its own (B, C, H, W)
+        b, channels = x.shape[0], x.shape[1] // members
+        r = r.reshape(members, b, channels, *x.shape[2:]).transpose(0, 1).reshape(x.shape)
+        threshold, scale = threshold.repeat_interleave(channels), scale.repeat_interleave(channels)
         shape = (1, -1, *[1] * (x.dim() - 2))
     else:
         raise ValueError(f"dropout needs a member axis, got layout {layout!r}")
-    bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device)
-    bits.random_(-(2**63), None, generator=generator)
-    r = bits.view(torch.int16)[: x.numel()].view(x.shape)
     return x * ((r <= threshold.view(shape)) * scale.to(x.dtype).view(shape))
 
 
@@ -240,9 +250,17 @@ class StackedNet:
         return state
 
     def forward(
-        self, x: torch.Tensor, layout: str, training: bool, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        layout: str,
+        training: bool,
+        generators: Mapping[str, Sequence[torch.Generator]] | None = None,
     ) -> torch.Tensor:
-        """Logits ``(M, B, classes)`` for ``x`` in ``layout`` (``member``, ``image`` or ``shared``)."""
+        """Logits ``(M, B, classes)`` for ``x`` in ``layout`` (``member``, ``image`` or ``shared``).
+
+        ``generators`` maps each dropout layer's name to its members' mask generators (needed
+        when ``training``; see :func:`stacked_dropout`).
+        """
         m, t = self.size, self.tensors
         if layout == "member" and self.starts_with_image and not self.conv_loop:
             x, layout = to_image(x, layout, m), "image"
@@ -288,7 +306,8 @@ class StackedNet:
                             if x.dim() == 4
                             else (to_flat(x, layout, m), "flat")
                         )
-                    x = stacked_dropout(x, layout, t[f"{name}.keep"], generator, self.dropout_constants[name])
+                    gens = generators[name] if generators else [None] * m
+                    x = stacked_dropout(x, layout, t[f"{name}.keep"], gens, self.dropout_constants[name])
             elif kind == "flatten":
                 if layout == "shared":
                     x = x.flatten(1)

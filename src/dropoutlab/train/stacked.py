@@ -10,9 +10,11 @@ its own run:
 * its data order: ``torch.randperm`` from ``torch.Generator().manual_seed(run.seed)``,
   one permutation per epoch, as in ``train_run``;
 * its dropout rates (a per-member tensor; rate 0 is exactly the identity) and its own masks,
-  drawn from one generator seeded by the stack's run ids. The masks differ from those of
-  ``train_run``, so with dropout a stacked run equals a one-by-one run in distribution,
-  not bit for bit; with every rate 0 the two agree to float rounding;
+  drawn from a generator per member and dropout layer seeded by the run's id and the layer,
+  so a run's masks do not depend on which runs share its stack (or on ``--stack``, or on a
+  resume). They differ from those of ``train_run`` (PyTorch's ``F.dropout``), so with
+  dropout a stacked run equals a one-by-one run in distribution, not bit for bit; with every
+  rate 0 the two agree to float rounding;
 * its learning rate, weight decay, momentum and optimizer state (:class:`StackedOptimizer`);
 * its early stopping (patience, min_delta) and divergence: a member that stops, or whose
   training loss is not finite, leaves the stack at the end of that epoch and keeps its weights
@@ -52,8 +54,7 @@ CPU_CACHE_BUDGET = 64 << 20  # bytes of weights and optimizer state per stack on
 CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory
 # members per stack with --stack auto, beyond the memory bound. On the CPU, 12: per member a
 # step costs the same in stacks of 4 to 24 (seed 001's MLP), and a sweep of 24 runs then makes
-# two stacks that two worker processes train side by side. The cap is a constant, not the
-# core count, so a study gives the same numbers on every CPU machine.
+# two stacks that two worker processes train side by side.
 AUTO_MAX = {"cpu": 12, "cuda": 256}
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -103,9 +104,8 @@ def plan_stacks(
     optimizer state, because a CPU step streams them through the caches (measured: seed
     001's MLP runs as fast per member in stacks of 4 to 24, 1.6 MB each; seed 000's CNN,
     90 MB each, is fastest alone). At most ``AUTO_MAX`` members either way. A group is cut
-    into stacks of nearly equal sizes; runs keep their order. The plan depends on the runs
-    and the device type only (and free memory on CUDA), never on the number of workers,
-    because a member's dropout masks depend on which runs share its stack.
+    into stacks of nearly equal sizes; runs keep their order. A run's results do not depend
+    on the plan (see :func:`mask_generators`), only its speed does.
     """
     groups: dict[tuple, list[RunSpec]] = {}
     for run in runs:
@@ -269,9 +269,20 @@ class _MemberView:
         return self.net.member_state(self.position)
 
 
-def _stack_seed(runs: list[RunSpec]) -> int:
-    blob = ",".join(run.id for run in runs).encode()
-    return int(hashlib.sha256(blob).hexdigest()[:15], 16)
+def mask_generators(
+    runs: list[RunSpec], template: nn.Sequential, device: torch.device
+) -> dict[str, list[torch.Generator]]:
+    """For each dropout layer of ``template``, one generator per run, seeded by the run's id
+    and the layer's name: what makes a member's masks its own, whatever its stack."""
+    return {
+        name: [torch.Generator(device=device).manual_seed(_mask_seed(run, name)) for run in runs]
+        for name, module in template.named_children()
+        if isinstance(module, Dropout)
+    }
+
+
+def _mask_seed(run: RunSpec, layer: str) -> int:
+    return int(hashlib.sha256(f"{run.id}/{layer}".encode()).hexdigest()[:15], 16)
 
 
 def _autocast(device: torch.device):
@@ -356,7 +367,7 @@ def _keeps(template: nn.Sequential, runs: list[RunSpec]) -> dict[str, list[float
     }
 
 
-def _train_epoch(net, opt, data, orders, batch_size, mask_rng, device) -> tuple[list[float], list[float]]:
+def _train_epoch(net, opt, data, orders, batch_size, mask_rngs, device) -> tuple[list[float], list[float]]:
     """One pass over the training split, each member in its own order (``orders`` ``(M, n)``).
 
     Returns each member's mean training loss and accuracy (dropout on), as train_run does.
@@ -374,7 +385,7 @@ def _train_epoch(net, opt, data, orders, batch_size, mask_rng, device) -> tuple[
         else:
             x, layout = flat_x.index_select(0, idx.flatten()).view(members, b, *sample_shape), "member"
         with _autocast(device):
-            logits = net.forward(x, layout, training=True, generator=mask_rng)
+            logits = net.forward(x, layout, training=True, generators=mask_rngs)
         losses = member_losses(logits, y).sum(1)  # each member's summed loss over its batch
         opt.step(net.params, torch.autograd.grad(losses.sum() / b, net.params))
         loss_sum += losses.detach()  # summed on the device: no sync per step
@@ -408,7 +419,7 @@ def train_stack(
         [r.settings.optimizer.momentum for r in runs],
     )
     order_rngs = [torch.Generator(device="cpu").manual_seed(run.seed) for run in runs]  # as train_run
-    mask_rng = torch.Generator(device=device).manual_seed(_stack_seed(runs))
+    mask_rngs = mask_generators(runs, template, device)
     stoppers = [EarlyStopping(es.monitor, r.settings.early_stopping.patience, r.settings.early_stopping.min_delta)
                 if es else None for r in runs]  # fmt: skip
     rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
@@ -421,7 +432,7 @@ def train_stack(
     for epoch in range(1, s.epochs + 1):
         orders = torch.stack([torch.randperm(len(data.train), generator=order_rngs[i]) for i in live])
         train_loss, train_acc = _train_epoch(
-            net, opt, data, orders.to(device), s.batch_size, mask_rng, device
+            net, opt, data, orders.to(device), s.batch_size, mask_rngs, device
         )
         val = evaluate_stack(net, data.val, chunk)
         train_eval = (
@@ -457,6 +468,7 @@ def train_stack(
                 break
             net.select(stay)
             opt.select(stay)
+            mask_rngs = {name: [gens[pos] for pos in stay] for name, gens in mask_rngs.items()}
 
     tests = _test(template, runs, kept, statuses, data, device, chunk)
     wall = time.perf_counter() - start
