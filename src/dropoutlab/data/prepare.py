@@ -92,7 +92,7 @@ def prepare_data(
 
     def split(x: torch.Tensor, y: torch.Tensor) -> Split:
         x = x.to(device)
-        return Split((x.float() - shift) / scale, y.to(device))
+        return Split(x.float().sub_(shift).div_(scale), y.to(device))  # in place: one float copy, not three
 
     train = split(x_fit, dataset.y_train[train_idx])
     n_eval = min(len(train), TRAIN_EVAL_MAX)
