@@ -78,7 +78,8 @@ def map_unordered(
     ``shared`` (e.g. the prepared data) reaches the workers by the fork itself, never
     pickled; items and results are pickled. If the caller stops early (an error, Ctrl-C),
     the workers are stopped at once, and a worker that dies (e.g. killed for memory) ends
-    the iteration with a :class:`DropoutlabError` naming what to try.
+    the iteration with a :class:`DropoutlabError` naming what to try. One map at a time per
+    process: the shared arguments live in a module global until the map ends.
     """
     global _job
     _job = (fn, shared)
