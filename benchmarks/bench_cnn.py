@@ -40,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     CACHE,
+    add_run_options,
     load_average,
     machine,
     matmul_peak,
@@ -127,13 +128,8 @@ def main() -> None:
                         help="contenders to leave out: reference, off, auto1, auto, 6 (default: 6)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--part", choices=["keras", "dropoutlab"], help=argparse.SUPPRESS)
-    parser.add_argument("--stack", default="auto", help=argparse.SUPPRESS)
-    parser.add_argument("--workers", default="auto", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args()
-    if args.stack not in ("auto", "off"):
-        args.stack = int(args.stack)
-    if args.workers != "auto":
-        args.workers = int(args.workers)
     if args.part == "keras":
         return report(part_keras(args))
     if args.part == "dropoutlab":

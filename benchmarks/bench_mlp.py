@@ -44,6 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     CACHE,
+    add_run_options,
     flops_per_sample,
     load_average,
     machine,
@@ -221,18 +222,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--all-slots", action="store_true", help="also input dropout 0.2 and hidden2 0.5")
     parser.add_argument("--part", choices=["reference", "dropoutlab"], help=argparse.SUPPRESS)
-    parser.add_argument("--stack", default="auto", help=argparse.SUPPRESS)
-    parser.add_argument("--workers", default="auto", help=argparse.SUPPRESS)
+    add_run_options(parser)
     parser.add_argument("--transform", default="pil", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--skip", nargs="*", default=[], help="contenders to leave out (reference, tensor, off, auto1, auto)"
     )
     args = parser.parse_args()
-    if args.stack not in ("auto", "off"):
-        args.stack = int(args.stack)
-    if args.workers != "auto":
-        args.workers = int(args.workers)
 
     if args.part == "reference":
         return report(part_reference(args))

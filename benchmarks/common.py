@@ -5,6 +5,7 @@ Nothing here is part of the dropoutlab package; the benchmarks import it as a si
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -190,6 +191,16 @@ def table(rows: list[dict], peak: float) -> str:
             f"{r['gflops'] / peak:.0%} | {r['peak_mib']:.0f} MiB |"
         )
     return "\n".join(lines)
+
+
+def add_run_options(parser) -> None:
+    """The hidden ``--stack`` and ``--workers`` options a contender's child process receives."""
+    parser.add_argument("--stack", default="auto", type=_word_or_int, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default="auto", type=_word_or_int, help=argparse.SUPPRESS)
+
+
+def _word_or_int(text: str) -> str | int:
+    return text if text in ("auto", "off") else int(text)
 
 
 def time_study(spec, device: str, stack, workers="auto") -> dict:

@@ -44,20 +44,19 @@ def _study_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", metavar="NAME", help="which study of the store (needed when it holds several)")
 
 
-def _stack_value(text: str) -> str | int:
-    if text in ("auto", "off"):
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: auto, off or a whole number >= 1")
+def _word_or_count(*words: str):
+    """An argparse type: one of ``words``, or a whole number >= 1 (returned as an int)."""
 
+    def value(text: str) -> str | int:
+        if text in words:
+            return text
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; allowed: {', '.join(words)} or a whole number >= 1"
+        )
 
-def _workers_value(text: str) -> str | int:
-    if text == "auto":
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: auto or a whole number >= 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where dataset files are looked for and downloaded (default: $DROPOUTLAB_DATA, then a cache)")  # fmt: skip
-    p.add_argument("--stack", default="auto", type=_stack_value, metavar="auto|off|N",
+    p.add_argument("--stack", default="auto", type=_word_or_count("auto", "off"), metavar="auto|off|N",
                    help="train runs of the same network shape together as one stacked model: auto (sized by "
                    "memory), off (one by one, the reference path) or N runs per stack (default: auto)")  # fmt: skip
-    p.add_argument("--workers", default="auto", type=_workers_value, metavar="auto|N",
+    p.add_argument("--workers", default="auto", type=_word_or_count("auto"), metavar="auto|N",
                    help="CPU processes training side by side, one core each: auto (one per core on Linux, "
                    "1 on a GPU) or N; 1 trains in this process with all its threads (default: auto)")  # fmt: skip
     p.add_argument(
