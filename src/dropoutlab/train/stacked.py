@@ -84,7 +84,7 @@ def member_bytes(run: RunSpec, data: PreparedData) -> tuple[int, int]:
     pass, their gradients, dropout masks).
     """
     s = run.settings
-    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
+    rows = _stack_rows(s.layers, s.dropout, data)
     params = sum(r.params for r in rows)
     per_sample = _per_sample_floats(rows, data.input_shape)
     copies = 4 if s.optimizer.name in ("adam", "adamw") else 3
@@ -331,6 +331,11 @@ def _eval_chunk(net: StackedNet, per_sample_floats: int, device: torch.device) -
     return int(max(64, min(EVAL_BATCH, room)))
 
 
+def _stack_rows(layers, rates: dict[str, float], data: PreparedData):
+    """The layer rows (output shapes, parameter counts) of a stack's network, every slot present."""
+    return summarize_model(layers, _all_slots(rates), data.input_shape, data.num_classes)
+
+
 def _per_sample_floats(rows, input_shape) -> int:
     """Floats one sample occupies through the network: its input and every layer's output."""
     return math.prod(input_shape) + sum(math.prod(r.output_shape) for r in rows)
@@ -422,8 +427,9 @@ def train_stack(
     mask_rngs = mask_generators(runs, template, device)
     stoppers = [EarlyStopping(es.monitor, r.settings.early_stopping.patience, r.settings.early_stopping.min_delta)
                 if es else None for r in runs]  # fmt: skip
-    rows = summarize_model(s.layers, _all_slots(s.dropout), data.input_shape, data.num_classes)
-    chunk = _eval_chunk(net, _per_sample_floats(rows, data.input_shape), device)
+    chunk = _eval_chunk(
+        net, _per_sample_floats(_stack_rows(s.layers, s.dropout, data), data.input_shape), device
+    )
     histories: list[list[dict[str, Any]]] = [[] for _ in runs]
     statuses = ["completed"] * size
     kept: list[dict[str, torch.Tensor] | None] = [None] * size  # the weights each member ends with
