@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from dropoutlab.report import plots
 from dropoutlab.report.findings import findings, rate_axis
 from dropoutlab.report.stats import compare, summarize
-from dropoutlab.store import DEFAULT_STORE, Store
+from dropoutlab.store import DEFAULT_STORE, Store, history_frame, runs_frame
 
 
 class StudyResults:
@@ -33,12 +33,16 @@ class StudyResults:
     @cached_property
     def runs(self) -> pd.DataFrame:
         """One row per run: parameters, seed, status, final and test metrics."""
-        return self.store.runs(self.study)
+        return runs_frame(self._records)
 
     @cached_property
     def history(self) -> pd.DataFrame:
         """One row per run and epoch."""
-        return self.store.history(self.study)
+        return history_frame(self._records)
+
+    @cached_property
+    def _records(self) -> list[dict]:
+        return self.store.records(self.study)  # read once; both frames are built from it
 
     @property
     def params(self) -> list[str]:
