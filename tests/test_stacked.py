@@ -8,11 +8,12 @@ import torch
 from conftest import make_run, prepared
 
 from dropoutlab.data.prepare import prepare_data
-from dropoutlab.layers.stacked import stacked_dropout
+from dropoutlab.layers import stacked as stacked_layers
+from dropoutlab.layers.stacked import stacked_dropout, ungroup
 from dropoutlab.store import Store
 from dropoutlab.study import load_study, run_study
 from dropoutlab.train import stacked, train_run
-from dropoutlab.train.stacked import StackedOptimizer, plan_stacks, stack_key, train_stack
+from dropoutlab.train.stacked import StackedOptimizer, order_groups, plan_stacks, stack_key, train_stack
 
 CPU = torch.device("cpu")
 RTOL = 1e-4  # float rounding of batched vs single matrix products, amplified over a few epochs
@@ -158,6 +159,57 @@ def test_a_run_trains_the_same_in_any_stack(digits):
         assert got.test["acc"] == pytest.approx(want.test["acc"], rel=1e-5)
 
 
+def test_runs_with_one_seed_share_their_batches_and_train_as_they_would_apart(digits, monkeypatch):
+    runs = [
+        make_run(seed, dropout={"hidden1": rate})
+        for seed, rate in [(0, 0.0), (0, 0.5), (0, 0.2), (1, 0.5), (1, 0.0)]
+    ]
+    data = prepared(digits, runs[0])
+    seen = []
+    forward = stacked.StackedNet.forward
+
+    def spy(self, x, layout, training, generators=None, group_sizes=None):
+        if training:
+            seen.append((layout, tuple(group_sizes or ()), x.shape[0]))
+        return forward(self, x, layout, training, generators, group_sizes)
+
+    monkeypatch.setattr(stacked.StackedNet, "forward", spy)
+    together = train_stack(runs, data, CPU)
+    assert set(seen) == {("grouped", (3, 2), 2)}  # two batches gathered per step, not five
+    for run, got in zip(runs, together, strict=True):
+        assert_same_history(got, train_stack([run], data, CPU)[0], rtol=1e-5)
+
+
+def test_order_groups_finds_consecutive_equal_orders():
+    a, b = torch.randperm(50, generator=torch.Generator().manual_seed(0)), torch.arange(50)
+    distinct, sizes = order_groups(torch.stack([a, a, b, b, b, a]))
+    assert sizes == [2, 3, 1]
+    assert torch.equal(distinct, torch.stack([a, b, a]))
+    assert order_groups(a.unsqueeze(0))[1] == [1]
+
+
+@pytest.mark.parametrize("in_out", [False, True])
+def test_a_grouped_input_is_each_members_input_forward_and_backward(digits, monkeypatch, in_out):
+    """The grouped dense product (one input read by a group of members) gives the logits and
+    gradients of the same network fed one copy of the input per member."""
+    from dropoutlab.train.stacked import build_stack, mask_generators
+
+    monkeypatch.setattr(stacked_layers, "IN_OUT_ABOVE", 0 if in_out else 1 << 30)
+    runs = [make_run(seed, dropout={"hidden1": rate}) for seed, rate in [(0, 0.5), (1, 0.2), (2, 0.0)]]
+    data = prepared(digits, runs[0])
+    net, template = build_stack(runs, data, CPU)
+    assert bool(net.in_out) == in_out
+    grouped = data.train.x[:32].reshape(2, 16, -1).clone().requires_grad_(True)
+    per_member = ungroup(grouped, [2, 1])  # members 0 and 1 read group 0, member 2 group 1
+    outputs = {}
+    for layout, x, sizes in [("grouped", grouped, [2, 1]), ("member", per_member, None)]:
+        logits = net.forward(x, layout, True, mask_generators(runs, template, CPU), group_sizes=sizes)
+        grads = torch.autograd.grad(logits.square().sum(), [grouped, *net.params])
+        outputs[layout] = (logits, *grads)
+    for got, want in zip(outputs["grouped"], outputs["member"], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_high_rate_member_trains_worse_than_its_rate_zero_twin(digits):
     runs = [make_run(0, dropout={"hidden1": rate, "input": rate}) for rate in (0.0, 0.9)]
     data = prepared(digits, runs[0])
@@ -267,7 +319,10 @@ def test_plan_stacks_groups_by_key_and_splits_evenly(digits, monkeypatch):
     data = prepared(digits, a[0])
     stacks = plan_stacks(a + b, data, CPU, 3)
     assert [len(s) for s in stacks] == [3, 2, 2, 3]
-    assert [run for s in stacks for run in s] == a + b  # order kept
+    assert [run for s in stacks for run in s] == a + b  # order kept (already by seed)
+    rate_major = [make_run(seed, dropout={"hidden1": rate}) for rate in (0.0, 0.5) for seed in (0, 1)]
+    by_seed = plan_stacks(rate_major, data, CPU, 2)  # runs of one seed, which share batches, together
+    assert by_seed == [[rate_major[0], rate_major[2]], [rate_major[1], rate_major[3]]]
     assert all(len({stack_key(r) for r in s}) == 1 for s in stacks)
     assert [len(s) for s in plan_stacks(a + b, data, CPU, "auto")] == [7, 3]
     many = [make_run(seed) for seed in range(25)]  # a CPU stack holds at most AUTO_MAX["cpu"] runs
@@ -343,6 +398,8 @@ def test_every_layout_of_the_stack_computes_the_members_own_networks(digits):
                 variant = stacked.StackedNet(template, states, keeps, CPU, channels_last, conv_loop)
                 member = variant.forward(torch.stack([x] * 3), "member", training)
                 torch.testing.assert_close(member, want, rtol=1e-4, atol=1e-5)
+                grouped = variant.forward(x.unsqueeze(0), "grouped", training, group_sizes=[3])
+                torch.testing.assert_close(grouped, want, rtol=1e-4, atol=1e-5)
                 if not training:
                     torch.testing.assert_close(
                         variant.forward(x, "shared", False), want, rtol=1e-4, atol=1e-5

@@ -16,6 +16,8 @@ Python; run as a stack, each layer becomes one batched operation over a leading 
 Activations travel in one of four layouts, converted only where a layer needs it:
 
 ``shared``  ``(B, ...)``: one input for all members (evaluation); no member axis yet;
+``grouped`` ``(G, B, ...)``: one input per group of consecutive members (training: runs with
+            the same seed draw the same batches); the group sizes travel with it;
 ``member``  ``(M, B, C, H, W)``: each member's own images (training);
 ``image``   ``(B, M*C, H, W)``: members folded into channels, member-major;
 ``flat``    ``(M, B, F)``: each member's feature vectors.
@@ -33,6 +35,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from dropoutlab.layers.dropout import Dropout
+
+
+def ungroup(x: torch.Tensor, group_sizes: Sequence[int]) -> torch.Tensor:
+    """``grouped`` ``x`` ``(G, B, ...)`` as ``member`` ``(M, B, ...)``: each group's input copied
+    to each of its members."""
+    sizes = torch.tensor(group_sizes, device=x.device)
+    return x.repeat_interleave(sizes, dim=0, output_size=sum(group_sizes))
 
 
 def to_image(x: torch.Tensor, layout: str, members: int) -> torch.Tensor:
@@ -116,25 +125,57 @@ class _StackedLinear(torch.autograd.Function):
     the weight's own layout (autograd's would be a transposed view, which the fused
     optimizers would have to copy). ``w`` is ``(M, out, in)``, or ``(M, in, out)`` when
     ``in_out``: which is faster depends on the shape (see :data:`IN_OUT_ABOVE`).
+
+    With ``group_sizes``, ``x`` is ``grouped`` ``(G, B, in)``: each group's one input is read
+    by all its members (a stride-0 view, never copied), so a stack gathers one batch per
+    group instead of one per member.
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, in_out):
+    def forward(ctx, x, w, b, in_out, group_sizes):
         ctx.save_for_backward(x, w)
-        ctx.in_out = in_out
-        return torch.baddbmm(b.unsqueeze(1), x, w if in_out else w.transpose(1, 2))
+        ctx.in_out, ctx.group_sizes = in_out, group_sizes
+        w_in_out = w if in_out else w.transpose(1, 2)
+        if group_sizes is None:
+            return torch.baddbmm(b.unsqueeze(1), x, w_in_out)
+        out = x.new_empty(w.shape[0], x.shape[1], w_in_out.shape[2])
+        for members, x_group in _member_inputs(x, group_sizes):
+            torch.baddbmm(b[members].unsqueeze(1), x_group, w_in_out[members], out=out[members])
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
+        w_out_in = w.transpose(1, 2) if ctx.in_out else w
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(grad, w.transpose(1, 2) if ctx.in_out else w)
+            grad_x = torch.bmm(grad, w_out_in)
+            if ctx.group_sizes is not None:  # a group's input gradient sums its members'
+                grad_x = torch.stack(
+                    [grad_x[members].sum(0) for members, _ in _member_inputs(x, ctx.group_sizes)]
+                )
         if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(x.transpose(1, 2), grad) if ctx.in_out else torch.bmm(grad.transpose(1, 2), x)
+            grad_w = torch.empty_like(w)
+            for members, x_group in _member_inputs(x, ctx.group_sizes):
+                if ctx.in_out:
+                    torch.bmm(x_group.transpose(1, 2), grad[members], out=grad_w[members])
+                else:
+                    torch.bmm(grad[members].transpose(1, 2), x_group, out=grad_w[members])
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum(1)
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _member_inputs(x: torch.Tensor, group_sizes: Sequence[int] | None):
+    """``(member slice, input (k, B, in))`` of each group; one group of all members when
+    ``group_sizes`` is None (``x`` already has one input per member)."""
+    if group_sizes is None:
+        yield slice(None), x
+        return
+    start = 0
+    for x_one, size in zip(x, group_sizes, strict=True):
+        yield slice(start, start + size), x_one.expand(size, *x_one.shape)
+        start += size
 
 
 # Dense weights with more elements than this are stored (M, in, out): measured on a 2-core
@@ -143,12 +184,23 @@ class _StackedLinear(torch.autograd.Function):
 IN_OUT_ABOVE = 1 << 20
 
 
-def stacked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, in_out: bool = False) -> torch.Tensor:
+def stacked_linear(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    in_out: bool = False,
+    group_sizes: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Dense layer of every member: ``x`` ``(M, B, in)``, ``w`` ``(M, out, in)`` (or
-    ``(M, in, out)`` with ``in_out``), ``b`` ``(M, out)``; returns ``(M, B, out)``."""
-    if torch.is_autocast_enabled() or not torch.is_grad_enabled():
-        return torch.baddbmm(b.unsqueeze(1), x, w if in_out else w.transpose(1, 2))  # autocast casts operands
-    return _StackedLinear.apply(x, w, b, in_out)
+    ``(M, in, out)`` with ``in_out``), ``b`` ``(M, out)``; returns ``(M, B, out)``.
+
+    With ``group_sizes``, ``x`` is ``(G, B, in)``, one input per group of consecutive members.
+    """
+    if torch.is_autocast_enabled() or not torch.is_grad_enabled():  # autocast casts operands
+        if group_sizes is not None:
+            x = ungroup(x, group_sizes)
+        return torch.baddbmm(b.unsqueeze(1), x, w if in_out else w.transpose(1, 2))
+    return _StackedLinear.apply(x, w, b, in_out, group_sizes)
 
 
 class StackedNet:
@@ -255,11 +307,15 @@ class StackedNet:
         layout: str,
         training: bool,
         generators: Mapping[str, Sequence[torch.Generator]] | None = None,
+        group_sizes: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Logits ``(M, B, classes)`` for ``x`` in ``layout`` (``member``, ``image`` or ``shared``).
+        """Logits ``(M, B, classes)`` for ``x`` in ``layout`` (``member``, ``image``, ``shared``
+        or ``grouped``, whose ``group_sizes`` sum to ``M``).
 
         ``generators`` maps each dropout layer's name to its members' mask generators (needed
-        when ``training``; see :func:`stacked_dropout`).
+        when ``training``; see :func:`stacked_dropout`). A ``grouped`` input stays grouped
+        through activations, flattening and the first dense layer, and is copied out to
+        each member (:func:`ungroup`) before any other layer that treats members apart.
         """
         m, t = self.size, self.tensors
         if layout == "member" and self.starts_with_image and not self.conv_loop:
@@ -267,10 +323,15 @@ class StackedNet:
         if layout == "image" and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for name, kind, module in self.layers:
+            masks = kind == "dropout" and training and name not in self.identities
+            if layout == "grouped" and (kind in ("conv2d", "batchnorm", "pool") or masks):
+                x, layout = ungroup(x, group_sizes), "member"
             if kind == "linear":
                 w, b = t[f"{name}.weight"], t[f"{name}.bias"]
                 in_out = f"{name}.weight" in self.in_out
-                if layout == "shared":  # one input for all: a single wide matrix product
+                if layout == "grouped":
+                    x = stacked_linear(x.flatten(2), w, b, in_out, group_sizes)
+                elif layout == "shared":  # one input for all: a single wide matrix product
                     x = x.reshape(x.shape[0], -1)
                     wide = (
                         w.transpose(0, 1).reshape(w.shape[1], -1)
@@ -299,7 +360,7 @@ class StackedNet:
             elif kind == "batchnorm":
                 x, layout = self._batchnorm(name, module, x, layout, training)
             elif kind == "dropout":
-                if training and name not in self.identities:
+                if masks:
                     if layout == "shared":  # the members' masks differ: give each its own copy
                         x, layout = (
                             (to_image(x, layout, m), "image")
@@ -311,13 +372,17 @@ class StackedNet:
             elif kind == "flatten":
                 if layout == "shared":
                     x = x.flatten(1)
+                elif layout == "grouped":
+                    x = x.flatten(2)
                 else:
                     x, layout = to_flat(x, layout, m), "flat"
             elif kind == "pool":
                 x = module(x.flatten(0, 1)).unflatten(0, x.shape[:2]) if layout == "member" else module(x)
             else:
                 x = module(x)
-        if layout == "shared":  # a network without weights: the same logits for every member
+        if layout == "grouped":  # a network without weights: each group's logits for its members
+            x, layout = ungroup(x, group_sizes), "member"
+        if layout in ("shared", "member"):
             x = to_flat(x, layout, m)
         return x
 

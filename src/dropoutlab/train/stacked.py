@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers.dropout import Dropout
-from dropoutlab.layers.stacked import StackedNet
+from dropoutlab.layers.stacked import StackedNet, ungroup
 from dropoutlab.models import build_model, summarize_model
 from dropoutlab.study.grid import RunSpec
 from dropoutlab.train.early_stopping import EarlyStopping
@@ -104,11 +104,13 @@ def plan_stacks(
     optimizer state, because a CPU step streams them through the caches (measured: seed
     001's MLP runs as fast per member in stacks of 4 to 24, 1.6 MB each; seed 000's CNN,
     90 MB each, is fastest alone). At most ``AUTO_MAX`` members either way. A group is cut
-    into stacks of nearly equal sizes; runs keep their order. A run's results do not depend
-    on the plan (see :func:`mask_generators`), only its speed does.
+    into stacks of nearly equal sizes, its runs ordered by seed (stable), so that runs with
+    the same seed, which draw the same batches, sit side by side (see :func:`order_groups`).
+    A run's results do not depend on the plan (see :func:`mask_generators`), only its speed
+    does.
     """
     groups: dict[tuple, list[RunSpec]] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda run: run.seed):
         groups.setdefault(stack_key(run), []).append(run)
     stacks: list[list[RunSpec]] = []
     for group in groups.values():
@@ -372,12 +374,31 @@ def _keeps(template: nn.Sequential, runs: list[RunSpec]) -> dict[str, list[float
     }
 
 
+def order_groups(orders: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``orders`` ``(M, n)`` without repeats: ``(distinct orders (G, n), group sizes)``.
+
+    Consecutive members with the same order (runs with the same seed) form a group, whose
+    batches are gathered once for all of them.
+    """
+    firsts = [0] + [i for i in range(1, len(orders)) if not torch.equal(orders[i], orders[i - 1])]
+    sizes = [end - start for start, end in zip(firsts, firsts[1:] + [len(orders)], strict=True)]
+    return orders[firsts], sizes
+
+
 def _train_epoch(net, opt, data, orders, batch_size, mask_rngs, device) -> tuple[list[float], list[float]]:
     """One pass over the training split, each member in its own order (``orders`` ``(M, n)``).
 
-    Returns each member's mean training loss and accuracy (dropout on), as train_run does.
+    Members in a row with the same order share each gathered batch (:func:`order_groups`),
+    unless the network starts with images, which are gathered per member straight into
+    ``(B, M*C, H, W)``. Returns each member's mean training loss and accuracy (dropout on),
+    as train_run does.
     """
     members, n = orders.shape
+    group_sizes = None
+    if not net.image_input:
+        distinct, sizes = order_groups(orders)
+        if len(sizes) < members:  # else the groups are the members
+            orders, group_sizes = distinct, sizes
     loss_sum = torch.zeros(members, device=device)
     correct = torch.zeros(members, device=device)
     flat_x = data.train.x.reshape(n, -1)  # rows picked by index_select: faster than x[idx]
@@ -387,10 +408,13 @@ def _train_epoch(net, opt, data, orders, batch_size, mask_rngs, device) -> tuple
         y = data.train.y.index_select(0, idx.flatten()).view(idx.shape)
         if net.image_input:  # gathered straight into (B, M*C, H, W)
             x, layout = flat_x.index_select(0, idx.t().flatten()).view(b, -1, *sample_shape[1:]), "image"
+        elif group_sizes:
+            x, layout = flat_x.index_select(0, idx.flatten()).view(len(idx), b, *sample_shape), "grouped"
+            y = ungroup(y, group_sizes)
         else:
             x, layout = flat_x.index_select(0, idx.flatten()).view(members, b, *sample_shape), "member"
         with _autocast(device):
-            logits = net.forward(x, layout, training=True, generators=mask_rngs)
+            logits = net.forward(x, layout, training=True, generators=mask_rngs, group_sizes=group_sizes)
         losses = member_losses(logits, y).sum(1)  # each member's summed loss over its batch
         opt.step(net.params, torch.autograd.grad(losses.sum() / b, net.params))
         loss_sum += losses.detach()  # summed on the device: no sync per step
