@@ -43,7 +43,7 @@ from common import (  # noqa: E402
     add_run_options,
     load_average,
     machine,
-    matmul_peak,
+    peaks_line,
     report,
     run_contenders,
     synthetic_images,
@@ -135,15 +135,12 @@ def main() -> None:
     if args.part == "dropoutlab":
         return report(part_dropoutlab(args))
 
-    import torch
-
     from dropoutlab.models import PRESETS, build_model
 
     data_path(args)
     sizes = ["--train-images", str(args.train_images), "--val-images", str(args.val_images),
              "--test-images", str(args.test_images), "--epochs", str(args.epochs), "--device", args.device]  # fmt: skip
     loads = [load_average()]
-    peak = matmul_peak()
     from common import flops_per_sample
 
     model = build_model(PRESETS["cnn"], {"conv": 0.1}, (3, 32, 32), 10, init="keras")
@@ -175,18 +172,14 @@ def main() -> None:
         ),
     }
     results = run_contenders(__file__, contenders, args.skip, sizes, "CNN seed 000", args.epochs, run_flops,
-                             loads, env={"KERAS_BACKEND": "torch"})  # fmt: skip
+                             loads, env={"KERAS_BACKEND": "torch"}, repeat=args.repeat)  # fmt: skip
     print(f"\nmachine: {machine()}; load averages (1 min) during the runs: {', '.join(loads)}")
-    print(
-        f"float32 matmul peak (2048x2048, best of 10): {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}"
-    )
     print(f"work per run: {n_fit} training + {n_val} validation images x {args.epochs} epoch(s), "
           f"{args.test_images} test images = {run_flops / 1e9:.0f} GFLOP")  # fmt: skip
-    print(table(list(results.values()), peak))
+    print(peaks_line(results))
+    print(table(list(results.values())))
     if args.json:
-        args.json.write_text(
-            json.dumps({"peak_gflops": peak, "machine": machine(), "results": results}, indent=1)
-        )
+        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
 
 
 if __name__ == "__main__":

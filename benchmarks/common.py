@@ -180,21 +180,31 @@ def load_average() -> str:
         return "?"
 
 
-def table(rows: list[dict], peak: float) -> str:
-    """The results as a Markdown table."""
+def table(rows: list[dict]) -> str:
+    """The results as a Markdown table (``of_peak``: see :func:`run_contenders`)."""
     head = ("| workload | runs | model-epochs/s | vs reference | GFLOP/s | of matmul peak | peak memory |\n"
             "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
     lines = [head]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['runs']} | {r['me_per_s']:.3f} | {r['ratio']:.2f}x | {r['gflops']:.1f} | "
-            f"{r['gflops'] / peak:.0%} | {r['peak_mib']:.0f} MiB |"
+            f"{r['of_peak']:.0%} | {r['peak_mib']:.0f} MiB |"
         )
     return "\n".join(lines)
 
 
+def peaks_line(results: dict[str, dict]) -> str:
+    """The range of the matmul peaks measured before the contenders ran."""
+    peaks = [p for out in results.values() for p in out["peaks"]]
+    return (f"float32 matmul peak (2048x2048, best of 10), measured before each contender run: "
+            f"{min(peaks):.1f}-{max(peaks):.1f} GFLOP/s")  # fmt: skip
+
+
 def add_run_options(parser) -> None:
-    """The hidden ``--stack`` and ``--workers`` options a contender's child process receives."""
+    """``--repeat``, and the hidden ``--stack`` and ``--workers`` options a contender's child
+    process receives."""
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time each contender this many times (interleaved); report the median")  # fmt: skip
     parser.add_argument("--stack", default="auto", type=_word_or_int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", default="auto", type=_word_or_int, help=argparse.SUPPRESS)
 
@@ -232,25 +242,43 @@ def run_contenders(
     run_flops: float,
     loads: list[str],
     env: dict | None = None,
+    repeat: int = 1,
 ) -> dict[str, dict]:
-    """Time each contender in a child process of ``script`` and add its rates.
+    """Time each contender ``repeat`` times in child processes of ``script``; add its rates.
 
     ``contenders`` maps a key to ``(label, extra_args)`` or ``(label, extra_args, python)``.
-    Each result gets ``name``, ``me_per_s`` (model-epochs per second), ``gflops`` and
-    ``ratio`` (to the ``reference`` contender; NaN without one). ``loads`` receives the load
-    average after each contender.
+    The rounds are interleaved (every contender once, then again), and the matmul peak is
+    measured again right before each timing: the machine is shared and its speed drifts by
+    10% or more within minutes, so a timing is only compared with a peak taken next to it.
+    Each result holds the median round (by wall time) plus ``walls`` and ``peaks`` of all
+    rounds, and ``name``, ``me_per_s`` (model-epochs per second), ``gflops``, ``of_peak`` (the
+    median over rounds of GFLOP/s divided by that round's peak) and ``ratio`` (to the
+    ``reference`` contender's model-epochs per second; NaN without one). ``loads`` receives
+    the load average after each timing.
     """
+    rounds: dict[str, list[dict]] = {key: [] for key in contenders if key not in skip}
+    for _ in range(repeat):
+        for key in rounds:
+            label, extra, *python = contenders[key]
+            peak = matmul_peak()
+            out = run_child([script, *extra, *shared_args], python=python[0] if python else None, env=env)
+            loads.append(load_average())
+            out["peak_gflops"] = peak
+            rounds[key].append(out)
+            print(f"{label}: {out['wall_s']:.1f} s (peak just before: {peak:.1f} GFLOP/s), "
+                  f"mean test acc {out['mean_test_acc']:.3f}", flush=True)  # fmt: skip
     results = {}
-    for key, (label, extra, *python) in contenders.items():
-        if key in skip:
-            continue
-        out = run_child([script, *extra, *shared_args], python=python[0] if python else None, env=env)
-        loads.append(load_average())
-        out["name"] = f"{workload}, {label}"
+    for key, outs in rounds.items():
+        by_wall = sorted(outs, key=lambda out: out["wall_s"])
+        out = dict(by_wall[(len(by_wall) - 1) // 2])
+        out["walls"] = [o["wall_s"] for o in outs]
+        out["peaks"] = [o["peak_gflops"] for o in outs]
+        out["name"] = f"{workload}, {contenders[key][0]}"
         out["me_per_s"] = out["runs"] * epochs / out["wall_s"]
         out["gflops"] = out["runs"] * run_flops / out["wall_s"] / 1e9
+        fractions = sorted(o["runs"] * run_flops / o["wall_s"] / 1e9 / o["peak_gflops"] for o in outs)
+        out["of_peak"] = fractions[(len(fractions) - 1) // 2]
         results[key] = out
-        print(f"{label}: {out['wall_s']:.1f} s, mean test acc {out['mean_test_acc']:.3f}", flush=True)
     base = results.get("reference", {}).get("me_per_s", float("nan"))
     for out in results.values():
         out["ratio"] = out["me_per_s"] / base
