@@ -8,7 +8,8 @@ its own run:
 * its initial weights: built with ``torch.manual_seed(run.seed)`` then ``build_model`` as in
   :func:`~dropoutlab.train.loop.train_run`, so the same seed starts from the same weights;
 * its data order: ``torch.randperm`` from ``torch.Generator().manual_seed(run.seed)``,
-  one permutation per epoch, as in ``train_run``;
+  one permutation per epoch, as in ``train_run``; members with the same seed, side by side
+  in a stack, share each gathered batch (:func:`order_groups`);
 * its dropout rates (a per-member tensor; rate 0 is exactly the identity) and its own masks,
   drawn from a generator per member and dropout layer seeded by the run's id and the layer,
   so a run's masks do not depend on which runs share its stack (or on ``--stack``, or on a
