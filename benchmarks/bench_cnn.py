@@ -24,7 +24,7 @@ training pass, a validation pass, then one pass over the test set.
   (``train_run``). ``--stack 6`` (off by default) shows the cost of stacking this CNN on a
   CPU anyway.
 
-Usage: ``python benchmarks/bench_cnn.py --keras-python /path/to/venv/bin/python [--json out.json]``.
+Usage: ``python benchmarks/bench_cnn.py --keras-python /path/to/venv/bin/python [--repeat 1] [--json out.json]``.
 """
 
 from __future__ import annotations

@@ -23,10 +23,12 @@ and a validation pass (eval mode), then one pass over the test set; ``eval_train
 * ``dropoutlab --stack auto``: ``run_study`` with stacked training.
 
 Each contender runs in its own process (clean peak memory), one after the other, on the
-same machine; timings run from reading the data file to the last result. FLOPs are
-counted with PyTorch's FlopCounterMode on the model (matrix products only).
+same machine, with the matmul peak measured right before it; timings run from reading the
+data file to the last result. FLOPs are counted with PyTorch's FlopCounterMode on the
+model (matrix products only). ``--repeat N`` times every contender N times, interleaved,
+and reports the median (see ``common.run_contenders``).
 
-Usage: ``python benchmarks/bench_mlp.py [--epochs 2] [--seeds 4] [--json out.json]``.
+Usage: ``python benchmarks/bench_mlp.py [--epochs 2] [--seeds 4] [--repeat 1] [--json out.json]``.
 """
 
 from __future__ import annotations
