@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -267,17 +268,20 @@ def run_contenders(
             rounds[key].append(out)
             print(f"{label}: {out['wall_s']:.1f} s (peak just before: {peak:.1f} GFLOP/s), "
                   f"mean test acc {out['mean_test_acc']:.3f}", flush=True)  # fmt: skip
+
+    def gflops(out: dict) -> float:
+        return out["runs"] * run_flops / out["wall_s"] / 1e9
+
     results = {}
     for key, outs in rounds.items():
-        by_wall = sorted(outs, key=lambda out: out["wall_s"])
-        out = dict(by_wall[(len(by_wall) - 1) // 2])
+        median_wall = statistics.median_low(o["wall_s"] for o in outs)
+        out = dict(next(o for o in outs if o["wall_s"] == median_wall))
         out["walls"] = [o["wall_s"] for o in outs]
         out["peaks"] = [o["peak_gflops"] for o in outs]
         out["name"] = f"{workload}, {contenders[key][0]}"
         out["me_per_s"] = out["runs"] * epochs / out["wall_s"]
-        out["gflops"] = out["runs"] * run_flops / out["wall_s"] / 1e9
-        fractions = sorted(o["runs"] * run_flops / o["wall_s"] / 1e9 / o["peak_gflops"] for o in outs)
-        out["of_peak"] = fractions[(len(fractions) - 1) // 2]
+        out["gflops"] = gflops(out)
+        out["of_peak"] = statistics.median_low(gflops(o) / o["peak_gflops"] for o in outs)
         results[key] = out
     base = results.get("reference", {}).get("me_per_s", float("nan"))
     for out in results.values():
