@@ -9,20 +9,21 @@ import argparse
 import json
 import os
 import platform
-import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("DROPOUTLAB_BENCH_DIR", "/tmp/dropoutlab-bench"))
+NEW_SRC = HERE.parent / "src"  # this checkout's package, timed as "new"
 
 
 def synthetic_images(path: Path, n_train: int, n_test: int, shape: tuple[int, ...], seed: int = 0) -> Path:
@@ -84,6 +85,8 @@ def flops_per_sample(
     really computes: no input gradient for the first layer); only matrix products and
     convolutions are counted, as usual for model FLOPs.
     """
+    from torch.utils.flop_counter import FlopCounterMode  # here: the timed children need not import it
+
     x = torch.randn(batch, *input_shape)
     y = torch.randint(0, 10, (batch,))
     model.train()
@@ -96,19 +99,60 @@ def flops_per_sample(
     return train, counter.get_total_flops() / batch
 
 
-def run_child(args: list[str], python: str | None = None, env: dict | None = None) -> dict:
-    """Run ``python args`` (a benchmark part), return the JSON it prints last, plus its peak memory.
+@dataclass(frozen=True)
+class Contender:
+    """One way of doing a benchmark's work: one whole process, timed from the outside.
 
-    ``peak_mib`` is the peak, over samples every 0.5 s, of the proportional set size (PSS)
-    summed over the child and its worker processes: memory shared by forked workers counts
-    once, not once per worker (as summing their resident sizes would). Linux only; elsewhere
-    the child's own peak resident size.
+    ``argv`` is the complete command line; its wall time runs from starting the process to
+    its exit, so Python's start-up, imports, reading the study and preparing the data all
+    count. The process either prints a JSON line ``{"runs": ..., "mean_test_acc": ...}`` last
+    (the scripts' own ``--part`` children) or writes a dropoutlab ``store``, which is deleted
+    before each timing and read afterwards. ``run_flops`` is the model FLOPs of one run and
+    ``epochs`` the epochs of one run (for model-epochs per second).
     """
-    cmd = [python or sys.executable, *args]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, **(env or {})}) as proc:  # fmt: skip
-        peak = [0.0]
-        done = threading.Event()
+
+    key: str
+    label: str
+    argv: tuple[str, ...]
+    run_flops: float
+    epochs: int
+    env: tuple[tuple[str, str], ...] = ()
+    store: Path | None = None
+
+
+def dropoutlab_cli(src: Path, study: Path, store: Path, *options: str) -> tuple[tuple[str, ...], tuple]:
+    """``(argv, env)`` of ``dropoutlab run STUDY --store STORE OPTIONS`` with the package found in ``src``.
+
+    ``python -m dropoutlab.cli`` is what the ``dropoutlab`` console script runs; ``PYTHONPATH``
+    puts ``src`` ahead of the installed (editable) copy, so the old and the new code can be
+    timed side by side from one checkout.
+    """
+    argv = (
+        sys.executable,
+        "-m",
+        "dropoutlab.cli",
+        "run",
+        str(study),
+        "--store",
+        str(store),
+        "--no-progress",
+        *options,
+    )
+    return argv, (("PYTHONPATH", str(src)),)
+
+
+def time_process(argv: tuple[str, ...], env: tuple = ()) -> tuple[float, float, str]:
+    """Wall seconds, peak memory (MiB) and stdout of one process run to its end.
+
+    The peak is the largest proportional set size (PSS) of the process and its children,
+    sampled every 0.5 s: memory that forked workers share with their parent counts once,
+    not once per worker (as summing their resident sizes would). Linux only (0 elsewhere).
+    """
+    peak = [0.0]
+    done = threading.Event()
+    start = time.perf_counter()
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **dict(env)}) as proc:  # fmt: skip
 
         def sample() -> None:
             while not done.wait(0.5):
@@ -117,14 +161,72 @@ def run_child(args: list[str], python: str | None = None, env: dict | None = Non
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         stdout, stderr = proc.communicate()
-        done.set()
-        sampler.join()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    if peak[0]:
-        result["peak_mib"] = peak[0]
-    return result
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return wall, peak[0], stdout
+
+
+def read_store(path: Path) -> dict:
+    """Completed runs and their mean test accuracy, read with plain SQL (any version of the store)."""
+    with sqlite3.connect(path) as db:
+        runs, acc = db.execute(
+            "SELECT COUNT(*), AVG(test_acc) FROM runs WHERE status = 'completed'"
+        ).fetchone()
+    return {"runs": runs, "mean_test_acc": acc}
+
+
+def report(result: dict) -> None:
+    """Print a ``--part`` child's result as the one JSON line its parent reads."""
+    print(json.dumps(result), flush=True)
+
+
+def run_contenders(contenders: list[Contender], repeat: int = 1) -> dict[str, dict]:
+    """Time every contender ``repeat`` times, interleaved, each right after its own matmul peak.
+
+    The rounds are interleaved (every contender once, then again) and the matmul peak is
+    measured again right before each timing: the machine's speed drifts by 10% or more
+    within minutes, so a timing is only compared with a peak taken next to it. Each result
+    holds the median round by wall time (``statistics.median_low``: a real round) with
+    ``wall_s``, ``runs``, ``mean_test_acc``, ``me_per_s`` (model-epochs per second) and
+    ``gflops``; ``of_peak`` is the median over rounds of each round's GFLOP/s divided by the
+    peak measured just before it; ``walls``, ``peaks``, ``loads`` list every round and
+    ``peak_mib`` is the largest peak memory over the rounds.
+    """
+    rounds: dict[str, list[dict]] = {c.key: [] for c in contenders}
+    for _ in range(repeat):
+        for c in contenders:
+            if c.store is not None:
+                for path in c.store.parent.glob(c.store.name + "*"):  # the store and its -wal/-shm files
+                    path.unlink()
+            peak = matmul_peak()
+            wall, mib, stdout = time_process(c.argv, c.env)
+            out = read_store(c.store) if c.store is not None else json.loads(stdout.strip().splitlines()[-1])
+            out.update(wall_s=wall, peak_mib=mib, peak_gflops=peak, load=load_average())
+            out["gflops"] = out["runs"] * c.run_flops / wall / 1e9
+            rounds[c.key].append(out)
+            print(f"{c.label}: {wall:.1f} s, {out['runs']} runs, mean test acc {out['mean_test_acc']:.3f}, "
+                  f"{out['gflops'] / peak:.0%} of the matmul peak ({peak:.0f} GFLOP/s just before), "
+                  f"{mib:.0f} MiB, load {out['load']}", flush=True)  # fmt: skip
+    results = {}
+    for c in contenders:
+        outs = rounds[c.key]
+        median_wall = statistics.median_low(o["wall_s"] for o in outs)
+        out = dict(next(o for o in outs if o["wall_s"] == median_wall))
+        out.update(
+            key=c.key,
+            label=c.label,
+            walls=[o["wall_s"] for o in outs],
+            peaks=[o["peak_gflops"] for o in outs],
+            loads=[o["load"] for o in outs],
+            peak_mib=max(o["peak_mib"] for o in outs),
+            me_per_s=out["runs"] * c.epochs / out["wall_s"],
+            of_peak=statistics.median_low(o["gflops"] / o["peak_gflops"] for o in outs),
+        )
+        results[c.key] = out
+    return results
 
 
 def _tree_pss_mib(root: int) -> float:
@@ -154,12 +256,6 @@ def _tree_pss_mib(root: int) -> float:
     return total_kib / 1024
 
 
-def report(result: dict) -> None:
-    """Print a child's result as one JSON line, with its peak resident memory (MiB)."""
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result), flush=True)
-
-
 def machine() -> str:
     """A one-line description of this machine."""
     cpu = platform.processor() or platform.machine()
@@ -181,109 +277,40 @@ def load_average() -> str:
         return "?"
 
 
-def table(rows: list[dict]) -> str:
-    """The results as a Markdown table (``of_peak``: see :func:`run_contenders`)."""
-    head = ("| workload | runs | model-epochs/s | vs reference | GFLOP/s | of matmul peak | peak memory |\n"
-            "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
-    lines = [head]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['runs']} | {r['me_per_s']:.3f} | {r['ratio']:.2f}x | {r['gflops']:.1f} | "
-            f"{r['of_peak']:.0%} | {r['peak_mib']:.0f} MiB |"
-        )
-    return "\n".join(lines)
-
-
 def peaks_line(results: dict[str, dict]) -> str:
-    """The range of the matmul peaks measured before the contenders ran."""
+    """The range of the matmul peaks measured before the timings."""
     peaks = [p for out in results.values() for p in out["peaks"]]
-    return (f"float32 matmul peak (2048x2048, best of 10), measured before each contender run: "
+    return (f"float32 matmul peak (2048x2048, best of 10), measured right before each timing: "
             f"{min(peaks):.1f}-{max(peaks):.1f} GFLOP/s")  # fmt: skip
 
 
-def add_run_options(parser) -> None:
-    """``--repeat``, and the hidden ``--stack`` and ``--workers`` options a contender's child
-    process receives."""
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="time each contender this many times (interleaved); report the median")  # fmt: skip
-    parser.add_argument("--stack", default="auto", type=_word_or_int, help=argparse.SUPPRESS)
-    parser.add_argument("--workers", default="auto", type=_word_or_int, help=argparse.SUPPRESS)
-
-
-def _word_or_int(text: str) -> str | int:
-    return text if text in ("auto", "off") else int(text)
-
-
-def time_study(spec, device: str, stack, workers="auto") -> dict:
-    """Run a study into a throw-away store; its wall time, completed runs and mean test accuracy."""
-    import tempfile
-
-    from dropoutlab.store import Store
-    from dropoutlab.study import run_study
-
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
-        start = time.perf_counter()
-        outcome = run_study(spec, store, device=device, progress=False, stack=stack, workers=workers)
-        wall = time.perf_counter() - start
-        runs = store.runs()
-    return {
-        "wall_s": wall,
-        "runs": int(outcome.statuses["completed"]),
-        "mean_test_acc": float(runs["test_acc"].mean()),
-    }
-
-
-def run_contenders(
-    script: str,
-    contenders: dict[str, tuple],
-    skip: list[str],
-    shared_args: list[str],
-    workload: str,
-    epochs: int,
-    run_flops: float,
-    loads: list[str],
-    env: dict | None = None,
-    repeat: int = 1,
-) -> dict[str, dict]:
-    """Time each contender ``repeat`` times in child processes of ``script``; add its rates.
-
-    ``contenders`` maps a key to ``(label, extra_args)`` or ``(label, extra_args, python)``.
-    The rounds are interleaved (every contender once, then again), and the matmul peak is
-    measured again right before each timing: the machine is shared and its speed drifts by
-    10% or more within minutes, so a timing is only compared with a peak taken next to it.
-    Each result holds the median round (by wall time) plus ``walls`` and ``peaks`` of all
-    rounds, and ``name``, ``me_per_s`` (model-epochs per second), ``gflops``, ``of_peak`` (the
-    median over rounds of GFLOP/s divided by that round's peak) and ``ratio`` (to the
-    ``reference`` contender's model-epochs per second; NaN without one). ``loads`` receives
-    the load average after each timing.
-    """
-    rounds: dict[str, list[dict]] = {key: [] for key in contenders if key not in skip}
-    for _ in range(repeat):
-        for key in rounds:
-            label, extra, *python = contenders[key]
-            peak = matmul_peak()
-            out = run_child([script, *extra, *shared_args], python=python[0] if python else None, env=env)
-            loads.append(load_average())
-            out["peak_gflops"] = peak
-            rounds[key].append(out)
-            print(f"{label}: {out['wall_s']:.1f} s (peak just before: {peak:.1f} GFLOP/s), "
-                  f"mean test acc {out['mean_test_acc']:.3f}", flush=True)  # fmt: skip
-
-    def gflops(out: dict) -> float:
-        return out["runs"] * run_flops / out["wall_s"] / 1e9
-
-    results = {}
-    for key, outs in rounds.items():
-        median_wall = statistics.median_low(o["wall_s"] for o in outs)
-        out = dict(next(o for o in outs if o["wall_s"] == median_wall))
-        out["walls"] = [o["wall_s"] for o in outs]
-        out["peaks"] = [o["peak_gflops"] for o in outs]
-        out["name"] = f"{workload}, {contenders[key][0]}"
-        out["me_per_s"] = out["runs"] * epochs / out["wall_s"]
-        out["gflops"] = gflops(out)
-        out["of_peak"] = statistics.median_low(gflops(o) / o["peak_gflops"] for o in outs)
-        results[key] = out
-    base = results.get("reference", {}).get("me_per_s", float("nan"))
+def rounds_table(results: dict[str, dict]) -> str:
+    """Every round's wall time and fraction of the peak, as a Markdown table."""
+    n = max(len(out["walls"]) for out in results.values())
+    lines = ["| contender | " + " | ".join(f"round {i + 1}" for i in range(n)) + " |",
+             "|---|" + "---:|" * n]  # fmt: skip
     for out in results.values():
-        out["ratio"] = out["me_per_s"] / base
-    return results
+        gflop = out["gflops"] * out["wall_s"]  # the whole workload
+        cells = [f"{w:.1f} s, {gflop / w / p:.0%}" for w, p in zip(out["walls"], out["peaks"], strict=True)]
+        lines.append(f"| {out['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_common(parser: argparse.ArgumentParser, keys: str) -> None:
+    """The options every benchmark has: ``--repeat``, ``--skip``, ``--old-src``, ``--new-src``, ``--json``."""
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time each contender this many times, interleaved; report the median")  # fmt: skip
+    parser.add_argument(
+        "--skip", nargs="*", default=[], metavar="KEY", help=f"contenders to leave out: {keys}"
+    )
+    parser.add_argument("--old-src", type=Path, metavar="DIR",
+                        help="the src/ folder of an older checkout (e.g. a `git worktree` of the commit "
+                        "before a change): its dropoutlab is timed beside this checkout's")  # fmt: skip
+    parser.add_argument("--new-src", type=Path, default=NEW_SRC, metavar="DIR",
+                        help="the src/ folder whose dropoutlab is timed as the new code (default: this checkout's)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def write_json(path: Path | None, results: dict[str, dict], **extra) -> None:
+    if path is not None:
+        path.write_text(json.dumps({"machine": machine(), **extra, "results": results}, indent=1))

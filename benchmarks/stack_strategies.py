@@ -12,6 +12,10 @@ per-member dropout rates) four ways:
   matrix products, grouped convolutions, one dropout mask for the stack);
 * ``grouped, conv loop``: the same, with convolutions run one member at a time.
 
+Written against the stacked engine's internals of commit ee26d23 (``StackedNet``'s old
+constructor, ``train.stacked.StackedOptimizer``); until ported to the refactored engine, run
+it on that commit's code: ``PYTHONPATH=/tmp/base/src python benchmarks/stack_strategies.py``.
+
 Usage: ``python benchmarks/stack_strategies.py [--threads 2]``; prints a table of
 milliseconds per member-step and model FLOP/s.
 """
@@ -33,8 +37,15 @@ from dropoutlab.train.stacked import StackedOptimizer
 
 WORKLOADS = {
     # name: (preset, input shape, batch, members, rates of the slots, optimizer)
-    "mlp (seed 001)": ("mlp", (1, 28, 28), 64, 24, {"input": 0.0, "hidden1": 0.5, "hidden2": 0.0}, "adam"),
-    "cnn (seed 000)": ("cnn", (3, 32, 32), 32, 6, {"conv": 0.2, "dense1": 0.0, "dense2": 0.0}, "sgd"),
+    "mlp (Fashion-MNIST)": (
+        "mlp",
+        (1, 28, 28),
+        64,
+        24,
+        {"input": 0.0, "hidden1": 0.5, "hidden2": 0.0},
+        "adam",
+    ),
+    "cnn (CIFAR-10)": ("cnn", (3, 32, 32), 32, 6, {"conv": 0.2, "dense1": 0.0, "dense2": 0.0}, "sgd"),
 }
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from dropoutlab.data import load_dataset
 from dropoutlab.data.prepare import prepare_data
-from dropoutlab.study.grid import RunSpec, run_id
-from dropoutlab.study.spec import parse_settings
+from dropoutlab.runs import RunSpec, run_id
+from dropoutlab.study.settings import parse_settings
 
 
 def make_run(seed=0, **overrides) -> RunSpec:

@@ -1,3 +1,4 @@
+import argparse
 import csv
 import io
 import json
@@ -5,10 +6,17 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from dropoutlab.cli import main
+from dropoutlab.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+# "seed 000", "Seed001", "seed_001"...: the notebooks' old archive numbers, which a user reads
+# as a random seed
+ARCHIVE_NUMBER = re.compile(r"seed[\s_-]?00[01]", re.IGNORECASE)
 
 
 def run_cli(capsys, *args):
@@ -168,13 +176,13 @@ def test_datasets_and_models_listings(capsys):
     assert "mlp" in out and "dropout slots: input, hidden1, hidden2" in out and "conv, dense1, dense2" in out
 
 
-def test_models_summary_matches_keras_for_seed_000_cnn_on_cifar10(capsys):
+def test_models_summary_matches_keras_for_the_cifar10_sweep_cnn(capsys):
     code, out, _ = run_cli(capsys, "models", "cnn", "--dataset", "cifar10", "--dropout", "conv=0.05")
     assert code == 0
     assert "conv2d_1 (Conv2d)" in out and "(None, 32, 30, 30)" in out and "896" in out
     assert "dropout_conv (Dropout)" in out
     assert "(None, 25088)" in out
-    # Keras' summary of seed 000's network: 896 + 9,248 + 7,526,700 + 90,300 + 3,010
+    # Keras' summary of the CIFAR-10 notebook's network: 896 + 9,248 + 7,526,700 + 90,300 + 3,010
     assert "Total params: 7,630,154" in out
 
 
@@ -202,3 +210,45 @@ def test_report_of_a_study_whose_runs_all_diverged_says_so(capsys, write_study, 
     assert code == 0, err
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "No completed runs" in page and "2 diverged of 2 runs" in page
+
+
+def _help_texts(parser: argparse.ArgumentParser, prog: str = "dropoutlab"):
+    """``(command, its --help text)`` for the command and each subcommand."""
+    yield prog, parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _help_texts(sub, f"{prog} {name}")
+
+
+def test_what_a_user_reads_names_the_reference_studies_not_archive_seeds(capsys):
+    texts = dict(_help_texts(build_parser()))
+    assert {"dropoutlab", "dropoutlab demo", "dropoutlab run", "dropoutlab report"} <= set(texts)
+    assert "dropoutlab run examples/digits_dropout_comparison_mlp.toml" in texts["dropoutlab"]
+    assert (ROOT / "examples" / "digits_dropout_comparison_mlp.toml").is_file()
+    run_cli(capsys, "models")
+    texts["dropoutlab models (listing)"] = capsys.readouterr().out
+    files = [*EXAMPLES, *(ROOT / "examples" / "notebooks").glob("*.ipynb"), ROOT / "README.md",
+             ROOT / "docs" / "reproductions.md", ROOT / "docs" / "datasets.md",
+             ROOT / "src" / "dropoutlab" / "examples" / "demo.toml"]  # fmt: skip
+    for path in files:
+        texts[str(path.relative_to(ROOT))] = f"{path.name}\n{path.read_text()}"
+    found = [(where, m.group()) for where, text in texts.items() for m in ARCHIVE_NUMBER.finditer(text)]
+    assert found == []
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_study_is_valid_and_named_after_its_file(capsys, tmp_path, path):
+    code, out, err = run_cli(capsys, "run", path, "--dry-run", "--store", tmp_path / "x.db")
+    assert code == 0, err
+    name = path.stem.replace("_", "-")
+    assert re.match(rf"{name}: \d+ runs \(\d+ configurations x \d+ seeds\)", out), out
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_reproductions_page_covers_both_reference_studies():
+    page = (ROOT / "docs" / "reproductions.md").read_text()
+    for example in ("cifar10_dropout_sweep.toml", "fashion_mnist_dropout_comparison.toml",
+                    "digits_dropout_sweep_cnn.toml", "digits_dropout_comparison_mlp.toml"):  # fmt: skip
+        assert f"examples/{example}" in page
+        assert (ROOT / "examples" / example).is_file()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import shutil
+import threading
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,9 @@ from dropoutlab.data import (
 from dropoutlab.errors import DropoutlabError
 
 GZ = [f"{n}.gz" for n in IDX_NAMES]
+
+# the real download function, kept before the autouse ``isolated`` fixture turns the network off
+REAL_RETRIEVE = pooch.retrieve
 
 
 def keras_datasets() -> Path:
@@ -270,6 +278,73 @@ def test_download_tries_mirrors_in_order_with_sha256(tmp_path, monkeypatch):
     # found locally next time: no more downloads
     fake_pooch(monkeypatch, tmp_path / "nowhere", failing=("",))
     assert same(load_dataset("mnist", data_dir=tmp_path / "data", download=False), arrays)
+
+
+@contextmanager
+def serving(folder: Path):
+    """An HTTP server on 127.0.0.1 serving ``folder``; yields its base URL and the list of
+    paths it was asked for."""
+    requested: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, fmt, *args):  # called once per request; record it, print nothing
+            requested.append(self.path)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_hash_mismatch_on_one_mirror_takes_that_file_from_the_next(tmp_path, monkeypatch, caplog):
+    # Real pooch over real HTTP on the loopback: the first mirror serves a corrupted copy of
+    # one file (same name, same size, one byte changed), the second serves every file intact.
+    arrays = write_idx_set(tmp_path / "good")
+    trust(monkeypatch, "fashion-mnist", *(tmp_path / "good").iterdir())
+    shutil.copytree(tmp_path / "good", tmp_path / "bad")
+    corrupt = tmp_path / "bad" / GZ[0]
+    data = bytearray(corrupt.read_bytes())
+    data[-1] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    monkeypatch.setattr(pooch, "retrieve", REAL_RETRIEVE)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    caplog.set_level(logging.WARNING, logger="dropoutlab.data.fetch")
+    with serving(tmp_path / "bad") as (bad, bad_log), serving(tmp_path / "good") as (good, good_log):
+        monkeypatch.setitem(fetch.MIRRORS, "fashion-mnist", (bad, good))
+        ds = load_dataset("fashion-mnist", data_dir=tmp_path / "data")
+    assert same(ds, arrays)
+    assert bad_log == [f"/{name}" for name in GZ]  # every file asked of the first mirror
+    assert good_log == [f"/{GZ[0]}"]  # only the corrupted one of the second
+    (record,) = [r for r in caplog.records if r.name == "dropoutlab.data.fetch"]
+    assert record.getMessage().startswith(f"downloading {bad}{GZ[0]} failed: SHA256 hash of downloaded file")
+    downloaded = tmp_path / "data" / "fashion-mnist"
+    assert sorted(p.name for p in downloaded.iterdir()) == sorted(GZ)  # no corrupted leftovers
+    for name in GZ:
+        assert sha256(downloaded / name) == fetch.CHECKSUMS["fashion-mnist"][name]
+
+
+def test_hash_mismatch_on_every_mirror_is_refused_naming_each_url(tmp_path, monkeypatch):
+    write_cifar_tar(tmp_path / "good" / "cifar-10-python.tar.gz", "cifar10")
+    trust(monkeypatch, "cifar10", tmp_path / "good" / "cifar-10-python.tar.gz")
+    write_cifar_tar(tmp_path / "bad" / "cifar-10-python.tar.gz", "cifar10", seed=1)  # valid, but not the one
+    monkeypatch.setattr(pooch, "retrieve", REAL_RETRIEVE)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with serving(tmp_path / "bad") as (first, _), serving(tmp_path / "bad") as (second, _):
+        monkeypatch.setitem(fetch.MIRRORS, "cifar10", (first, second))
+        with pytest.raises(DropoutlabError) as err:
+            load_dataset("cifar10", data_dir=tmp_path / "data")
+    message = str(err.value)
+    assert message.startswith("dataset 'cifar10' is not on this machine and downloading it failed (")
+    for base in (first, second):
+        assert f"{base}cifar-10-python.tar.gz: SHA256 hash of downloaded file" in message
+    assert not list((tmp_path / "data" / "cifar10").glob("cifar-10-python.tar.gz"))
 
 
 def test_download_goes_to_env_folder_or_pooch_cache(tmp_path, monkeypatch):

@@ -18,7 +18,16 @@ matplotlib.use("Agg")
 
 T_975_2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom, from tables
 OFFSETS = (-0.01, 0.0, 0.01)  # per seed: mean 0, sd 0.01
-HALF = T_975_2 * 0.01 / math.sqrt(3)  # 95% CI half-width of three values spread by OFFSETS
+HALF = T_975_2 * 0.01 / math.sqrt(3)  # 95% t half-width of three values spread by OFFSETS
+
+
+def logit_band(center: float) -> tuple[float, float]:
+    """95% t interval on the logit scale of ``center + OFFSETS``, mapped back (fractions)."""
+    z = np.log((center + np.array(OFFSETS)) / (1 - center - np.array(OFFSETS)))
+    half = T_975_2 * z.std(ddof=1) / math.sqrt(3)
+    return 1 / (1 + math.exp(-(z.mean() - half))), 1 / (1 + math.exp(-(z.mean() + half)))
+
+
 PARAMS = ["dropout.conv", "dropout.dense"]
 TEST = {(0.0, 0.0): 0.90, (0.2, 0.0): 0.92, (0.5, 0.0): 0.88, (0.2, 0.5): 0.91}
 TRAIN = {(0.0, 0.0): 0.99, (0.2, 0.0): 0.95, (0.5, 0.0): 0.85, (0.2, 0.5): 0.93}
@@ -118,9 +127,13 @@ def test_learning_curves_draw_seed_means_per_epoch_with_t_band():
     # Percent on the accuracy axis; the diverged run (val_acc 0) is left out.
     np.testing.assert_allclose(by_gid(ax_acc, "mean:val_acc").get_ydata(), val_acc(0.5, epochs) * 100)
     np.testing.assert_allclose(by_gid(ax_loss, "mean:train_loss").get_ydata(), 2.0 / epochs)
-    low, high = band_at(ax_acc.collections[1], 3)  # validation band at epoch 3
-    assert low == pytest.approx((val_acc(0.5, 3) - HALF) * 100)
-    assert high == pytest.approx((val_acc(0.5, 3) + HALF) * 100)
+    low, high = band_at(ax_acc.collections[1], 3)  # validation band at epoch 3: logit t
+    expected = logit_band(val_acc(0.5, 3))
+    assert low == pytest.approx(expected[0] * 100, abs=1e-5)
+    assert high == pytest.approx(expected[1] * 100, abs=1e-5)
+    # The loss band is a plain t interval.
+    low, high = band_at(ax_loss.collections[0], 3)
+    assert high - low == pytest.approx(2 * HALF, abs=1e-6)
 
 
 def test_learning_curves_add_dashed_eval_mode_train_when_measured():
@@ -143,7 +156,18 @@ def test_curve_table_holds_the_plotted_fractions():
     assert list(table["n"]) == [3] * 5
     assert "train_eval_acc_mean" not in table  # not measured for this configuration
     np.testing.assert_allclose(table["val_acc_mean"], val_acc(0.0, np.arange(1, 6)))
-    np.testing.assert_allclose(table["val_acc_ci_high"] - table["val_acc_mean"], HALF)
+    expected = [logit_band(v) for v in val_acc(0.0, np.arange(1, 6))]
+    np.testing.assert_allclose(table["val_acc_ci_low"], [lo for lo, _ in expected], atol=1e-7)
+    np.testing.assert_allclose(table["val_acc_ci_high"], [hi for _, hi in expected], atol=1e-7)
+    assert (table["val_acc_ci_high"] < 1).all()
+
+
+def test_bands_need_three_seeds():
+    history = make_history()
+    two = history[history["seed"] != 2]
+    two.attrs["params"] = PARAMS
+    table = plots.curve_table(two, label(0.0, 0.0))
+    assert table["val_acc_ci_low"].isna().all() and table["val_acc_mean"].notna().all()
 
 
 def test_comparison_gives_each_configuration_one_colour_solid_val_dashed_train():
@@ -202,8 +226,7 @@ def test_accuracy_vs_rate_draws_means_bands_and_single_seeds():
     bands = [c for c in ax.collections if c.get_gid() is None]  # one per line, in order
     dots = {c.get_gid(): c for c in ax.collections if c.get_gid()}
     low, high = band_at(bands[3], 0.2)
-    assert low == pytest.approx((0.92 - HALF) * 100)
-    assert high == pytest.approx((0.92 + HALF) * 100)
+    assert (low, high) == tuple(pytest.approx(x * 100, abs=1e-5) for x in logit_band(0.92))
     assert len(dots["seeds:test_acc"].get_offsets()) == 9
     assert sorted(np.round(dots["seeds:test_acc"].get_offsets()[:, 1], 6)) == sorted(
         np.round([(TEST[(r, 0.0)] + o) * 100 for r in rates for o in OFFSETS], 6)
@@ -263,18 +286,23 @@ def test_gap_vs_rate_marks_configurations_off_the_line():
     np.testing.assert_allclose(np.asarray(marker.get_ydata(), float), [(0.93 + 0.02 - 0.91) * 100])
 
 
-def test_heatmap_annotates_each_cell_with_mean_and_half_width():
+def test_heatmap_annotates_each_cell_with_mean_and_interval():
     runs = make_runs()
     single = runs[(runs["config"] != label(0.5, 0.0)) | (runs["seed"] == 0)]
     single.attrs["params"] = PARAMS
     fig = plots.heatmap(single, "dropout.conv", "dropout.dense")
     ax = fig.axes[0]
     texts = {t.get_gid(): t.get_text() for t in ax.texts}
+
     # rows: dense 0.0, 0.5 (upwards); columns: conv 0.0, 0.2, 0.5
-    assert texts["cell:0,0"] == f"90.0%\n±{HALF * 100:.1f}"
-    assert texts["cell:0,1"] == f"92.0%\n±{HALF * 100:.1f}"
+    def cell(center):
+        low, high = logit_band(center)
+        return f"{center * 100:.1f}%\n{low * 100:.1f}\u2013{high * 100:.1f}"
+
+    assert texts["cell:0,0"] == cell(0.90)
+    assert texts["cell:0,1"] == cell(0.92)
     assert texts["cell:0,2"] == "87.0%\nn=1"  # one seed: no interval
-    assert texts["cell:1,1"] == f"91.0%\n±{HALF * 100:.1f}"
+    assert texts["cell:1,1"] == cell(0.91)
     assert texts["cell:1,0"] == "no runs"
     assert texts["cell:1,2"] == "no runs"
     image = ax.images[0].get_array()

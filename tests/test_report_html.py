@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -130,7 +131,7 @@ def test_html_is_one_self_contained_page_with_inlined_pngs():
 def test_findings_come_first_in_order_and_all_text_is_escaped():
     page = render_html(f"Title {EVIL}", sections(), findings=[EVIL, "second finding"])
     assert "<script" not in page
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in page
     assert "Second &lt;b&gt;paragraph&lt;/b&gt;." in page
     findings_at = page.index('id="findings"')
     assert findings_at < page.index("Accuracy vs rate</h2>")
@@ -211,7 +212,7 @@ def test_tables_read_spaced_names_and_declared_units():
 def test_pipe_table_aligns_numbers_right_and_escapes_pipes():
     table = pd.DataFrame({"config": ["a|b"], "val_acc": [0.5]})
     assert pipe_table(table).splitlines() == [
-        "| config | val_acc (%) |",
+        "| config | val\\_acc (%) |",
         "|:---|---:|",
         "| a\\|b | 50.00 |",
     ]
@@ -222,18 +223,14 @@ def test_write_report_writes_html_markdown_and_pngs_the_markdown_links_to(tmp_pa
     paths = write_report(out, "Study", ["a finding"], sections())
     assert paths["html"] == out / "report.html" and paths["markdown"] == out / "report.md"
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == [
-        "accuracy-vs-rate-accuracy-vs-dropout-conv.png",
-        "accuracy-vs-rate-gap.png",
-        "learning-curves-script-alert-x-script-more-accuracy-vs-dropout-conv.png",
-    ]
+    assert pngs == ["accuracy-vs-dropout.conv-2.png", "accuracy-vs-dropout.conv.png", "gap.png"]
     assert sorted(k for k in paths if k.endswith(".png")) == pngs
     markdown = paths["markdown"].read_text()
     links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", markdown)
     assert [alt for alt, _ in links] == ["train and test accuracy lines", "gap line", "curves"]
     for _, target in links:
         assert (out / target).read_bytes().startswith(PNG)
-    assert "| config | n | test_acc (%) mean [CI] |" in markdown
+    assert "| config | n | test\\_acc (%) mean \\[CI\\] |" in markdown
     # The HTML inlines the very bytes written beside it.
     page = paths["html"].read_text()
     for name in pngs:
@@ -246,10 +243,27 @@ def test_figure_names_are_unique_and_stable_and_markdown_follows_image_dir(tmp_p
     first = write_report(tmp_path / "a", "t", [], twice)
     second = write_report(tmp_path / "b", "t", [], twice)
     names = [k for k in first if k.endswith(".png")]
-    assert names == ["same-fig.png", "same-fig-2.png"]
+    assert names == ["fig.png", "fig-2.png"]
     assert names == [k for k in second if k.endswith(".png")]
     markdown = render_markdown("t", twice, image_dir="figures")
-    assert "![a](figures/same-fig.png)" in markdown and "![b](figures/same-fig-2.png)" in markdown
+    assert "![a](figures/fig.png)" in markdown and "![b](figures/fig-2.png)" in markdown
+    named = [Section("S", figures=[("Learning curves for x", small_figure(), "a", "curves-hidden1-0.5")])]
+    assert [k for k in write_report(tmp_path / "c", "t", [], named) if k.endswith(".png")] == [
+        "curves-hidden1-0.5.png"
+    ]
+
+
+def test_markdown_escapes_user_text_so_an_image_in_a_name_stays_text():
+    evil = "![t](http://x/y.png)"
+    section = Section(
+        f"Study {evil}", paragraphs=[f"config *{evil}*"], tables=[pd.DataFrame({"config": [evil]})]
+    )
+    markdown = render_markdown(evil, [section], findings=[f"{evil} is best"], exploratory=[evil])
+    assert not re.search(r"!\[[^\]]*\]\(", markdown)  # no image syntax left
+    assert "!\\[t\\](http://x/y.png)" in markdown
+    assert "\\*" in markdown  # emphasis markers escaped too
+    page = render_html(evil, [section], findings=[evil])
+    assert "<img" not in page
 
 
 def test_section_refuses_bytes_that_are_not_png():
@@ -268,6 +282,23 @@ def chromium() -> str | None:
         if candidate and Path(candidate).exists():
             return candidate
     return None
+
+
+def skip_or_fail_without_chromium() -> None:
+    """Skip, except where DROPOUTLAB_REQUIRE_CHROMIUM=1 (``.ci/run`` sets it): there, fail."""
+    reason = "chromium is not installed (CI installs it: apt-get install -y chromium)"
+    if os.environ.get("DROPOUTLAB_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(f"{reason}; DROPOUTLAB_REQUIRE_CHROMIUM=1 makes this a failure")
+    pytest.skip(reason)
+
+
+def test_missing_chromium_fails_when_required(monkeypatch):
+    monkeypatch.setenv("DROPOUTLAB_REQUIRE_CHROMIUM", "1")
+    with pytest.raises(pytest.fail.Exception, match="DROPOUTLAB_REQUIRE_CHROMIUM=1"):
+        skip_or_fail_without_chromium()
+    monkeypatch.delenv("DROPOUTLAB_REQUIRE_CHROMIUM")
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        skip_or_fail_without_chromium()
 
 
 CHROMIUM_FLAGS = [
@@ -327,7 +358,7 @@ def written_report(tmp_path):
 def test_chromium_renders_the_report_to_a_nontrivial_screenshot(written_report, tmp_path):
     binary = chromium()
     if binary is None:
-        pytest.skip("chromium is not installed (CI installs it: apt-get install -y chromium)")
+        skip_or_fail_without_chromium()
     shot = tmp_path / "shot.png"
     done = run_chromium(
         binary,
@@ -347,7 +378,7 @@ def test_chromium_renders_the_report_to_a_nontrivial_screenshot(written_report, 
 def test_chromium_loads_every_image_with_no_script_error(written_report, tmp_path):
     binary = chromium()
     if binary is None:
-        pytest.skip("chromium is not installed (CI installs it: apt-get install -y chromium)")
+        skip_or_fail_without_chromium()
     page = written_report["html"].read_text(encoding="utf-8")
     assert probe(binary, tmp_path, page, "probed.html") == {
         "images": 3,

@@ -8,10 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from scipy.special import expit, logit
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.report.stats import (
     COMPARE_COLUMNS,
+    SEEDS_SEARCH_LIMIT,
+    NotComputable,
+    accuracy_interval,
     compare,
     compare_values,
     default_baseline,
@@ -20,8 +26,11 @@ from dropoutlab.report.stats import (
     match_baseline,
     mean_ci,
     parse_baseline,
+    power,
     resolve_baseline,
     seeds_for_power,
+    seeds_needed,
+    simultaneous_interval,
     summarize,
 )
 
@@ -88,16 +97,19 @@ def test_mean_ci_single_value_has_no_interval():
 # ---------------------------------------------------------------------------- summarize
 
 
-def test_summarize_gives_hand_computed_interval_per_configuration():
+def test_summarize_gives_a_hand_computed_logit_interval_per_configuration():
     runs = make_runs({(0.0, 0.0): [0.80, 0.82, 0.84], (0.2, 0.0): [0.70, 0.70, 0.73]})
     table = summarize(runs)
     row = table.set_index("config").loc["dropout.conv=0.0,dropout.dense=0.0"]
-    half = T_975_2 * 0.02 / math.sqrt(3)
+    z = np.log(np.array([0.80, 0.82, 0.84]) / (1 - np.array([0.80, 0.82, 0.84])))
+    half = T_975_2 * z.std(ddof=1) / math.sqrt(3)
     assert row["n"] == 3
     assert row["test_acc_mean"] == pytest.approx(0.82)
     assert row["test_acc_std"] == pytest.approx(0.02)
-    assert row["test_acc_ci_low"] == pytest.approx(0.82 - half, abs=1e-6)
-    assert row["test_acc_ci_high"] == pytest.approx(0.82 + half, abs=1e-6)
+    assert row["test_acc_interval"] == "logit t"
+    assert row["test_acc_ci_low"] == pytest.approx(1 / (1 + math.exp(-(z.mean() - half))), abs=1e-6)
+    assert row["test_acc_ci_high"] == pytest.approx(1 / (1 + math.exp(-(z.mean() + half))), abs=1e-6)
+    assert (row["test_acc_min"], row["test_acc_max"]) == (0.80, 0.84)
     assert row["best_epoch_mean"] == pytest.approx(5.0)
     assert list(table.columns[:3]) == ["dropout.conv", "dropout.dense", "config"]
     for metric in ("test_acc", "val_acc", "train_acc", "train_eval_acc", "gap_acc", "gap_loss"):
@@ -269,7 +281,6 @@ def test_clear_effect_is_flagged_significant():
     assert up["significant"] and down["significant"]
     assert up["ci_low"] < 0.05 < up["ci_high"]
     assert down["diff"] < 0 and down["ci_high"] < 0
-    assert math.isnan(up["seeds_needed"])
     np.testing.assert_allclose(table["p_adjusted"], holm(table["p_value"]))
 
 
@@ -345,7 +356,8 @@ def test_seeds_for_power_falls_as_the_effect_grows():
     assert all(a >= b for a, b in zip(needed, needed[1:], strict=False))
     assert needed[0] > needed[-1] >= 2
     assert seeds_for_power(-0.8) == seeds_for_power(0.8)
-    assert math.isinf(seeds_for_power(0.01))  # beyond the cap
+    assert seeds_for_power(0.01) == pytest.approx(78_490, abs=5)  # no cap at 1000 seeds
+    assert math.isinf(seeds_for_power(0.001))  # more than SEEDS_SEARCH_LIMIT
     assert math.isnan(seeds_for_power(0.0)) and math.isnan(seeds_for_power(math.nan))
 
 
@@ -405,6 +417,157 @@ def test_interaction_blocks_by_seed_when_cells_share_seeds():
     assert interaction_test(_grid(additive))["p_value"] > 0.05
 
 
-def test_interaction_needs_a_full_cross_product():
+def test_interaction_needs_a_full_cross_product_and_says_which_cell_is_missing():
     cells = {(0.0, 0.0): [0.7, 0.71], (0.5, 0.0): [0.72, 0.73], (0.0, 1e-4): [0.7, 0.7]}
-    assert interaction_test(_grid(cells)) is None
+    runs = _grid(cells)
+    with pytest.raises(NotComputable, match=r"not complete: no completed run for dropout.conv=0.5, "):
+        interaction_test(runs, factors=("dropout.conv", "optimizer.weight_decay"))
+
+
+# ---------------------------------------------------------------------------- bounded intervals
+
+
+def test_accuracy_interval_stays_inside_zero_and_one_near_the_top():
+    near_top = accuracy_interval([0.995, 0.999, 0.998])
+    assert near_top.method == "logit t"
+    assert 0.98 < near_top.low < near_top.mean < near_top.high < 1.0
+    # The plain t interval of the same seeds would pass 100%.
+    assert mean_ci([0.995, 0.999, 0.998])[2] > 1.0
+
+
+def test_accuracy_interval_needs_three_seeds_and_spread():
+    two = accuracy_interval([0.40, 0.47])
+    assert two.method == "range" and math.isnan(two.low) and (two.min, two.max) == (0.40, 0.47)
+    same = accuracy_interval([0.9, 0.9, 0.9])
+    assert same.method == "same" and math.isnan(same.low) and math.isnan(same.high)
+    boundary = accuracy_interval([0.98, 1.0, 0.99])
+    assert boundary.method == "boundary" and math.isnan(boundary.high)
+    z = logit(np.array([0.6, 0.7, 0.65, 0.66]))
+    half = sps.t.ppf(0.95, 3) * sps.sem(z)
+    interval = accuracy_interval([0.6, 0.7, 0.65, 0.66], confidence=0.9)
+    assert interval.low == pytest.approx(expit(z.mean() - half), abs=1e-13)
+    assert interval.high == pytest.approx(expit(z.mean() + half), abs=1e-13)
+
+
+# ---------------------------------------------------------------------------- statsmodels cross-checks
+
+
+def test_holm_agrees_with_statsmodels_multipletests():
+    rng = np.random.default_rng(11)
+    for size in (1, 2, 5, 12):
+        p = rng.uniform(0, 0.2, size)
+        reference = multipletests(p, alpha=0.05, method="holm")[1]
+        np.testing.assert_allclose(holm(p), reference, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.05 / 7])
+def test_power_agrees_with_statsmodels_ttest_power(alpha):
+    for d in (0.3, 0.8, 2.0):
+        for n in (3, 7, 30):
+            paired = TTestPower().power(effect_size=d, nobs=n, alpha=alpha)
+            groups = TTestIndPower().power(effect_size=d, nobs1=n, alpha=alpha, ratio=1.0)
+            for mine, reference in (
+                (power(n, d, alpha, paired=True), paired),
+                (power(n, d, alpha, paired=False), groups),
+            ):
+                if np.isnan(reference):  # statsmodels' nct.cdf gives NaN far in the tail; power is ~1 there
+                    assert mine > 0.9999
+                else:
+                    assert mine == pytest.approx(reference, abs=1e-13)
+
+
+def test_seeds_for_power_is_the_smallest_n_reaching_the_power_by_statsmodels():
+    for d, alpha, paired in ((0.5, 0.05, True), (2.0, 0.05 / 6, True), (0.8, 0.01, False)):
+        n = int(seeds_for_power(d, alpha, 0.8, paired))
+        solver = TTestPower() if paired else TTestIndPower()
+        kwargs = {"nobs": n} if paired else {"nobs1": n}
+        fewer = {"nobs": n - 1} if paired else {"nobs1": n - 1}
+        assert solver.power(effect_size=d, alpha=alpha, **kwargs) >= 0.8
+        assert solver.power(effect_size=d, alpha=alpha, **fewer) < 0.8
+
+
+def test_seeds_needed_uses_min_effect_and_the_corrected_level_not_the_observed_effect():
+    # One point worth detecting, seed-to-seed SD of the paired differences 0.5 points: d_z = 2.
+    assert seeds_needed(0.01, 0.005, alpha=0.05, m=1) == seeds_for_power(2.0, 0.05)
+    corrected = seeds_needed(0.01, 0.005, alpha=0.05, m=6)
+    assert corrected == seeds_for_power(2.0, 0.05 / 6) > seeds_for_power(2.0, 0.05)
+    assert math.isnan(seeds_needed(0.01, 0.0)) and math.isnan(seeds_needed(0.01, math.nan))
+    assert math.isinf(seeds_needed(1e-6, 0.5)) and SEEDS_SEARCH_LIMIT == 100_000
+
+
+def test_t_intervals_agree_with_statsmodels():
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    x = np.array([0.71, 0.74, 0.69, 0.73, 0.70])
+    low, high = DescrStatsW(x).tconfint_mean(alpha=0.05)
+    _, my_low, my_high = mean_ci(x)
+    assert (my_low, my_high) == (pytest.approx(low, abs=1e-13), pytest.approx(high, abs=1e-13))
+
+
+def test_simultaneous_interval_is_bonferroni():
+    low, high = simultaneous_interval(0.01, 0.002, 4, confidence=0.95, m=5)
+    half = sps.t.ppf(1 - 0.05 / 10, 4) * 0.002
+    assert (low, high) == (pytest.approx(0.01 - half, abs=1e-15), pytest.approx(0.01 + half, abs=1e-15))
+
+
+def _anova_reference(runs, blocked: bool):
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    data = pd.DataFrame({"y": runs["test_acc"], "a": runs["dropout.conv"].astype(str),
+                         "b": runs["optimizer.weight_decay"].astype(str), "s": runs["seed"].astype(str)})  # fmt: skip
+    block = " + C(s)" if blocked else ""
+    additive = smf.ols(f"y ~ C(a) + C(b){block}", data).fit()
+    full = smf.ols(f"y ~ C(a) * C(b){block}", data).fit()
+    return anova_lm(additive, full).iloc[1]
+
+
+@pytest.mark.parametrize("drop_one", [False, True])
+def test_interaction_f_test_agrees_with_statsmodels_anova_lm_and_keeps_the_seed_block(drop_one):
+    rng = np.random.default_rng(5)
+    offsets = rng.normal(0, 0.03, 4)
+    cells = {
+        (r, w): list(0.7 + 0.01 * r + offsets + rng.normal(0, 0.004, 4))
+        for r in (0.0, 0.3, 0.6)
+        for w in (0.0, 1e-4)
+    }
+    runs = _grid(cells)
+    if drop_one:  # one run failed: the cells are unbalanced, the seed block stays
+        runs.loc[runs.index[5], "status"] = "failed"
+    result = interaction_test(runs)
+    assert result["blocked_by_seed"]
+    reference = _anova_reference(runs[runs["status"] == "completed"], blocked=True)
+    assert result["F"] == pytest.approx(reference["F"], rel=1e-9)
+    assert result["p_value"] == pytest.approx(reference["Pr(>F)"], abs=1e-12)
+    assert (result["df_num"], result["df_den"]) == (int(reference["df_diff"]), int(reference["df_resid"]))
+
+
+def test_paired_t_and_welch_agree_with_scipy_to_1e_13():
+    a = pd.Series([0.71, 0.74, 0.69, 0.73])
+    b = pd.Series([0.70, 0.72, 0.69, 0.70])
+    paired = compare_values(a, b)
+    assert paired["p_value"] == pytest.approx(sps.ttest_rel(a, b).pvalue, abs=1e-13)
+    welch = compare_values(a, pd.Series([0.60, 0.64, 0.61], index=[7, 8, 9]))
+    reference = sps.ttest_ind(a, [0.60, 0.64, 0.61], equal_var=False)
+    assert welch["test"] == "Welch t"
+    assert welch["p_value"] == pytest.approx(reference.pvalue, abs=1e-13)
+
+
+# ---------------------------------------------------------------------------- failed runs
+
+
+def test_one_failed_baseline_run_keeps_the_pairing_on_the_shared_seeds():
+    offsets = np.array([-0.04, 0.03, -0.01, 0.05, -0.02])
+    values = {
+        (0.0, 0.0): list(0.70 + offsets),
+        (0.2, 0.0): list(0.71 + offsets + [0.001, -0.001, 0.0005, -0.0005, 0.0]),
+    }
+    runs = make_runs(values)
+    runs.loc[(runs["dropout.conv"] == 0.0) & (runs["seed"] == 2), "status"] = "failed"
+    row = compare(runs).iloc[0]
+    assert row["test"] == "paired t" and (row["n"], row["n_baseline"]) == (4, 4)
+    assert tuple(row["seeds_left_out"]) == (2,)
+    shared = [0, 1, 3, 4]
+    reference = sps.ttest_rel(np.array(values[(0.2, 0.0)])[shared], np.array(values[(0.0, 0.0)])[shared])
+    assert row["p_value"] == pytest.approx(reference.pvalue, abs=1e-13)
+    assert row["p_value"] < 0.001  # Welch on the unpaired values would say p ~ 0.7

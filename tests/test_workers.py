@@ -1,5 +1,6 @@
 """CPU worker processes (``--workers``): same results as one process, errors and stops handled."""
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -9,12 +10,13 @@ import time
 
 import pytest
 import torch
-from conftest import group_ends, stored_ids
+from conftest import group_ends, make_run, prepared, stored_ids
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
 from dropoutlab.study import load_study, run_study
 from dropoutlab.study.workers import can_fork, map_unordered, resolve_workers, usable_cores
+from dropoutlab.train import train_run
 
 CPU = torch.device("cpu")
 needs_fork = pytest.mark.skipif(not can_fork(), reason="worker processes are forked, on Linux only")
@@ -48,14 +50,17 @@ def test_workers_store_the_same_runs_as_one_process(tiny_study, tmp_path):
 
 
 @needs_fork
-def test_workers_do_not_change_which_runs_share_a_stack(tiny_study, tmp_path):
-    # the masks of a member depend on its stack, so the plan must not depend on the core count
-    sizes = {}
+def test_stacks_split_for_the_workers_train_the_same_results(tiny_study, tmp_path):
+    # the plan may split stacks to keep every worker busy; a member's masks and order come
+    # from its own generators, so its results must not depend on the stack it trained in
+    got = {}
     for workers in (1, 2):
         with Store(tmp_path / f"{workers}.db") as store:
             run_study(load_study(tiny_study), store, device="cpu", progress=False, workers=workers)
-            sizes[workers] = sorted(r["env"]["stack"]["size"] for r in store.records())
-    assert sizes[1] == sizes[2] == [4, 4, 4, 4]
+            got[workers] = store.runs().set_index("id").sort_index()
+    assert got[1].index.tolist() == got[2].index.tolist() and len(got[1]) == 4
+    for column in ("test_acc", "test_loss", "final_train_loss", "final_val_loss"):
+        assert got[2][column].tolist() == pytest.approx(got[1][column].tolist(), rel=1e-4)
 
 
 def _square(x, offset):
@@ -77,6 +82,69 @@ def _die_on_three(x):
 def _sleep(seconds):
     time.sleep(seconds)
     return seconds
+
+
+def _train_in_turn(run, data, barrier):
+    if barrier is not None:  # passed only when two processes hold two items at the same time
+        barrier.wait(timeout=60)
+    result = dataclasses.asdict(train_run(run, data, CPU))
+    assert torch.get_num_threads() == 1
+    del result["wall_s"], result["env"]  # all but the timing and the process that trained it
+    return result, os.getpid()
+
+
+@needs_fork
+def test_workers_really_fork_two_workers_and_train_as_one_worker_does(digits):
+    runs = [make_run(seed=seed, epochs=2) for seed in range(4)]
+    data = prepared(digits, runs[0])  # the same data settings for every seed
+    # every item waits for a second one to start, so one process cannot train them all
+    barrier = multiprocessing.get_context("fork").Barrier(2)
+    two = {run.id: out for run, out in map_unordered(_train_in_turn, runs, (data, barrier), workers=2)}
+    one = {run.id: out for run, out in map_unordered(_train_in_turn, runs, (data, None), workers=1)}
+    two_pids = {pid for _, pid in two.values()}
+    one_pids = {pid for _, pid in one.values()}
+    assert len(two_pids) == 2 and os.getpid() not in two_pids
+    assert len(one_pids) == 1 and os.getpid() not in one_pids
+    assert sorted(two) == sorted(one) == sorted(run.id for run in runs)
+    for run_id, (result, _) in one.items():
+        assert result["status"] == "completed" and len(result["history"]) == 2
+        # one thread per worker either way: the same operations, so the same numbers
+        # (compared as text, where a NaN equals itself)
+        assert repr(two[run_id][0]) == repr(result)
+
+
+def _where(x):
+    return os.getpid(), torch.get_num_threads()
+
+
+@needs_fork
+def test_tail_in_parent_trains_a_lone_last_item_here_with_every_thread():
+    parent = (os.getpid(), torch.get_num_threads())
+    got = list(map_unordered(_where, [1, 2, 3], (), workers=2, tail_in_parent=True))
+    assert got[-1] == (3, parent)  # yielded last, after the workers finished
+    assert {item for item, _ in got[:2]} == {1, 2}
+    assert all(pid != parent[0] and threads == 1 for _, (pid, threads) in got[:2])
+    assert not multiprocessing.active_children()
+    # one item and several workers: nothing to fork
+    assert list(map_unordered(_where, [7], (), workers=2, tail_in_parent=True)) == [(7, parent)]
+
+
+@needs_fork
+def test_tail_in_parent_only_when_exactly_one_item_would_train_alone():
+    parent = os.getpid()
+    for items, workers, tail in (([1, 2, 3, 4], 2, True), ([1, 2, 3, 4, 5], 3, True), ([1, 2, 3], 2, False)):
+        got = dict(map_unordered(_where, items, (), workers=workers, tail_in_parent=tail))
+        assert sorted(got) == items
+        assert all(pid != parent for pid, _ in got.values())  # every item in a worker
+    got = dict(map_unordered(_where, [1, 2, 3, 4], (), workers=3, tail_in_parent=True))
+    assert got[4][0] == parent and all(got[i][0] != parent for i in (1, 2, 3))
+
+
+@needs_fork
+def test_an_error_in_the_parents_tail_reaches_the_caller():
+    with pytest.raises(DropoutlabError, match="three is not allowed"):
+        list(map_unordered(_fail_on_three, [1, 2, 3], (), workers=2, tail_in_parent=True))
+    assert not multiprocessing.active_children()
 
 
 @needs_fork

@@ -4,7 +4,7 @@ The data flows one way: study file → spec → runs → store → report::
 
     import dropoutlab as dl
 
-    study = dl.load_study("examples/seed001_digits_mlp.toml")
+    study = dl.load_study("examples/digits_dropout_comparison_mlp.toml")
     with dl.Store("dropoutlab.db") as store:
         dl.run_study(study, store)
     results = dl.open_store("dropoutlab.db")

@@ -19,8 +19,8 @@ from dropoutlab.store import DEFAULT_STORE
 
 EPILOG = """\
 examples:
-    dropoutlab demo                         the seed 001 comparison on digits, offline (~10 s)
-    dropoutlab run examples/seed001_digits_mlp.toml
+    dropoutlab demo                         an MLP with and without dropout on digits, offline (~10 s)
+    dropoutlab run examples/digits_dropout_comparison_mlp.toml
                                             run a study (finished runs are skipped on re-runs)
     dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
     dropoutlab export --format csv > runs.csv
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens, step by step")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="run the seed 001 comparison on the bundled digits data and report it",
-                       description="Train seed 001's MLP on scikit-learn's bundled digits without dropout, "
+    p = sub.add_parser("demo", help="run a dropout comparison on the bundled digits data and report it",
+                       description="Train an MLP (dense 120, dense 60) on scikit-learn's bundled digits without dropout, "
                        "with dropout 0.2/0.5/0.5 and with a sweep of one rate, 3 seeds each, offline; "
                        "then write the report. Takes about 10 seconds on 2 CPU cores.")  # fmt: skip
     p.add_argument("--out", default="dropoutlab-demo", metavar="DIR",
@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="configuration the others are compared with (default: every dropout rate 0)")  # fmt: skip
     p.add_argument("--format", choices=("files", "json"), default="files",
                    help="files: write the report into --out (default); json: print the numbers on stdout")  # fmt: skip
+    p.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                   help="family-wise error rate of the report's tests (Holm), between 0 and 1 (default: 0.05)")  # fmt: skip
+    p.add_argument("--confidence", type=float, default=0.95, metavar="C",
+                   help="coverage of every interval in the report, between 0 and 1 (default: 0.95)")  # fmt: skip
+    p.add_argument("--min-effect", type=float, default=0.01, metavar="D",
+                   help="smallest difference in test accuracy worth detecting, as a fraction; 'seeds needed' "
+                   "is computed for it (default: 0.01, one percentage point)")  # fmt: skip
 
     p = sub.add_parser("export", help="print the runs as JSON or CSV",
                        description="Print every run with its parameters, history, test score, settings and "
@@ -211,10 +218,11 @@ def cmd_report(args) -> int:
 
     with Store(args.store, create=False) as store:
         study = store.resolve_study(args.study)
+        levels = {"alpha": args.alpha, "confidence": args.confidence, "min_effect": args.min_effect}
         if args.format == "json":
-            print(json.dumps(report_numbers(store, study, args.baseline), indent=2))
+            print(json.dumps(report_numbers(store, study, args.baseline, **levels), indent=2))
             return 0
-        paths = write_study_report(store, study, Path(args.out), baseline=args.baseline)
+        paths = write_study_report(store, study, Path(args.out), baseline=args.baseline, **levels)
     print(f"report: {paths['html']}")
     return 0
 

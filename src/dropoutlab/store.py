@@ -6,19 +6,15 @@ import json
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-
-if TYPE_CHECKING:
-    from dropoutlab.train.loop import RunResult
+from dropoutlab.runs import EPOCH_METRICS, FINISHED, RunResult, kept_epoch
 
 DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_loss", "train_eval_acc")
-FINISHED = ("completed", "diverged")  # a failed run is tried again on the next `run`
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,11 +92,11 @@ class Store:
         run = result.run
         row = (
             run.id, run.study, json.dumps(run.params), run.seed, result.status,
-            result.test.get("loss"), result.test.get("acc"), result.best_epoch, result.stopped_epoch,
+            result.test_loss, result.test_acc, result.best_epoch, result.stopped_epoch,
             result.wall_s, json.dumps(run.spec_dict()), json.dumps(result.env), result.error,
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )  # fmt: skip
-        epochs = [(run.id, h["epoch"], *(h.get(m) for m in EPOCH_METRICS)) for h in result.history]
+        epochs = [(run.id, h.epoch, *(getattr(h, m) for m in EPOCH_METRICS)) for h in result.history]
         with self.conn:
             self.conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
             self.conn.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
@@ -193,9 +189,7 @@ def _param_keys(records: list[dict[str, Any]]) -> list[str]:
 
 def _kept_epoch(record: dict[str, Any]) -> int | None:
     es = record["spec"].get("early_stopping")
-    if es and es.get("restore_best") and record["best_epoch"] is not None:
-        return record["best_epoch"]
-    return record["stopped_epoch"]
+    return kept_epoch(bool(es and es.get("restore_best")), record["best_epoch"], record["stopped_epoch"])
 
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -208,7 +202,8 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row = {
             "id": r["id"], "study": r["study"], "config": config_label(r["params"]), "seed": r["seed"],
             "status": r["status"], "test_loss": r["test"]["loss"], "test_acc": r["test"]["acc"],
-            "best_epoch": r["best_epoch"], "stopped_epoch": r["stopped_epoch"], "wall_s": r["wall_s"],
+            "best_epoch": r["best_epoch"], "stopped_epoch": r["stopped_epoch"], "kept_epoch": kept,
+            "wall_s": r["wall_s"],
         }  # fmt: skip
         row.update({f"final_{m}": final.get(m) for m in EPOCH_METRICS})
         row.update({f"dropout.{slot}": rate for slot, rate in r["spec"]["dropout"].items()})

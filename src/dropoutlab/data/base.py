@@ -40,3 +40,8 @@ class ImageDataset:
             f"ImageDataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
             f"input_shape={self.input_shape}, num_classes={self.num_classes})"
         )
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (some library messages span several), for a DropoutlabError."""
+    return " ".join(str(exc).split())

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dropoutlab.data.base import one_line
 from dropoutlab.errors import DropoutlabError
 
 
@@ -74,13 +75,44 @@ class _BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _labels(raw: object, n: int, where: str, layout: CifarLayout) -> np.ndarray:
+    """The ``n`` labels of a batch, checked before numpy sees them.
+
+    Type and length come first: ``np.asarray`` of a small pickle of shared, nested lists
+    would build an array of billions of elements before any check could refuse it.
+    """
+    what = f"{where}: {layout.label_key!r} must hold {n} integer labels"
+    if isinstance(raw, np.ndarray):
+        if raw.shape != (n,) or raw.dtype.kind not in "iu":
+            raise DropoutlabError(f"{what}, found {raw.dtype} of shape {raw.shape}")
+        return raw
+    if not isinstance(raw, list):
+        raise DropoutlabError(f"{what}, found {type(raw).__name__}")
+    if len(raw) != n:
+        raise DropoutlabError(f"{what}, found a list of {len(raw)} items")
+    odd = next(
+        (type(v).__name__ for v in raw if not isinstance(v, (int, np.integer)) or isinstance(v, bool)), None
+    )
+    if odd is not None:
+        raise DropoutlabError(f"{what}, found a {odd} among them")
+    try:
+        return np.asarray(raw, dtype=np.int64)
+    except OverflowError as exc:  # an int beyond 64 bits
+        raise DropoutlabError(f"{what}: {one_line(exc)}") from exc
+
+
 def _decode_batch(blob: bytes, where: str, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _BatchUnpickler(io.BytesIO(blob), encoding="bytes").load()
     except Exception as exc:  # a damaged pickle can fail in many ways
-        raise DropoutlabError(f"{where} is not a readable CIFAR batch: {exc}") from exc
+        raise DropoutlabError(f"{where} is not a readable CIFAR batch: {one_line(exc)}") from exc
     if not isinstance(batch, dict) or b"data" not in batch or layout.label_key not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        # only short text keys are shown: a key can be any hashable, whose repr may be huge
+        keys = (
+            sorted(repr(k[:40]) for k in batch if isinstance(k, (bytes, str)))[:10]
+            if isinstance(batch, dict)
+            else type(batch).__name__
+        )
         raise DropoutlabError(
             f"{where} is not a CIFAR batch: expected keys b'data' and {layout.label_key!r}, found {keys}"
         )
@@ -88,12 +120,7 @@ def _decode_batch(blob: bytes, where: str, layout: CifarLayout) -> tuple[np.ndar
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", type(data).__name__)
         raise DropoutlabError(f"{where}: b'data' must be uint8 of shape (N, 3072), found {shape}")
-    labels = np.asarray(batch[layout.label_key])
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise DropoutlabError(
-            f"{where}: {layout.label_key!r} must hold {len(data)} integer labels, "
-            f"found {labels.dtype} of shape {labels.shape}"
-        )
+    labels = _labels(batch[layout.label_key], len(data), where, layout)
     if len(labels) and (labels.min() < 0 or labels.max() >= layout.num_classes):
         raise DropoutlabError(f"{where}: labels must lie in [0, {layout.num_classes})")
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
@@ -115,7 +142,7 @@ def _read_archive(archive: Path, layout: CifarLayout) -> dict[str, bytes]:
                 assert handle is not None  # regular files always have one
                 blobs[wanted[name]] = handle.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DropoutlabError(f"cannot read archive {archive}: {exc}") from exc
+        raise DropoutlabError(f"cannot read archive {archive}: {one_line(exc)}") from exc
     missing = [name for name, m in wanted.items() if m not in blobs]
     if missing:
         raise DropoutlabError(f"archive {archive} lacks {', '.join(missing)}")
@@ -137,7 +164,7 @@ def read_cifar(source: Path, variant: str) -> tuple[torch.Tensor, torch.Tensor, 
             try:
                 blobs[m] = (source / m).read_bytes()
             except OSError as exc:
-                raise DropoutlabError(f"cannot read CIFAR batch {source / m}: {exc}") from exc
+                raise DropoutlabError(f"cannot read CIFAR batch {source / m}: {one_line(exc)}") from exc
         where = {m: str(source / m) for m in layout.members()}
     else:
         blobs = _read_archive(source, layout)

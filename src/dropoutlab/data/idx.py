@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
+from dropoutlab.data.base import one_line
 from dropoutlab.errors import DropoutlabError
 
 # IDX type code -> big-endian numpy dtype
@@ -23,37 +26,76 @@ _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+# Deflate's best case is 1032 output bytes per input byte; a gzip file whose header claims
+# more than that can never hold the values, so it is refused before anything is allocated.
+_DEFLATE_MAX_RATIO = 1032
+_CHUNK = 1 << 20  # decompressed bytes read at a time, so no read holds a second copy of the data
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Decode one IDX file, gzip-compressed or not (told apart by content, not by name).
 
     Returns an array in native byte order with the shape the header declares. Raises
     :class:`DropoutlabError` naming the file when it is not IDX, or is truncated or padded.
+    The header is read first; then at most the bytes it declares (plus one, to find trailing
+    bytes) are read, so a small file that decompresses to gigabytes costs no more memory than
+    the array it claims to hold, and a header claiming more than the file can hold is refused
+    before anything is allocated.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == _GZIP_MAGIC:
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as plain:
+            size = os.fstat(plain.fileno()).st_size
+            compressed = plain.read(2) == _GZIP_MAGIC
+            plain.seek(0)
+            if compressed:
+                with gzip.GzipFile(fileobj=plain, mode="rb") as stream:
+                    return _read_stream(stream, path, size * _DEFLATE_MAX_RATIO)
+            return _read_stream(plain, path, size, exact=True)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DropoutlabError(f"cannot read IDX file {path}: {exc}") from exc
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _DTYPES or raw[3] == 0:
-        raise DropoutlabError(
-            f"{path} is not an IDX file: bad magic number {raw[:4].hex() or '(empty file)'}"
-        )
-    dtype = np.dtype(_DTYPES[raw[2]])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+        raise DropoutlabError(f"cannot read IDX file {path}: {one_line(exc)}") from exc
+
+
+def _read_stream(stream: BinaryIO, path: Path, bound: int, exact: bool = False) -> np.ndarray:
+    """The array of an IDX stream that holds at most ``bound`` bytes (exactly, if ``exact``)."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _DTYPES or magic[3] == 0:
+        raise DropoutlabError(f"{path} is not an IDX file: bad magic number {magic.hex() or '(empty file)'}")
+    dtype = np.dtype(_DTYPES[magic[2]])
+    ndim = magic[3]
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise DropoutlabError(f"IDX file {path} is truncated inside its header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    header = 4 + 4 * ndim
     expected = math.prod(dims) * dtype.itemsize
-    found = len(raw) - header
-    if found != expected:
-        problem = "is truncated" if found < expected else "has trailing bytes"
+    if exact and header + expected != bound:
+        problem = "is truncated" if header + expected > bound else "has trailing bytes"
         raise DropoutlabError(
-            f"IDX file {path} {problem}: header says {dims} values ({expected} bytes), found {found} bytes"
+            f"IDX file {path} {problem}: header says {dims} values ({expected} bytes), found {bound - header} bytes"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    if header + expected > bound:
+        raise DropoutlabError(
+            f"IDX file {path} is truncated: header says {dims} values ({expected} bytes), more than "
+            f"its {bound // _DEFLATE_MAX_RATIO} compressed bytes can hold ({bound - header} at most)"
+        )
+    values = np.empty(expected, dtype=np.uint8)
+    view = memoryview(values)
+    found = 0
+    while found < expected:
+        got = stream.readinto(view[found : found + _CHUNK])
+        if not got:
+            break
+        found += got
+    if found == expected and stream.read(1):
+        problem, found_text = "has trailing bytes", f"more than {found} bytes"
+    elif found < expected:
+        problem, found_text = "is truncated", f"{found} bytes"
+    else:
+        return values.view(dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+    raise DropoutlabError(
+        f"IDX file {path} {problem}: header says {dims} values ({expected} bytes), found {found_text}"
+    )
 
 
 def read_idx_split(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,18 +14,24 @@ the largest label of either split plus one.
 from __future__ import annotations
 
 import logging
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.lib import format as npy
 
-from dropoutlab.data.base import ImageDataset
+from dropoutlab.data.base import ImageDataset, one_line
 from dropoutlab.errors import DropoutlabError
 
 log = logging.getLogger(__name__)
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# Deflate's best case is 1032 output bytes per input byte.
+_DEFLATE_MAX_RATIO = 1032
 
 
 def _images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
@@ -68,6 +74,55 @@ def _labels(y: np.ndarray, n: int, path: Path, key: str) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _read_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    """The array ``key`` of an npz archive, its declared size checked before it is allocated.
+
+    The ``.npy`` header inside the zip declares shape and dtype; their product must be the
+    bytes the member holds, and the member's size what its compressed bytes can hold, so
+    a small file claiming billions of values is refused without allocating them.
+    """
+    info = archive.getinfo(f"{key}.npy")
+    where = f"{path}: {key}"
+    if info.flag_bits & 0x1:
+        raise DropoutlabError(f"{where} is encrypted; npz members are not")
+    if info.compress_type == zipfile.ZIP_STORED:
+        most = info.compress_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        most = info.compress_size * _DEFLATE_MAX_RATIO + 1024
+    else:
+        raise DropoutlabError(
+            f"{where} is compressed with zip method {info.compress_type}; npz members are stored "
+            "or deflated (np.savez, np.savez_compressed)"
+        )
+    if info.file_size > most:
+        raise DropoutlabError(
+            f"{where} claims {info.file_size} bytes, more than its {info.compress_size} stored bytes can hold"
+        )
+    with archive.open(info) as member:
+        version = npy.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = npy.read_array_header_2_0(member)
+        else:
+            raise DropoutlabError(f"{where} is .npy format version {version}; 1.0 and 2.0 are read")
+        header = member.tell()
+    if dtype.hasobject:
+        raise DropoutlabError(f"{where} holds Python objects ({dtype}); npz datasets hold numbers")
+    if dtype.kind not in "biuf":  # also keeps out zero-sized dtypes, whose shape no byte count bounds
+        raise DropoutlabError(f"{where} holds {dtype} values; npz datasets hold numbers")
+    if any(d < 0 for d in shape):
+        raise DropoutlabError(f"{where} has a negative dimension in its shape {shape}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != info.file_size - header:
+        raise DropoutlabError(
+            f"{where}: header says {dtype} of shape {shape} ({declared} bytes), the archive holds "
+            f"{info.file_size - header} bytes"
+        )
+    with archive.open(info) as member:
+        return npy.read_array(member, allow_pickle=False)
+
+
 def read_npz(path: Path, name: str) -> ImageDataset:
     """Decode a Keras-layout ``.npz`` file into an :class:`ImageDataset` called ``name``.
 
@@ -78,16 +133,22 @@ def read_npz(path: Path, name: str) -> ImageDataset:
     if not path.is_file():
         raise DropoutlabError(f"npz file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in KEYS if k not in f.files]
+        with zipfile.ZipFile(path) as archive:
+            found = [n.removesuffix(".npy") for n in archive.namelist() if n.endswith(".npy")]
+            missing = [k for k in KEYS if k not in found]
             if missing:
                 raise DropoutlabError(
                     f"{path} lacks {', '.join(missing)}; an npz dataset needs the keys "
-                    f"{', '.join(KEYS)} (found: {', '.join(f.files) or 'none'})"
+                    f"{', '.join(KEYS)} (found: {', '.join(found[:20]) or 'none'})"
                 )
-            arrays = {k: f[k] for k in KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DropoutlabError(f"cannot read npz file {path}: {exc}") from exc
+            arrays = {k: _read_member(archive, k, path) for k in KEYS}
+    except zipfile.BadZipFile as exc:
+        raise DropoutlabError(
+            f"cannot read npz file {path}: it is not an npz archive (a zip of .npy files, as np.savez "
+            f"writes): {one_line(exc)}"
+        ) from exc
+    except (OSError, ValueError, EOFError, zlib.error, NotImplementedError) as exc:
+        raise DropoutlabError(f"cannot read npz file {path}: {one_line(exc)}") from exc
     x_train = _images(arrays["x_train"], path, "x_train")
     x_test = _images(arrays["x_test"], path, "x_test")
     if x_train.shape[1:] != x_test.shape[1:]:

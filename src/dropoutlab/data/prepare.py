@@ -45,9 +45,9 @@ def scaling(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel ``(shift, scale)`` such that ``(x - shift) / scale`` is the normalised image.
 
-    ``"unit"`` maps pixels to [0, 1] (seed 000's division by 255), ``"symmetric"`` to [-1, 1]
-    (seed 001's ``Normalize(0.5, 0.5)``), ``"standard"`` to zero mean and unit variance per
-    channel, measured on the training split only.
+    ``"unit"`` maps pixels to [0, 1] (the CIFAR-10 notebook's division by 255), ``"symmetric"``
+    to [-1, 1] (the Fashion-MNIST notebook's ``Normalize(0.5, 0.5)``), ``"standard"`` to zero
+    mean and unit variance per channel, measured on the training split only.
     """
     channels = dataset.input_shape[0]
     if normalize == "unit":

@@ -154,6 +154,10 @@ def _decode(name: str, kind: str, stamps: tuple[tuple[str, int, int], ...]) -> I
         x_test, y_test = read_idx_split(paths[2], paths[3])
     info = DATASETS[name]
     where = ", ".join(str(p) for p in paths)
+    if len(y_train) == 0:  # nothing could train; say so now rather than after a study starts
+        raise DropoutlabError(
+            f"the {name} training set in {where} holds no images; nothing could train on it"
+        )
     for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
         if tuple(x.shape[1:]) != info.input_shape:
             raise DropoutlabError(

@@ -1,5 +1,21 @@
-"""Regularizing layers: a plain function plus a thin ``nn.Module`` each."""
+"""Regularizing layers: a plain function plus a thin ``nn.Module`` each, and their stacked forms.
 
-from dropoutlab.layers.dropout import Dropout, dropout
+Importing this package registers every stacked form (see :mod:`dropoutlab.layers.stacked`).
+"""
 
-__all__ = ["Dropout", "dropout"]
+from dropoutlab.layers import standard
+from dropoutlab.layers.dropout import Dropout, StackedDropout, dropout, stacked_dropout
+from dropoutlab.layers.stacked import STACKED_FORMS, Activations, StackedLayer, StackedNet, register_stacked
+
+__all__ = [
+    "STACKED_FORMS",
+    "Activations",
+    "Dropout",
+    "StackedDropout",
+    "StackedLayer",
+    "StackedNet",
+    "dropout",
+    "register_stacked",
+    "stacked_dropout",
+    "standard",
+]

@@ -10,9 +10,13 @@ needs no rescaling and the layer is the identity in eval mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from dropoutlab.layers.stacked import Activations, StackedLayer, register_stacked
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -42,3 +46,102 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}" + (f", slot={self.slot!r}" if self.slot else "")
+
+
+def dropout_constants(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(threshold, scale)`` of :func:`stacked_dropout` for keep probabilities ``keep`` ``(M,)``.
+
+    A random int16 ``r`` passes ``r <= threshold`` for ``round(keep * 2^16)`` of its 2^16
+    values, all of them when ``keep = 1``; ``scale`` is ``1 / keep``.
+    """
+    threshold = (torch.round(keep.double() * 65536) - 32769).clamp_(min=-32768).to(torch.int16)
+    return threshold, 1.0 / keep
+
+
+def stacked_dropout(
+    x: torch.Tensor,
+    layout: str,
+    keep: torch.Tensor,
+    generators: Sequence[torch.Generator | None],
+    constants: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Inverted dropout with one keep probability per member (``keep`` has shape ``(M,)``).
+
+    Each element of member ``m`` survives with probability ``keep[m]`` and is then scaled by
+    ``1 / keep[m]``; a member with ``keep = 1`` is left exactly as it was. Member ``m``'s mask
+    is drawn from ``generators[m]`` alone, in its own sample order, so it does not depend on
+    which other members share the stack. The draw uses 16 random bits per element (four per
+    64-bit draw, a third of the cost of ``torch.rand``), so the keep probability is rounded to
+    a multiple of 2^-16 (rates off by at most 8e-6). ``constants`` are
+    :func:`dropout_constants` of ``keep``, when the caller keeps them.
+    """
+    members = keep.shape[0]
+    if len(generators) != members:
+        raise ValueError(f"stacked_dropout needs one generator per member: {members}, got {len(generators)}")
+    threshold, scale = constants if constants is not None else dropout_constants(keep)
+    per_member = x.numel() // members
+    bits = torch.empty((members, (per_member + 3) // 4), dtype=torch.int64, device=x.device)
+    for row, generator in zip(bits, generators, strict=True):
+        row.random_(-(2**63), None, generator=generator)
+    r = bits.view(torch.int16)[:, :per_member]
+    if layout == "flat":
+        r, shape = r.reshape(x.shape), (members, 1, 1)
+    elif layout == "member":
+        r, shape = r.reshape(x.shape), (members, *[1] * (x.dim() - 1))
+    elif layout == "image":  # (B, M*C, H, W): each member's draws laid out as its own (B, C, H, W)
+        b, channels = x.shape[0], x.shape[1] // members
+        r = r.reshape(members, b, channels, *x.shape[2:]).transpose(0, 1).reshape(x.shape)
+        threshold, scale = threshold.repeat_interleave(channels), scale.repeat_interleave(channels)
+        shape = (1, -1, *[1] * (x.dim() - 2))
+    else:
+        raise ValueError(f"dropout needs a member axis, got layout {layout!r}")
+    return x * ((r <= threshold.view(shape)) * scale.to(x.dtype).view(shape))
+
+
+@register_stacked(Dropout)
+class StackedDropout(StackedLayer):
+    """Dropout of M members, each with its own rate and its own mask generator.
+
+    ``keep`` holds each member's keep probability (1 - rate; 1 for a member whose model has
+    no layer here, i.e. rate 0). The layer is the identity in eval mode, and in training
+    when every member keeps everything (no mask is drawn). ``generators`` (one per member,
+    set by the training engine) make each member's masks its own: see :func:`stacked_dropout`.
+    """
+
+    random = True
+    any_layout = True
+
+    def __init__(self, keep: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("keep", keep)
+        self.generators: list[torch.Generator | None] = [None] * len(keep)
+        self._constants_of_keep()
+
+    def _constants_of_keep(self) -> None:
+        threshold, scale = dropout_constants(self.keep)
+        self.register_buffer("threshold", threshold, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
+        self.identity = bool((self.keep == 1).all())  # read once, not at every step
+
+    @classmethod
+    def from_members(cls, template, members, **options):
+        return cls(torch.tensor([1.0 - m.p if m is not None else 1.0 for m in members], dtype=torch.float32))
+
+    def select(self, index: torch.Tensor) -> None:
+        self.generators = [self.generators[i] for i in index.tolist()]
+        self.register_buffer("keep", self.keep.index_select(0, index))
+        self._constants_of_keep()
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        return {}  # a member's rate is a setting of its run, not a weight
+
+    def forward(self, a: Activations) -> Activations:
+        if not self.training or self.identity:
+            return a
+        a = a.per_member()
+        if a.layout == "shared":  # the members' masks differ: give each its own copy
+            a = a.to(a.image(), "image") if a.x.dim() == 4 else a.to(a.flat(), "flat")
+        return a.to(stacked_dropout(a.x, a.layout, self.keep, self.generators, (self.threshold, self.scale)))
+
+    def extra_repr(self) -> str:
+        return "rates=[" + ", ".join(f"{1 - k:g}" for k in self.keep.tolist()) + "]"

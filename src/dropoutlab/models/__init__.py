@@ -2,7 +2,8 @@
 
 from dropoutlab.models.builder import LayerRow, build_model, summarize_model
 from dropoutlab.models.presets import DESCRIPTIONS, PRESETS
-from dropoutlab.models.spec import LayerSpec, dropout_slots, parse_layers
+from dropoutlab.models.spec import dropout_slots, parse_layers
+from dropoutlab.runs import LayerSpec
 
 __all__ = [
     "DESCRIPTIONS",

@@ -10,7 +10,7 @@ from torch import nn
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers import Dropout
-from dropoutlab.models.spec import LayerSpec
+from dropoutlab.runs import LayerSpec
 
 _ACTIVATION_MODULES = {
     "relu": nn.ReLU,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dropoutlab.models.spec import LayerSpec
+from dropoutlab.runs import LayerSpec
 
 L = LayerSpec
 
@@ -32,6 +32,8 @@ PRESETS: dict[str, tuple[LayerSpec, ...]] = {
 }
 
 DESCRIPTIONS = {
-    "mlp": "seed 001's multilayer perceptron: flatten, dense 120, dense 60, classes (ReLU)",
-    "cnn": "seed 000's CNN: conv 32 3x3, conv 32 3x3, dense 300, dense 300, classes (ReLU)",
+    "mlp": "multilayer perceptron: flatten, dense 120, dense 60, classes (ReLU); the network of the "
+    "Fashion-MNIST with/without dropout comparison",
+    "cnn": "CNN: conv 32 3x3, conv 32 3x3, dense 300, dense 300, classes (ReLU); the network of the "
+    "CIFAR-10 dropout-rate sweep",
 }

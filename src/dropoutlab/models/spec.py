@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 from dropoutlab.errors import DropoutlabError
+from dropoutlab.runs import LayerSpec
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "linear")
 
@@ -19,32 +19,6 @@ LAYER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
     "batchnorm": (set(), set()),
     "activation": ({"name"}, {"name"}),
 }
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One layer of a model.
-
-    ``units = "classes"`` on a dense layer means "as many as the dataset has classes".
-    A dropout layer has a ``slot`` (its rate comes from the study's ``[dropout]`` table,
-    default 0), a fixed ``rate``, or both (``rate`` is then the slot's default).
-    """
-
-    type: str
-    units: int | str | None = None
-    filters: int | None = None
-    kernel: int | None = None
-    stride: int | None = None
-    padding: int | str | None = None
-    activation: str | None = None
-    size: int | None = None
-    slot: str | None = None
-    rate: float | None = None
-    name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options that are set, as they would be written in a study file."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 def _positive_int(value: Any, where: str) -> int:

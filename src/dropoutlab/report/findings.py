@@ -1,131 +1,171 @@
-"""Plain-words findings: what a study says about dropout, with each figure and its interval.
+"""Findings as data: what a study says, each a kind, its configurations, its numbers and a sentence.
 
-``findings`` turns the runs DataFrame into short English sentences that answer the questions
-the teaching notebooks ask ("which dropout rate?", "what happens to train and test accuracy
-as the rate grows?", "where should dropout go?"), but over repeated seeds and with
-intervals, so that seed-to-seed noise is not read as an effect. Inputs are fractions (as in
-the store); the text speaks in percent and percentage points (pp).
+``build_findings(analysis)`` turns an ``Analysis`` into ``Finding``s that answer the
+questions the teaching notebooks ask ("which dropout rate?", "what happens to train and
+test accuracy as the rate grows?", "where should dropout go?"), over repeated seeds and
+with intervals, so that seed-to-seed noise is not read as an effect. Every number a
+sentence quotes is in its ``numbers`` (fractions, as in the store); the sentence speaks in
+percent and percentage points (pp).
+
+A finding with ``claim=True`` says that two things differ; every such claim rests on a
+test of the analysis' one Holm family. ``exploratory=True`` marks comparisons of pairs
+picked by looking at the data (the runner-up, the two best placements): they give
+unadjusted numbers, make no claim and stay out of the headline.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from dropoutlab.report.stats import (
-    COMPARE_COLUMNS,
-    compare,
+    SEEDS_SEARCH_LIMIT,
     compare_configs,
-    interaction_test,
     mean_ci,
     no_dropout_configs,
-    param_columns,
-    resolve_baseline,
+    rate_axis,
     run_metrics,
-    summarize,
-    varied_params,
 )
 
-CONFIDENCE = 0.95
-_MINUS = "\u2212"
+if TYPE_CHECKING:
+    from dropoutlab.report.analysis import Analysis, Comparison
+
+__all__ = ["Finding", "build_findings", "findings", "rate_axis"]
+
+MINUS = "\u2212"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of the report and the data behind it.
+
+    ``kind`` names what it says (``"best"``, ``"not_distinguishable"``, ``"interaction"``...,
+    see ``docs/report.md``); ``configs`` the configurations it speaks of; ``numbers`` every
+    number the sentence quotes (accuracies and differences as fractions, p-values, counts);
+    ``claim``: it says that two things differ (always backed by the Holm family);
+    ``exploratory``: a pair picked by looking at the data, unadjusted, kept out of the headline.
+    """
+
+    kind: str
+    text: str
+    configs: tuple[str, ...] = ()
+    numbers: dict[str, Any] = field(default_factory=dict)
+    claim: bool = False
+    exploratory: bool = False
 
 
 # ----------------------------------------------------------------------------------------
 # Formatting: fractions in, percent / percentage points out
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """``0.9691`` -> ``"96.9%"``."""
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def _signed(x: float) -> str:
+def signed(x: float) -> str:
+    """``0.013`` -> ``"+1.3"`` (percentage points, true minus sign, no ``-0.0``)."""
     text = f"{100 * x:+.1f}"
     if text in ("+0.0", "-0.0"):
         text = "0.0"
-    return text.replace("-", _MINUS)
+    return text.replace("-", MINUS)
 
 
-def _pp(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{_signed(x)} pp"
+def pp(x: float) -> str:
+    """``0.013`` -> ``"+1.3 pp"``."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{signed(x)} pp"
 
 
-def _ci_pp(low: float, high: float) -> str:
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "no interval"
-    return f"{CONFIDENCE:.0%} CI {_signed(low)} to {_signed(high)}"
+def level(confidence: float) -> str:
+    """``0.95`` -> ``"95%"``, ``0.995`` -> ``"99.5%"``, ``0.992857`` -> ``"99.29%"``."""
+    return f"{100 * confidence:.4g}%"
 
 
-def _ci_pct(low: float, high: float) -> str:
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "no interval with one seed"
-    return f"{CONFIDENCE:.0%} CI {100 * low:.1f} to {100 * high:.1f}%"
-
-
-def _p(p: float) -> str:
-    if not np.isfinite(p):
-        return "p n/a"
+def p_text(p: float, prefix: str = "p") -> str:
+    """``"p = 0.16"``, ``"p = 0.004"``, ``"p < 0.001"``."""
+    if p is None or not np.isfinite(p):
+        return f"{prefix} n/a"
     if p < 0.001:
-        return "p < 0.001"
-    return f"p = {p:.2f}" if p >= 0.01 else f"p = {p:.3f}"
+        return f"{prefix} < 0.001"
+    return f"{prefix} = {p:.2f}" if p >= 0.01 else f"{prefix} = {p:.3f}"
 
 
-def _seeds(n: int) -> str:
+def seeds_text(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
-def _value(x) -> str:
+def value_text(x) -> str:
     if isinstance(x, float) and x.is_integer():
-        return str(int(x)) if abs(x) >= 1 or x == 0 else str(x)
+        return str(int(x))
     return str(x)
 
 
-# ----------------------------------------------------------------------------------------
-# The rate axis (shared with plots)
+def ci_pp(low: float, high: float, confidence: float, kind: str = "simultaneous") -> str:
+    """``"simultaneous 95% CI −0.1 to +2.5 pp"``; ``kind`` is ``simultaneous`` or ``unadjusted``."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no interval"
+    return f"{kind} {level(confidence)} CI {signed(low)} to {signed(high)} pp"
 
 
-def _mode(column: pd.Series):
-    counts = column.value_counts(dropna=False)
-    tied = list(counts[counts == counts.max()].index)
-    try:
-        return sorted(tied)[0]
-    except TypeError:
-        return tied[0]
+def accuracy_level(interval, confidence: float, what: str = "accuracy") -> str:
+    """A mean accuracy with what can be said of its spread, e.g. ``"96.9% (95% CI 95.6 to 98.1%)"``."""
+    mean = pct(interval.mean)
+    method = interval.method
+    if method == "logit t":
+        return f"{mean} ({level(confidence)} CI {100 * interval.low:.1f} to {100 * interval.high:.1f}%)"
+    if method == "same":
+        return f"{mean} (all {interval.n} seeds gave the same {what} \u2014 check the seeding)"
+    if method == "range" and interval.n == 1:
+        return f"{mean} (one seed, no interval)"
+    if method == "range":
+        return (
+            f"{mean} ({interval.n} seeds ranged {100 * interval.min:.1f} to {100 * interval.max:.1f}%; "
+            "too few for an interval, run at least 3)"
+        )
+    if method == "boundary":
+        return (
+            f"{mean} (seeds ranged {100 * interval.min:.1f} to {100 * interval.max:.1f}%; a seed at "
+            "exactly 0% or 100% leaves no interval on the logit scale)"
+        )
+    return mean
 
 
-def _equals(column: pd.Series, value) -> pd.Series:
-    if isinstance(value, float) and math.isnan(value):
-        return column.isna()
-    return column == value
+def _interval_numbers(prefix: str, interval) -> dict:
+    return {
+        f"{prefix}_mean": interval.mean,
+        f"{prefix}_ci_low": interval.low,
+        f"{prefix}_ci_high": interval.high,
+        f"{prefix}_min": interval.min,
+        f"{prefix}_max": interval.max,
+        f"{prefix}_n": interval.n,
+        f"{prefix}_interval": interval.method,
+    }
 
 
-def rate_axis(runs: pd.DataFrame, params: Sequence[str] | None = None) -> tuple[str | None, pd.Series]:
-    """The x axis and the line for an "accuracy vs dropout rate" plot.
+def _vs(c: Comparison, base_name: str, confidence: float) -> str:
+    """``+1.3 pp vs no dropout (simultaneous 95% CI ..., paired t, Holm p = ...)``."""
+    return (
+        f"{pp(c.diff)} vs {base_name} ({ci_pp(c.ci_low, c.ci_high, confidence)}, {c.test}, "
+        f"{p_text(c.p_adjusted, 'Holm p')})"
+    )
 
-    The key is the varied ``dropout.*`` parameter with the most distinct values (first in
-    ``params`` order on ties). The line holds the runs whose other varied parameters sit at
-    their most common value across configurations (the smallest on ties), so that each
-    rate appears once; the other configurations are meant to be shown as separate labelled
-    points. Returns ``(key, mask)`` with ``mask`` a boolean Series on ``runs.index``;
-    ``(None, all False)`` when no dropout parameter varies.
-    """
-    params = param_columns(runs, params)
-    mask = pd.Series(False, index=runs.index)
-    if runs.empty:
-        return None, mask
-    configs = runs.drop_duplicates("config")
-    varied = varied_params(runs, params)
-    rates = [p for p in varied if p.startswith("dropout.")]
-    if not rates:
-        return None, mask
-    key = max(rates, key=lambda p: configs[p].nunique(dropna=False))
-    on_line = pd.Series(True, index=runs.index)
-    for other in varied:
-        if other != key:
-            on_line &= _equals(runs[other], _mode(configs[other]))
-    return key, on_line.astype(bool)
+
+def _comparison_numbers(c: Comparison) -> dict:
+    return {
+        "diff": c.diff,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "p_value": c.p_value,
+        "p_adjusted": c.p_adjusted,
+        "n": c.n,
+        "n_baseline": c.n_baseline,
+        "seeds_needed": c.seeds_needed,
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -137,238 +177,322 @@ def findings(
     params: Sequence[str] | None = None,
     baseline=None,
     alpha: float = 0.05,
+    confidence: float = 0.95,
+    min_effect: float = 0.01,
 ) -> list[str]:
-    """Short English sentences on test accuracy, each with its figure and 95% interval.
+    """The headline sentences for a runs table (``Store.runs()``): ``analyze_frames`` rendered.
 
-    ``runs`` is ``Store.runs()`` (accuracies as fractions); the sentences give accuracies in
-    percent and differences in percentage points (pp). ``baseline`` is anything
-    ``resolve_baseline`` accepts (None: the configuration without dropout). Comparisons use
-    ``compare`` (paired t by seed when seeds match, else Welch; Holm-adjusted over all
-    comparisons, significant when below ``alpha``).
+    Kept for notebooks and scripts; ``analysis.analyze`` gives the findings as data.
+    """
+    from dropoutlab.report.analysis import analyze_frames
+
+    analysis = analyze_frames(runs, baseline=baseline, alpha=alpha, confidence=confidence,
+                              min_effect=min_effect, params=params)  # fmt: skip
+    return [f.text for f in analysis.headline]
+
+
+def build_findings(a: Analysis) -> list[Finding]:
+    """The findings of an analysis, headline first in reading order, then the exploratory ones.
 
     In order: a plain statement first when nothing is distinguishable from the baseline;
-    what the statistics rest on (completed, diverged and failed runs); the best
-    configuration, against the baseline and the runner-up; configurations that
-    significantly help or hurt; which dropout slot helped most when slots are varied one at
-    a time; whether two crossed parameters interact (two-way ANOVA); the configurations not
-    distinguishable from the baseline, with the seeds a difference of that size would need;
-    the train-test gap along the rate axis; and where train accuracy falls below test
-    accuracy, whether that is dropout noise (running accuracy measured with dropout on) or
-    underfitting (eval-mode train accuracy below test too).
+    what the statistics rest on (completed, diverged and failed runs, seeds with no spread,
+    seeds left out of a pairing); the best configuration against the baseline;
+    configurations distinguishably better or worse; placement when dropout slots are varied
+    one at a time; whether two crossed parameters interact; the configurations not
+    distinguishable from the baseline, with the seeds ``min_effect`` would need; the
+    train-test gap along the rate axis; where train accuracy falls below test accuracy.
+    Then, exploratory: the lead of the best over the runner-up, the two best placements.
     """
-    params = param_columns(runs, params)
-    if runs.empty:
-        return ["No runs in this study yet: nothing to report."]
-    summary = summarize(runs, params, CONFIDENCE)
-    done = summary[summary["n"] > 0].dropna(subset=["test_acc_mean"])
-    if done.empty:
-        return ["No completed runs: nothing to report.", *_failures(summary)]
-
-    base = resolve_baseline(runs, baseline, params)
-    base_name = base
-    if base is not None and base in no_dropout_configs(runs):
-        base_name = "no dropout"
-    if base is None:
-        table = pd.DataFrame(columns=list(COMPARE_COLUMNS))
-    else:
-        table = compare(runs, params, base, alpha=alpha, confidence=CONFIDENCE)
-
-    out: list[str] = []
-    out += _headline(table, base_name, done, no_dropout_configs(runs))
-    out += _basis(done, summary, base)
-    out += _failures(summary)
-    out += _best(runs, done, table, base, base_name)
-    out += _significant(table, base_name, done)
-    out += _placement(runs, params, table, base, base_name)
-    out += _interaction(runs, params)
-    out += _not_distinguishable(table, base_name, done)
-    out += _gap_trend(runs, params, summary)
-    out += _train_below_test(runs, done)
+    if a.runs.empty:
+        return [Finding("no_runs", "No runs in this study yet: nothing to report.")]
+    done = [c for c in a.configs if c.n > 0 and np.isfinite(c.test_acc.mean)]
+    if not done:
+        return [Finding("no_completed", "No completed runs: nothing to report."), *_failures(a)]
+    out: list[Finding] = []
+    out += _headline(a, done)
+    out += _basis(a, done)
+    out += _failures(a)
+    out += _no_spread(a)
+    out += _left_out(a)
+    out += _best(a, done)
+    out += _significant(a, done)
+    out += _placement(a)
+    out += _interaction(a)
+    out += _not_distinguishable(a, done)
+    out += _gap_trend(a)
+    out += _train_below_test(a, done)
+    out += _runner_up(a, done)
     return out
 
 
-def _seed_phrase(done: pd.DataFrame) -> str:
-    counts = sorted(set(done["n"].astype(int)))
+def _seed_phrase(done) -> str:
+    counts = sorted({c.n for c in done})
     if len(counts) == 1:
-        return _seeds(counts[0])
-    return f"{counts[0]}{chr(0x2013)}{counts[-1]} seeds"
+        return seeds_text(counts[0])
+    return f"{counts[0]}\u2013{counts[-1]} seeds"
 
 
-def _headline(table: pd.DataFrame, base_name, done: pd.DataFrame, zero: list[str]) -> list[str]:
+def _headline(a: Analysis, done) -> list[Finding]:
+    base_name = a.baseline_name
     if base_name is None:
+        zero = no_dropout_configs(a.runs)
         why = (
-            f"several configurations have no dropout ({', '.join(zero)})"
+            f"several configurations have no dropout ({', '.join(map(a.label, zero))})"
             if zero
             else "no configuration has every dropout rate at 0"
         )
         return [
-            f"No baseline: {why}, so nothing is compared with a baseline; name one "
-            "(e.g. 'dropout.conv=0,optimizer.lr=0.01') to get those comparisons."
+            Finding(
+                "no_baseline",
+                f"No baseline: {why}, so nothing is compared with a baseline; name one "
+                "(e.g. 'dropout.conv=0,optimizer.lr=0.01') to get those comparisons.",
+                tuple(zero),
+            )
         ]
-    if table.empty:
-        return [f"Only the baseline ({base_name}) has been run: nothing to compare it with."]
-    if table["significant"].any():
-        return []
-    if table["p_value"].notna().sum() == 0:
+    if not a.comparisons:
         return [
-            f"Nothing can be tested against {base_name} yet: every comparison lacks a second "
-            "seed or any spread between seeds; run at least 3 seeds per configuration."
+            Finding(
+                "only_baseline", f"Only the baseline ({base_name}) has been run: nothing to compare it with."
+            )
         ]
+    if any(c.significant for c in a.comparisons):
+        return []
+    tested = [c for c in a.comparisons if np.isfinite(c.p_value)]
+    if not tested:
+        return [
+            Finding(
+                "untestable",
+                f"Nothing can be tested against {base_name} yet: every comparison lacks a second "
+                "seed or any spread between seeds; run at least 3 seeds per configuration.",
+                (a.baseline,),
+            )
+        ]
+    smallest = min(c.p_adjusted for c in tested)
+    counts = sorted({c.n for c in done})
     return [
-        f"No configuration is distinguishable from {base_name} on test accuracy with "
-        f"{_seed_phrase(done)}: every difference is within seed-to-seed noise "
-        f"(smallest Holm-adjusted {_p(table['p_adjusted'].min())})."
+        Finding(
+            "none_distinguishable",
+            f"No configuration is distinguishable from {base_name} on test accuracy with "
+            f"{_seed_phrase(done)} (smallest Holm-adjusted {p_text(smallest)}; {a.family_size} tests "
+            f"in one family at alpha = {a.alpha:g}).",
+            (a.baseline,),
+            {
+                "p_adjusted_min": smallest,
+                "family_size": a.family_size,
+                "alpha": a.alpha,
+                "seeds_min": counts[0],
+                "seeds_max": counts[-1],
+            },  # fmt: skip
+        )
     ]
 
 
-def _basis(done: pd.DataFrame, summary: pd.DataFrame, base) -> list[str]:
-    n_runs = int(done["n"].sum())
-    text = f"Based on {n_runs} completed runs: {len(done)} configurations with {_seed_phrase(done)} each"
-    if len(done) < len(summary):
-        missing = [str(c) for c in summary.loc[summary["n"] == 0, "config"]]
-        text += f"; no completed run for {', '.join(missing)}"
-    return [text + "."]
+def _basis(a: Analysis, done) -> list[Finding]:
+    n_runs = sum(c.n for c in done)
+    counts = sorted({c.n for c in done})
+    configurations = "1 configuration" if len(done) == 1 else f"{len(done)} configurations"
+    text = f"Based on {n_runs} completed runs: {configurations} with {_seed_phrase(done)} each"
+    missing = [c.config for c in a.configs if c.n == 0]
+    if missing:
+        text += f"; no completed run for {', '.join(map(a.label, missing))}"
+    numbers = {"runs": n_runs, "configurations": len(done), "seeds_min": counts[0], "seeds_max": counts[-1]}
+    return [Finding("basis", text + ".", tuple(missing), numbers)]
 
 
-def _failures(summary: pd.DataFrame) -> list[str]:
+def _failures(a: Analysis) -> list[Finding]:
     out = []
-    for row in summary.itertuples():
+    for c in a.configs:
         parts = []
-        if row.n_diverged:
-            parts.append(f"{row.n_diverged} diverged")
-        if row.n_failed:
-            parts.append(f"{row.n_failed} failed")
+        if c.n_diverged:
+            parts.append(f"{c.n_diverged} diverged")
+        if c.n_failed:
+            parts.append(f"{c.n_failed} failed")
         if parts:
+            total = c.n + c.n_diverged + c.n_failed
             out.append(
-                f"{row.config}: {' and '.join(parts)} of "
-                f"{row.n + row.n_diverged + row.n_failed} runs, left out of the statistics."
+                Finding(
+                    "failures",
+                    f"{a.label(c.config)}: {' and '.join(parts)} of {total} runs, left out of the statistics.",
+                    (c.config,),
+                    {"diverged": c.n_diverged, "failed": c.n_failed, "runs": total},
+                )
             )
     return out
 
 
-def _vs(row, base_name) -> str:
-    """``+1.3 pp vs no dropout (95% CI ..., paired t, Holm p = ...)``."""
-    return (
-        f"{_pp(row.diff)} vs {base_name} ({_ci_pp(row.ci_low, row.ci_high)}, {row.test}, "
-        f"Holm {_p(row.p_adjusted)})"
-    )
-
-
-def _best(runs, done, table, base, base_name) -> list[str]:
-    ranked = done.sort_values("test_acc_mean", ascending=False, kind="stable")
-    best = ranked.iloc[0]
-    level = f"{_pct(best.test_acc_mean)} ({_ci_pct(best.test_acc_ci_low, best.test_acc_ci_high)})"
+def _no_spread(a: Analysis) -> list[Finding]:
     out = []
-    if base is None:
-        out.append(f"Highest mean test accuracy: {best.config} at {level}.")
-    elif best.config == base:
-        out.append(
-            f"The highest mean test accuracy is the baseline itself ({base_name}): {level}; "
-            "none of the dropout settings has a higher mean."
+    for c in a.configs:
+        if c.test_acc.method == "same":
+            out.append(
+                Finding(
+                    "no_spread",
+                    f"{a.label(c.config)}: all {c.n} seeds gave the same test accuracy ({pct(c.test_acc.mean)}) "
+                    "\u2014 check the seeding: different seeds should give different runs.",
+                    (c.config,),
+                    {"n": c.n, "test_acc_mean": c.test_acc.mean},
+                )
+            )
+    return out
+
+
+def _left_out(a: Analysis) -> list[Finding]:
+    out = []
+    for c in a.comparisons:
+        if c.test == "paired t" and c.seeds_left_out:
+            seeds = ", ".join(str(s) for s in c.seeds_left_out)
+            word = "seed" if len(c.seeds_left_out) == 1 else "seeds"
+            out.append(
+                Finding(
+                    "seeds_left_out",
+                    f"{a.label(c.config)} vs {a.baseline_name}: paired on the {c.n} seeds both completed; "
+                    f"{word} {seeds} left out (completed by only one of the two).",
+                    (c.config, c.baseline),
+                    {"n": c.n, "seeds_left_out": list(c.seeds_left_out)},
+                )
+            )
+    return out
+
+
+def _best_config(done):
+    return max(done, key=lambda c: c.test_acc.mean)
+
+
+def _best(a: Analysis, done) -> list[Finding]:
+    best = _best_config(done)
+    text_level = accuracy_level(best.test_acc, a.confidence, "test accuracy")
+    numbers = _interval_numbers("test_acc", best.test_acc)
+    if a.baseline is None:
+        return [
+            Finding(
+                "best",
+                f"Highest mean test accuracy: {a.label(best.config)} at {text_level}.",
+                (best.config,),
+                numbers,
+            )
+        ]
+    if best.config == a.baseline:
+        return [
+            Finding(
+                "best",
+                f"The highest mean test accuracy is the baseline itself ({a.baseline_name}): {text_level}; "
+                "no other setting has a higher mean.",
+                (best.config,),
+                numbers,
+            )
+        ]
+    c = a.comparison(best.config)
+    numbers.update(_comparison_numbers(c))
+    if c.significant and c.diff > 0:
+        return [
+            Finding(
+                "best",
+                f"Best: {a.label(best.config)} with test accuracy {text_level}, {_vs(c, a.baseline_name, a.confidence)}: "
+                f"higher than {a.baseline_name} at the corrected level.",
+                (best.config, a.baseline),
+                numbers,
+                claim=True,
+            )
+        ]
+    tail = _needed(a, c) if np.isfinite(c.p_value) else "."
+    return [
+        Finding(
+            "best",
+            f"Highest mean test accuracy: {a.label(best.config)} at {text_level}, {_vs(c, a.baseline_name, a.confidence)}: "
+            f"not distinguishable from {a.baseline_name} with {seeds_text(min(c.n, c.n_baseline))}{tail}",
+            (best.config, a.baseline),
+            {**numbers, **_needed_numbers(a, c)},
         )
-    else:
-        row = next(table[table["config"] == best.config].itertuples())
-        if row.significant and row.diff > 0:
-            out.append(
-                f"Best: {best.config} with test accuracy {level}, {_vs(row, base_name)}: a real improvement."
-            )
+    ]
+
+
+def _significant(a: Analysis, done) -> list[Finding]:
+    best = _best_config(done).config
+    out = []
+    for c in a.comparisons:
+        if not c.significant:
+            continue
+        if c.diff < 0:
+            text = f"{a.label(c.config)} has lower test accuracy than {a.baseline_name}: {_vs(c, a.baseline_name, a.confidence)}."
+        elif c.config != best:
+            text = f"{a.label(c.config)} also has higher test accuracy than {a.baseline_name}: {_vs(c, a.baseline_name, a.confidence)}."
         else:
-            m = int(table["p_value"].notna().sum())
-            tail = _needed(row, m) if np.isfinite(row.p_value) else "."
-            out.append(
-                f"Highest mean test accuracy: {best.config} at {level}, {_vs(row, base_name)}: "
-                f"not distinguishable from {base_name} with "
-                f"{_seeds(min(row.n, row.n_baseline))}{tail}"
-            )
-    if len(ranked) > 1 and best.config != base:
-        runner = ranked.iloc[1]
-        if runner.config != base:
-            pair = compare_configs(runs, best.config, runner.config, confidence=CONFIDENCE)
-            if np.isfinite(pair["p_value"]):
-                verdict = "distinguishable" if pair["p_value"] < 0.05 else "not distinguishable"
-                out.append(
-                    f"Its lead over the runner-up {runner.config} "
-                    f"({_pct(runner.test_acc_mean)}) is {_pp(pair['diff'])} "
-                    f"({_ci_pp(pair['ci_low'], pair['ci_high'])}, {pair['test']}, "
-                    f"unadjusted {_p(pair['p_value'])}): {verdict}."
-                )
-            else:
-                out.append(
-                    f"Its lead over the runner-up {runner.config} "
-                    f"({_pct(runner.test_acc_mean)}) is {_pp(pair['diff'])}, which cannot be "
-                    "tested (one seed, or no spread between seeds)."
-                )
+            continue
+        out.append(Finding("significant", text, (c.config, c.baseline), _comparison_numbers(c), claim=True))
     return out
 
 
-def _significant(table: pd.DataFrame, base_name, done: pd.DataFrame) -> list[str]:
-    if table.empty:
-        return []
-    best = done.sort_values("test_acc_mean", ascending=False, kind="stable").iloc[0].config
-    out = []
-    for row in table[table["significant"]].itertuples():
-        if row.diff < 0:
-            out.append(f"{row.config} hurts test accuracy: {_vs(row, base_name)}.")
-        elif row.config != best:
-            out.append(f"{row.config} also improves on {base_name}: {_vs(row, base_name)}.")
-    return out
+def _needed_numbers(a: Analysis, c: Comparison) -> dict:
+    return {
+        "min_effect": a.min_effect,
+        "power": a.power,
+        "alpha": a.alpha,
+        "family_size": a.family_size,
+        "level": a.alpha / max(a.family_size, 1),
+        "seeds_needed": c.seeds_needed,
+        "seeds_limit": SEEDS_SEARCH_LIMIT,
+        "sd": c.sd,
+    }
 
 
-def _not_distinguishable(table: pd.DataFrame, base_name, done: pd.DataFrame) -> list[str]:
-    if table.empty:
-        return []
-    best = done.sort_values("test_acc_mean", ascending=False, kind="stable").iloc[0].config
-    m = int(table["p_value"].notna().sum())
+def _needed(a: Analysis, c: Comparison) -> str:
+    """The end of a not-distinguishable sentence: the seeds a difference of ``min_effect`` needs."""
+    needed = c.seeds_needed
+    target = f"a difference of {pp(a.min_effect).lstrip('+')} with {a.power:.0%} power at the corrected level"
+    if math.isinf(needed):
+        return f"; {target} would take more than {SEEDS_SEARCH_LIMIT} seeds per configuration."
+    if not np.isfinite(needed):
+        return "."
+    if needed <= min(c.n, c.n_baseline):
+        return f"; these seeds already give {target}, so a difference that large would likely have shown."
+    return f"; {target} would take about {int(needed)} seeds per configuration."
+
+
+def _not_distinguishable(a: Analysis, done) -> list[Finding]:
+    best = _best_config(done).config
     out = []
-    for row in table[~table["significant"]].itertuples():
-        if row.config == best and np.isfinite(row.p_value):
+    for c in a.comparisons:
+        if c.significant or (c.config == best and np.isfinite(c.p_value)):
             continue  # said with the best configuration
-        head = f"{row.config}: {_pp(row.diff)} vs {base_name}"
-        if not np.isfinite(row.p_value):
-            if min(row.n, row.n_baseline) < 2:
-                out.append(
-                    f"{head} with {_seeds(min(row.n, row.n_baseline))}: cannot be tested; "
+        head = f"{a.label(c.config)}: {pp(c.diff)} vs {a.baseline_name}"
+        n = min(c.n, c.n_baseline)
+        numbers = _comparison_numbers(c)
+        if not np.isfinite(c.p_value):
+            if n < 2:
+                text = (
+                    f"{head} with {seeds_text(n)}: cannot be tested; "
                     "run at least 2 seeds (3 or more for a useful interval)."
                 )
-            elif np.isfinite(row.diff):
-                out.append(f"{head}: identical across seeds, no spread to test against.")
+            elif np.isfinite(c.diff):
+                text = f"{head}: identical across seeds, no spread to test against."
+            else:
+                continue
+            out.append(Finding("untestable", text, (c.config, c.baseline), numbers))
             continue
         text = (
-            f"{head} ({_ci_pp(row.ci_low, row.ci_high)}, Holm {_p(row.p_adjusted)}): not "
-            f"distinguishable from {base_name} with {_seeds(min(row.n, row.n_baseline))}"
+            f"{head} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}, {p_text(c.p_adjusted, 'Holm p')}): not "
+            f"distinguishable from {a.baseline_name} with {seeds_text(n)}{_needed(a, c)}"
         )
-        text += _needed(row, m)
-        out.append(text)
+        out.append(
+            Finding("not_distinguishable", text, (c.config, c.baseline), {**numbers, **_needed_numbers(a, c)})
+        )
     return out
 
 
-def _needed(row, m: int) -> str:
-    """The end of a not-distinguishable sentence: how many seeds would tell."""
-    needed = row.seeds_needed
-    if math.isinf(needed):
-        return "; more than 1000 seeds per setting would be needed to see a difference this small."
-    if not np.isfinite(needed):
-        return "; the observed difference is zero." if row.diff == 0 else "."
-    if needed <= min(row.n, row.n_baseline):
-        return (
-            f" after Holm correction for {m} comparisons (unadjusted {_p(row.p_value)}); "
-            "a few more seeds would settle it."
-        )
-    return f"; about {int(needed)} seeds per setting would be needed to see a difference of this size."
+# ----------------------------------------------------------------------------------------
+# Placement: dropout slots varied one at a time
 
 
-def _one_at_a_time(runs: pd.DataFrame, params: list[str], base) -> dict[str, list[str]]:
+def _one_at_a_time(a: Analysis) -> dict[str, list[str]]:
     """Configs that differ from the baseline in exactly one varied dropout parameter."""
-    varied = varied_params(runs, params)
-    configs = runs.drop_duplicates("config").set_index("config")
-    ref = configs.loc[base]
+    ref = a.config(a.baseline).params
     by_slot: dict[str, list[str]] = {}
-    for label, row in configs.iterrows():
-        if label == base:
+    for c in a.configs:
+        if c.config == a.baseline:
             continue
-        differ = [p for p in varied if not (row[p] == ref[p] or (pd.isna(row[p]) and pd.isna(ref[p])))]
+        differ = [p for p in a.varied if c.params.get(p) != ref.get(p)]
         if len(differ) == 1 and differ[0].startswith("dropout."):
-            by_slot.setdefault(differ[0], []).append(label)
+            by_slot.setdefault(differ[0], []).append(c.config)
     return by_slot
 
 
@@ -376,149 +500,226 @@ def _slot(param: str) -> str:
     return f"the {param.removeprefix('dropout.')} slot"
 
 
-def _placement(runs, params, table: pd.DataFrame, base, base_name) -> list[str]:
-    if base is None or table.empty:
-        return []
-    by_slot = _one_at_a_time(runs, params, base)
-    if len(by_slot) < 2:
-        return []
-    rows = table.set_index("config")
+def _placement_best(a: Analysis):
+    """``[(best diff, slot, config)]`` sorted by diff, or None without two slots to compare."""
+    if a.baseline is None or not a.comparisons:
+        return None
     best_per_slot = []
-    for slot, labels in by_slot.items():
-        diffs = rows.loc[labels, "diff"].dropna()
-        if not diffs.empty:
-            best_per_slot.append((float(diffs.max()), slot, str(diffs.idxmax())))
+    for slot, labels in _one_at_a_time(a).items():
+        rows = [a.comparison(label) for label in labels]
+        rows = [r for r in rows if r is not None and np.isfinite(r.diff)]
+        if rows:
+            top = max(rows, key=lambda r: r.diff)
+            best_per_slot.append((top.diff, slot, top.config))
     if len(best_per_slot) < 2:
+        return None
+    return sorted(best_per_slot, key=lambda item: item[0], reverse=True)
+
+
+def _placement(a: Analysis) -> list[Finding]:
+    ranked = _placement_best(a)
+    if ranked is None:
         return []
-    best_per_slot.sort(key=lambda item: item[0], reverse=True)
-    parts = []
-    for _, slot, label in best_per_slot:
-        row = rows.loc[label]
-        mark = ", significant" if row["significant"] else ", not significant"
+    parts, numbers = [], {}
+    for _, slot, label in ranked:
+        c = a.comparison(label)
+        mark = "distinguishable" if c.significant else "not distinguishable"
         parts.append(
-            f"{_slot(slot)} at best {_pp(row['diff'])} with {label} "
-            f"({_ci_pp(row['ci_low'], row['ci_high'])}{mark})"
+            f"{_slot(slot)} at best {pp(c.diff)} with {a.label(label)} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}, {mark})"
         )
-    (_, top_slot, top_label), (_, second_slot, second_label) = best_per_slot[:2]
-    helped = [slot for _, slot, label in best_per_slot if _helps(rows.loc[label])]
-    pair = compare_configs(runs, top_label, second_label, confidence=CONFIDENCE)
-    apart = bool(np.isfinite(pair["p_value"]) and pair["p_value"] < 0.05)
+        numbers[f"{slot}_diff"] = c.diff
+        numbers[f"{slot}_ci_low"] = c.ci_low
+        numbers[f"{slot}_ci_high"] = c.ci_high
+    by_slot = _one_at_a_time(a)
+    helped = [slot for slot, labels in by_slot.items() if any(_helps(a.comparison(x)) for x in labels)]
+    hurt_or_not = [slot for slot in by_slot if slot not in helped]
     if not helped:
-        lead = f"no single-slot dropout is distinguishable from {base_name}"
-    elif helped[0] == top_slot and apart:
-        lead = f"dropout in {_slot(top_slot)} helped most"
-    elif helped[0] == top_slot:
-        lead = (
-            f"dropout in {_slot(top_slot)} has the highest mean, but not distinguishably "
-            f"more than in {_slot(second_slot)}"
-        )
+        lead = f"no single-slot dropout setting is distinguishable from {a.baseline_name}"
     else:
         lead = (
-            f"only dropout in {' and '.join(map(_slot, helped))} is distinguishably better than {base_name}"
+            f"dropout in {' and '.join(map(_slot, helped))} is distinguishably better than {a.baseline_name}"
         )
-    text = f"Placement: {lead} ({'; '.join(parts)})."
-    if np.isfinite(pair["p_value"]):
-        text += (
-            f" Best placements compared directly ({top_label} minus {second_label}): "
-            f"{_pp(pair['diff'])} ({_ci_pp(pair['ci_low'], pair['ci_high'])}, {pair['test']}, "
-            f"unadjusted {_p(pair['p_value'])})."
-        )
-    return [text]
+        if hurt_or_not:
+            lead += f"; in {' and '.join(map(_slot, hurt_or_not))} it is not"
+    configs = tuple(label for _, _, label in ranked)
+    return [
+        Finding("placement", f"Placement: {lead} ({'; '.join(parts)}).", configs, numbers, claim=bool(helped))
+    ]
 
 
-def _helps(row) -> bool:
-    return bool(row["significant"] and row["diff"] > 0)
+def _helps(c: Comparison | None) -> bool:
+    return bool(c is not None and c.significant and c.diff > 0)
 
 
-def _interaction(runs, params) -> list[str]:
-    result = interaction_test(runs, params)
-    if result is None:
+# ----------------------------------------------------------------------------------------
+# Interaction and the gap trend
+
+
+def _interaction(a: Analysis) -> list[Finding]:
+    r = a.interaction
+    if r is None:
         return []
-    fa, fb = result["factors"]
-    how = "two-way ANOVA interaction F-test" + (", seed as a block" if result["blocked_by_seed"] else "")
-    if not np.isfinite(result["p_value"]):
-        return [f"Whether {fa} and {fb} interact cannot be tested: no spread between seeds."]
+    fa, fb = r.factors
+    how = "two-way ANOVA interaction F-test" + (", seed as a block" if r.blocked_by_seed else "")
     figure = (
-        f"F({result['df_num']}, {result['df_den']}) = {result['F']:.2f}, "
-        f"{_p(result['p_value'])}, partial \u03b7\u00b2 = {result['partial_eta_sq']:.2f}; {how}"
+        f"F({r.df_num}, {r.df_den}) = {r.F:.2f}, {p_text(r.p_adjusted, 'Holm p')} "
+        f"(unadjusted {p_text(r.p_value)}), partial \u03b7\u00b2 = {r.partial_eta_sq:.2f}; {how}"
     )
-    if result["p_value"] < 0.05:
+    numbers = {"F": r.F, "df_num": r.df_num, "df_den": r.df_den, "p_value": r.p_value,
+               "p_adjusted": r.p_adjusted, "partial_eta_sq": r.partial_eta_sq}  # fmt: skip
+    if r.significant:
         return [
-            f"{fa} and {fb} interact on test accuracy ({figure}): the best {fa} depends on "
-            f"{fb}, so read them together, not one at a time."
+            Finding(
+                "interaction",
+                f"{fa} and {fb} interact on test accuracy ({figure}): the best {fa} depends on "
+                f"{fb}, so read them together, not one at a time.",
+                (),
+                numbers,
+                claim=True,
+            )
         ]
     return [
-        f"No detectable interaction between {fa} and {fb} on test accuracy ({figure}): "
-        "within noise, their effects add up."
+        Finding(
+            "interaction",
+            f"No interaction between {fa} and {fb} on test accuracy was detected ({figure}). "
+            "This does not show that their effects add up: an interaction this test could not see "
+            "with these seeds may remain.",
+            (),
+            numbers,
+        )
     ]
 
 
-def _gap_trend(runs, params, summary: pd.DataFrame) -> list[str]:
-    key, mask = rate_axis(runs, params)
-    if key is None:
+def _gap_trend(a: Analysis) -> list[Finding]:
+    g = a.gap_trend
+    if g is None:
         return []
-    on_line = set(runs.loc[mask, "config"])
-    line = summary[summary["config"].isin(on_line) & (summary["n"] > 0)]
-    line = line.dropna(subset=["gap_acc_mean"]).sort_values(key, kind="stable")
-    if len(line) < 2:
-        return []
-    low, high = line.iloc[0], line.iloc[-1]
-    pair = compare_configs(runs, high.config, low.config, metric="gap_acc", confidence=CONFIDENCE)
-    change = f"a change of {_pp(pair['diff'])} ({_ci_pp(pair['ci_low'], pair['ci_high'])}"
-    if not np.isfinite(pair["p_value"]):
-        change += ", untestable)"
-    elif pair["p_value"] >= 0.05:
-        change += f", {_p(pair['p_value'])}): no distinguishable change"
+    c = g.change
+    change = f"a change of {pp(c.diff)} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}"
+    claim = False
+    if not np.isfinite(c.p_value):
+        change += ", cannot be tested: too few seeds or no spread)"
+    elif not c.significant:
+        change += f", {p_text(c.p_adjusted, 'Holm p')}): not distinguishable from no change"
     else:
-        shape = "narrows" if pair["diff"] < 0 else "widens"
-        change += f", {_p(pair['p_value'])}): the gap {shape} with more dropout"
-    return [
-        f"Along {key} from {_value(low[key])} to {_value(high[key])}, test accuracy goes from "
-        f"{_pct(low.test_acc_mean)} to {_pct(high.test_acc_mean)} and the train-test accuracy "
-        f"gap (eval-mode train accuracy where measured) from {_pp(low.gap_acc_mean)} "
-        f"({_ci_pp(low.gap_acc_ci_low, low.gap_acc_ci_high)}) to {_pp(high.gap_acc_mean)} "
-        f"({_ci_pp(high.gap_acc_ci_low, high.gap_acc_ci_high)}), {change}."
-    ]
+        shape = "narrows" if c.diff < 0 else "widens"
+        change += f", {p_text(c.p_adjusted, 'Holm p')}): the gap {shape} with more dropout"
+        claim = True
+    text = (
+        f"Along {g.key} from {value_text(g.low_value)} to {value_text(g.high_value)}, mean test accuracy "
+        f"goes from {pct(g.low_test_acc)} to {pct(g.high_test_acc)} and the train-test accuracy gap "
+        f"(eval-mode train accuracy where measured) from {pp(g.low_gap)} to {pp(g.high_gap)}, {change}."
+    )
+    numbers = {"low_value": g.low_value, "high_value": g.high_value, "low_test_acc": g.low_test_acc,
+               "high_test_acc": g.high_test_acc, "low_gap": g.low_gap,
+               "high_gap": g.high_gap, **_comparison_numbers(c)}  # fmt: skip
+    return [Finding("gap_trend", text, (g.low_config, g.high_config), numbers, claim=claim)]
 
 
-def _train_below_test(runs: pd.DataFrame, done: pd.DataFrame) -> list[str]:
-    metrics = run_metrics(runs)
+# ----------------------------------------------------------------------------------------
+# Train accuracy below test accuracy
+
+
+def _train_below_test(a: Analysis, done) -> list[Finding]:
+    metrics = run_metrics(a.runs)
     metrics = metrics[metrics["status"] == "completed"]
-    no_dropout = set(no_dropout_configs(runs))
+    no_dropout = set(no_dropout_configs(a.runs))
     out = []
-    for row in done.itertuples():
-        test = row.test_acc_mean
-        running, evaluated = row.train_acc_mean, row.train_eval_acc_mean
-        mine = metrics[metrics["config"] == row.config]
+    for c in done:
+        test = c.test_acc.mean
+        running, evaluated = c.train_acc.mean, c.train_eval_acc.mean
+        mine = metrics[metrics["config"] == c.config]
         if np.isfinite(evaluated) and evaluated < test:
-            _, low, high = mean_ci(mine["train_eval_acc"] - mine["test_acc"], CONFIDENCE)
-            out.append(
-                f"At {row.config}, train accuracy is below test accuracy even in eval mode "
-                f"({_pct(evaluated)} vs {_pct(test)}, {_pp(evaluated - test)}, "
-                f"{_ci_pp(low, high)}): a sign of underfitting at this setting."
+            _, low, high = mean_ci(mine["train_eval_acc"] - mine["test_acc"], a.confidence)
+            text = (
+                f"At {a.label(c.config)}, mean train accuracy is below mean test accuracy even in eval mode "
+                f"({pct(evaluated)} vs {pct(test)}, {pp(evaluated - test)}, {ci_pp(low, high, a.confidence, 'unadjusted')}): "
+                "a sign of underfitting at this setting."
             )
+            numbers = {"train_eval_acc": evaluated, "test_acc": test, "diff": evaluated - test,
+                       "ci_low": low, "ci_high": high}  # fmt: skip
         elif np.isfinite(running) and running < test:
-            _, low, high = mean_ci(mine["train_acc"] - mine["test_acc"], CONFIDENCE)
+            _, low, high = mean_ci(mine["train_acc"] - mine["test_acc"], a.confidence)
             below = (
-                f"At {row.config}, train accuracy measured with dropout on ({_pct(running)}) is "
-                f"below test accuracy ({_pct(test)}; {_pp(running - test)}, {_ci_pp(low, high)})"
+                f"At {a.label(c.config)}, mean train accuracy measured with dropout on ({pct(running)}) is "
+                f"below mean test accuracy ({pct(test)}; {pp(running - test)}, {ci_pp(low, high, a.confidence, 'unadjusted')})"
             )
-            if np.isfinite(evaluated) and row.config in no_dropout:
+            numbers = {"train_acc": running, "test_acc": test, "diff": running - test, "ci_low": low,
+                       "ci_high": high, "train_eval_acc": evaluated}  # fmt: skip
+            if np.isfinite(evaluated) and c.config in no_dropout:
                 # No dropout to blame: the running figure lags because it averages over an
                 # epoch of still-improving weights.
-                out.append(
-                    f"{below}, but eval-mode train accuracy ({_pct(evaluated)}) is above it: "
-                    "the running figure averages over an epoch of changing weights; this is "
-                    "not underfitting."
+                text = (
+                    f"{below}, but eval-mode train accuracy ({pct(evaluated)}) is above it: the running "
+                    "figure averages over an epoch of changing weights; this is not underfitting."
                 )
             elif np.isfinite(evaluated):
-                out.append(
-                    f"{below}, but eval-mode train accuracy ({_pct(evaluated)}) is above it: "
+                text = (
+                    f"{below}, but eval-mode train accuracy ({pct(evaluated)}) is above it: "
                     "this is dropout noise, not underfitting."
                 )
             else:
-                out.append(
+                text = (
                     f"{below}; eval-mode train accuracy was not measured, so this may be "
                     "dropout noise rather than underfitting."
                 )
+        else:
+            continue
+        out.append(Finding("train_below_test", text, (c.config,), numbers))
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Exploratory: pairs picked by looking at the data
+
+
+EXPLORATORY = "Exploratory (a pair picked by ranking these same results; unadjusted, not a claim): "
+
+
+def _runner_up(a: Analysis, done) -> list[Finding]:
+    ranked = sorted(done, key=lambda c: c.test_acc.mean, reverse=True)
+    out = []
+    if len(ranked) > 1 and ranked[0].config != a.baseline and ranked[1].config != a.baseline:
+        best, runner = ranked[0], ranked[1]
+        pair = compare_configs(a.runs, best.config, runner.config, confidence=a.confidence)
+        numbers = {"runner_up_test_acc": runner.test_acc.mean, "diff": pair["diff"], "ci_low": pair["ci_low"],
+                   "ci_high": pair["ci_high"], "p_value": pair["p_value"]}  # fmt: skip
+        if np.isfinite(pair["p_value"]):
+            detail = (
+                f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
+                f"{pair['test']}, unadjusted {p_text(pair['p_value'])})"
+            )
+        else:
+            detail = f"{pp(pair['diff'])}, which cannot be tested (one seed, or no spread between seeds)"
+        out.append(
+            Finding(
+                "runner_up",
+                f"{EXPLORATORY}the highest mean, {a.label(best.config)}, is ahead of the runner-up {a.label(runner.config)} "
+                f"({pct(runner.test_acc.mean)}) by {detail}.",
+                (best.config, runner.config),
+                numbers,
+                exploratory=True,
+            )
+        )
+    ranked_slots = _placement_best(a)
+    if ranked_slots is not None:
+        (_, _, top), (_, _, second) = ranked_slots[:2]
+        pair = compare_configs(a.runs, top, second, confidence=a.confidence)
+        if np.isfinite(pair["p_value"]):
+            out.append(
+                Finding(
+                    "placement_pair",
+                    f"{EXPLORATORY}the best placements compared directly ({a.label(top)} minus {a.label(second)}): "
+                    f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
+                    f"{pair['test']}, unadjusted {p_text(pair['p_value'])}).",
+                    (top, second),
+                    {
+                        "diff": pair["diff"],
+                        "ci_low": pair["ci_low"],
+                        "ci_high": pair["ci_high"],
+                        "p_value": pair["p_value"],
+                    },  # fmt: skip
+                    exploratory=True,
+                )
+            )
     return out

@@ -1,7 +1,10 @@
 """The report writers: one self-contained HTML file and a Markdown file with PNGs beside it.
 
-A report is a title, an ordered list of findings (plain-text sentences, shown first) and a
-list of ``Section``s, each with paragraphs, figures and tables. ``render_html`` gives one
+A report is a title, an ordered list of findings (plain-text sentences, shown first), an
+optional list of exploratory findings and a list of ``Section``s, each with paragraphs,
+figures and tables. The pages are jinja2 templates (``templates/report.html.j2`` with
+autoescaping, ``templates/report.md.j2`` with every value Markdown-escaped unless it is
+markup made here). ``render_html`` gives one
 HTML page that needs nothing else: images inlined as base64 PNG data URIs, inline CSS, no
 script, no external address, readable on a phone (viewport meta, a max-width column,
 images scaled down, wide tables scrolling sideways). ``render_markdown`` gives the same
@@ -9,7 +12,9 @@ content with ``![alt](file.png)`` links, and ``write_report`` writes both plus t
 
 Tables are pandas DataFrames with the store's units; ``format_table`` shows accuracies
 as percent and accuracy differences as percentage points (see its docstring for how
-columns are recognised). All text from the caller is escaped.
+columns are recognised). All text from the caller is escaped: in HTML by jinja2's
+autoescaping, in Markdown by ``md_escape`` (so that a study named ``![t](http://x/y.png)``
+shows as text, not as an image).
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from dropoutlab.report.plots import png_bytes
@@ -42,29 +49,30 @@ class Section:
     """One section of a report.
 
     ``paragraphs``: plain-text paragraphs (escaped, not markup). ``figures``: tuples
-    ``(caption, image, alt)`` where ``image`` is a matplotlib ``Figure`` or PNG bytes and
-    ``alt`` describes the picture for people who cannot see it; the caption also names the
-    PNG file. ``tables``: DataFrames, or ``(caption, DataFrame)`` tuples, formatted by
-    ``format_table``. Sequences are stored as tuples.
+    ``(caption, image, alt)`` or ``(caption, image, alt, name)`` where ``image`` is a
+    matplotlib ``Figure`` or PNG bytes, ``alt`` describes the picture for people who cannot
+    see it and ``name`` is the PNG's file stem (default: the caption as a slug). ``tables``:
+    DataFrames, or ``(caption, DataFrame)`` tuples, formatted by ``format_table``.
+    Sequences are stored as tuples.
     """
 
     title: str
     paragraphs: Sequence[str] = ()
-    figures: Sequence[tuple[str, Image, str]] = ()
+    figures: Sequence[tuple] = ()
     tables: Sequence[pd.DataFrame | tuple[str, pd.DataFrame]] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paragraphs", tuple(str(p) for p in self.paragraphs))
         figures = []
         for entry in self.figures:
-            if not (isinstance(entry, tuple) and len(entry) == 3):
-                raise TypeError(f"a figure is (caption, image, alt), got {entry!r}")
-            caption, image, alt = entry
+            if not (isinstance(entry, tuple) and len(entry) in (3, 4)):
+                raise TypeError(f"a figure is (caption, image, alt[, name]), got {entry!r}")
+            caption, image, alt, name = entry if len(entry) == 4 else (*entry, "")
             if not isinstance(image, Figure | bytes | bytearray | memoryview):
                 raise TypeError(f"figure {caption!r}: expected a matplotlib Figure or PNG bytes")
             if not isinstance(image, Figure) and not bytes(image[:8]) == PNG_SIGNATURE:
                 raise ValueError(f"figure {caption!r}: the bytes are not a PNG")
-            figures.append((str(caption), image, str(alt)))
+            figures.append((str(caption), image, str(alt), str(name or "")))
         object.__setattr__(self, "figures", tuple(figures))
         tables = []
         for entry in self.tables:
@@ -224,24 +232,27 @@ def format_table(frame: pd.DataFrame, merge_ci: bool = True) -> pd.DataFrame:
 
 
 def slug(text: str, default: str = "figure") -> str:
-    """A file-name-safe form of ``text``: lowercase ASCII letters, digits and hyphens."""
-    text = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
-    return text[:60].rstrip("-") or default
+    """A file-name-safe form of ``text``: lowercase ASCII letters, digits, dots and hyphens."""
+    text = re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-.")
+    return text[:60].rstrip("-.") or default
 
 
 def _figure_names(sections: Sequence[Section]) -> list[list[str]]:
-    """Stable, unique PNG file names per section and figure: ``<section>-<caption>.png``."""
+    """Unique PNG file names per section and figure: the figure's name, else its caption's slug.
+
+    A name used twice gets ``-2``, ``-3``... in order, so the names are stable.
+    """
     seen: set[str] = set()
     names = []
     for section in sections:
         mine = []
-        for k, (caption, _, _) in enumerate(section.figures, start=1):
-            stem = f"{slug(section.title, 'section')}-{slug(caption, f'figure-{k}')}"
-            name, n = f"{stem}.png", 2
-            while name in seen:
-                name, n = f"{stem}-{n}.png", n + 1
-            seen.add(name)
-            mine.append(name)
+        for k, (caption, _, _, name) in enumerate(section.figures, start=1):
+            stem = slug(name or caption, f"figure-{k}")
+            file, n = f"{stem}.png", 2
+            while file in seen:
+                file, n = f"{stem}-{n}.png", n + 1
+            seen.add(file)
+            mine.append(file)
         names.append(mine)
     return names
 
@@ -256,7 +267,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------------------
-# HTML
+# Templates
 
 _CSS = """
 :root { color-scheme: light; }
@@ -272,6 +283,7 @@ nav ol, .findings ol { padding-left: 1.5rem; }
 nav a { color: #0b5cad; }
 .findings { background: #f3f8fc; border-left: 4px solid #0072B2; padding: .4rem 1rem .4rem .6rem; }
 .findings li { margin: .45rem 0; }
+.exploratory { background: #f7f7f7; border-left: 4px solid #999; padding: .4rem 1rem .4rem .6rem; }
 figure { margin: 1.2rem 0; }
 img { display: block; max-width: 100%; height: auto; }
 figcaption { font-size: .92rem; color: #444; margin-top: .35rem; }
@@ -287,9 +299,49 @@ footer { margin-top: 3rem; font-size: .85rem; color: #666; }
   h1 { font-size: 1.45rem; } }
 """
 
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-def _esc(text) -> str:
-    return html.escape(str(text), quote=True)
+# Characters that make Markdown markup: links and images ([, ]), emphasis (*, _), code (`),
+# tables (|), escapes (\\). <, > and & become HTML entities for viewers that pass HTML through.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+
+
+def md_escape(text) -> str:
+    """Plain text made safe for Markdown, on one line: no link, image, emphasis or HTML.
+
+    ``![t](http://x/y.png)`` becomes ``!\\[t\\](http://x/y.png)``, which every viewer
+    shows as the text itself.
+    """
+    text = html.escape(" ".join(str(text).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_finalize(value):
+    if isinstance(value, Markup):
+        return str(value)
+    if value is None:
+        return ""
+    return md_escape(value)
+
+
+def _environment(kind: str) -> jinja2.Environment:
+    if kind == "html":
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_TEMPLATES),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=False,
+        finalize=_md_finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def _version() -> str:
@@ -301,96 +353,71 @@ def _version() -> str:
         return ""
 
 
-def _html_table(caption: str, frame: pd.DataFrame) -> str:
+# ----------------------------------------------------------------------------------------
+# HTML
+
+
+def _html_table(caption: str, frame: pd.DataFrame) -> dict:
     body = format_table(frame).to_html(
         index=False, escape=True, border=0, classes="data", na_rep=NA, justify="right"
     )
-    table = f'<div class="table-wrap">\n{body}\n</div>'
-    label = _esc(caption) if caption else ""
-    if len(frame) > FOLD_ROWS:
-        summary = f"{label} ({len(frame)} rows)" if label else f"Table ({len(frame)} rows)"
-        return f"<details>\n<summary>{summary}</summary>\n{table}\n</details>"
-    return (f'<p class="caption">{label}</p>\n' if label else "") + table
+    return {"caption": caption, "html": Markup(body), "rows": len(frame), "fold": len(frame) > FOLD_ROWS}
 
 
-def _render_html(title: str, sections, findings, images: list[list[bytes]]) -> str:
-    ids = [f"s{i}-{slug(s.title, 'section')}" for i, s in enumerate(sections, start=1)]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_esc(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        "<main>",
-        f"<h1>{_esc(title)}</h1>",
-    ]
-    if len(sections) > 1:
-        links = "".join(
-            f'<li><a href="#{i}">{_esc(s.title)}</a></li>' for i, s in zip(ids, sections, strict=True)
-        )
-        parts.append(f'<nav aria-label="Contents"><ol>{links}</ol></nav>')
-    if findings:
-        items = "\n".join(f"<li>{_esc(f)}</li>" for f in findings)
-        parts.append(
-            f'<section class="findings" id="findings">\n<h2>Findings</h2>\n<ol>\n{items}\n</ol>\n</section>'
-        )
-    for anchor, section, pngs in zip(ids, sections, images, strict=True):
-        parts.append(f'<section id="{anchor}">')
-        parts.append(f"<h2>{_esc(section.title)}</h2>")
-        parts.extend(f"<p>{_esc(p)}</p>" for p in section.paragraphs)
-        for (caption, _, alt), data in zip(section.figures, pngs, strict=True):
+def _render_html(title: str, sections, findings, images: list[list[bytes]], exploratory=()) -> str:
+    views = []
+    for i, (section, pngs) in enumerate(zip(sections, images, strict=True), start=1):
+        figures = []
+        for (caption, _, alt, _), data in zip(section.figures, pngs, strict=True):
             width, height = _png_size(data)
             uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-            parts.append(
-                f'<figure>\n<img src="{uri}" alt="{_esc(alt)}" width="{width}" '
-                f'height="{height}">\n<figcaption>{_esc(caption)}</figcaption>\n</figure>'
-            )
-        parts.extend(_html_table(caption, frame) for caption, frame in section.tables)
-        parts.append("</section>")
-    version = _version()
-    parts += [
-        f"<footer>Written by dropoutlab{' ' + _esc(version) if version else ''}.</footer>",
-        "</main>",
-        "</body>",
-        "</html>",
-        "",
-    ]
-    return "\n".join(parts)
+            figures.append({"caption": caption, "alt": alt, "uri": uri, "width": width, "height": height})
+        views.append(
+            {
+                "anchor": f"s{i}-{slug(section.title, 'section')}",
+                "title": section.title,
+                "paragraphs": section.paragraphs,
+                "figures": figures,
+                "tables": [_html_table(caption, frame) for caption, frame in section.tables],
+            }
+        )
+    template = _environment("html").get_template("report.html.j2")
+    return template.render(
+        title=title,
+        css=Markup(_CSS),
+        findings=list(findings),
+        exploratory=list(exploratory),
+        sections=views,
+        version=_version(),
+    )
 
 
-def render_html(title: str, sections: Sequence[Section], findings: Sequence[str] = (), dpi: int = 120) -> str:
+def render_html(
+    title: str, sections: Sequence[Section], findings: Sequence[str] = (), dpi: int = 120, exploratory=()
+) -> str:
     """The report as one self-contained HTML page (a string).
 
-    Findings come first as a numbered list, then each section: paragraphs, figures (PNG
-    at ``dpi``, inlined as ``data:image/png;base64`` URIs) and tables (``format_table``).
-    All caller text is HTML-escaped; the page has inline CSS only, no script and no
-    external address, and fits a phone screen.
+    Findings come first as a numbered list, then the exploratory findings (if any), then
+    each section: paragraphs, figures (PNG at ``dpi``, inlined as ``data:image/png;base64``
+    URIs) and tables (``format_table``). All caller text is HTML-escaped; the page has
+    inline CSS only, no script and no external address, and fits a phone screen.
     """
-    images = [[_to_png(image, dpi) for _, image, _ in s.figures] for s in sections]
-    return _render_html(title, list(sections), list(findings), images)
+    images = [[_to_png(image, dpi) for _, image, _, _ in s.figures] for s in sections]
+    return _render_html(title, list(sections), list(findings), images, exploratory)
 
 
 # ----------------------------------------------------------------------------------------
 # Markdown
 
 
-def _md_text(text) -> str:
-    """Plain text for Markdown: HTML-significant characters as entities, one line."""
-    return html.escape(" ".join(str(text).split()), quote=False)
-
-
 def _md_cell(text: str) -> str:
-    return _md_text(text).replace("|", "\\|")
+    return md_escape(text)
 
 
 def pipe_table(frame: pd.DataFrame) -> str:
     """``frame`` (formatted by ``format_table``) as a GitHub-flavoured Markdown pipe table.
 
-    Numeric columns are right-aligned; ``|`` in cells is escaped.
+    Numeric columns are right-aligned; cells are Markdown-escaped (``|`` too).
     """
     columns = _formatted(frame, merge_ci=True)
     header = "| " + " | ".join(_md_cell(h) for h, _, _ in columns) + " |"
@@ -407,35 +434,37 @@ def _md_link(image_dir: str | Path, name: str) -> str:
     return name if str(folder) == "." else str(folder / name)
 
 
-def render_markdown(title: str, sections: Sequence[Section], image_dir: str | Path = ".", findings=()) -> str:
+def render_markdown(
+    title: str, sections: Sequence[Section], image_dir: str | Path = ".", findings=(), exploratory=()
+) -> str:
     """The report as Markdown, figures linked as ``![alt](<image_dir>/<name>.png)``.
 
-    The PNG names are those ``write_report`` writes (``<section>-<caption>.png``);
-    ``image_dir`` is the folder of the PNGs relative to the Markdown file (``"."``: beside
-    it). Nothing is rendered or written here. Text is escaped (``<``, ``>``, ``&``) so
-    that Markdown viewers that pass HTML through show it as text.
+    The PNG names are those ``write_report`` writes; ``image_dir`` is the folder of the
+    PNGs relative to the Markdown file (``"."``: beside it). Nothing is rendered or written
+    here. Every text is Markdown-escaped (``md_escape``).
     """
     sections = list(sections)
     names = _figure_names(sections)
-    parts = [f"# {_md_text(title)}", ""]
-    if findings:
-        parts += ["## Findings", ""]
-        parts += [f"{i}. {_md_text(f)}" for i, f in enumerate(findings, start=1)]
-        parts.append("")
+    views = []
     for section, files in zip(sections, names, strict=True):
-        parts += [f"## {_md_text(section.title)}", ""]
-        for paragraph in section.paragraphs:
-            parts += [_md_text(paragraph), ""]
-        for (caption, _, alt), name in zip(section.figures, files, strict=True):
-            alt_text = _md_text(alt).replace("[", "\\[").replace("]", "\\]")
-            parts += [f"![{alt_text}]({_md_link(image_dir, name)})", ""]
-            if caption:
-                parts += [f"*{_md_text(caption)}*", ""]
-        for caption, frame in section.tables:
-            if caption:
-                parts += [f"**{_md_text(caption)}**", ""]
-            parts += [pipe_table(frame), ""]
-    return "\n".join(parts)
+        views.append(
+            {
+                "title": section.title,
+                "paragraphs": section.paragraphs,
+                "figures": [
+                    {"alt": alt, "caption": caption, "link": Markup(_md_link(image_dir, name))}
+                    for (caption, _, alt, _), name in zip(section.figures, files, strict=True)
+                ],
+                "tables": [
+                    {"caption": caption, "markdown": Markup(pipe_table(frame))}
+                    for caption, frame in section.tables
+                ],
+            }
+        )
+    template = _environment("md").get_template("report.md.j2")
+    return template.render(
+        title=title, findings=list(findings), exploratory=list(exploratory), sections=views
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -448,26 +477,27 @@ def write_report(
     findings: Sequence[str],
     sections: Sequence[Section],
     dpi: int = 120,
+    exploratory: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` and one PNG per figure into ``out_dir``.
 
     ``out_dir`` is created if missing; files of the same names are replaced, others left
-    alone. Each figure is rendered once (at ``dpi``), written as ``<section>-<caption>.png``
-    and inlined in the HTML. Returns ``{"html": path, "markdown": path}`` plus one entry
-    per PNG keyed by its file name.
+    alone. Each figure is rendered once (at ``dpi``), written as ``<name>.png`` (see
+    ``Section``) and inlined in the HTML. Returns ``{"html": path, "markdown": path}`` plus
+    one entry per PNG keyed by its file name.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = list(sections)
     findings = list(findings)
-    images = [[_to_png(image, dpi) for _, image, _ in s.figures] for s in sections]
+    images = [[_to_png(image, dpi) for _, image, _, _ in s.figures] for s in sections]
     paths: dict[str, Path] = {}
     for files, pngs in zip(_figure_names(sections), images, strict=True):
         for name, data in zip(files, pngs, strict=True):
             paths[name] = out / name
             paths[name].write_bytes(data)
     html_path = out / "report.html"
-    html_path.write_text(_render_html(title, sections, findings, images), encoding="utf-8")
+    html_path.write_text(_render_html(title, sections, findings, images, exploratory), encoding="utf-8")
     md_path = out / "report.md"
-    md_path.write_text(render_markdown(title, sections, ".", findings), encoding="utf-8")
+    md_path.write_text(render_markdown(title, sections, ".", findings, exploratory), encoding="utf-8")
     return {"html": html_path, "markdown": md_path, **paths}

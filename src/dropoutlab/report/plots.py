@@ -6,7 +6,10 @@ returns a ``matplotlib.figure.Figure`` built with the object API (no pyplot, so 
 figure registry, no GUI, nothing shown): save it with ``save_png`` or ``fig.savefig``.
 
 Accuracies are fractions in the store and are drawn in percent; gaps in percentage points.
-Bands are 95% Student-t intervals of the mean over seeds (``stats.mean_ci``). Each plotted
+Bands are intervals of the mean over seeds at ``confidence`` (95% by default): for
+accuracies a t interval on the logit scale from 3 seeds on, so that a band never leaves
+[0, 100]% (``stats.accuracy_interval``), with fewer seeds no band; for gaps and losses a
+Student t interval (``stats.mean_ci``). Each plotted
 line carries a ``gid`` (``"mean:test_acc"``, ``"val:<config>"``, ``"off_line:<config>"``,
 ``"zero"``...) so that tests and callers can find it. The ``*_table`` functions return the
 numbers behind each figure (fractions, as in the store) for the report's tables.
@@ -29,7 +32,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.stats import RUN_COLUMNS, mean_ci, param_columns, run_metrics
+from dropoutlab.report.stats import RUN_COLUMNS, accuracy_interval, param_columns, run_metrics, t_interval
 
 CONFIDENCE = 0.95
 
@@ -206,7 +209,16 @@ _CURVE_METRICS = (
 )
 
 
-def _epoch_stats(history: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+def _mean_interval(metric: str, values, confidence: float) -> tuple[float, float, float]:
+    """Mean and interval: logit t for accuracies (none below 3 seeds), Student t otherwise."""
+    bounded = _is_accuracy(metric) and "gap" not in metric
+    interval = (accuracy_interval if bounded else t_interval)(values, confidence)
+    return interval.mean, interval.low, interval.high
+
+
+def _epoch_stats(
+    history: pd.DataFrame, metrics: Sequence[str], confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """Per epoch: ``n`` (runs) and ``<m>_mean, <m>_ci_low, <m>_ci_high`` for each metric."""
     rows = []
     for epoch, group in history.groupby("epoch", sort=True):
@@ -216,7 +228,7 @@ def _epoch_stats(history: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         }
         for m in metrics:
             values = pd.to_numeric(group[m], errors="coerce") if m in group else []
-            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = mean_ci(values, CONFIDENCE)
+            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _mean_interval(m, values, confidence)
         rows.append(row)
     columns = ["epoch", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "ci_low", "ci_high")]
     return pd.DataFrame(rows, columns=columns)
@@ -227,13 +239,13 @@ def _measured(table: pd.DataFrame, metric: str) -> bool:
     return column in table and bool(table[column].notna().any())
 
 
-def curve_table(history: pd.DataFrame, config: str) -> pd.DataFrame:
+def curve_table(history: pd.DataFrame, config: str, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """The numbers behind ``learning_curves``: one row per epoch for one configuration.
 
     Columns ``epoch, n`` (completed runs that reached the epoch) and, for each of
     ``train_loss, val_loss, train_eval_loss, train_acc, val_acc, train_eval_acc`` that was
-    measured, ``<m>_mean, <m>_ci_low, <m>_ci_high`` (95% t-interval over seeds; accuracies
-    as fractions). ``train_*`` is the running value with dropout on, ``train_eval_*`` the
+    measured, ``<m>_mean, <m>_ci_low, <m>_ci_high`` (interval over seeds at ``confidence``,
+    on the logit scale for accuracies, NaN below 3 seeds; accuracies as fractions). ``train_*`` is the running value with dropout on, ``train_eval_*`` the
     eval-mode one. Raises ``DropoutlabError`` when ``config`` has no completed run.
     """
     done = _completed(history)
@@ -243,7 +255,7 @@ def curve_table(history: pd.DataFrame, config: str) -> pd.DataFrame:
         raise DropoutlabError(
             f"no completed run of configuration {config!r} in the history (configurations: {available})"
         )
-    table = _epoch_stats(mine, _CURVE_METRICS)
+    table = _epoch_stats(mine, _CURVE_METRICS, confidence)
     keep = [m for m in _CURVE_METRICS if _measured(table, m)]
     return table[["epoch", "n"] + [f"{m}_{s}" for m in keep for s in ("mean", "ci_low", "ci_high")]]
 
@@ -257,16 +269,19 @@ def _band_line(ax, x, table: pd.DataFrame, metric: str, scale: float, **line) ->
     return drawn
 
 
-def learning_curves(history: pd.DataFrame, config: str) -> Figure:
+def learning_curves(
+    history: pd.DataFrame, config: str, confidence: float = CONFIDENCE, title: str | None = None
+) -> Figure:
     """Loss and accuracy per epoch for one configuration (the teaching notebook's two panels).
 
     Left: loss; right: accuracy in percent. Each panel shows the training value (running,
     dropout on), the validation value and, when measured, the eval-mode training value
-    (dashed); lines are means over the completed seeds with a 95% t-interval band
-    (``curve_table`` has the numbers). ``config`` is a ``config`` label of the history.
+    (dashed); lines are means over the completed seeds with a band at ``confidence``
+    (``curve_table`` has the numbers). ``config`` is a ``config`` label of the history;
+    ``title`` names it on the figure (default: the label).
     Epochs reached by fewer seeds (early stopping) average fewer runs.
     """
-    table = curve_table(history, config)
+    table = curve_table(history, config, confidence)
     done = _completed(history)
     n_seeds = done.loc[done["config"].astype(str) == str(config), "seed"].nunique()
     x = table["epoch"].to_numpy()
@@ -294,7 +309,8 @@ def learning_curves(history: pd.DataFrame, config: str) -> Figure:
         ax_acc.set_title("Accuracy per epoch")
         ax_acc.set_ylabel("accuracy (%)")
         ax_acc.legend(loc="lower right")
-        fig.suptitle(f"{config}\nmean of {n_seeds} seed(s), band: 95% CI")
+        band = f"band: {100 * confidence:.10g}% CI" if n_seeds >= 3 else "no band below 3 seeds"
+        fig.suptitle(f"{title or config}\nmean of {n_seeds} seed(s), {band}")
     return fig
 
 
@@ -416,6 +432,7 @@ def rate_table(
     rate_key: str,
     on_line_mask=None,
     params: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
     """The numbers behind ``accuracy_vs_rate`` and ``gap_vs_rate``: one row per configuration.
 
@@ -423,7 +440,7 @@ def rate_table(
     configurations drawn as separate markers), ``n`` (completed runs), and for ``train_acc``
     (running, dropout on), ``train_eval_acc``, ``val_acc``, ``test_acc`` and ``gap_acc``
     (train minus test, eval-mode train where measured) ``<m>_mean, <m>_ci_low, <m>_ci_high``
-    as fractions. Rows: the line by rate, then the others. Raises ``DropoutlabError`` when
+    as fractions (intervals as in ``curve_table``). Rows: the line by rate, then the others. Raises ``DropoutlabError`` when
     ``rate_key`` is not a numeric column or when two configurations on the line share a
     rate (give ``on_line_mask``, e.g. from ``findings.rate_axis``, to pick one line).
     """
@@ -446,8 +463,8 @@ def rate_table(
             "n": len(mine),
         }
         for m in _RATE_METRICS:
-            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = mean_ci(
-                values[m].loc[mine], CONFIDENCE
+            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _mean_interval(
+                m, values[m].loc[mine], confidence
             )
         rows.append(row)
     columns = ["rate", "config", "on_line", "n"] + [
@@ -465,8 +482,10 @@ def rate_table(
     return table
 
 
-def _rate_figure(runs, rate_key, on_line_mask, params, metrics, ylabel, title) -> Figure:
-    table = rate_table(runs, rate_key, on_line_mask, params)
+def _rate_figure(
+    runs, rate_key, on_line_mask, params, metrics, ylabel, title, confidence=CONFIDENCE
+) -> Figure:
+    table = rate_table(runs, rate_key, on_line_mask, params, confidence)
     params = _params(runs, params)
     done = _completed(runs)
     on_line = _on_line(runs, on_line_mask).loc[done.index]
@@ -516,7 +535,7 @@ def _rate_figure(runs, rate_key, on_line_mask, params, metrics, ylabel, title) -
             mean = getattr(row, f"{shown}_mean") * 100
             low = getattr(row, f"{shown}_ci_low") * 100
             high = getattr(row, f"{shown}_ci_high") * 100
-            yerr = None if math.isnan(low) else [[mean - low], [high - mean]]
+            yerr = None if math.isnan(low) or math.isnan(high) else [[mean - low], [high - mean]]
             container = ax.errorbar(
                 [row.rate],
                 [mean],
@@ -564,6 +583,7 @@ def accuracy_vs_rate(
     rate_key: str,
     on_line_mask=None,
     params: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
 ) -> Figure:
     """Train, validation and test accuracy (percent) against the rate on ``rate_key``.
 
@@ -582,7 +602,8 @@ def accuracy_vs_rate(
         params,
         ("train_acc", "train_eval_acc", "val_acc", "test_acc"),
         "accuracy (%)",
-        f"Accuracy vs {rate_key}: mean over seeds, 95% CI band",
+        f"Accuracy vs {rate_key}: mean over seeds, {100 * confidence:.10g}% CI band",
+        confidence,
     )
     return fig
 
@@ -592,6 +613,7 @@ def gap_vs_rate(
     rate_key: str,
     on_line_mask=None,
     params: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
 ) -> Figure:
     """Generalization gap (train minus test accuracy, percentage points) against the rate.
 
@@ -606,7 +628,8 @@ def gap_vs_rate(
         params,
         ("gap_acc",),
         "train \u2212 test accuracy (pp)",
-        f"Generalization gap vs {rate_key}: mean over seeds, 95% CI band",
+        f"Generalization gap vs {rate_key}: mean over seeds, {100 * confidence:.10g}% CI band",
+        confidence,
     )
     with _style():
         ax.axhline(0.0, color="#555555", linewidth=1.0, zorder=0.5, gid="zero")
@@ -617,7 +640,9 @@ def gap_vs_rate(
 # Two-parameter grids
 
 
-def heatmap_table(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc") -> pd.DataFrame:
+def heatmap_table(
+    runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc", confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """The numbers behind ``heatmap``: one row per cell (``y_key`` value, ``x_key`` value).
 
     Columns ``y_key, x_key, config, n, <metric>_mean, <metric>_ci_low, <metric>_ci_high``
@@ -636,7 +661,7 @@ def heatmap_table(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "tes
                 f"cell {y_key}={y}, {x_key}={x} holds several configurations "
                 f"({'; '.join(labels)}); select runs with one value of the other parameters"
             )
-        mean, low, high = mean_ci(values.loc[group.index], CONFIDENCE)
+        mean, low, high = _mean_interval(metric, values.loc[group.index], confidence)
         rows.append(
             {
                 y_key: y,
@@ -668,25 +693,30 @@ def _levels(values: pd.Series) -> list:
         return unique
 
 
-def heatmap(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc") -> Figure:
+def heatmap(
+    runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc", confidence: float = CONFIDENCE
+) -> Figure:
     """Mean ``metric`` per cell of a two-parameter grid, each cell annotated.
 
-    Cells read ``"97.3%"`` over ``"±0.4"`` (the 95% t-interval half-width, percentage
-    points) for accuracies, or the value with three significant digits otherwise;
-    ``"n=1"`` replaces the half-width with a single seed; cells without completed runs are
-    grey. ``y_key`` grows upwards. ``heatmap_table`` has the numbers.
+    Cells read ``"97.3%"`` over ``"96.1–98.2"`` (the interval at ``confidence``, logit t
+    for accuracies, in percent) or the value with three significant digits over ``"±"`` the
+    t-interval half-width otherwise; ``"n=2"`` replaces the interval below 3 seeds (one for
+    other metrics); cells without completed runs are grey. ``y_key`` grows upwards.
+    ``heatmap_table`` has the numbers.
     """
-    table = heatmap_table(runs, x_key, y_key, metric)
+    table = heatmap_table(runs, x_key, y_key, metric, confidence)
     done = _completed(runs)
     xs, ys = _levels(done[x_key]), _levels(done[y_key])
     scale = 100.0 if _is_accuracy(metric) else 1.0
     grid = np.full((len(ys), len(xs)), np.nan)
-    half = np.full_like(grid, np.nan)
+    low = np.full_like(grid, np.nan)
+    high = np.full_like(grid, np.nan)
     count = np.zeros_like(grid, dtype=int)
     for values in table.to_dict("records"):
         i, j = ys.index(values[y_key]), xs.index(values[x_key])
         grid[i, j] = values[f"{metric}_mean"] * scale
-        half[i, j] = (values[f"{metric}_ci_high"] - values[f"{metric}_ci_low"]) / 2 * scale
+        low[i, j] = values[f"{metric}_ci_low"] * scale
+        high[i, j] = values[f"{metric}_ci_high"] * scale
         count[i, j] = values["n"]
     width = min(10.0, max(6.5, 1.3 * len(xs) + 3.0))
     height = min(9.0, max(4.5, 0.9 * len(ys) + 2.5))
@@ -700,7 +730,7 @@ def heatmap(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc"
                 ax.text(
                     j,
                     i,
-                    _cell_text(grid[i, j], half[i, j], count[i, j], scale),
+                    _cell_text(grid[i, j], low[i, j], high[i, j], count[i, j], scale),
                     ha="center",
                     va="center",
                     fontsize=_SMALL,
@@ -713,7 +743,7 @@ def heatmap(runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc"
         ax.set_ylabel(y_key)
         unit = " (%)" if scale == 100.0 else ""
         fig.colorbar(image, ax=ax, label=f"mean {metric}{unit}")
-        ax.set_title(f"Mean {metric} per configuration (± 95% CI half-width)")
+        ax.set_title(f"Mean {metric} per configuration ({100 * confidence:.10g}% CI below)")
     return fig
 
 
@@ -721,15 +751,15 @@ def _tick(value) -> str:
     return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
-def _cell_text(mean: float, half: float, n: int, scale: float) -> str:
+def _cell_text(mean: float, low: float, high: float, n: int, scale: float) -> str:
     if n == 0 or math.isnan(mean):
         return "no runs"
     if scale == 100.0:
         top = f"{mean:.1f}%"
-        bottom = f"±{half:.1f}" if not math.isnan(half) else f"n={n}"
+        bottom = f"{low:.1f}\u2013{high:.1f}" if not math.isnan(low) else f"n={n}"
     else:
         top = f"{mean:.3g}"
-        bottom = f"±{half:.2g}" if not math.isnan(half) else f"n={n}"
+        bottom = f"±{(high - low) / 2:.2g}" if not math.isnan(low) else f"n={n}"
     return f"{top}\n{bottom}"
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dropoutlab.report import plots
-from dropoutlab.report.findings import findings, rate_axis
-from dropoutlab.report.stats import compare, summarize
+from dropoutlab.report.analysis import ALPHA, CONFIDENCE, MIN_EFFECT, Analysis, analyze_records
+from dropoutlab.report.stats import COMPARE_COLUMNS, compare, rate_axis
 from dropoutlab.store import DEFAULT_STORE, Store, history_frame, runs_frame
 
 
@@ -18,9 +18,10 @@ class StudyResults:
     """The runs of one study, read from a store, with the report's tables and figures.
 
     ``runs`` and ``history`` are pandas DataFrames (see DEVELOPERS.md, "Store DataFrames");
-    ``summary()`` and ``compare()`` are the report's tables; each ``plot_*`` method returns
-    a matplotlib Figure, so a notebook shows it and a script can ``savefig`` it.
-    Accuracies are fractions in [0, 1].
+    ``analysis()`` is the report's ``Analysis`` (computed once per set of arguments);
+    ``summary()``, ``compare()`` and ``findings()`` render it as the report's tables and
+    sentences; each ``plot_*`` method returns a matplotlib Figure, so a notebook shows it
+    and a script can ``savefig`` it. Accuracies are fractions in [0, 1].
     """
 
     def __init__(self, store: Store, study: str | None = None) -> None:
@@ -49,28 +50,63 @@ class StudyResults:
         """The grid parameters (dotted keys)."""
         return self.runs.attrs["params"]
 
-    def summary(self, confidence: float = 0.95) -> pd.DataFrame:
-        """Per configuration: n, mean, std and CI of test/val/train accuracy, the gap, best epoch."""
-        return summarize(self.runs, self.params, confidence)
+    def analysis(
+        self,
+        baseline: str | dict | None = None,
+        alpha: float = ALPHA,
+        confidence: float = CONFIDENCE,
+        min_effect: float = MIN_EFFECT,
+    ) -> Analysis:
+        """The report's analysis (``dropoutlab.report.analysis.analyze``) of this study."""
+        key = (repr(baseline), alpha, confidence, min_effect)
+        cache = self.__dict__.setdefault("_analyses", {})
+        if key not in cache:
+            cache[key] = analyze_records(self._records, self.study, baseline, alpha, confidence, min_effect)
+        return cache[key]
 
-    def compare(self, baseline: str | dict | None = None, metric: str = "test_acc") -> pd.DataFrame:
-        """Each configuration minus the baseline (default: no dropout), with CI, Holm p-values, power."""
-        return compare(self.runs, self.params, baseline=baseline, metric=metric)
+    def summary(self, confidence: float = CONFIDENCE) -> pd.DataFrame:
+        """Per configuration: n, mean, std and interval of test/val/train accuracy, the gap, best epoch."""
+        return self.analysis(confidence=confidence).summary
 
-    def findings(self, baseline: str | dict | None = None) -> list[str]:
-        """The report's plain-words findings."""
-        return findings(self.runs, self.params, baseline=baseline)
+    def compare(
+        self,
+        baseline: str | dict | None = None,
+        metric: str = "test_acc",
+        alpha: float = ALPHA,
+        confidence: float = CONFIDENCE,
+        min_effect: float = MIN_EFFECT,
+    ) -> pd.DataFrame:
+        """Each configuration minus the baseline (default: no dropout): the report's comparisons.
+
+        On test accuracy these are the report's own numbers (Holm over the report's whole
+        family, simultaneous intervals, seeds needed for ``min_effect``); on another
+        ``metric`` the comparisons form a family of their own (``stats.compare``).
+        """
+        if metric != "test_acc":
+            return compare(self.runs, self.params, baseline, metric, alpha, confidence, min_effect)
+        rows = self.analysis(baseline, alpha, confidence, min_effect).comparisons
+        return pd.DataFrame([c.__dict__ for c in rows], columns=list(COMPARE_COLUMNS))
+
+    def findings(
+        self,
+        baseline: str | dict | None = None,
+        alpha: float = ALPHA,
+        confidence: float = CONFIDENCE,
+        min_effect: float = MIN_EFFECT,
+    ) -> list[str]:
+        """The report's headline findings, as sentences (``analysis().findings`` has them as data)."""
+        return [f.text for f in self.analysis(baseline, alpha, confidence, min_effect).headline]
 
     def plot_learning_curves(self, config: str | None = None) -> Figure:
-        """Seed 001's two panels for one configuration (default: the first)."""
+        """Loss and accuracy per epoch for one configuration (default: the first)."""
         return plots.learning_curves(self.history, config or self.runs["config"].iloc[0])
 
     def plot_comparison(self) -> Figure:
-        """Seed 001's all-configurations figure."""
+        """Loss and accuracy per epoch of every configuration in one figure."""
         return plots.comparison(self.history, self.params)
 
     def plot_accuracy_vs_rate(self) -> Figure:
-        """Seed 000's question: train, validation and test accuracy against the swept rate."""
+        """Train, validation and test accuracy against the swept dropout rate."""
         key, on_line = self._rate_axis()
         return plots.accuracy_vs_rate(self.runs, key, on_line, self.params)
 
@@ -83,11 +119,18 @@ class StudyResults:
         """Mean ``metric`` over a two-parameter grid."""
         return plots.heatmap(self.runs, x_key, y_key, metric)
 
-    def write_report(self, out: str | Path, baseline: str | None = None) -> dict[str, Path]:
+    def write_report(
+        self,
+        out: str | Path,
+        baseline: str | None = None,
+        alpha: float = ALPHA,
+        confidence: float = CONFIDENCE,
+        min_effect: float = MIN_EFFECT,
+    ) -> dict[str, Path]:
         """Write report.html, report.md and the PNGs into ``out``."""
-        from dropoutlab.report import write_study_report
+        from dropoutlab.report import write_analysis
 
-        return write_study_report(self.store, self.study, out, baseline=baseline)
+        return write_analysis(self.analysis(baseline, alpha, confidence, min_effect), out)
 
     def _rate_axis(self):
         from dropoutlab.errors import DropoutlabError

@@ -5,9 +5,19 @@ fractions in [0, 1]) and returns plain numbers or DataFrames; nothing writes or 
 runs with ``status == "completed"`` enter the statistics; the others are counted.
 
 Seeds are the unit of replication: two configurations run with the same seed share their
-initialisation and data order, so when two configurations have the same seed set they are
-compared pairwise by seed (paired t); otherwise with Welch's t. Distributions and tests come
-from SciPy.
+initialisation and data order, so two configurations are compared pairwise on the seeds
+both ran (paired t), and with Welch's t only when they share fewer than two seeds.
+Distributions and tests come from SciPy; the tests in ``tests/test_stats.py`` check them
+against statsmodels (``multipletests``, ``TTestPower``, ``TTestIndPower``, ``anova_lm``).
+
+Which method gives which number is listed in ``docs/report.md``:
+
+- a mean accuracy's interval: Student t on the logit scale from 3 seeds on (it stays in
+  (0, 1)); with fewer seeds only the range; with no spread at all, no interval;
+- other means (losses, gaps, epochs): Student t;
+- comparisons: paired or Welch t, Holm-adjusted p-values over one family, intervals
+  simultaneous over that family (Bonferroni), seeds needed for a smallest effect worth
+  detecting at the Bonferroni level (``seeds_needed``).
 """
 
 from __future__ import annotations
@@ -16,14 +26,24 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from dropoutlab.errors import DropoutlabError
 
 log = logging.getLogger(__name__)
+
+
+class NotComputable(DropoutlabError):
+    """A statistic that the data cannot give (too few seeds, an incomplete grid...).
+
+    The message is the reason, in words a user reads; the report prints it in one line
+    where the statistic would have been. Bugs raise other exceptions and keep their traceback.
+    """
+
 
 #: Per-run metric names (as used by ``summarize`` and ``compare``) and the runs column each
 #: one reads. ``gap_acc`` and ``gap_loss`` are derived, see ``run_metrics``.
@@ -51,9 +71,15 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "test_loss",
 )
 
-#: Largest number of seeds per configuration ``seeds_for_power`` searches; beyond it the
-#: answer is ``inf`` ("more than this many").
-SEEDS_NEEDED_CAP = 1000
+#: Accuracies: fractions in [0, 1], whose intervals are taken on the logit scale.
+ACCURACY_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_acc", "train_eval_acc")
+
+#: Fewest seeds for an interval of a mean accuracy; below it the report shows the range.
+MIN_SEEDS_FOR_INTERVAL = 3
+
+#: The largest number of seeds per configuration ``seeds_for_power`` looks at; past it the
+#: answer is ``inf``, which the report words as "more than SEEDS_SEARCH_LIMIT".
+SEEDS_SEARCH_LIMIT = 100_000
 
 COMPARE_COLUMNS: tuple[str, ...] = (
     "config",
@@ -62,14 +88,18 @@ COMPARE_COLUMNS: tuple[str, ...] = (
     "diff",
     "ci_low",
     "ci_high",
+    "ci_low_unadjusted",
+    "ci_high_unadjusted",
     "test",
     "p_value",
     "p_adjusted",
     "significant",
     "effect_size",
     "effect_size_kind",
+    "sd",
     "n",
     "n_baseline",
+    "seeds_left_out",
     "seeds_needed",
 )
 
@@ -82,21 +112,86 @@ _ZERO_SD = 1e-12
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean of ``values`` and its Student-t confidence interval ``(mean, low, high)``.
 
-    NaNs are dropped. With one value the interval is ``(value, nan, nan)``; with none,
-    all three are NaN.
+    For quantities without bounds (differences, losses, epochs); accuracies take
+    ``accuracy_interval``. NaNs are dropped. With one value, or no spread at all, the
+    interval is ``(nan, nan)``; with no value all three are NaN.
     """
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
         return math.nan, math.nan, math.nan
     mean = float(x.mean())
-    if x.size == 1:
+    if x.size == 1 or float(np.std(x, ddof=1)) <= _ZERO_SD:
         return mean, math.nan, math.nan
-    sem = stats.sem(x)
-    if sem == 0:
-        return mean, mean, mean
-    low, high = stats.t.interval(confidence, df=x.size - 1, loc=mean, scale=sem)
+    low, high = stats.t.interval(confidence, df=x.size - 1, loc=mean, scale=stats.sem(x))
     return mean, float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over seeds and how far it can be trusted.
+
+    ``method`` says what ``low`` and ``high`` are: ``"logit t"`` (Student t interval on the
+    logit scale, mapped back: it stays inside (0, 1)), ``"t"`` (Student t), or, with
+    ``low``/``high`` NaN, why there is no interval: ``"none"`` (no value), ``"range"`` (fewer
+    than ``MIN_SEEDS_FOR_INTERVAL`` seeds: see ``min``/``max``), ``"same"`` (every seed gave
+    the same value: check the seeding), ``"boundary"`` (a seed scored exactly 0 or 1, where
+    the logit is infinite: see ``min``/``max``).
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    std: float
+    min: float
+    max: float
+    method: str
+
+
+def accuracy_interval(values, confidence: float = 0.95) -> Interval:
+    """Mean accuracy over seeds with an interval that stays in [0, 1] (see ``Interval``).
+
+    From ``MIN_SEEDS_FOR_INTERVAL`` seeds on: a Student t interval of the mean logit,
+    mapped back with the logistic function (an interval for the typical accuracy; never
+    clipped). ``mean`` is the plain mean of the accuracies.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
+    mean, lo, hi = float(x.mean()), float(x.min()), float(x.max())
+    std = float(np.std(x, ddof=1)) if x.size > 1 else math.nan
+    if x.size > 1 and std <= _ZERO_SD:
+        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "same")
+    if x.size < MIN_SEEDS_FOR_INTERVAL:
+        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "range")
+    if lo <= 0.0 or hi >= 1.0:
+        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "boundary")
+    z = special.logit(x)
+    low, high = stats.t.interval(confidence, df=z.size - 1, loc=float(z.mean()), scale=stats.sem(z))
+    return Interval(
+        mean, float(special.expit(low)), float(special.expit(high)), int(x.size), std, lo, hi, "logit t"
+    )
+
+
+def t_interval(values, confidence: float = 0.95) -> Interval:
+    """``mean_ci`` as an ``Interval`` (method ``"t"``, or why there is none)."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
+    mean, low, high = mean_ci(x, confidence)
+    std = float(np.std(x, ddof=1)) if x.size > 1 else math.nan
+    method = "t" if np.isfinite(low) else ("same" if x.size > 1 else "range")
+    return Interval(mean, low, high, int(x.size), std, float(x.min()), float(x.max()), method)
+
+
+def metric_interval(metric: str, values, confidence: float = 0.95) -> Interval:
+    """``accuracy_interval`` for accuracies (``ACCURACY_METRICS``), ``t_interval`` otherwise."""
+    if metric in ACCURACY_METRICS:
+        return accuracy_interval(values, confidence)
+    return t_interval(values, confidence)
 
 
 # ----------------------------------------------------------------------------------------
@@ -185,16 +280,19 @@ def _completed(metrics: pd.DataFrame) -> pd.DataFrame:
 def summarize(
     runs: pd.DataFrame, params: Sequence[str] | None = None, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """One row per configuration with seed-level means, standard deviations and CIs.
+    """One row per configuration with seed-level means, standard deviations and intervals.
 
     Columns: the parameter columns, ``config``, ``n`` (completed runs), ``n_diverged``,
-    ``n_failed``, and for each metric of ``SUMMARY_METRICS`` (``test_acc, val_acc,
-    train_acc, train_eval_acc, gap_acc, gap_loss, best_epoch, test_loss``):
-    ``<m>_mean, <m>_std, <m>_ci_low, <m>_ci_high`` (Student-t interval at ``confidence``,
-    NaN with fewer than two values). Accuracies and gaps are fractions, as in the store.
-    ``train_acc`` is the running accuracy with dropout on, ``train_eval_acc`` the eval-mode
-    one; see ``run_metrics`` for the gaps. Only completed runs enter the statistics;
-    configurations with none still get a row (``n == 0``, NaN statistics).
+    ``n_failed``, ``seeds`` (the completed seeds, a tuple), and for each metric of
+    ``SUMMARY_METRICS`` (``test_acc, val_acc, train_acc, train_eval_acc, gap_acc, gap_loss,
+    best_epoch, test_loss``): ``<m>_mean, <m>_std, <m>_ci_low, <m>_ci_high`` and
+    ``<m>_interval`` (the ``Interval.method``: how the interval was made, or why it is NaN).
+    Accuracies (``ACCURACY_METRICS``) also get ``<m>_min, <m>_max`` and their interval is a
+    t interval on the logit scale from 3 seeds on (``accuracy_interval``); the others a
+    Student t interval. Accuracies and gaps are fractions, as in the store. ``train_acc`` is
+    the running accuracy with dropout on, ``train_eval_acc`` the eval-mode one; see
+    ``run_metrics`` for the gaps. Only completed runs enter the statistics; configurations
+    with none still get a row (``n == 0``, NaN statistics).
     """
     params = param_columns(runs, params)
     metrics = run_metrics(runs)
@@ -209,18 +307,23 @@ def summarize(
         row["n"] = len(done)
         row["n_diverged"] = int((mine["status"] == "diverged").sum())
         row["n_failed"] = int((mine["status"] == "failed").sum())
+        row["seeds"] = tuple(sorted(done["seed"].dropna().tolist()))
         for m in SUMMARY_METRICS:
-            values = done[m].to_numpy(dtype=float)
-            mean, low, high = mean_ci(values, confidence)
-            finite = values[~np.isnan(values)]
-            row[f"{m}_mean"] = mean
-            row[f"{m}_std"] = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan
-            row[f"{m}_ci_low"] = low
-            row[f"{m}_ci_high"] = high
+            interval = metric_interval(m, done[m].to_numpy(dtype=float), confidence)
+            row[f"{m}_mean"] = interval.mean
+            row[f"{m}_std"] = interval.std
+            row[f"{m}_ci_low"] = interval.low
+            row[f"{m}_ci_high"] = interval.high
+            row[f"{m}_interval"] = interval.method
+            if m in ACCURACY_METRICS:
+                row[f"{m}_min"] = interval.min
+                row[f"{m}_max"] = interval.max
         rows.append(row)
-    columns = [*params, "config", "n", "n_diverged", "n_failed"] + [
-        f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std", "ci_low", "ci_high")
-    ]
+    columns = [*params, "config", "n", "n_diverged", "n_failed", "seeds"]
+    for m in SUMMARY_METRICS:
+        columns += [f"{m}_{s}" for s in ("mean", "std", "ci_low", "ci_high", "interval")]
+        if m in ACCURACY_METRICS:
+            columns += [f"{m}_min", f"{m}_max"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -356,14 +459,60 @@ def resolve_baseline(runs: pd.DataFrame, baseline=None, params: Sequence[str] | 
 
 
 # ----------------------------------------------------------------------------------------
+# The rate axis (shared by the analysis and the plots)
+
+
+def _mode(column: pd.Series):
+    counts = column.value_counts(dropna=False)
+    tied = list(counts[counts == counts.max()].index)
+    try:
+        return sorted(tied)[0]
+    except TypeError:
+        return tied[0]
+
+
+def _equals(column: pd.Series, value) -> pd.Series:
+    if isinstance(value, float) and math.isnan(value):
+        return column.isna()
+    return column == value
+
+
+def rate_axis(runs: pd.DataFrame, params: Sequence[str] | None = None) -> tuple[str | None, pd.Series]:
+    """The x axis and the line for an "accuracy vs dropout rate" plot.
+
+    The key is the varied ``dropout.*`` parameter with the most distinct values (first in
+    ``params`` order on ties). The line holds the runs whose other varied parameters sit at
+    their most common value across configurations (the smallest on ties), so that each
+    rate appears once; the other configurations are meant to be shown as separate labelled
+    points. Returns ``(key, mask)`` with ``mask`` a boolean Series on ``runs.index``;
+    ``(None, all False)`` when no dropout parameter varies.
+    """
+    params = param_columns(runs, params)
+    mask = pd.Series(False, index=runs.index)
+    if runs.empty:
+        return None, mask
+    configs = runs.drop_duplicates("config")
+    varied = varied_params(runs, params)
+    rates = [p for p in varied if p.startswith("dropout.")]
+    if not rates:
+        return None, mask
+    key = max(rates, key=lambda p: configs[p].nunique(dropna=False))
+    on_line = pd.Series(True, index=runs.index)
+    for other in varied:
+        if other != key:
+            on_line &= _equals(runs[other], _mode(configs[other]))
+    return key, on_line.astype(bool)
+
+
+# ----------------------------------------------------------------------------------------
 # Tests
 
 
 def holm(p_values) -> np.ndarray:
     """Holm step-down adjusted p-values, in the input order (NaNs stay NaN, not counted).
 
-    Controls the family-wise error rate: reject where the adjusted p is below alpha.
-    (SciPy has Benjamini-Hochberg, ``false_discovery_control``, but not Holm.)
+    Controls the family-wise error rate: reject where the adjusted p is below alpha. The
+    same numbers as statsmodels' ``multipletests(p, method="holm")``.
     """
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, math.nan)
@@ -377,15 +526,38 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def _power(n: np.ndarray, effect_size: float, alpha: float, paired: bool) -> np.ndarray:
-    """Two-sided t-test power at ``n`` seeds per configuration (noncentral t)."""
+def simultaneous_interval(
+    diff: float, se: float, df: float, confidence: float = 0.95, m: int = 1
+) -> tuple[float, float]:
+    """Bonferroni simultaneous t interval: each of ``m`` intervals at ``1 - (1 - confidence) / m``.
+
+    All ``m`` intervals together cover their true differences with probability at least
+    ``confidence``. With ``confidence = 1 - alpha`` an interval that excludes 0 belongs to
+    a difference that Holm's method at ``alpha`` also rejects (Holm rejects at least what
+    Bonferroni does). NaN when ``se`` or ``df`` is not finite.
+    """
+    if not (np.isfinite(se) and np.isfinite(df) and se > 0 and df > 0):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(1 - (1 - confidence) / (2 * max(m, 1)), df)) * se
+    return diff - half, diff + half
+
+
+def power(n, effect_size: float, alpha: float = 0.05, paired: bool = True):
+    """Power of a two-sided t-test at ``n`` seeds per configuration (noncentral t).
+
+    ``effect_size`` is Cohen's d_z (mean paired difference over its SD) when ``paired``
+    (statsmodels' ``TTestPower``), else Cohen's d between two independent groups of ``n``
+    each (``TTestIndPower``).
+    """
+    n = np.asarray(n, dtype=float)
+    size = abs(float(effect_size))
     if paired:
         df = n - 1
-        noncentrality = effect_size * np.sqrt(n)
+        noncentrality = size * np.sqrt(n)
     else:
         df = 2 * n - 2
-        noncentrality = effect_size * np.sqrt(n / 2)
-    critical = stats.t.ppf(1 - alpha / 2, df)
+        noncentrality = size * np.sqrt(n / 2)
+    critical = stats.t.isf(alpha / 2, df)
     upper = stats.nct.sf(critical, df, noncentrality)
     # P(T < -c | nc) = P(T > c | -nc); SciPy's nct.cdf returns NaN far in the tail, where
     # this lower-tail term is negligible anyway.
@@ -396,31 +568,52 @@ def _power(n: np.ndarray, effect_size: float, alpha: float, paired: bool) -> np.
 def seeds_for_power(
     effect_size: float,
     alpha: float = 0.05,
-    power: float = 0.8,
+    power_wanted: float = 0.8,
     paired: bool = True,
-    cap: int = SEEDS_NEEDED_CAP,
+    limit: int = SEEDS_SEARCH_LIMIT,
 ) -> float:
-    """Seeds per configuration needed to detect a standardized effect with a two-sided t-test.
+    """Seeds per configuration a two-sided t-test at level ``alpha`` needs to reach ``power_wanted``.
 
-    ``effect_size`` is Cohen's d_z (mean paired difference over its SD) when ``paired``,
-    else Cohen's d / Hedges' g between two independent groups. Power comes from the
-    noncentral t distribution (``scipy.stats.nct``). Returns the smallest n >= 2 reaching
-    ``power``, ``inf`` when more than ``cap`` would be needed, NaN when the effect is 0 or
-    undefined.
+    ``effect_size`` as in ``power``. Returns the smallest n >= 2 reaching the power, ``inf``
+    when more than ``limit`` would be needed (say "more than ``limit``"), NaN when the effect
+    is 0 or undefined.
     """
     if effect_size is None or not np.isfinite(effect_size) or effect_size == 0:
         return math.nan
-    size = abs(float(effect_size))
-    # Power grows with n: bracket the answer on a geometric grid, then scan the bracket.
-    coarse = np.unique(np.round(2 * 1.25 ** np.arange(64)).clip(2, cap))
-    reached = np.flatnonzero(_power(coarse, size, alpha, paired) >= power)
+    # Power grows with n: bracket the answer on a geometric grid, then scan the bracket;
+    # two vectorized calls instead of a loop of scalar ones.
+    coarse = np.unique(np.round(2 * 1.25 ** np.arange(80)).clip(2, limit))
+    reached = np.flatnonzero(power(coarse, effect_size, alpha, paired) >= power_wanted)
     if not reached.size:
         return math.inf
     first = int(reached[0])
     if first == 0:
         return float(coarse[0])
     fine = np.arange(coarse[first - 1] + 1, coarse[first] + 1)
-    return float(fine[np.flatnonzero(_power(fine, size, alpha, paired) >= power)[0]])
+    return float(fine[np.flatnonzero(power(fine, effect_size, alpha, paired) >= power_wanted)[0]])
+
+
+def seeds_needed(
+    min_effect: float,
+    sd: float,
+    alpha: float = 0.05,
+    m: int = 1,
+    paired: bool = True,
+    power_wanted: float = 0.8,
+    limit: int = SEEDS_SEARCH_LIMIT,
+) -> float:
+    """Seeds per configuration that detect a difference of ``min_effect`` with ``power_wanted``.
+
+    ``min_effect`` is the smallest difference worth detecting, in the metric's units
+    (accuracy fractions: 0.01 is one percentage point), chosen before looking at the data;
+    ``sd`` the seed-to-seed standard deviation of the paired differences (``paired``) or of
+    single runs (two groups). The test is at ``alpha / m``, the level Holm's method needs at
+    its strictest step for a family of ``m`` tests, so the promise holds whatever the other
+    comparisons show. Returns NaN when ``sd`` is not a positive number, ``inf`` past ``limit``.
+    """
+    if not (np.isfinite(sd) and sd > _ZERO_SD and np.isfinite(min_effect) and min_effect > 0):
+        return math.nan
+    return seeds_for_power(min_effect / sd, alpha / max(m, 1), power_wanted, paired, limit)
 
 
 def _by_seed(values: pd.DataFrame, metric: str) -> pd.Series:
@@ -428,48 +621,63 @@ def _by_seed(values: pd.DataFrame, metric: str) -> pd.Series:
     return pd.Series(x[metric].to_numpy(dtype=float), index=x["seed"].to_numpy())
 
 
-def _is_paired(a: pd.Series, b: pd.Series) -> bool:
-    return (
-        a.index.is_unique
-        and b.index.is_unique
-        and len(a) > 0
-        and set(a.index.tolist()) == set(b.index.tolist())
-    )
+def _shared_seeds(a: pd.Series, b: pd.Series) -> list | None:
+    """The seeds both ran, sorted, or None when a seed repeats within one side."""
+    if not (a.index.is_unique and b.index.is_unique):
+        return None
+    shared = set(a.index.tolist()) & set(b.index.tolist())
+    try:
+        return sorted(shared)
+    except TypeError:
+        return list(shared)
 
 
 def compare_values(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict:
     """Compare two sets of per-seed values (Series indexed by seed): ``a`` minus ``b``.
 
-    Paired t when both have the same seeds (each seed once), Welch's t otherwise. Returns a
-    dict with ``diff, ci_low, ci_high, test, p_value, effect_size, effect_size_kind, n,
-    n_baseline`` (``n`` and ``n_baseline`` count values of ``a`` and ``b``). ``p_value`` is
-    NaN, and the interval too, when either side has a single value or when there is no
-    spread at all between seeds (nothing to test against).
+    Paired t on the seeds both ran when they share at least two (each seed once per side);
+    the seeds only one side ran are left out and listed in ``seeds_left_out``. Welch's t on
+    every value otherwise. Returns ``diff, se, df, ci_low, ci_high`` (unadjusted interval at
+    ``confidence``), ``test`` (``"paired t"`` or ``"Welch t"``), ``p_value``, ``effect_size``
+    with ``effect_size_kind`` (Cohen's ``d_z`` when paired, ``Hedges g`` otherwise), ``sd``
+    (of the paired differences, or the pooled SD of single runs), ``n``, ``n_baseline``
+    (values of ``a`` and ``b`` used) and ``seeds_left_out``. ``p_value`` and the interval are
+    NaN when either side has a single value or there is no spread between seeds.
     """
     a = a.dropna()
     b = b.dropna()
+    shared = _shared_seeds(a, b)
+    paired = shared is not None and len(shared) >= 2
     out = {
         "diff": math.nan,
+        "se": math.nan,
+        "df": math.nan,
         "ci_low": math.nan,
         "ci_high": math.nan,
-        "test": "paired t" if _is_paired(a, b) else "Welch t",
+        "test": "paired t" if paired else "Welch t",
         "p_value": math.nan,
         "effect_size": math.nan,
-        "effect_size_kind": "d_z" if _is_paired(a, b) else "Hedges g",
+        "effect_size_kind": "d_z" if paired else "Hedges g",
+        "sd": math.nan,
         "n": int(len(a)),
         "n_baseline": int(len(b)),
+        "seeds_left_out": (),
     }
     if len(a) == 0 or len(b) == 0:
         return out
-    if out["test"] == "paired t":
-        d = a.to_numpy() - b.reindex(a.index).to_numpy()
+    if paired:
+        left_out = [s for s in [*a.index, *b.index] if s not in set(shared)]
+        out["seeds_left_out"] = tuple(dict.fromkeys(left_out))
+        out["n"] = out["n_baseline"] = len(shared)
+        d = a.reindex(shared).to_numpy() - b.reindex(shared).to_numpy()
         out["diff"] = float(d.mean())
-        if d.size < 2:
-            return out
         sd = float(np.std(d, ddof=1))
         if sd <= _ZERO_SD:
             return out
-        _, out["ci_low"], out["ci_high"] = mean_ci(d, confidence)
+        out["sd"] = sd
+        out["se"] = sd / math.sqrt(d.size)
+        out["df"] = float(d.size - 1)
+        out["ci_low"], out["ci_high"] = simultaneous_interval(out["diff"], out["se"], out["df"], confidence)
         out["p_value"] = float(stats.ttest_1samp(d, 0.0).pvalue)
         out["effect_size"] = out["diff"] / sd
         return out
@@ -481,12 +689,12 @@ def compare_values(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict
     if max(va, vb) <= _ZERO_SD**2:
         return out
     se2a, se2b = va / xa.size, vb / xb.size
-    se = math.sqrt(se2a + se2b)
-    df = (se2a + se2b) ** 2 / (se2a**2 / (xa.size - 1) + se2b**2 / (xb.size - 1))
-    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
-    out["ci_low"], out["ci_high"] = out["diff"] - half, out["diff"] + half
+    out["se"] = math.sqrt(se2a + se2b)
+    out["df"] = (se2a + se2b) ** 2 / (se2a**2 / (xa.size - 1) + se2b**2 / (xb.size - 1))
+    out["ci_low"], out["ci_high"] = simultaneous_interval(out["diff"], out["se"], out["df"], confidence)
     out["p_value"] = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
     pooled = math.sqrt(((xa.size - 1) * va + (xb.size - 1) * vb) / (xa.size + xb.size - 2))
+    out["sd"] = pooled
     correction = 1 - 3 / (4 * (xa.size + xb.size) - 9)
     out["effect_size"] = out["diff"] / pooled * correction
     return out
@@ -518,6 +726,54 @@ def _check_metric(metric: str) -> None:
         raise DropoutlabError(f"unknown metric {metric!r}; choose from {', '.join(known)}")
 
 
+def _check_levels(alpha: float, confidence: float) -> None:
+    for name, value in (("alpha", alpha), ("confidence", confidence)):
+        if not (isinstance(value, int | float) and 0 < value < 1):
+            raise DropoutlabError(f"{name} must be between 0 and 1 (exclusive), got {value!r}")
+
+
+def adjust_family(
+    rows: pd.DataFrame,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    min_effect: float = 0.01,
+    power_wanted: float = 0.8,
+    family_size: int | None = None,
+) -> pd.DataFrame:
+    """Holm p-values, verdicts, simultaneous intervals and seeds needed over one family.
+
+    ``rows`` has ``diff, se, df, p_value, sd, test`` per test (``compare_values`` output; a
+    row without ``se`` gets no interval). Adds ``ci_low_unadjusted, ci_high_unadjusted``
+    (the rows' own intervals), ``ci_low, ci_high`` (Bonferroni simultaneous at
+    ``confidence`` over the ``m`` testable rows), ``p_adjusted`` (Holm over the same ``m``),
+    ``significant`` (``p_adjusted < alpha``) and ``seeds_needed`` (``seeds_needed`` for
+    ``min_effect`` at ``alpha / family_size``; ``family_size`` defaults to the number of
+    rows, since more seeds make every row testable).
+    """
+    _check_levels(alpha, confidence)
+    out = rows.copy()
+    p = out["p_value"].to_numpy(dtype=float)
+    m = int(np.isfinite(p).sum())
+    out["ci_low_unadjusted"] = out["ci_low"]
+    out["ci_high_unadjusted"] = out["ci_high"]
+    intervals = [
+        simultaneous_interval(r.diff, r.se, r.df, confidence, m)
+        if np.isfinite(r.p_value)
+        else (math.nan, math.nan)
+        for r in out.itertuples()
+    ]
+    out["ci_low"] = [low for low, _ in intervals]
+    out["ci_high"] = [high for _, high in intervals]
+    out["p_adjusted"] = holm(p)
+    out["significant"] = (out["p_adjusted"] < alpha).fillna(False).astype(bool)
+    size = len(out) if family_size is None else family_size
+    out["seeds_needed"] = [
+        seeds_needed(min_effect, r.sd, alpha, size, r.test == "paired t", power_wanted)
+        for r in out.itertuples()
+    ]
+    return out
+
+
 def compare(
     runs: pd.DataFrame,
     params: Sequence[str] | None = None,
@@ -525,58 +781,57 @@ def compare(
     metric: str = "test_acc",
     alpha: float = 0.05,
     confidence: float = 0.95,
+    min_effect: float = 0.01,
+    power_wanted: float = 0.8,
 ) -> pd.DataFrame:
-    """Each configuration against the baseline on ``metric``: one row per comparison.
+    """Each configuration against the baseline on ``metric``: one row per comparison, one family.
 
     ``baseline`` is resolved by ``resolve_baseline`` (None: the configuration without
     dropout). Columns (``COMPARE_COLUMNS``): ``config, baseline, metric``; ``diff`` the mean
     difference config minus baseline in the metric's units (fractions for accuracies);
-    ``ci_low, ci_high`` its ``confidence`` interval (paired-t interval of the per-seed
-    differences when both have the same seeds, Welch interval otherwise); ``test``
-    (``"paired t"`` or ``"Welch t"``); ``p_value``; ``p_adjusted`` (Holm over all rows);
-    ``significant`` (``p_adjusted < alpha``); ``effect_size`` with ``effect_size_kind``
-    (Cohen's ``d_z`` when paired, ``Hedges g`` otherwise); ``n, n_baseline`` (values used);
-    ``seeds_needed``: for rows that are not significant, the seeds per configuration that a
-    difference of the observed standardized size would need for 80% power at ``alpha``
-    (``seeds_for_power``: NaN if the difference is 0 or undefined, inf beyond
-    ``SEEDS_NEEDED_CAP``).
+    ``ci_low, ci_high`` its simultaneous interval (Bonferroni over the comparisons, so that
+    all hold together with probability ``confidence``) and ``ci_low_unadjusted,
+    ci_high_unadjusted`` the interval of that comparison alone; ``test`` (``"paired t"`` on
+    the seeds both ran, ``"Welch t"`` when they share fewer than two); ``p_value``;
+    ``p_adjusted`` (Holm over the comparisons); ``significant`` (``p_adjusted < alpha``);
+    ``effect_size`` with ``effect_size_kind``; ``sd`` (see ``compare_values``); ``n,
+    n_baseline`` (values used); ``seeds_left_out`` (seeds only one side ran, left out of the
+    pairing); ``seeds_needed``: seeds per configuration that a difference of ``min_effect``
+    would need for ``power_wanted`` at ``alpha / m`` (``seeds_needed``; NaN without spread,
+    inf past ``SEEDS_SEARCH_LIMIT``).
 
     With no baseline the frame is empty (same columns). With one seed, or no spread between
     seeds, the p-value is NaN and the row is never significant.
     """
     _check_metric(metric)
+    _check_levels(alpha, confidence)
     params = param_columns(runs, params)
     base = resolve_baseline(runs, baseline, params)
     if base is None:
         return pd.DataFrame(columns=list(COMPARE_COLUMNS))
+    rows = baseline_comparisons(runs, base, params, metric, confidence)
+    return adjust_family(rows, alpha, confidence, min_effect, power_wanted)[list(COMPARE_COLUMNS)]
+
+
+def baseline_comparisons(
+    runs: pd.DataFrame, base: str, params: Sequence[str], metric: str = "test_acc", confidence: float = 0.95
+) -> pd.DataFrame:
+    """Unadjusted ``compare_values`` of every configuration minus ``base``, in parameter order."""
     completed = _completed(run_metrics(runs))
     b = _by_seed(completed[completed["config"] == base], metric)
     rows = []
-    for label in _config_table(runs, params)["config"]:
+    for label in _config_table(runs, list(params))["config"]:
         if label == base:
             continue
         a = _by_seed(completed[completed["config"] == label], metric)
-        rows.append(
-            {
-                "config": label,
-                "baseline": base,
-                "metric": metric,
-                **compare_values(a, b, confidence),
-            }
-        )
-    table = pd.DataFrame(
-        rows,
-        columns=[c for c in COMPARE_COLUMNS if c not in ("p_adjusted", "significant", "seeds_needed")],
-    )
-    table["p_adjusted"] = holm(table["p_value"].to_numpy(dtype=float))
-    table["significant"] = (table["p_adjusted"] < alpha).fillna(False).astype(bool)
-    table["seeds_needed"] = [
-        math.nan
-        if row.significant
-        else seeds_for_power(row.effect_size, alpha=alpha, paired=row.test == "paired t")
-        for row in table.itertuples()
+        rows.append({"config": label, "baseline": base, "metric": metric, **compare_values(a, b, confidence)})
+    columns = [
+        "config",
+        "baseline",
+        "metric",
+        *compare_values(pd.Series(dtype=float), pd.Series(dtype=float)),
     ]
-    return table[list(COMPARE_COLUMNS)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ----------------------------------------------------------------------------------------
@@ -612,69 +867,66 @@ def interaction_test(
     params: Sequence[str] | None = None,
     factors: tuple[str, str] | None = None,
     metric: str = "test_acc",
-) -> dict | None:
+) -> dict:
     """Two-way ANOVA F-test of the interaction between two grid parameters on ``metric``.
 
-    ``factors`` defaults to the two varied parameters when exactly two vary. Fits the
-    additive model (a + b) and the full model (a + b + a:b) by least squares on completed
-    runs and compares them with an F-test (``scipy.stats.f``); for the highest-order term
-    this is the same test whatever the sum-of-squares type. When every cell has the same
-    set of two or more seeds, seed enters both models as a block (same seed = same
-    initialisation and data order), as the paired tests do.
+    ``factors`` defaults to the two varied parameters. Fits the additive model (a + b) and
+    the full model (a + b + a:b) by least squares on completed runs and compares them with
+    an F-test (``scipy.stats.f``); this is the type II test of the a:b term, as statsmodels'
+    ``anova_lm`` gives it. When a seed was run in more than one cell, seed enters both
+    models as a block (same seed = same initialisation and data order), also when cells
+    have different seed sets because a run failed.
 
-    Returns None when the grid is not a full cross product of at least 2 x 2 cells or there
-    are no residual degrees of freedom; else a dict with ``factors, levels, F, df_num,
-    df_den, p_value, partial_eta_sq, blocked_by_seed, n``.
+    Returns a dict with ``factors, levels, F, df_num, df_den, p_value, partial_eta_sq,
+    blocked_by_seed, n``. Raises ``NotComputable`` with the reason when the study does not
+    vary exactly two parameters, a cell of the cross product has no completed run, no
+    residual degrees of freedom are left, or there is no spread between seeds.
     """
     _check_metric(metric)
     params = param_columns(runs, params)
     if factors is None:
         varied = varied_params(runs, params)
         if len(varied) != 2:
-            return None
+            raise NotComputable(f"the study varies {len(varied)} parameters, not two")
         factors = (varied[0], varied[1])
     fa, fb = factors
     data = run_metrics(runs)
     data[fa], data[fb] = runs[fa].astype(str), runs[fb].astype(str)
-    data = _completed(data).dropna(subset=[metric])
-    used = runs.loc[data.index]
-    levels_a, levels_b = _levels(used[fa]), _levels(used[fb])
+    levels_a, levels_b = _levels(runs[fa]), _levels(runs[fb])
     if len(levels_a) < 2 or len(levels_b) < 2:
-        return None
-    cells = data.groupby([fa, fb])
-    if cells.ngroups != len(levels_a) * len(levels_b):
-        return None
-    seed_sets = [frozenset(group["seed"]) for _, group in cells]
-    blocked = bool(
-        len(set(seed_sets)) == 1
-        and len(seed_sets[0]) >= 2
-        and all(len(group) == len(group["seed"].unique()) for _, group in cells)
-    )
+        raise NotComputable(f"{fa} or {fb} takes a single value")
+    data = _completed(data).dropna(subset=[metric])
+    present = set(zip(data[fa], data[fb], strict=True))
+    missing = [(x, y) for x in levels_a for y in levels_b if (str(x), str(y)) not in present]
+    if missing:
+        x, y = missing[0]
+        raise NotComputable(
+            f"the grid of {fa} x {fb} is not complete: no completed run for {fa}={x}, {fb}={y}"
+            + (f" and {len(missing) - 1} more cell(s)" if len(missing) > 1 else "")
+        )
+    blocked = bool(data["seed"].duplicated().any() and not data.duplicated([fa, fb, "seed"]).any())
     y = data[metric].to_numpy(dtype=float)
-    factors_add = [data[fa], data[fb]] + ([data["seed"]] if blocked else [])
+    seed = [data["seed"].astype(str)] if blocked else []
     cell = data[fa] + "\x00" + data[fb]
-    factors_full = [cell] + ([data["seed"]] if blocked else [])
-    rss_add, rank_add = _rss_rank(_design(factors_add), y)
-    rss_full, rank_full = _rss_rank(_design(factors_full), y)
+    rss_add, rank_add = _rss_rank(_design([data[fa], data[fb], *seed]), y)
+    rss_full, rank_full = _rss_rank(_design([cell, *seed]), y)
     df_num = rank_full - rank_add
     df_den = len(y) - rank_full
-    if df_num <= 0 or df_den <= 0:
-        return None
-    result = {
+    if df_den <= 0:
+        raise NotComputable(
+            f"no residual degrees of freedom ({len(y)} runs for {rank_full} model terms): run more seeds"
+        )
+    if rss_full <= _ZERO_SD:
+        raise NotComputable("no spread between seeds within the cells")
+    f_value = ((rss_add - rss_full) / df_num) / (rss_full / df_den)
+    return {
         "factors": (fa, fb),
         "levels": (levels_a, levels_b),
-        "F": math.nan,
+        "F": float(f_value),
         "df_num": int(df_num),
         "df_den": int(df_den),
-        "p_value": math.nan,
-        "partial_eta_sq": math.nan,
+        "p_value": float(stats.f.sf(f_value, df_num, df_den)),
+        "partial_eta_sq": float((rss_add - rss_full) / rss_add) if rss_add > 0 else math.nan,
         "blocked_by_seed": blocked,
         "n": len(y),
     }
-    if rss_full <= _ZERO_SD:
-        return result
-    f_value = ((rss_add - rss_full) / df_num) / (rss_full / df_den)
-    result["F"] = float(f_value)
-    result["p_value"] = float(stats.f.sf(f_value, df_num, df_den))
-    result["partial_eta_sq"] = float((rss_add - rss_full) / rss_add) if rss_add > 0 else math.nan
-    return result

@@ -1,8 +1,9 @@
 """Studies: the validated spec, grid expansion and the runner."""
 
-from dropoutlab.study.grid import RunSpec, expand_runs
+from dropoutlab.runs import RunSettings, RunSpec, StudySpec
+from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.runner import StudyOutcome, resolve_device, run_study
-from dropoutlab.study.spec import RunSettings, StudySpec, load_study, parse_study
+from dropoutlab.study.spec import load_study, parse_study
 
 __all__ = [
     "RunSettings",

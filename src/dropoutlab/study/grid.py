@@ -3,40 +3,12 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.study.spec import RunSettings, StudySpec, flatten, parse_settings, set_dotted
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run: its study, resolved settings, seed and grid values.
-
-    ``params`` holds the value of every grid parameter (dotted keys) for this run, read from
-    the resolved settings, so all runs of a study share the same parameter keys. The seed
-    fixes the initialisation, the data order and the dropout masks.
-    """
-
-    id: str
-    study: str
-    settings: RunSettings
-    seed: int
-    params: dict[str, Any]
-
-    def spec_dict(self) -> dict[str, Any]:
-        """The full resolved settings with the seed, as exported."""
-        return {**self.settings.to_dict(), "seed": self.seed}
-
-
-def run_id(study: str, settings: RunSettings, seed: int) -> str:
-    """A stable id: the same study name, settings and seed always give the same id."""
-    blob = json.dumps({"study": study, "spec": settings.to_dict(), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+from dropoutlab.runs import RunSettings, RunSpec, StudySpec, flatten, run_id
+from dropoutlab.study.settings import parse_settings, set_dotted
 
 
 def _grid_points(grid: dict[str, list[Any]]):

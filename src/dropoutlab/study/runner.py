@@ -15,11 +15,11 @@ from tqdm.auto import tqdm
 from dropoutlab.data import load_dataset
 from dropoutlab.data.prepare import PreparedData, prepare_data
 from dropoutlab.errors import DropoutlabError
+from dropoutlab.runs import RunResult, RunSpec, StudySpec
 from dropoutlab.store import Store
-from dropoutlab.study.grid import RunSpec, expand_runs
-from dropoutlab.study.spec import StudySpec
+from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.workers import map_unordered, resolve_workers
-from dropoutlab.train.loop import RunResult, environment, train_run
+from dropoutlab.train import environment, plan_stacks, train_runs
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
@@ -67,14 +67,15 @@ def run_study(
     stored as ``failed`` (with the error) and the study goes on; a failed run is tried
     again the next time the study runs. ``progress=None`` shows bars only on a terminal.
 
-    ``stack`` chooses how runs are trained: ``"off"`` one by one (the reference path),
-    ``"auto"`` in stacks of same-shaped networks sized by a memory budget, or a number,
-    the most runs per stack (see :mod:`dropoutlab.train.stacked`).
+    ``stack`` chooses the engine: ``"off"`` trains one run at a time (the single engine, the
+    reference), ``"auto"`` stacks of same-shaped networks sized by a memory budget, or a
+    number, the most runs per stack (see :mod:`dropoutlab.train.plan`).
 
     ``workers`` is the number of CPU processes training stacks (or runs) side by side, each
     on one core (see :mod:`dropoutlab.study.workers`): ``"auto"`` is one per core on the CPU
-    (Linux), 1 on CUDA. Workers never change which runs share a stack, so they change no
-    result beyond float rounding.
+    (Linux), 1 on CUDA. When one stack would be left to train alone at the end, it trains
+    in this process with every thread. A run's results do not depend on its stack or
+    worker beyond float rounding.
     """
     start = time.perf_counter()
     runs = expand_runs(study)
@@ -96,14 +97,11 @@ def run_study(
     for group in _by_data(todo).values():
         s = group[0].settings
         data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
-        if stack == "off":
-            batches = [[run] for run in group]
-        else:
-            from dropoutlab.train.stacked import plan_stacks
-
-            batches = plan_stacks(group, data, dev, stack)
-        for batch, results in _train_batches(batches, data, dev, n_workers, stacked=stack != "off",
-                                             show=not bar.disable):  # fmt: skip
+        engine = "single" if stack == "off" else "stacked"
+        batches = (
+            [[run] for run in group] if stack == "off" else plan_stacks(group, data, dev, stack, n_workers)
+        )
+        for batch, results in _train_batches(batches, data, dev, n_workers, engine, show=not bar.disable):
             for result in results:
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
@@ -127,39 +125,33 @@ def _train_batches(
     data: PreparedData,
     device: torch.device,
     workers: int,
-    stacked: bool,
+    engine: str,
     show: bool,
 ) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
     """Yield each batch with its results: in order in this process, or as worker processes finish them."""
     if workers > 1 and len(batches) > 1:
-        yield from map_unordered(_train_batch, batches, (data, device, False, stacked), workers)
+        yield from map_unordered(
+            _train_batch, batches, (data, device, False, engine), workers, tail_in_parent=True
+        )
         return
     for batch in batches:
-        yield batch, _train_batch(batch, data, device, show, stacked)
+        yield batch, _train_batch(batch, data, device, show, engine)
 
 
 def _train_batch(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool, stacked: bool
+    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool, engine: str
 ) -> list[RunResult]:
-    """Train one run with the reference loop, or a stack (even of one) with the stacked loop.
-
-    An exception marks every run of the batch failed.
-    """
+    """Train one batch of runs (one run, or a stack) with ``engine``; an exception marks them all failed."""
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
     try:
-        if not stacked:
-            return [train_run(runs[0], data, device, on_epoch=lambda m: epochs.update(1))]
-        from dropoutlab.train.stacked import train_stack
-
-        return train_stack(runs, data, device, on_epoch=lambda m: epochs.update(1))
+        return train_runs(runs, data, device, engine, on_epoch=lambda epoch, members: epochs.update(1))
     except (DropoutlabError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a broken run must not end the study; its traceback goes to the log
         log.exception("%d run(s) failed, first %s (seed %d)", len(runs), runs[0].id, runs[0].seed)
         error = f"{type(exc).__name__}: {exc}"
-        return [RunResult(run, "failed", [], {"loss": None, "acc": None}, None, None, 0.0,
-                          environment(device), error=error) for run in runs]  # fmt: skip
+        return [RunResult(run, "failed", env=environment(device), error=error) for run in runs]
     finally:
         epochs.close()
 
@@ -167,4 +159,4 @@ def _train_batch(
 def _postfix(result: RunResult) -> str:
     if result.status != "completed":
         return result.status
-    return f"last test acc {result.test['acc']:.1%}"
+    return f"last test acc {result.test_acc:.1%}"

@@ -21,9 +21,11 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.queues import SimpleQueue
 from typing import Any
 
 import torch
@@ -71,7 +73,7 @@ def resolve_workers(workers: str | int, device: torch.device) -> int:
 
 
 def map_unordered(
-    fn: Callable[..., Any], items: list[Any], shared: tuple, workers: int
+    fn: Callable[..., Any], items: list[Any], shared: tuple, workers: int, tail_in_parent: bool = False
 ) -> Iterator[tuple[Any, Any]]:
     """Yield ``(item, fn(item, *shared))`` for every item, as ``workers`` forked processes finish them.
 
@@ -80,33 +82,60 @@ def map_unordered(
     the workers are stopped at once, and a worker that dies (e.g. killed for memory) ends
     the iteration with a :class:`DropoutlabError` naming what to try. One map at a time per
     process: the shared arguments live in a module global until the map ends.
+
+    With ``tail_in_parent``, an item that would train alone at the end on one core while the
+    other cores idle (``len(items) % workers == 1``) is kept for this process instead: the last
+    item is called here, with this process's threads (torch's default), after the workers have
+    finished the others, and is yielded last. Putting the largest items first is the caller's job.
     """
+    if tail_in_parent and workers > 1 and len(items) % workers == 1:
+        yield from _map_in_workers(fn, items[:-1], shared, workers)
+        yield items[-1], fn(items[-1], *shared)
+        return
+    yield from _map_in_workers(fn, items, shared, workers)
+
+
+def _map_in_workers(
+    fn: Callable[..., Any], items: list[Any], shared: tuple, workers: int
+) -> Iterator[tuple[Any, Any]]:
     global _job
+    if not items:
+        return
     _job = (fn, shared)
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init)
+    context = multiprocessing.get_context("fork")
+    # each worker reports its pid here when it starts: the one public way to know which
+    # processes are the pool's, so that a stop can terminate them without waiting for their task
+    pids = context.SimpleQueue()
+    executor = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init, initargs=(pids, os.getpid())
+    )
     try:
         futures = {executor.submit(_call, item): item for item in items}
         for future in as_completed(futures):
             yield futures[future], future.result()
     except BrokenProcessPool as exc:
-        _stop(executor)
+        _stop(pids, workers)
         raise DropoutlabError(
             "a training worker process died (killed by the system, maybe for memory); finished runs are "
             "stored; run again with fewer --workers or a smaller --stack"
         ) from exc
     except BaseException:  # an error, Ctrl-C or the caller closing the generator: stop training now
-        _stop(executor)
+        _stop(pids, workers)
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+        pids.close()
         _job = None
 
 
-def _init() -> None:
+def _init(pids: SimpleQueue, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     # die with the parent, even if it is killed with SIGKILL: no orphan goes on training
     with contextlib.suppress(AttributeError, OSError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    pids.put(os.getpid())
     torch.set_num_threads(1)
 
 
@@ -115,11 +144,20 @@ def _call(item: Any) -> Any:
     return fn(item, *shared)
 
 
-def _stop(executor: ProcessPoolExecutor) -> None:
-    """Terminate the workers without waiting for their current task."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        process.terminate()
+def _stop(pids: SimpleQueue, workers: int, wait_s: float = 2.0) -> None:
+    """Terminate the pool's workers without waiting for their current task.
+
+    A worker forked just before the stop may not have reported its pid yet, so this waits up to
+    ``wait_s`` seconds for all ``workers`` reports. Only pids that are still unreaped children of
+    this process are signalled (``active_children``), so a pid the system has reused is never hit.
+    """
+    reported: set[int] = set()
+    deadline = time.monotonic() + wait_s
+    while len(reported) < workers and time.monotonic() < deadline:
+        if pids.empty():
+            time.sleep(0.01)
+        else:
+            reported.add(pids.get())
+    for process in multiprocessing.active_children():
+        if process.pid in reported:
+            process.terminate()

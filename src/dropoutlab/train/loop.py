@@ -1,170 +1,173 @@
-"""The training loop: one run, top to bottom."""
+"""The training loop: the one lifecycle of every run, whichever engine trains it.
+
+An engine trains and evaluates K >= 1 members side by side (:class:`SingleEngine`: one run's
+own model, ``--stack off``; :class:`StackedEngine`: a stack of runs as one network). The
+loop below asks it, epoch by epoch, for each member's numbers, and applies the same code
+to every member: record the epoch, stop a member whose training loss is not finite
+(``diverged``), early stopping, restore-best, and the final test of the kept weights.
+"""
 
 from __future__ import annotations
 
-import math
+import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 import dropoutlab
 from dropoutlab.data.prepare import PreparedData, Split
-from dropoutlab.models import build_model
-from dropoutlab.study.grid import RunSpec
-from dropoutlab.study.spec import OptimizerSpec
+from dropoutlab.runs import EpochRecord, RunResult, RunSpec
 from dropoutlab.train.early_stopping import EarlyStopping
+from dropoutlab.train.single import SingleEngine
+from dropoutlab.train.stacked import StackedEngine
 
-EVAL_BATCH = 2048
+Weights = dict[str, torch.Tensor]
 
 
-@dataclass
-class RunResult:
-    """What one run produced: per-epoch history, the test score of the kept model, timings.
+class Engine(Protocol):
+    """What the loop needs of an engine; positions count the members still training."""
 
-    ``history`` has one dict per epoch with ``epoch`` (1-based), ``train_loss``/``train_acc``
-    (running averages over the epoch, train mode: dropout on), ``val_loss``/``val_acc`` and
-    ``train_eval_loss``/``train_eval_acc`` (eval mode); ``None`` where not measured.
-    Accuracies are fractions in [0, 1]. ``status`` is ``completed``, ``diverged`` or ``failed``.
+    name: str  # "single" or "stacked", stored with each run
+    dtype: str  # "float32" or "bf16-autocast"
+
+    def train_epoch(self) -> list[tuple[float, float]]:
+        """One pass over the training split: each member's mean loss and accuracy (dropout on)."""
+
+    def evaluate(self, split: Split) -> list[tuple[float | None, float | None]]:
+        """Each member's mean loss and accuracy on ``split`` in eval mode."""
+
+    def member_state(self, position: int) -> Weights:
+        """A copy of a member's weights, keyed as in its own model's ``state_dict()``."""
+
+    def keep_members(self, positions: list[int]) -> None:
+        """Go on with the members at ``positions`` only."""
+
+    def test(self, indices: list[int], states: list[Weights]) -> list[tuple[float, float]]:
+        """Test loss and accuracy of the runs at ``indices`` (of the engine's runs) with ``states``."""
+
+
+ENGINES: dict[str, Callable[[list[RunSpec], PreparedData, torch.device], Engine]] = {
+    "single": SingleEngine,
+    "stacked": StackedEngine,
+}
+
+
+class RunLifecycle:
+    """One run's bookkeeping across epochs: its records, status, best epoch and kept weights."""
+
+    def __init__(self, run: RunSpec) -> None:
+        self.run = run
+        s = run.settings
+        es = s.early_stopping
+        self.restore_best = bool(es and es.restore_best)
+        self.stopper = EarlyStopping(s.monitor, es.patience if es else None, es.min_delta if es else 0.0,
+                                     keep_best=self.restore_best)  # fmt: skip
+        self.history: list[EpochRecord] = []
+        self.status = "completed"
+        self.kept: Weights | None = None
+
+    def end_epoch(self, record: EpochRecord, weights: Callable[[], Weights]) -> bool:
+        """Record an epoch; True when the run stops here (diverged, or early stopping)."""
+        if record.diverged:
+            self.status = "diverged"
+            self.history.append(record.as_diverged())
+            return True
+        self.history.append(record)
+        self.stopper.update(record.epoch, getattr(record, self.stopper.monitor), weights)
+        return self.stopper.should_stop
+
+    def finish(self, weights: Callable[[], Weights]) -> None:
+        """The run leaves training: keep its best weights (restore-best) or its last ones."""
+        if self.status == "completed":
+            best = self.stopper.best_state if self.restore_best else None
+            self.kept = best if best is not None else weights()
+        self.stopper.best_state = None
+
+    def result(self, test: tuple[float, float] | None, wall_s: float, env: dict[str, Any]) -> RunResult:
+        """The run's :class:`RunResult`."""
+        loss, acc = test if test else (None, None)
+        return RunResult(
+            run=self.run,
+            status=self.status,
+            history=tuple(self.history),
+            test_loss=loss,
+            test_acc=acc,
+            best_epoch=self.stopper.best_epoch,
+            stopped_epoch=self.history[-1].epoch if self.history else None,
+            wall_s=wall_s,
+            env=env,
+        )
+
+
+def train_runs(
+    runs: list[RunSpec],
+    data: PreparedData,
+    device: torch.device,
+    engine: str = "stacked",
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> list[RunResult]:
+    """Train ``runs`` side by side with ``engine`` (``"single"``: one run; ``"stacked"``: runs of
+    one stack key) and score each kept model on the test split; one result per run, in order.
+
+    ``on_epoch(epoch, members)`` is called after each epoch with the number of runs that
+    trained in it. A run's ``wall_s`` is the engine's wall time divided by its runs.
     """
+    start = time.perf_counter()
+    trainer = ENGINES[engine](runs, data, device)
+    lives = [RunLifecycle(run) for run in runs]
+    live = list(range(len(runs)))  # the run of each position still training
+    s = runs[0].settings
+    for epoch in range(1, s.epochs + 1):
+        train = trainer.train_epoch()
+        val = trainer.evaluate(data.val)
+        train_eval = trainer.evaluate(data.train_eval) if s.eval_train else [(None, None)] * len(live)
+        leaving = []
+        for pos, i in enumerate(live):
+            record = EpochRecord(epoch, *train[pos], *val[pos], *train_eval[pos])
+            if lives[i].end_epoch(record, partial(trainer.member_state, pos)) or epoch == s.epochs:
+                leaving.append(pos)
+        if on_epoch:
+            on_epoch(epoch, len(live))
+        for pos in leaving:
+            lives[live[pos]].finish(partial(trainer.member_state, pos))
+        staying = [pos for pos in range(len(live)) if pos not in leaving]
+        live = [live[pos] for pos in staying]
+        if not live:
+            break
+        if leaving:
+            trainer.keep_members(staying)
 
-    run: RunSpec
-    status: str
-    history: list[dict[str, Any]]
-    test: dict[str, float | None]
-    best_epoch: int | None
-    stopped_epoch: int | None
-    wall_s: float
-    env: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+    done = [i for i, life in enumerate(lives) if life.status == "completed"]
+    tests = dict(zip(done, trainer.test(done, [lives[i].kept for i in done]), strict=True)) if done else {}
+    wall = time.perf_counter() - start
+    env = environment(device, trainer.dtype)
+    results = []
+    for i, life in enumerate(lives):
+        how = {"engine": trainer.name}
+        if trainer.name == "stacked":
+            how["stack"] = {"size": len(runs), "position": i, "wall_s": wall}
+        results.append(life.result(tests.get(i), wall / len(runs), {**env, **how}))
+    return results
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and device, stored with every run."""
+def train_run(run: RunSpec, data: PreparedData, device: torch.device, engine: str = "single") -> RunResult:
+    """Train one run (by default with the single engine, the reference) and test its kept model."""
+    return train_runs([run], data, device, engine)[0]
+
+
+def environment(device: torch.device, dtype: str = "float32") -> dict[str, Any]:
+    """How and where runs were trained, stored with every run: versions, device, dtype, threads."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {
         "dropoutlab": dropoutlab.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": f"{device.type}: {name}",
+        "dtype": dtype,
         "threads": torch.get_num_threads(),
+        "pid": os.getpid(),
     }
-
-
-def diverged_record(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The history entry of the epoch where the training loss stopped being finite."""
-    return {**metrics, "train_loss": None, "val_loss": None, "val_acc": None,
-            "train_eval_loss": None, "train_eval_acc": None}  # fmt: skip
-
-
-def best_epoch_of(history: list[dict[str, Any]], stopper: EarlyStopping | None, status: str) -> int | None:
-    """The early-stopping best epoch; without early stopping, the epoch of least validation loss."""
-    if stopper and stopper.best_epoch is not None:
-        return stopper.best_epoch
-    if history and history[0].get("val_loss") is not None and status == "completed":
-        return min(history, key=lambda h: h["val_loss"])["epoch"]
-    return None
-
-
-def make_optimizer(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """The optimizer of a run; ``weight_decay`` is the L2 coefficient."""
-    if spec.name == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
-    if spec.name == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split) -> tuple[float | None, float | None]:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode on ``split`` (None if empty)."""
-    if len(split) == 0:
-        return None, None
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=split.x.device)
-    correct = torch.zeros((), device=split.x.device)
-    for x, y in zip(split.x.split(EVAL_BATCH), split.y.split(EVAL_BATCH), strict=True):
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
-    return loss_sum.item() / len(split), correct.item() / len(split)
-
-
-def train_run(
-    run: RunSpec,
-    data: PreparedData,
-    device: torch.device,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> RunResult:
-    """Train one run and score the kept model on the test split.
-
-    The seed fixes the initial weights, the order of the batches and the dropout masks, so
-    the same run gives the same history on the same CPU. A non-finite training loss ends
-    the run with status ``diverged`` at that epoch.
-    """
-    s = run.settings
-    start = time.perf_counter()
-    torch.manual_seed(run.seed)
-    model = build_model(s.layers, s.dropout, data.input_shape, data.num_classes, init=s.init).to(device)
-    optimizer = make_optimizer(model.parameters(), s.optimizer)
-    order_rng = torch.Generator(device="cpu").manual_seed(run.seed)
-    es = s.early_stopping
-    stopper = EarlyStopping(es.monitor, es.patience, es.min_delta) if es else None
-    history: list[dict[str, Any]] = []
-    status = "completed"
-    n = len(data.train)
-
-    for epoch in range(1, s.epochs + 1):
-        model.train()
-        order = torch.randperm(n, generator=order_rng).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        for batch in order.split(s.batch_size):
-            x, y = data.train.x[batch], data.train.y[batch]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(batch)  # summed on the device: no sync per step
-            correct += (logits.detach().argmax(1) == y).sum()
-
-        metrics = {"epoch": epoch, "train_loss": loss_sum.item() / n, "train_acc": correct.item() / n}
-        if not math.isfinite(metrics["train_loss"]):
-            status = "diverged"
-            history.append(diverged_record(metrics))
-            break
-        metrics["val_loss"], metrics["val_acc"] = evaluate(model, data.val)
-        metrics["train_eval_loss"], metrics["train_eval_acc"] = (
-            evaluate(model, data.train_eval) if s.eval_train else (None, None)
-        )
-        history.append(metrics)
-        if on_epoch:
-            on_epoch(metrics)
-        if stopper:
-            stopper.update(epoch, metrics, model)
-            if stopper.should_stop:
-                break
-
-    best_epoch = best_epoch_of(history, stopper, status)
-    if stopper and stopper.best_epoch is not None and es.restore_best:
-        model.load_state_dict(stopper.best_state)
-
-    test_loss, test_acc = evaluate(model, data.test) if status == "completed" else (None, None)
-    return RunResult(
-        run=run,
-        status=status,
-        history=history,
-        test={"loss": test_loss, "acc": test_acc},
-        best_epoch=best_epoch,
-        stopped_epoch=history[-1]["epoch"] if history else None,
-        wall_s=time.perf_counter() - start,
-        env=environment(device),
-    )

@@ -1,0 +1,297 @@
+"""The report's sections, built from an ``Analysis``: paragraphs, figures and tables to render.
+
+Each section only shows what the ``Analysis`` holds; figures are drawn here from its runs
+and history by ``plots``. A section that applies to the study but cannot be computed says
+so in one line with the reason (``Analysis.unavailable``, or a figure whose data refuses
+it: a ``DropoutlabError``); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.report import plots
+from dropoutlab.report.analysis import NOT_RECORDED, Analysis, FigurePlan
+from dropoutlab.report.findings import level, p_text, pp, value_text
+from dropoutlab.report.html import Section
+from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+
+SUMMARY_COLUMNS = {
+    "n": "seeds",
+    "test_acc_mean": "test acc",
+    "test_acc_ci_low": "test acc ci_low",
+    "test_acc_ci_high": "test acc ci_high",
+    "test_acc_min": "test acc lowest",
+    "test_acc_max": "test acc highest",
+    "val_acc_mean": "val acc",
+    "train_acc_mean": "train acc (dropout on)",
+    "train_eval_acc_mean": "train acc (eval mode)",
+    "gap_acc_mean": "gap acc (train - test)",
+    "best_epoch_mean": "best epoch",
+}
+
+INTERVAL_WORDS = {
+    "logit t": "t on the logit scale",
+    "t": "t",
+    "range": "none: fewer than 3 seeds",
+    "same": "none: all seeds gave the same accuracy \u2014 check the seeding",
+    "boundary": "none: a seed at exactly 0% or 100%",
+    "none": "none: no completed run",
+}
+
+
+def unavailable_line(what: str, reason: str) -> str:
+    """The one line a section shows when it cannot be computed."""
+    return f"{what} could not be computed: {reason}."
+
+
+def report_sections(analysis: Analysis) -> list[Section]:
+    """The report's sections, in order: summary, comparisons, rate sweep, grid, curves, methods."""
+    a = analysis
+    if not (a.runs.get("status", pd.Series(dtype=str)) == "completed").any():
+        return [_summary(a), _methods(a)]  # nothing finished: no comparison and no figure to draw
+    sections = [_summary(a), _comparisons(a)]
+    if a.rate_key is not None:
+        sections.append(_rate(a))
+    if a.grid is not None:
+        sections.append(_grid(a))
+    sections.append(_curves(a))
+    sections.append(_methods(a))
+    return [s for s in sections if s is not None]
+
+
+def _draw(a: Analysis, plan: FigurePlan):
+    """The plan's figure, or the reason it cannot be drawn (a ``DropoutlabError`` message)."""
+    on_line = a.rate_on_line
+    try:
+        if plan.kind == "rate_accuracy":
+            return plots.accuracy_vs_rate(a.runs, a.rate_key, on_line, a.params, a.confidence)
+        if plan.kind == "rate_gap":
+            return plots.gap_vs_rate(a.runs, a.rate_key, on_line, a.params, a.confidence)
+        if plan.kind == "heatmap":
+            x_key, y_key = a.grid
+            return plots.heatmap(a.runs, x_key, y_key, confidence=a.confidence)
+        if plan.kind == "comparison":
+            return plots.comparison(a.history, a.params)
+        if plan.kind == "curves":
+            return plots.learning_curves(a.history, plan.config, a.confidence, title=a.label(plan.config))
+    except DropoutlabError as error:
+        return str(error)
+    raise ValueError(f"unknown figure kind {plan.kind!r}")
+
+
+def _figures(a: Analysis, kinds: tuple[str, ...]) -> tuple[list, list[str]]:
+    figures, notes = [], []
+    for plan in a.figures:
+        if plan.kind not in kinds:
+            continue
+        drawn = _draw(a, plan)
+        if isinstance(drawn, str):
+            notes.append(unavailable_line(f"The figure {plan.title!r}", drawn))
+        else:
+            figures.append((plan.title, drawn, plan.alt, plan.name))
+    return figures, notes
+
+
+def _with_labels(a: Analysis, frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    if "config" in frame:
+        frame["config"] = frame["config"].map(lambda c: a.label(str(c)))
+    return frame
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def _summary(a: Analysis) -> Section:
+    if a.summary.empty:
+        return Section("Summary over seeds", ["No runs in this study yet."])
+    shown = a.summary[["config", *SUMMARY_COLUMNS]].rename(columns=SUMMARY_COLUMNS)
+    shown = _with_labels(a, shown.dropna(axis=1, how="all"))
+    methods = a.summary["test_acc_interval"].tolist()
+    if any(m != "logit t" for m in methods):
+        shown["test acc interval"] = [INTERVAL_WORDS.get(m, m) for m in methods]
+    text = (
+        f"Final accuracies per configuration: mean over the completed seeds with a {level(a.confidence)} "
+        "confidence interval for test accuracy, a Student t interval on the logit scale, which stays "
+        "between 0% and 100%. Below 3 seeds there is no interval, only the lowest and highest seed. "
+        "Train accuracy 'dropout on' is the running accuracy during the epoch; 'eval mode' is "
+        "measured afterwards with dropout off."
+    )
+    return Section("Summary over seeds", [text], tables=[("Per configuration", shown)])
+
+
+def _comparisons(a: Analysis) -> Section:
+    title = "Compared with the baseline"
+    if "comparisons" in a.unavailable:
+        return Section(
+            title, [unavailable_line("The comparison with a baseline", a.unavailable["comparisons"])]
+        )
+    if not a.comparisons:
+        return Section(
+            title, [f"Only the baseline ({a.baseline_name}) has been run: nothing to compare it with."]
+        )
+    rows = pd.DataFrame([c.__dict__ for c in a.comparisons])
+    rows["seeds_left_out"] = [", ".join(map(str, s)) for s in rows["seeds_left_out"]]
+    rows["config"] = [a.label(c) for c in rows["config"]]
+    cols = ["config", "diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "test",
+            "p_value", "p_adjusted", "significant", "effect_size", "seeds_left_out", "seeds_needed"]  # fmt: skip
+    table = rows[cols].rename(columns={"ci_low_unadjusted": "unadjusted ci_low",
+                                       "ci_high_unadjusted": "unadjusted ci_high"})  # fmt: skip
+    if not table["seeds_left_out"].astype(bool).any():
+        table = table.drop(columns="seeds_left_out")
+    table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp", "unadjusted ci_low": "pp",
+                            "unadjusted ci_high": "pp"}  # fmt: skip
+    m = a.family_size
+    members = "each configuration against the baseline"
+    if a.interaction is not None:
+        members += ", the interaction test"
+    if a.gap_trend is not None:
+        members += ", the gap trend along the rate"
+    text = [
+        f"Test accuracy of each configuration minus the baseline ({a.baseline_name}), in percentage points. "
+        f"Every claim of a difference in this report comes from one family of {m} tests ({members}), "
+        f"adjusted together with Holm's method at alpha = {a.alpha:g}: 'significant' means a Holm-adjusted "
+        f"p below {a.alpha:g}. Paired t-tests on the seeds both configurations completed; Welch's t-test "
+        "when they share fewer than two seeds.",
+        f"The intervals are simultaneous {level(a.confidence)} intervals over the family (Bonferroni: each "
+        f"at {level(1 - (1 - a.confidence) / max(m, 1))}), so together they cover every true difference "
+        f"with probability {level(a.confidence)}"
+        + (
+            "; an interval that excludes 0 always goes with a significant test."
+            if math.isclose(a.confidence, 1 - a.alpha)
+            else f"; they are at a different level from the tests (alpha = {a.alpha:g}), so an interval "
+            "and its test may disagree."
+        )
+        + " The unadjusted columns are each comparison's own interval.",
+        f"'seeds needed': seeds per configuration for {a.power:.0%} power to detect a difference of "
+        f"{pp(a.min_effect).lstrip('+')} (the smallest difference worth detecting, --min-effect) at "
+        f"alpha / {m} = {a.alpha / max(m, 1):.3g}, the level Holm's method needs at its strictest step, "
+        "given the seed-to-seed spread measured here; \u221e means more than "
+        f"{SEEDS_SEARCH_LIMIT}.",
+    ]
+    return Section(title, text, tables=[("Differences in test accuracy", table)])
+
+
+def _rate(a: Analysis) -> Section:
+    key = a.rate_key
+    figures, notes = _figures(a, ("rate_accuracy", "rate_gap"))
+    tables = []
+    try:
+        tables.append(
+            ("Numbers behind the plots",
+             _with_labels(a, plots.rate_table(a.runs, key, a.rate_on_line, a.params, a.confidence)))
+        )  # fmt: skip
+    except DropoutlabError as error:
+        notes.append(unavailable_line("The table behind the plots", str(error)))
+    if "gap_trend" in a.unavailable:
+        notes.append(unavailable_line("The gap trend", a.unavailable["gap_trend"]))
+    text = (
+        f"How train and test accuracy move as {key} grows. Bands are {level(a.confidence)} intervals of "
+        "the mean over seeds (on the logit scale for accuracies; none below 3 seeds); dots are single seeds."
+    )
+    return Section("Accuracy against the dropout rate", [text, *notes], figures=figures, tables=tables)
+
+
+def _grid(a: Analysis) -> Section:
+    x_key, y_key = a.grid
+    figures, notes = _figures(a, ("heatmap",))
+    tables = []
+    try:
+        tables.append(
+            ("Numbers behind the heatmap",
+             _with_labels(a, plots.heatmap_table(a.runs, x_key, y_key, confidence=a.confidence)))
+        )  # fmt: skip
+    except DropoutlabError as error:
+        notes.append(unavailable_line("The table behind the heatmap", str(error)))
+    if "interaction" in a.unavailable:
+        notes.append(unavailable_line("The interaction test", a.unavailable["interaction"]))
+    elif a.interaction is not None:
+        r = a.interaction
+        notes.append(
+            f"Interaction test (two-way ANOVA{', seed as a block' if r.blocked_by_seed else ''}): "
+            f"F({r.df_num}, {r.df_den}) = {r.F:.2f}, unadjusted {p_text(r.p_value)}, "
+            f"{p_text(r.p_adjusted, 'Holm p')} in the report's family."
+        )
+    text = f"Mean test accuracy in each cell of the two-dimensional grid, with its {level(a.confidence)} interval."
+    return Section(f"{y_key} x {x_key}", [text, *notes], figures=figures, tables=tables)
+
+
+def _curves(a: Analysis) -> Section:
+    figures, notes = _figures(a, ("comparison", "curves"))
+    if "curves" in a.unavailable:
+        notes.append(unavailable_line("The learning curves", a.unavailable["curves"]))
+    text = (
+        "Loss and accuracy per epoch, mean over seeds with a band from 3 seeds on: first every "
+        "configuration on one figure, then one figure per configuration."
+    )
+    return Section("Learning curves", [text, *notes], figures=figures)
+
+
+# ----------------------------------------------------------------------------------------
+# Methods
+
+
+def _counted(counts: dict, unit: str = "runs") -> str:
+    """``{"cpu": 21}`` -> ``"cpu"``; several values -> ``"cpu (12 runs), cuda (9 runs)"``."""
+    if not counts:
+        return NOT_RECORDED
+    if len(counts) == 1:
+        return str(next(iter(counts)))
+    return ", ".join(f"{k} ({v} {unit})" for k, v in counts.items())
+
+
+def _engine_text(m) -> str:
+    parts = []
+    for engine, n in m.engines.items():
+        if engine == "stacked":
+            sizes = ", ".join(str(s) for s in sorted(m.stack_sizes)) or NOT_RECORDED
+            parts.append(f"{n} trained stacked, several runs as one batched model (stack sizes {sizes})")
+        elif engine == "single":
+            parts.append(f"{n} trained one by one")
+        else:
+            parts.append(f"{n} with engine {engine}")
+    return "; ".join(parts) or NOT_RECORDED
+
+
+def _training_text(training: dict) -> str:
+    if not training:
+        return f"Training settings: {NOT_RECORDED}."
+    parts = []
+    if "dataset" in training:
+        parts.append(f"dataset {training['dataset']}")
+    if "model" in training:
+        parts.append(f"model {training['model']}")
+    if "epochs" in training:
+        parts.append(f"{training['epochs']} epochs")
+    if "batch_size" in training:
+        parts.append(f"batch size {training['batch_size']}")
+    optimizer = training.get("optimizer")
+    if isinstance(optimizer, dict):
+        details = ", ".join(f"{k} {value_text(v)}" for k, v in optimizer.items() if k != "name")
+        parts.append(f"optimizer {optimizer.get('name')} ({details})")
+    if "validation" in training:
+        parts.append(f"validation fraction {value_text(training['validation'])}")
+    if "early_stopping" in training:
+        stop = training["early_stopping"]
+        parts.append("no early stopping" if not stop else f"early stopping ({stop})")
+    return "Every run shares: " + ", ".join(parts) + "; the grid parameters vary as listed above."
+
+
+def _methods(a: Analysis) -> Section:
+    m = a.methods
+    statuses = ", ".join(f"{n} {s}" for s, n in m.statuses.items()) or "none"
+    versions = ", ".join(f"{name} {_counted(values)}" for name, values in m.versions.items())
+    lines = [
+        f"{m.runs} runs ({statuses}).",
+        _training_text(m.training),
+        f"How they were trained: {_engine_text(m)}. Device: {_counted(m.devices)}; "
+        f"precision: {_counted(m.dtypes)}; CPU threads: {_counted(m.threads)}; {versions}.",
+        f"Statistics: tests at alpha = {a.alpha:g} over one Holm family of {a.family_size} tests; intervals at "
+        f"{level(a.confidence)}; smallest difference worth detecting {pp(a.min_effect).lstrip('+')} with "
+        f"{a.power:.0%} power. Method of each number: docs/report.md.",
+    ]
+    return Section("Methods", lines)

@@ -1,0 +1,237 @@
+"""What a run is and what it produced: the records every part of dropoutlab reads.
+
+A study file becomes a :class:`StudySpec`; each of its grid points times each seed is a
+:class:`RunSpec` (settings resolved: :class:`RunSettings`); training one gives a
+:class:`RunResult` with one :class:`EpochRecord` per epoch. The store writes these, the
+report reads them back. This module is the leaf of the package: it imports nothing else
+from dropoutlab, so every other part can import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("completed", "diverged", "failed")
+FINISHED = ("completed", "diverged")  # a failed run is tried again on the next `run`
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a model, as a study file writes it.
+
+    ``units = "classes"`` on a dense layer means "as many as the dataset has classes".
+    A dropout layer has a ``slot`` (its rate comes from the study's ``[dropout]`` table,
+    default 0), a fixed ``rate``, or both (``rate`` is then the slot's default).
+    """
+
+    type: str
+    units: int | str | None = None
+    filters: int | None = None
+    kernel: int | None = None
+    stride: int | None = None
+    padding: int | str | None = None
+    activation: str | None = None
+    size: int | None = None
+    slot: str | None = None
+    rate: float | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that are set, as they would be written in a study file."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Optimizer settings. ``weight_decay`` is the L2 coefficient (coupled for sgd/adam, decoupled for adamw)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    monitor: str = "val_loss"
+    patience: int = 3
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that determines one training run except its seed, defaults resolved.
+
+    ``model`` is a preset name or ``"custom"``; ``layers`` is the layer list either way.
+    ``dropout`` maps every dropout slot of the model to its rate (0 means no layer).
+    ``validation`` is the fraction of the training set held out; ``epochs`` and
+    ``batch_size`` count passes over that remainder and samples per step.
+    """
+
+    dataset: str
+    model: str
+    layers: tuple[LayerSpec, ...]
+    dropout: dict[str, float]
+    epochs: int = 10
+    batch_size: int = 64
+    normalize: str = "unit"
+    validation: float = 0.1667
+    split_seed: int = 0
+    init: str = "torch"
+    eval_train: bool = True
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    early_stopping: EarlyStoppingSpec | None = None
+
+    @property
+    def monitor(self) -> str:
+        """The metric that picks a run's best epoch: early stopping's, else ``val_loss``."""
+        return self.early_stopping.monitor if self.early_stopping else "val_loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-ready data (the ``spec`` of the export)."""
+        data = asdict(self)
+        data["layers"] = [layer.to_dict() for layer in self.layers]
+        return data
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"dropout": {"conv": 0.1}}`` → ``{"dropout.conv": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study: shared settings, the grid (a union of cross products) and the seeds."""
+
+    name: str
+    path: Path | None
+    settings: dict[str, Any]
+    grid: tuple[dict[str, list[Any]], ...]
+    seeds: tuple[int, ...]
+    description: str = ""
+
+    @property
+    def param_keys(self) -> tuple[str, ...]:
+        """The grid's parameters as dotted keys, table values flattened (``dropout.hidden1``)."""
+        keys: dict[str, None] = {}
+        for sub in self.grid:
+            for key, values in sub.items():
+                for value in values:
+                    for flat in flatten({key: value}):
+                        keys[flat] = None
+        return tuple(keys)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: its study, resolved settings, seed and grid values.
+
+    ``params`` holds the value of every grid parameter (dotted keys) for this run, read from
+    the resolved settings, so all runs of a study share the same parameter keys. The seed
+    fixes the initialisation, the data order and the dropout masks.
+    """
+
+    id: str
+    study: str
+    settings: RunSettings
+    seed: int
+    params: dict[str, Any]
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The full resolved settings with the seed, as exported."""
+        return {**self.settings.to_dict(), "seed": self.seed}
+
+
+def run_id(study: str, settings: RunSettings, seed: int) -> str:
+    """A stable id: the same study name, settings and seed always give the same id."""
+    blob = json.dumps({"study": study, "spec": settings.to_dict(), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch of one run measured. Its fields are *the* list of metric names.
+
+    Losses are mean cross-entropies (nats per sample), accuracies fractions in [0, 1], over:
+    ``train_*`` the epoch's training batches as they were trained (train mode: dropout on,
+    running over the epoch); ``val_*`` the validation split and ``train_eval_*`` a fixed
+    subset of the training split, both in eval mode after the epoch. ``None`` where not
+    measured (no validation split, ``eval_train = false``, or a diverged epoch).
+    """
+
+    epoch: int  # 1-based
+    train_loss: float | None = None
+    train_acc: float | None = None
+    val_loss: float | None = None
+    val_acc: float | None = None
+    train_eval_loss: float | None = None
+    train_eval_acc: float | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """Whether the training loss of this epoch was not a finite number."""
+        return self.train_loss is None or not math.isfinite(self.train_loss)
+
+    def as_diverged(self) -> EpochRecord:
+        """The record kept for the epoch where a run diverged: its training accuracy alone."""
+        return EpochRecord(self.epoch, train_acc=self.train_acc)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"epoch": ..., "train_loss": ..., ...}`` in field order."""
+        return asdict(self)
+
+
+EPOCH_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EpochRecord) if f.name != "epoch")
+
+
+def kept_epoch(restore_best: bool, best: int | None, stopped: int | None) -> int | None:
+    """The epoch whose weights a run keeps and tests: its best one with early stopping's
+    ``restore_best`` (when it has one), else the last one trained."""
+    return best if restore_best and best is not None else stopped
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run produced: its epochs, the test score of the kept model, how it was trained.
+
+    ``status`` is ``completed``, ``diverged`` (the training loss stopped being finite; the
+    run is not tested) or ``failed`` (an error, in ``error``; tried again on the next run of
+    the study). ``best_epoch`` is :func:`best_epoch` of the history by the run's monitor
+    (early stopping's, else ``val_loss``); ``stopped_epoch`` the last epoch trained; the
+    tested weights are those of :func:`kept_epoch`. ``wall_s`` is seconds of training and
+    evaluation (a stack's time divided by its members). ``env`` says how it was trained:
+    ``engine`` (``single`` or ``stacked``), ``stack`` (``size``, ``position``, ``wall_s``),
+    ``device``, ``dtype`` (``float32`` or ``bf16-autocast``), ``threads`` and versions.
+    """
+
+    run: RunSpec
+    status: str
+    history: tuple[EpochRecord, ...] = ()
+    test_loss: float | None = None
+    test_acc: float | None = None
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
+    wall_s: float = 0.0
+    env: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch whose weights were tested (see :func:`kept_epoch`)."""
+        es = self.run.settings.early_stopping
+        return kept_epoch(bool(es and es.restore_best), self.best_epoch, self.stopped_epoch)

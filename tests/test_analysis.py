@@ -1,0 +1,290 @@
+"""The one analysis every report renders: error rates by simulation, numbers in JSON, sections
+that cannot be computed, the methods section, figure names and the words users read."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dropoutlab.report.analysis as analysis_module
+from dropoutlab.report import write_analysis
+from dropoutlab.report.analysis import analyze_frames, analyze_records
+from dropoutlab.report.findings import p_text, pct, pp, signed
+from dropoutlab.report.numbers import analysis_to_json
+from dropoutlab.report.sections import report_sections
+from dropoutlab.report.stats import seeds_needed
+
+CLAIM_WORDS = ("higher test accuracy than", "lower test accuracy than", "higher than", "distinguishably better",
+               " interact on ", "narrows", "widens")  # fmt: skip
+
+
+def study(rng, effects: dict, seeds: int = 3, param: str = "dropout.conv", noise=0.005, seed_sd=0.01):
+    """A runs table like ``Store.runs()``: test accuracy 0.70 + effect + seed offset + noise."""
+    offsets = rng.normal(0, seed_sd, seeds)
+    rows = []
+    for value, effect in effects.items():
+        for s in range(seeds):
+            test = 0.70 + effect + offsets[s] + rng.normal(0, noise)
+            train = 0.90 + offsets[s] + rng.normal(0, noise)
+            rows.append({"config": f"{param}={value}", "seed": s, "status": "completed", "test_acc": test,
+                         "test_loss": 1 - test, "final_train_acc": train, "final_train_eval_acc": train + 0.01,
+                         "final_val_acc": test, "best_epoch": 5, param: value})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = [param]
+    return runs
+
+
+# ---------------------------------------------------------------------------- error rates
+
+
+def test_null_studies_make_a_claim_of_a_difference_in_at_most_alpha_of_them():
+    """Every claim (baseline comparisons, gap trend, placement) comes from one Holm family."""
+    rng = np.random.default_rng(2024)
+    studies, alpha = 200, 0.05
+    claimed = raw = 0
+    for _ in range(studies):
+        a = analyze_frames(study(rng, {r: 0.0 for r in (0.0, 0.1, 0.2, 0.3, 0.5)}), alpha=alpha)
+        claims = [f for f in a.headline if f.claim]
+        worded = [f for f in a.headline if any(w in f.text for w in CLAIM_WORDS)]
+        assert bool(claims) == bool(worded), [f.text for f in a.headline]
+        assert not [f for f in a.exploratory if f.claim]
+        claimed += bool(claims)
+        raw += any(c.p_value < alpha for c in a.comparisons)
+    assert claimed / studies <= alpha
+    assert raw / studies > 2 * alpha  # without the family, these studies would claim far more often
+
+
+def test_a_difference_of_min_effect_is_detected_at_the_promised_seeds():
+    """The seeds ``seeds_needed`` promises detect a 2-SD difference in >= 80% of studies."""
+    rng = np.random.default_rng(7)
+    noise = 0.005
+    sd_diff = noise * np.sqrt(2)  # SD of a paired difference of two runs with the same seed
+    effects = {"0.01": 0.0, "0.02": 2 * sd_diff, "0.03": 0.0, "0.04": 0.0}
+    m = len(effects) - 1  # a learning-rate sweep: no rate axis, the family is the comparisons
+    promised = int(seeds_needed(2 * sd_diff, sd_diff, alpha=0.05, m=m))
+    assert promised == 6
+    detected = 0
+    studies = 150
+    for _ in range(studies):
+        runs = study(rng, effects, seeds=promised, param="optimizer.lr", noise=noise)
+        a = analyze_frames(runs, baseline="optimizer.lr=0.01")
+        assert a.family_size == m
+        detected += a.comparison("optimizer.lr=0.02").significant
+    assert detected / studies >= 0.8
+
+
+def test_alpha_reaches_every_verdict():
+    rng = np.random.default_rng(3)
+    runs = study(rng, {0.0: 0.0, 0.2: 0.006, 0.5: -0.02}, seeds=4)
+    loose = analyze_frames(runs, alpha=0.2)
+    strict = analyze_frames(runs, alpha=0.001)
+    flagged = {a.alpha: {c.config for c in a.comparisons if c.significant} for a in (loose, strict)}
+    assert flagged[0.2] != flagged[0.001] and flagged[0.001] < flagged[0.2]
+    assert [f.text for f in loose.headline] != [f.text for f in strict.headline]
+    assert all(f.kind != "none_distinguishable" for f in loose.headline)
+
+
+def test_confidence_reaches_every_interval_and_sentence():
+    rng = np.random.default_rng(4)
+    runs = study(rng, {0.0: 0.0, 0.2: 0.01, 0.5: 0.0})
+    wide, narrow = analyze_frames(runs, confidence=0.99), analyze_frames(runs, confidence=0.8)
+    c99, c80 = wide.comparison("dropout.conv=0.2"), narrow.comparison("dropout.conv=0.2")
+    assert c99.ci_high - c99.ci_low > c80.ci_high - c80.ci_low
+    assert wide.configs[0].test_acc.high > narrow.configs[0].test_acc.high
+    assert any("99% CI" in f.text for f in wide.findings) and not any(
+        "95% CI" in f.text for f in wide.findings
+    )
+
+
+def test_simultaneous_intervals_never_exclude_zero_beside_not_distinguishable():
+    rng = np.random.default_rng(9)
+    for _ in range(40):
+        a = analyze_frames(study(rng, {r: 0.0 for r in (0.0, 0.1, 0.2, 0.3)}))
+        for c in a.comparisons:
+            if c.ci_low > 0 or c.ci_high < 0:
+                assert c.significant
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def _rendered_numbers(value) -> set[str]:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return set()
+    if isinstance(value, list):
+        return {t for v in value for t in _rendered_numbers(v)}
+    x = float(value)
+    if not np.isfinite(x):
+        return set()
+    out = {pct(x).rstrip("%"), signed(x), signed(abs(x)), f"{100 * abs(x):.1f}", f"{x:.2f}", f"{x:g}"}
+    out |= {p_text(x).split(" ")[-1], f"{100 * x:.4g}"}
+    if x == int(x):
+        out.add(str(int(x)))
+    return out
+
+
+def test_json_holds_every_number_a_sentence_quotes():
+    rng = np.random.default_rng(1)
+    runs = study(rng, {0.0: 0.0, 0.2: 0.02, 0.5: -0.01, 0.8: 0.0})
+    runs.loc[runs.index[-1], "status"] = "diverged"
+    a = analyze_frames(runs)
+    data = json.loads(json.dumps(analysis_to_json(a)))
+    assert (data["alpha"], data["confidence"], data["min_effect"]) == (0.05, 0.95, 0.01)
+    stated = _rendered_numbers([data["alpha"], data["confidence"], data["min_effect"], data["power"]])
+    stated |= {"80", "95", "1.0"}
+    checked = 0
+    for finding in data["findings"]:
+        text = finding["text"]
+        for label in sorted({a.label(c) for c in a.runs["config"]}, key=len, reverse=True):
+            text = text.replace(label, "")  # parameter values in names are not quoted numbers
+        text = text.replace("\u2212", "-").replace("F(", "(").replace("η²", "")
+        allowed = stated | _rendered_numbers(list(finding["numbers"].values()))
+        for token in re.findall(r"\d+(?:\.\d+)?", text):
+            assert token in allowed, (token, finding["text"], finding["numbers"])
+            checked += 1
+    assert checked > 20
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def _grid_runs(missing_cell: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for rate in (0.0, 0.5):
+        for wd in (0.0, 1e-4):
+            if missing_cell and (rate, wd) == (0.5, 1e-4):
+                continue
+            for s in range(3):
+                acc = 0.7 + rng.normal(0, 0.005)
+                rows.append({"config": f"dropout.conv={rate}, optimizer.weight_decay={wd}", "seed": s,
+                             "status": "completed", "test_acc": acc, "final_train_acc": acc + 0.1,
+                             "final_val_acc": acc, "dropout.conv": rate, "optimizer.weight_decay": wd})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = ["dropout.conv", "optimizer.weight_decay"]
+    return runs
+
+
+def test_a_section_that_cannot_be_computed_says_so_in_one_line_with_the_reason():
+    a = analyze_frames(_grid_runs(missing_cell=True))
+    assert a.interaction is None
+    assert a.unavailable["interaction"].startswith(
+        "the grid of dropout.conv x optimizer.weight_decay is not complete"
+    )
+    grid = next(s for s in report_sections(a) if s.title == "optimizer.weight_decay x dropout.conv")
+    lines = [p for p in grid.paragraphs if "could not be computed" in p]
+    assert lines == [
+        "The interaction test could not be computed: the grid of dropout.conv x optimizer.weight_decay is "
+        "not complete: no completed run for dropout.conv=0.5, optimizer.weight_decay=0.0001."
+    ]
+    complete = analyze_frames(_grid_runs(missing_cell=False))
+    assert complete.interaction is not None and "interaction" not in complete.unavailable
+
+
+def test_a_bug_in_a_section_keeps_its_traceback(monkeypatch):
+    def broken(*args, **kwargs):
+        return 1 / 0
+
+    monkeypatch.setattr(analysis_module, "interaction_test", broken)
+    with pytest.raises(ZeroDivisionError):
+        analyze_frames(_grid_runs(missing_cell=False))
+
+
+# ---------------------------------------------------------------------------- records: methods, names, words
+
+
+def records(engine_keys: bool = True, study_name: str = "sweep") -> list[dict]:
+    """Store records (the export layout) of a 3-rate x 3-seed sweep of dropout.hidden1."""
+    rng = np.random.default_rng(5)
+    out = []
+    for rate in (0.0, 0.5, 0.7):
+        for seed in range(3):
+            history = [{"epoch": e, "train_loss": 1 / e, "train_acc": 0.5 + 0.1 * e + rng.normal(0, 0.01),
+                        "val_loss": 1.1 / e, "val_acc": 0.5 + 0.09 * e + rng.normal(0, 0.01),
+                        "train_eval_loss": None, "train_eval_acc": None} for e in (1, 2, 3)]  # fmt: skip
+            env = {"dropoutlab": "0.1.0", "torch": "2.13.0", "python": "3.11.7", "device": "cpu: x86_64",
+                   "threads": 1}  # fmt: skip
+            if engine_keys:
+                env.update(
+                    engine="stacked", dtype="float32", stack={"size": 9, "position": seed, "wall_s": 3.0}
+                )
+            out.append({
+                "id": f"{rate}-{seed}", "study": study_name, "params": {"dropout.hidden1": rate}, "seed": seed,
+                "status": "completed", "history": history,
+                "test": {"loss": 0.5, "acc": 0.8 - 0.02 * rate + rng.normal(0, 0.005)},
+                "best_epoch": 3, "stopped_epoch": 3, "wall_s": 0.3,
+                "spec": {"dataset": "digits", "model": "mlp", "epochs": 3, "batch_size": 64,
+                         "dropout": {"input": 0.0, "hidden1": rate, "hidden2": 0.0}, "early_stopping": None,
+                         "optimizer": {"name": "adam", "lr": 0.001}},
+                "env": env,
+            })  # fmt: skip
+    return out
+
+
+def test_methods_read_the_engine_and_precision_and_say_when_an_old_store_lacks_them():
+    new = analyze_records(records(engine_keys=True), "sweep")
+    assert new.methods.engines == {"stacked": 9} and new.methods.dtypes == {"float32": 9}
+    assert new.methods.stack_sizes == {9: 9} and new.methods.devices == {"cpu: x86_64": 9}
+    text = " ".join(report_sections(new)[-1].paragraphs)
+    assert "9 trained stacked" in text and "precision: float32" in text and "cpu: x86_64" in text
+    assert "dataset digits, model mlp, 3 epochs, batch size 64, optimizer adam (lr 0.001)" in text
+    old = analyze_records(records(engine_keys=False), "sweep")
+    assert old.methods.dtypes == {"not recorded": 9}
+    assert "precision: not recorded" in " ".join(report_sections(old)[-1].paragraphs)
+
+
+def test_report_files_have_short_unique_names_and_no_reference_study_numbers(tmp_path):
+    paths = write_analysis(analyze_records(records(), "sweep"), tmp_path)
+    pngs = sorted(k for k in paths if k.endswith(".png"))
+    assert pngs == ["curves-all.png", "curves-hidden1-0.5.png", "curves-hidden1-0.7.png", "curves-no-dropout.png",
+                    "rate-sweep-gap.png", "rate-sweep-test-acc.png"]  # fmt: skip
+    for name in ("html", "markdown"):
+        text = paths[name].read_text()
+        assert "seed 000" not in text.lower() and "seed 001" not in text.lower()
+        assert "Methods" in text and "simultaneous 95% CI" in text
+
+
+def test_a_study_named_like_an_image_stays_text_in_the_markdown(tmp_path):
+    name = "![t](http://x/y.png)"
+    paths = write_analysis(analyze_records(records(study_name=name), name), tmp_path)
+    markdown = paths["markdown"].read_text()
+    assert name not in markdown and "!\\[t\\](http://x/y.png)" in markdown
+    assert not re.search(r"!\[[^\]]*\]\(http", markdown)
+    assert "<img" not in paths["html"].read_text().split("<main>")[1].split("<figure>")[0]
+
+
+def test_two_seeds_show_the_range_and_say_too_few():
+    a = analyze_records([r for r in records() if r["seed"] < 2], "sweep")
+    best = next(f for f in a.headline if f.kind == "best")
+    assert "2 seeds ranged" in best.text and "too few for an interval" in best.text
+    assert "\u2212" not in best.text.split("ranged")[1].split(";")[0]  # no negative accuracy
+    assert a.configs[0].test_acc.method == "range"
+
+
+def test_identical_seeds_are_flagged_for_checking_the_seeding():
+    runs = study(np.random.default_rng(0), {0.0: 0.0, 0.5: 0.0})
+    runs.loc[runs["dropout.conv"] == 0.5, "test_acc"] = 0.75
+    a = analyze_frames(runs)
+    sentence = next(f.text for f in a.headline if f.kind == "no_spread")
+    assert sentence == (
+        "dropout.conv=0.5: all 3 seeds gave the same test accuracy (75.0%) \u2014 check the seeding: "
+        "different seeds should give different runs."
+    )
+
+
+def test_seeds_left_out_of_a_pairing_are_reported():
+    runs = study(np.random.default_rng(0), {0.0: 0.0, 0.5: 0.01}, seeds=4)
+    runs.loc[(runs["dropout.conv"] == 0.0) & (runs["seed"] == 3), "status"] = "failed"
+    a = analyze_frames(runs)
+    c = a.comparison("dropout.conv=0.5")
+    assert c.test == "paired t" and c.seeds_left_out == (3,)
+    sentence = next(f.text for f in a.headline if f.kind == "seeds_left_out")
+    assert sentence == (
+        "dropout.conv=0.5 vs no dropout: paired on the 3 seeds both completed; seed 3 left out "
+        "(completed by only one of the two)."
+    )
+    assert pp(c.diff) in " ".join(f.text for f in a.headline)

@@ -1,0 +1,301 @@
+"""Hostile dataset files: small files that claim huge sizes, files that are not what their name says.
+
+Each memory reproduction runs in a subprocess whose address space is capped a little above
+what the imports take (``RLIMIT_AS``), so a parser that allocates what a file merely claims
+fails there with a MemoryError instead of passing on a machine with memory to spare.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.lib import format as npy
+from test_data_helpers import (  # noqa: F401  (isolated is an autouse fixture)
+    CIFAR,
+    cifar_batches,
+    idx_bytes,
+    isolated,
+    write_cifar_folder,
+    write_cifar_tar,
+    write_idx_set,
+    write_npz,
+)
+
+from dropoutlab.data import fetch, load_dataset, registry
+from dropoutlab.data.cifar import read_cifar
+from dropoutlab.data.idx import read_idx_split
+from dropoutlab.data.npz import read_npz
+from dropoutlab.errors import DropoutlabError
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's"
+)
+
+BUDGET = 512 << 20  # bytes of address space allowed beyond what the imports took
+
+# Runs CODE (argv[1]) with the address space capped at the imports' size plus BUDGET
+# (argv[2]); prints the DropoutlabError as one line, or lets any other error end it.
+LIMITED = """
+import resource, sys, time
+import torch
+import dropoutlab.data
+from dropoutlab.errors import DropoutlabError
+
+status = open("/proc/self/status").read()
+size = int(status.split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + int(sys.argv[2]), size + int(sys.argv[2])))
+start = time.perf_counter()
+try:
+    exec(sys.argv[1])
+except DropoutlabError as exc:
+    print("DropoutlabError:", exc)
+print(f"took {time.perf_counter() - start:.2f} s", file=sys.stderr)
+"""
+
+
+def run_limited(code: str, budget: int = BUDGET) -> str:
+    """The one line a reproduction printed under the memory cap; fails on anything else."""
+    threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DROPOUTLAB_DATA", "KERAS_HOME", "XDG_CACHE_HOME")
+    }
+    env.update(threads)  # HOME is the isolated fixture's empty one
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITED, textwrap.dedent(code), str(budget)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("DropoutlabError: "), done.stdout[-3000:]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- CIFAR
+
+
+@linux_only
+def test_cifar_labels_of_shared_nested_lists_are_refused_at_once(tmp_path):
+    write_cifar_folder(tmp_path, "cifar10", batches=cifar_batches("cifar10", per_batch=2))
+    labels = 1
+    for _ in range(40):  # 2**40 leaves from a pickle of a few hundred bytes
+        labels = [labels, labels]
+    blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}, protocol=2)
+    assert len(pickle.dumps(labels, protocol=2)) < 1000
+    (tmp_path / CIFAR["cifar10"][0] / "data_batch_1").write_bytes(blob)
+    line = run_limited(f"dropoutlab.data.load_dataset('cifar10', {str(tmp_path)!r}, download=False)")
+    assert "data_batch_1: b'labels' must hold 2 integer labels, found a list among them" in line
+
+
+def test_cifar_labels_of_the_wrong_length_or_type_are_refused(tmp_path):
+    write_cifar_folder(tmp_path, "cifar10", batches=cifar_batches("cifar10", per_batch=2))
+    for labels, found in (([0], "a list of 1 items"), ((0, 1), "tuple"), ([0, "1"], "a str among")):
+        blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}, protocol=2)
+        (tmp_path / CIFAR["cifar10"][0] / "test_batch").write_bytes(blob)
+        with pytest.raises(
+            DropoutlabError, match=rf"test_batch: b'labels' must hold 2 integer labels, found {found}"
+        ):
+            read_cifar(tmp_path / CIFAR["cifar10"][0], "cifar10")
+
+
+# ---------------------------------------------------------------- IDX
+
+
+def write_gzip_of_zeros(path: Path, header: bytes, zeros: int) -> None:
+    """A gzip of ``header`` then ``zeros`` zero bytes (a multiple of 64 MiB), without holding them.
+
+    A gzip file may be several members one after the other, read as one stream; so one
+    member of 64 MiB of zeros (about 64 KB) is compressed once and written again and again.
+    """
+    member = gzip.compress(bytes(64 << 20), compresslevel=9, mtime=0)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(header, mtime=0))
+        for _ in range(zeros // (64 << 20)):
+            out.write(member)
+
+
+@linux_only
+def test_gzip_under_a_plain_idx_name_is_read_no_further_than_its_header_says(tmp_path):
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 60_000, 28, 28)
+    write_gzip_of_zeros(tmp_path / "train-images-idx3-ubyte", header, 1 << 30)  # 1 GiB: twice the budget
+    assert (tmp_path / "train-images-idx3-ubyte").stat().st_size < 8 << 20
+    line = run_limited(f"dropoutlab.data.load_dataset('mnist', {str(tmp_path)!r}, download=False)")
+    assert "train-images-idx3-ubyte has trailing bytes: header says (60000, 28, 28) values" in line
+
+
+@linux_only
+def test_gzip_idx_claiming_more_than_deflate_can_hold_is_refused_before_allocating(tmp_path):
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 4_000_000_000, 28, 28)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(gzip.compress(header + bytes(1000)))
+    line = run_limited(f"dropoutlab.data.load_dataset('mnist', {str(tmp_path)!r}, download=False)")
+    assert "train-images-idx3-ubyte is truncated: header says (4000000000, 28, 28) values" in line
+
+
+def test_plain_idx_claiming_a_billion_images_is_refused_by_its_size(tmp_path):
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 10**9, 28, 28)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(header + bytes(784))
+    with pytest.raises(
+        DropoutlabError, match=r"is truncated: header says \(1000000000, 28, 28\).*found 784 bytes"
+    ):
+        load_dataset("mnist", tmp_path, download=False)
+
+
+def test_idx_training_files_with_no_images_are_refused_at_load(tmp_path):
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(0, np.uint8)))
+    with pytest.raises(DropoutlabError, match=r"the mnist training set in .* holds no images") as err:
+        load_dataset("mnist", tmp_path, download=False)
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- npz
+
+
+def write_npz_claiming(path: Path, key: str, shape: tuple[int, ...], data: bytes) -> None:
+    """A valid npz whose ``key`` member has a header declaring ``shape`` (uint8) before ``data``."""
+    write_npz(path)
+    with zipfile.ZipFile(path) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    with zipfile.ZipFile(path, "w") as out:
+        for name, blob in members.items():
+            if name == f"{key}.npy":
+                member = out.open(name, "w")
+                npy.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False, "shape": shape})
+                member.write(data)
+                member.close()
+            else:
+                out.writestr(name, blob)
+
+
+@linux_only
+def test_npz_header_claiming_a_billion_images_is_refused_before_allocating(tmp_path):
+    write_npz_claiming(tmp_path / "big.npz", "x_train", (10**9, 8, 8), bytes(64))
+    line = run_limited(f"dropoutlab.data.load_dataset('npz:{tmp_path / 'big.npz'}')")
+    assert "big.npz: x_train: header says uint8 of shape (1000000000, 8, 8) (64000000000 bytes)" in line
+    assert "the archive holds 64 bytes" in line
+
+
+def test_npz_member_claiming_more_than_its_compressed_bytes_can_hold_is_refused(tmp_path):
+    path = tmp_path / "bomb.npz"
+    write_npz(path)
+    with zipfile.ZipFile(path) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for name, blob in members.items():
+            out.writestr(name, blob)
+    raw = bytearray(path.read_bytes())
+    # the central directory's "uncompressed size" of x_train, set to 4 GiB - 1
+    at = raw.rindex(b"PK\x01\x02", 0, raw.index(b"x_train.npy", raw.index(b"PK\x01\x02")) + 1)
+    raw[at + 24 : at + 28] = struct.pack("<I", 0xFFFFFFFF - 1)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DropoutlabError, match=r"bomb\.npz: x_train claims 4294967294 bytes, more than"):
+        read_npz(path, "bomb")
+
+
+def test_npz_object_arrays_are_refused(tmp_path):
+    np.savez(
+        tmp_path / "o.npz", x_train=np.array([None, 1], dtype=object), y_train=[0], x_test=[0], y_test=[0]
+    )
+    with pytest.raises(DropoutlabError, match=r"o\.npz: x_train holds Python objects"):
+        read_npz(tmp_path / "o.npz", "o")
+
+
+def test_text_file_named_npz_is_said_not_to_be_an_npz_archive(tmp_path):
+    (tmp_path / "notes.npz").write_text("x_train = [1, 2, 3]\n")
+    with pytest.raises(DropoutlabError, match=r"notes\.npz: it is not an npz archive") as err:
+        load_dataset(f"npz:{tmp_path / 'notes.npz'}")
+    assert "allow_pickle" not in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- any bytes under any name
+
+
+def _idx_case(stem: str, gz: bool):
+    def make(folder: Path):
+        write_idx_set(folder, gz=gz, n=(4, 2))
+        names = [f"{s}.gz" if gz else s for s in fetch.IDX_STEMS]
+        paths = [folder / n for n in names]
+        if gz:  # checksummed names are refused before parsing: parse them directly
+            return folder / f"{stem}.gz", lambda: (read_idx_split(*paths[:2]), read_idx_split(*paths[2:]))
+        return folder / stem, lambda: load_dataset("mnist", folder, download=False)
+
+    return make
+
+
+def _cifar_folder_case(variant: str, member: str):
+    def make(folder: Path):
+        write_cifar_folder(folder, variant, batches=cifar_batches(variant, per_batch=2))
+        return folder / CIFAR[variant][0] / member, lambda: load_dataset(variant, folder, download=False)
+
+    return make
+
+
+def _cifar_tar_case(folder: Path):
+    write_cifar_tar(
+        folder / "cifar-10-python.tar.gz", "cifar10", batches=cifar_batches("cifar10", per_batch=2)
+    )
+    return folder / "cifar-10-python.tar.gz", lambda: read_cifar(folder / "cifar-10-python.tar.gz", "cifar10")
+
+
+def _npz_case(folder: Path):
+    write_npz(folder / "mine.npz", n=(4, 2))
+    return folder / "mine.npz", lambda: load_dataset(f"npz:{folder / 'mine.npz'}")
+
+
+FILES = {
+    **{stem: _idx_case(stem, gz=False) for stem in fetch.IDX_STEMS},
+    **{f"{stem}.gz": _idx_case(stem, gz=True) for stem in fetch.IDX_STEMS[:2]},
+    "cifar-10-batches-py/data_batch_1": _cifar_folder_case("cifar10", "data_batch_1"),
+    "cifar-10-batches-py/test_batch": _cifar_folder_case("cifar10", "test_batch"),
+    "cifar-100-python/train": _cifar_folder_case("cifar100", "train"),
+    "cifar-10-python.tar.gz": _cifar_tar_case,
+    "npz:mine.npz": _npz_case,
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(FILES)), how=st.sampled_from(["random", "prefix", "mutate"]), data=st.data()
+)
+def test_random_bytes_under_each_dataset_file_name_give_a_dropoutlab_error(name, how, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        target, load = FILES[name](Path(tmp))
+        valid = target.read_bytes()
+        if how == "random":
+            blob = data.draw(st.binary(max_size=4096))
+        elif how == "prefix":  # a real start, so the parser gets past its magic number
+            blob = valid[: data.draw(st.integers(0, min(len(valid), 600)))] + data.draw(
+                st.binary(max_size=64)
+            )
+        else:
+            blob = bytearray(valid)
+            for at, value in data.draw(st.lists(st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)),
+                                                min_size=1, max_size=6)):  # fmt: skip
+                blob[at] = value
+            blob = bytes(blob)
+        target.write_bytes(blob)
+        for cached in (registry._decode, registry._read_npz_cached, fetch._sha256):
+            cached.cache_clear()
+        try:
+            load()  # a byte that changes a pixel leaves a valid file: loading it is fine
+        except DropoutlabError as exc:
+            assert "\n" not in str(exc)
