@@ -229,7 +229,7 @@ def test_what_a_user_reads_names_the_reference_studies_not_archive_seeds(capsys)
     run_cli(capsys, "models")
     texts["dropoutlab models (listing)"] = capsys.readouterr().out
     files = [*EXAMPLES, *(ROOT / "examples" / "notebooks").glob("*.ipynb"), ROOT / "README.md",
-             ROOT / "docs" / "reproductions.md", ROOT / "docs" / "datasets.md",
+             *(ROOT / "docs").glob("*.md"), ROOT / "benchmarks" / "RESULTS.md",
              ROOT / "src" / "dropoutlab" / "examples" / "demo.toml"]  # fmt: skip
     for path in files:
         texts[str(path.relative_to(ROOT))] = f"{path.name}\n{path.read_text()}"
@@ -252,3 +252,21 @@ def test_reproductions_page_covers_both_reference_studies():
                     "digits_dropout_sweep_cnn.toml", "digits_dropout_comparison_mlp.toml"):  # fmt: skip
         assert f"examples/{example}" in page
         assert (ROOT / "examples" / example).is_file()
+
+
+def test_the_study_files_min_effect_reaches_the_report_and_the_flag_overrides_it(
+    capsys, write_study, tmp_path
+):
+    from conftest import TINY_STUDY
+
+    path = write_study(TINY_STUDY.replace('name = "tiny"', 'name = "tiny"\nmin_effect = 0.05'))
+    store = tmp_path / "runs.db"
+    assert run_cli(capsys, "run", path, "--store", store, "--no-progress", "--workers", "1")[0] == 0
+    code, out, err = run_cli(capsys, "report", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["min_effect"] == 0.05
+    code, out, err = run_cli(capsys, "report", "--store", store, "--format", "json", "--min-effect", "0.02")
+    assert json.loads(out)["min_effect"] == 0.02
+    bad = write_study(TINY_STUDY.replace('name = "tiny"', 'name = "tiny"\nmin_effect = 0'), "bad.toml")
+    code, _, err = run_cli(capsys, "run", bad, "--dry-run")
+    assert code == 2 and "min_effect: 0 is out of range; allowed: a fraction in (0, 1)" in err

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropoutlab.report.analysis import analyze_frames
-from dropoutlab.report.findings import findings, rate_axis
+from dropoutlab.report.analysis import analyze_frames, findings
+from dropoutlab.report.findings import rate_axis
 
 MINUS = "\u2212"
 

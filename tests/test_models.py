@@ -11,7 +11,7 @@ def module_names(model):
     return [name for name, _ in model.named_children()]
 
 
-def test_mlp_preset_is_seed_001_network_with_dropout_where_asked():
+def test_mlp_preset_is_the_fashion_mnist_notebooks_network_with_dropout_where_asked():
     model = build_model(PRESETS["mlp"], {"input": 0.2, "hidden1": 0.5, "hidden2": 0.5}, (1, 28, 28), 10)
     assert module_names(model) == [
         "flatten_1", "dropout_input", "dense_1", "relu_1", "dropout_hidden1",
@@ -27,7 +27,7 @@ def test_slot_with_rate_zero_adds_no_layer():
     assert [(d.slot, d.p) for d in drops] == [("hidden1", 0.3)]
 
 
-def test_cnn_preset_is_seed_000_network():
+def test_cnn_preset_is_the_cifar10_notebooks_network():
     model = build_model(PRESETS["cnn"], {"conv": 0.05, "dense1": 0.15}, (3, 32, 32), 10)
     assert module_names(model) == [
         "conv2d_1", "relu_1", "dropout_conv", "conv2d_2", "relu_2", "flatten_1",

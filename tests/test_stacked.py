@@ -447,3 +447,51 @@ def test_every_layout_of_the_stack_computes_the_members_own_networks(digits):
                 torch.testing.assert_close(grouped, want, rtol=1e-4, atol=1e-5)
                 if not training:
                     torch.testing.assert_close(variant(x, "shared"), want, rtol=1e-4, atol=1e-5)
+
+
+PARITY_STUDY = """
+name = "parity"
+dataset = "digits"
+model = "mlp"
+epochs = 12
+batch_size = 64
+seeds = [0, 1, 2]
+
+[early_stopping]
+monitor = "val_loss"
+patience = 2
+
+[[grid]]
+optimizer = [{name = "adam", lr = 0.005}, {name = "sgd", lr = 0.05, momentum = 0.9, weight_decay = 0.001}]
+
+[[grid]]
+optimizer = [{name = "sgd", lr = 1e12}]
+"""
+
+
+def test_one_study_with_stack_off_and_auto_gives_every_run_the_same_lifecycle(write_study, tmp_path):
+    """The one loop, with K = 1 (single engine) or K runs (stacked): same status, epochs,
+    early-stopping epoch and restored epoch for every run; histories equal within rounding."""
+    study = load_study(write_study(PARITY_STUDY))
+    results = {}
+    for stack in ("off", "auto"):
+        with Store(tmp_path / f"{stack}.db") as store:
+            run_study(study, store, device="cpu", progress=False, stack=stack, workers=1)
+            results[stack] = {r["id"]: r for r in store.records()}
+    off, auto = results["off"], results["auto"]
+    assert off.keys() == auto.keys() and len(off) == 9
+    assert {r["status"] for r in off.values()} == {"completed", "diverged"}
+    assert any(r["stopped_epoch"] < 12 for r in off.values() if r["status"] == "completed")  # early stops
+    for run_id, want in off.items():
+        got = auto[run_id]
+        for key in ("status", "best_epoch", "stopped_epoch"):
+            assert got[key] == want[key], (key, want["params"], want["seed"])
+        assert [h["epoch"] for h in got["history"]] == [h["epoch"] for h in want["history"]]
+        for g, w in zip(got["history"], want["history"], strict=True):
+            for metric, value in w.items():
+                assert g[metric] == pytest.approx(value, rel=1e-3, abs=0.01 if metric.endswith("acc") else 0)
+        assert got["test"]["acc"] == pytest.approx(want["test"]["acc"], abs=0.01)
+        assert (got["env"]["engine"], want["env"]["engine"]) == ("stacked", "single")
+    runs_off = Store(tmp_path / "off.db").runs().set_index("id")
+    runs_auto = Store(tmp_path / "auto.db").runs().set_index("id")
+    assert runs_auto["kept_epoch"].equals(runs_off.loc[runs_auto.index, "kept_epoch"])

@@ -11,13 +11,12 @@ The data flows one way: study file → spec → runs → store → report::
     results.summary(); results.compare(); results.plot_comparison()
 """
 
-__version__ = "0.1.0"
-
 from dropoutlab.data import load_dataset  # noqa: E402
 from dropoutlab.errors import DropoutlabError  # noqa: E402
 from dropoutlab.report.results import StudyResults, open_store  # noqa: E402
 from dropoutlab.store import Store  # noqa: E402
 from dropoutlab.study import expand_runs, load_study, run_study  # noqa: E402
+from dropoutlab.version import __version__  # noqa: E402
 
 __all__ = [
     "DropoutlabError",

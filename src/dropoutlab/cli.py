@@ -13,9 +13,9 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from dropoutlab import __version__
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import DEFAULT_STORE
+from dropoutlab.version import __version__
 
 EPILOG = """\
 examples:
@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="family-wise error rate of the report's tests (Holm), between 0 and 1 (default: 0.05)")  # fmt: skip
     p.add_argument("--confidence", type=float, default=0.95, metavar="C",
                    help="coverage of every interval in the report, between 0 and 1 (default: 0.95)")  # fmt: skip
-    p.add_argument("--min-effect", type=float, default=0.01, metavar="D",
+    p.add_argument("--min-effect", type=float, default=None, metavar="D",
                    help="smallest difference in test accuracy worth detecting, as a fraction; 'seeds needed' "
-                   "is computed for it (default: 0.01, one percentage point)")  # fmt: skip
+                   "is computed for it (default: the study file's min_effect, else 0.01)")  # fmt: skip
 
     p = sub.add_parser("export", help="print the runs as JSON or CSV",
                        description="Print every run with its parameters, history, test score, settings and "

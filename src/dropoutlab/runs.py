@@ -124,6 +124,7 @@ class StudySpec:
     grid: tuple[dict[str, list[Any]], ...]
     seeds: tuple[int, ...]
     description: str = ""
+    min_effect: float | None = None  # smallest test-accuracy difference worth detecting (report)
 
     @property
     def param_keys(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.runs import EPOCH_METRICS, FINISHED, RunResult, kept_epoch
+from dropoutlab.runs import EPOCH_METRICS, FINISHED, RunResult, StudySpec, kept_epoch
 
 DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch)
 );
 CREATE INDEX IF NOT EXISTS runs_by_study ON runs(study);
+CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, definition TEXT NOT NULL);
 """
 
 
@@ -103,7 +104,21 @@ class Store:
             placeholders = ", ".join("?" * (2 + len(EPOCH_METRICS)))
             self.conn.executemany(f"INSERT INTO epochs VALUES ({placeholders})", epochs)
 
+    def write_study(self, study: StudySpec) -> None:
+        """Keep the study's definition (grid, seeds, report settings) beside its runs."""
+        definition = {"description": study.description, "settings": study.settings, "grid": list(study.grid),
+                      "seeds": list(study.seeds), "min_effect": study.min_effect}  # fmt: skip
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO studies VALUES (?, ?)", (study.name, json.dumps(definition))
+            )
+
     # -- reading ---------------------------------------------------------------------------
+    def study_definition(self, study: str) -> dict[str, Any] | None:
+        """The definition :meth:`write_study` kept for ``study``, or None (stores made before it)."""
+        row = self.conn.execute("SELECT definition FROM studies WHERE name = ?", (study,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def finished_ids(self, study: str) -> set[str]:
         """Ids of the runs of ``study`` that need not run again (completed or diverged)."""
         rows = self.conn.execute(
@@ -157,6 +172,7 @@ class Store:
                 "test": {"loss": r["test_loss"], "acc": r["test_acc"]},
                 "best_epoch": r["best_epoch"],
                 "stopped_epoch": r["stopped_epoch"],
+                "kept_epoch": _kept_epoch(r["best_epoch"], r["stopped_epoch"], json.loads(r["spec"])),
                 "wall_s": r["wall_s"],
                 "spec": json.loads(r["spec"]),
                 "env": json.loads(r["env"]),
@@ -187,9 +203,9 @@ def _param_keys(records: list[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def _kept_epoch(record: dict[str, Any]) -> int | None:
-    es = record["spec"].get("early_stopping")
-    return kept_epoch(bool(es and es.get("restore_best")), record["best_epoch"], record["stopped_epoch"])
+def _kept_epoch(best: int | None, stopped: int | None, spec: dict[str, Any]) -> int | None:
+    es = spec.get("early_stopping")
+    return kept_epoch(bool(es and es.get("restore_best")), best, stopped)
 
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -197,7 +213,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     params = _param_keys(records)
     rows = []
     for r in records:
-        kept = _kept_epoch(r)
+        kept = _kept_epoch(r["best_epoch"], r["stopped_epoch"], r["spec"])
         final = next((h for h in r["history"] if h["epoch"] == kept), {})
         row = {
             "id": r["id"], "study": r["study"], "config": config_label(r["params"]), "seed": r["seed"],

@@ -9,7 +9,11 @@ import torch
 from dropoutlab.data.base import ImageDataset
 
 NORMALIZATIONS = ("unit", "symmetric", "standard")
-TRAIN_EVAL_MAX = 10_000  # samples of training data evaluated in eval mode each epoch
+# samples of training data evaluated in eval mode each epoch (eval_train): a fixed random
+# subset, the same for every run of a split. 2,000 costs one forward pass over 2,000 images
+# per epoch (1% of a Fashion-MNIST epoch's training, 7% of a 10k-image CIFAR epoch's) and
+# measures an accuracy of 90% to about +-0.7 points (one standard error).
+TRAIN_EVAL_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class PreparedData:
 
     ``train`` is what the optimiser sees, ``val`` the held-out part of the training set
     (empty when ``validation = 0``), ``train_eval`` a fixed subset of ``train`` (at most
-    10,000 samples) evaluated in eval mode, and ``test`` is used once, at the end of a run.
+    ``TRAIN_EVAL_MAX`` samples, at random) evaluated in eval mode, and ``test`` is used once, at the end of a run.
     """
 
     train: Split

@@ -7,7 +7,7 @@ from dropoutlab.runs import LayerSpec
 L = LayerSpec
 
 PRESETS: dict[str, tuple[LayerSpec, ...]] = {
-    # Seed 001 (PyTorch, Fashion-MNIST): flatten, 120, 60, classes; ReLU.
+    # The Fashion-MNIST notebook (PyTorch): flatten, 120, 60, classes; ReLU.
     "mlp": (
         L("flatten"),
         L("dropout", slot="input"),
@@ -17,7 +17,7 @@ PRESETS: dict[str, tuple[LayerSpec, ...]] = {
         L("dropout", slot="hidden2"),
         L("dense", units="classes"),
     ),
-    # Seed 000 (Keras, CIFAR-10): two 3x3 convolutions of 32 filters, two dense layers of 300.
+    # The CIFAR-10 notebook (Keras): two 3x3 convolutions of 32 filters, two dense layers of 300.
     "cnn": (
         L("conv2d", filters=32, kernel=3, activation="relu"),
         L("dropout", slot="conv"),

@@ -13,8 +13,16 @@ from typing import Any
 
 import pandas as pd
 
-from dropoutlab.report.analysis import ALPHA, CONFIDENCE, MIN_EFFECT, Analysis, analyze, analyze_records
-from dropoutlab.report.findings import Finding, findings, rate_axis
+from dropoutlab.report.analysis import (
+    ALPHA,
+    CONFIDENCE,
+    MIN_EFFECT,
+    Analysis,
+    analyze,
+    analyze_records,
+    findings,
+)
+from dropoutlab.report.findings import Finding, rate_axis
 from dropoutlab.report.html import write_report
 from dropoutlab.report.numbers import analysis_to_json
 from dropoutlab.report.sections import report_sections
@@ -85,10 +93,20 @@ def report_numbers(
     baseline: str | None = None,
     alpha: float = ALPHA,
     confidence: float = CONFIDENCE,
-    min_effect: float = MIN_EFFECT,
+    min_effect: float | None = None,
 ) -> dict[str, Any]:
-    """The report's numbers as JSON-ready data (``numbers.analysis_to_json`` of ``analyze``)."""
+    """The report's numbers as JSON-ready data (``numbers.analysis_to_json`` of ``analyze``).
+
+    ``min_effect`` None: the study file's ``min_effect``, else 0.01 (see :func:`study_min_effect`)."""
+    min_effect = study_min_effect(store, study) if min_effect is None else min_effect
     return analysis_to_json(analyze(store, study, baseline, alpha, confidence, min_effect))
+
+
+def study_min_effect(store: Store, study: str) -> float:
+    """The smallest effect worth detecting for ``study``: its study file's ``min_effect``
+    (kept in the store), else ``MIN_EFFECT`` (0.01, one percentage point)."""
+    definition = store.study_definition(study) or {}
+    return definition.get("min_effect") or MIN_EFFECT
 
 
 def write_analysis(analysis: Analysis, out: str | Path) -> dict[str, Path]:
@@ -110,13 +128,16 @@ def write_study_report(
     baseline: str | None = None,
     alpha: float = ALPHA,
     confidence: float = CONFIDENCE,
-    min_effect: float = MIN_EFFECT,
+    min_effect: float | None = None,
 ) -> dict[str, Path]:
     """Write report.html (self-contained), report.md and the PNG figures of ``study`` into ``out``.
+
+    ``min_effect`` None: the study file's ``min_effect``, else 0.01 (see :func:`study_min_effect`).
 
     A bad ``baseline``, ``alpha``, ``confidence`` or ``min_effect`` raises ``DropoutlabError``
     before any file is written.
     """
+    min_effect = study_min_effect(store, study) if min_effect is None else min_effect
     records = store.records(study)  # read once
     resolve_baseline(runs_frame(records), baseline)
     analysis = analyze_records(records, study, baseline, alpha, confidence, min_effect)

@@ -630,3 +630,20 @@ def _figure_plans(analysis: Analysis):
         yield FigurePlan(name, "curves", f"Learning curves: {label}",
                          f"Loss and accuracy per epoch for {label}, train and validation",
                          config=summary.config)  # fmt: skip
+
+
+def findings(
+    runs: pd.DataFrame,
+    params: Sequence[str] | None = None,
+    baseline=None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    min_effect: float = 0.01,
+) -> list[str]:
+    """The headline sentences for a runs table (``Store.runs()``): ``analyze_frames`` rendered.
+
+    Kept for notebooks and scripts; :func:`analyze` gives the findings as data.
+    """
+    analysis = analyze_frames(runs, baseline=baseline, alpha=alpha, confidence=confidence,
+                              min_effect=min_effect, params=params)  # fmt: skip
+    return [f.text for f in analysis.headline]

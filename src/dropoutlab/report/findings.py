@@ -16,12 +16,10 @@ unadjusted numbers, make no claim and stay out of the headline.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from dropoutlab.report.stats import (
     SEEDS_SEARCH_LIMIT,
@@ -35,7 +33,7 @@ from dropoutlab.report.stats import (
 if TYPE_CHECKING:
     from dropoutlab.report.analysis import Analysis, Comparison
 
-__all__ = ["Finding", "build_findings", "findings", "rate_axis"]
+__all__ = ["Finding", "build_findings", "rate_axis"]
 
 MINUS = "\u2212"
 
@@ -170,25 +168,6 @@ def _comparison_numbers(c: Comparison) -> dict:
 
 # ----------------------------------------------------------------------------------------
 # Findings
-
-
-def findings(
-    runs: pd.DataFrame,
-    params: Sequence[str] | None = None,
-    baseline=None,
-    alpha: float = 0.05,
-    confidence: float = 0.95,
-    min_effect: float = 0.01,
-) -> list[str]:
-    """The headline sentences for a runs table (``Store.runs()``): ``analyze_frames`` rendered.
-
-    Kept for notebooks and scripts; ``analysis.analyze`` gives the findings as data.
-    """
-    from dropoutlab.report.analysis import analyze_frames
-
-    analysis = analyze_frames(runs, baseline=baseline, alpha=alpha, confidence=confidence,
-                              min_effect=min_effect, params=params)  # fmt: skip
-    return [f.text for f in analysis.headline]
 
 
 def build_findings(a: Analysis) -> list[Finding]:

@@ -79,6 +79,7 @@ def run_study(
     """
     start = time.perf_counter()
     runs = expand_runs(study)
+    store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
     outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo))

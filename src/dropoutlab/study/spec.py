@@ -18,6 +18,7 @@ from dropoutlab.study.settings import (
     SETTING_KEYS,
     STUDY_KEYS,
     check_keys,
+    check_number,
     check_table,
     check_whole,
     type_error,
@@ -59,6 +60,11 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise type_error("description", "text", description)
+    min_effect = raw.get("min_effect")
+    if min_effect is not None:
+        min_effect = check_number(min_effect, "min_effect", 0.0, 1.0)
+        if min_effect == 0:
+            raise DropoutlabError("min_effect: 0 is out of range; allowed: a fraction in (0, 1), e.g. 0.01")
     settings = {k: v for k, v in raw.items() if k not in STUDY_KEYS}
     check_keys(settings, SETTING_KEYS | STUDY_KEYS, "")
     study = StudySpec(
@@ -68,6 +74,7 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         grid=_parse_grid(raw.get("grid", {})),
         seeds=seeds,
         description=description,
+        min_effect=min_effect,
     )
     expand_runs(study)  # validates every grid point now, before anything trains
     return study

@@ -3,8 +3,8 @@
 The small networks of a dropout study do not spread well over the threads of one process:
 every operation of a step is split over the cores and joined again, and the parts that do
 not split (dropout's random numbers, Python) leave cores idle. One single-threaded process
-per core, each training its own stacks, keeps every core busy (measured on 2 cores: seed
-000's CNN study 19% faster, seed 001's MLP study 0-14%; see ``benchmarks/RESULTS.md``).
+per core, each training its own stacks, keeps every core busy (measured on 2 cores: the
+CIFAR-10 CNN study 19% faster, the Fashion-MNIST MLP study 0-14%; see ``benchmarks/RESULTS.md``).
 
 Workers are forked from the study's process, so they share its prepared data without a
 copy and start at once. They run one thread each: a forked child must not start an OpenMP

@@ -18,12 +18,12 @@ from typing import Any, Protocol
 
 import torch
 
-import dropoutlab
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.runs import EpochRecord, RunResult, RunSpec
 from dropoutlab.train.early_stopping import EarlyStopping
 from dropoutlab.train.single import SingleEngine
 from dropoutlab.train.stacked import StackedEngine
+from dropoutlab.version import __version__
 
 Weights = dict[str, torch.Tensor]
 
@@ -163,7 +163,7 @@ def environment(device: torch.device, dtype: str = "float32") -> dict[str, Any]:
     """How and where runs were trained, stored with every run: versions, device, dtype, threads."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {
-        "dropoutlab": dropoutlab.__version__,
+        "dropoutlab": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": f"{device.type}: {name}",
