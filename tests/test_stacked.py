@@ -495,3 +495,16 @@ def test_one_study_with_stack_off_and_auto_gives_every_run_the_same_lifecycle(wr
     runs_off = Store(tmp_path / "off.db").runs().set_index("id")
     runs_auto = Store(tmp_path / "auto.db").runs().set_index("id")
     assert runs_auto["kept_epoch"].equals(runs_off.loc[runs_auto.index, "kept_epoch"])
+
+
+def test_dropout_of_a_grouped_input_equals_dropout_of_its_copies():
+    keep = torch.tensor([1.0, 0.5, 0.2])
+    x = torch.randn(2, 16, 30)  # two groups: members 0-1 read group 0, member 2 group 1
+
+    def gens():
+        return [torch.Generator().manual_seed(seed) for seed in (7, 8, 9)]
+
+    grouped = stacked_dropout(x, "grouped", keep, gens(), group_sizes=[2, 1])
+    copied = stacked_dropout(ungroup(x, [2, 1]), "flat", keep, gens())
+    assert torch.equal(grouped, copied)
+    assert torch.equal(grouped[0], x[0])  # keep 1: untouched

@@ -11,12 +11,22 @@ The data flows one way: study file → spec → runs → store → report::
     results.summary(); results.compare(); results.plot_comparison()
 """
 
-from dropoutlab.data import load_dataset  # noqa: E402
-from dropoutlab.errors import DropoutlabError  # noqa: E402
-from dropoutlab.report.results import StudyResults, open_store  # noqa: E402
-from dropoutlab.store import Store  # noqa: E402
-from dropoutlab.study import expand_runs, load_study, run_study  # noqa: E402
-from dropoutlab.version import __version__  # noqa: E402
+from dropoutlab.data import load_dataset
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.store import Store
+from dropoutlab.study import expand_runs, load_study, run_study
+from dropoutlab.version import __version__
+
+
+def __getattr__(name: str):
+    # the report (SciPy, matplotlib, jinja2) is imported when first asked for, so that
+    # `dropoutlab run`, which trains before it reports, starts a second sooner
+    if name in ("StudyResults", "open_store"):
+        from dropoutlab.report import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'dropoutlab' has no attribute {name!r}")
+
 
 __all__ = [
     "DropoutlabError",

@@ -94,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU processes training side by side, one core each: auto (one per core on Linux, "
                    "1 on a GPU) or N; 1 trains in this process with all its threads (default: auto)")  # fmt: skip
     p.add_argument(
-        "--dry-run", action="store_true", help="validate the study and list its runs; train nothing"
-    )
+        "--dry-run", action="store_true",
+        help="check everything a run would (study, flags, store) and list the runs; train nothing",
+    )  # fmt: skip
+    p.add_argument("--replace", action="store_true",
+                   help="the study's definition changed: keep its stored runs as NAME@archived-N and run it "
+                   "afresh (nothing is deleted)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("report", help="write curves, tables and findings for a study in the store",
@@ -163,24 +167,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from dropoutlab.store import Store
+    from dropoutlab.store import Store, check_store_file, check_writable
     from dropoutlab.study import expand_runs, load_study, resolve_device, run_study
+    from dropoutlab.study.design import check_design
     from dropoutlab.study.workers import resolve_workers
 
     study = load_study(args.study)
+    resolve_workers(args.workers, resolve_device(args.device))  # bad flags fail before the store is touched
     if args.dry_run:
         runs = expand_runs(study)
+        store, note = Path(args.store), None
+        check_store_file(store)
+        check_writable(store, create_folder=False)
+        if store.exists() and store.stat().st_size:
+            with Store(store, readonly=True) as existing:
+                stored = existing.count_runs(study.name)
+                if args.replace:
+                    note = f"{study.name}: would keep the {stored} stored runs as '{study.name}@archived-N'"
+                    note = note if stored else None
+                else:
+                    note = check_design(existing.study_definition(study.name), study, str(store))
         print(
             f"{study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} configurations x {len(study.seeds)} seeds)"
         )
+        if note:
+            print(note)
         for run in runs:
             print(f"  {run.id}  seed {run.seed}  {', '.join(f'{k}={v}' for k, v in run.params.items())}")
         return 0
-    resolve_workers(args.workers, resolve_device(args.device))  # bad flags fail before the store is touched
     with Store(args.store) as store:
         outcome = run_study(study, store, device=args.device, data_dir=args.data_dir,
                             progress=False if args.no_progress else None, stack=args.stack,
-                            workers=args.workers)  # fmt: skip
+                            workers=args.workers, replace=args.replace)  # fmt: skip
         _print_outcome(outcome, store)
     return 0
 
@@ -189,6 +207,8 @@ def _print_outcome(outcome, store) -> None:
     from dropoutlab.report import summary_table
 
     done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
+    if outcome.note:
+        print(outcome.note)
     print(f"{outcome.study}: {outcome.planned} runs planned, {outcome.skipped} already stored, {done}"
           + (f" in {outcome.wall_s:.1f} s" if outcome.statuses else ""))  # fmt: skip
     print(summary_table(store.runs(outcome.study)))
@@ -216,13 +236,18 @@ def cmd_report(args) -> int:
     from dropoutlab.report import report_numbers, write_study_report
     from dropoutlab.store import Store
 
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         study = store.resolve_study(args.study)
         levels = {"alpha": args.alpha, "confidence": args.confidence, "min_effect": args.min_effect}
         if args.format == "json":
             print(json.dumps(report_numbers(store, study, args.baseline, **levels), indent=2))
             return 0
-        paths = write_study_report(store, study, Path(args.out), baseline=args.baseline, **levels)
+        try:
+            paths = write_study_report(store, study, Path(args.out), baseline=args.baseline, **levels)
+        except OSError as exc:  # a full disk or a folder that cannot be written: the store is only read
+            raise DropoutlabError(
+                f"--out {args.out}: cannot write the report ({exc.strerror or exc})"
+            ) from None
     print(f"report: {paths['html']}")
     return 0
 
@@ -231,7 +256,7 @@ def cmd_export(args) -> int:
     from dropoutlab.report.export import export_csv, export_json
     from dropoutlab.store import Store
 
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         study = store.resolve_study(args.study) if args.study else None
         records = store.records(study)
     sys.stdout.write(export_json(records) if args.format == "json" else export_csv(records))

@@ -126,6 +126,13 @@ class StudySpec:
     description: str = ""
     min_effect: float | None = None  # smallest test-accuracy difference worth detecting (report)
 
+    def definition(self) -> dict[str, Any]:
+        """What the store keeps of the study (JSON-ready): the settings, grid and seeds that make
+        its design, and ``description`` and ``min_effect``, which only the report reads."""
+        data = {"description": self.description, "settings": self.settings, "grid": list(self.grid),
+                "seeds": list(self.seeds), "min_effect": self.min_effect}  # fmt: skip
+        return json.loads(json.dumps(data))
+
     @property
     def param_keys(self) -> tuple[str, ...]:
         """The grid's parameters as dotted keys, table values flattened (``dropout.hidden1``)."""
@@ -160,7 +167,12 @@ class RunSpec:
 
 def run_id(study: str, settings: RunSettings, seed: int) -> str:
     """A stable id: the same study name, settings and seed always give the same id."""
-    blob = json.dumps({"study": study, "spec": settings.to_dict(), "seed": seed}, sort_keys=True)
+    return spec_run_id(study, settings.to_dict(), seed)
+
+
+def spec_run_id(study: str, spec: dict[str, Any], seed: int) -> str:
+    """:func:`run_id` from the settings as stored (``RunSettings.to_dict()``, without the seed)."""
+    blob = json.dumps({"study": study, "spec": spec, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

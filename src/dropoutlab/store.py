@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,10 +14,12 @@ from typing import Any
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.runs import EPOCH_METRICS, FINISHED, RunResult, StudySpec, kept_epoch
+from dropoutlab.runs import EPOCH_METRICS, FINISHED, RunResult, StudySpec, kept_epoch, spec_run_id
 
 DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,37 +50,140 @@ CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, definition TEXT NOT N
 """
 
 
+def check_store_file(path: Path) -> None:
+    """Refuse a file that is not SQLite before SQLite sees it (it would say only "file is not a database")."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except (FileNotFoundError, NotADirectoryError):  # nothing there yet; check_writable says more
+        return
+    except OSError as exc:
+        raise DropoutlabError(f"{path}: cannot read the store ({exc.strerror})") from None
+    if head and head != SQLITE_HEADER:
+        raise DropoutlabError(
+            f"{path}: not a dropoutlab store: the file is not an SQLite database; "
+            "it was left unchanged; choose another --store path"
+        )
+
+
+def check_writable(path: Path, create_folder: bool = True) -> None:
+    """Whether a store at ``path`` can be written: the file, and its folder (SQLite writes a journal
+    beside the file). Tried for real (a temporary file in the folder), so it holds for root too.
+    ``create_folder=False`` creates nothing and tries the nearest folder that exists."""
+    folder = path.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise DropoutlabError(f"{path}: cannot create the store: {existing} is a file, not a folder")
+    try:
+        if create_folder:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder if create_folder else existing):
+            pass
+    except OSError as exc:
+        raise DropoutlabError(
+            f"{path}: the folder {folder} is not writable ({exc.strerror}); dropoutlab writes each "
+            "finished run into the store: choose a writable --store path"
+        ) from None
+    if path.exists():
+        try:
+            with path.open("r+b"):
+                pass
+        except OSError as exc:
+            raise DropoutlabError(
+                f"{path}: the store file is not writable ({exc.strerror}); make it writable, or read it "
+                "with `dropoutlab report` or `export`, which only read"
+            ) from None
+
+
 class Store:
     """A study store in one SQLite file.
 
     Every finished run is written in one transaction (the run and all its epochs), so a
     study killed at any moment leaves only whole runs behind and resumes where it stopped.
     The report reads only the store, so a store made on another machine can be reported.
+
+    ``Store(path)`` opens the store for writing: a missing or empty file becomes a new store,
+    and anything else that is not a dropoutlab store is refused and left byte-for-byte
+    unchanged; the file and its folder must be writable (checked here, before anything
+    trains). ``Store(path, readonly=True)`` (``report``, ``export``, the notebook API) opens
+    an existing store read-only and never creates anything.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True) -> None:
+    def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
-        if not create and not self.path.exists():
+        self.readonly = readonly or not create
+        if self.readonly and not self.path.exists():
             raise DropoutlabError(
                 f"{self.path}: no store here; run a study first (`dropoutlab run STUDY.toml`)"
             )
         if self.path.is_dir():
             raise DropoutlabError(f"{self.path}: is a folder; the store is one file, e.g. {DEFAULT_STORE}")
+        check_store_file(self.path)
+        if not self.readonly:
+            check_writable(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path)
+            if self.readonly:
+                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+                self._check_schema(self._tables())
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=30)
+                self._create_schema()
             self.conn.execute("PRAGMA foreign_keys = ON")
-            self.conn.executescript(_SCHEMA)
-            version = self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if version is None:
-                with self.conn:
-                    self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif version[0] != SCHEMA_VERSION:
-                raise DropoutlabError(
-                    f"{self.path}: store schema {version[0]}, this dropoutlab reads {SCHEMA_VERSION}"
-                )
         except sqlite3.DatabaseError as exc:
+            self._close_quietly()
             raise DropoutlabError(f"{self.path}: not a dropoutlab store ({exc})") from None
+        except DropoutlabError:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _check_schema(self, tables: set[str]) -> None:
+        """Refuse an SQLite file that is not a dropoutlab store, or one of another schema version."""
+        if not tables:
+            raise DropoutlabError(
+                f"{self.path}: holds no runs yet; run a study first (`dropoutlab run STUDY.toml`)"
+            )
+        if "meta" not in tables or "runs" not in tables:
+            shown = ", ".join(map(repr, sorted(tables)[:8])) + (", ..." if len(tables) > 8 else "")
+            raise DropoutlabError(
+                f"{self.path}: not a dropoutlab store: an SQLite database of another program (its tables: "
+                f"{shown}); it was left unchanged; choose another --store path"
+            )
+        try:
+            version = self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError:
+            version = None
+        if version is None:
+            raise DropoutlabError(
+                f"{self.path}: not a dropoutlab store: its meta table has no schema version; "
+                "it was left unchanged; choose another --store path"
+            )
+        if version[0] != SCHEMA_VERSION:
+            raise DropoutlabError(
+                f"{self.path}: store schema {version[0]}, this dropoutlab reads {SCHEMA_VERSION}"
+            )
+
+    def _create_schema(self) -> None:
+        """Create the tables in one IMMEDIATE transaction, so processes opening a new store at once
+        take turns (the first creates, the others find a store); an existing file is checked first."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = self._tables()
+            if tables:
+                self._check_schema(tables)
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self.conn.execute(statement)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
 
     def close(self) -> None:
         """Close the database connection."""
@@ -98,26 +206,71 @@ class Store:
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )  # fmt: skip
         epochs = [(run.id, h.epoch, *(getattr(h, m) for m in EPOCH_METRICS)) for h in result.history]
-        with self.conn:
+        with self._writing(f"run {run.id} (seed {run.seed})"), self.conn:
             self.conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
             self.conn.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
             placeholders = ", ".join("?" * (2 + len(EPOCH_METRICS)))
             self.conn.executemany(f"INSERT INTO epochs VALUES ({placeholders})", epochs)
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (disk full, file made read-only, I/O error) into one line; the
+        transaction was rolled back, so the store keeps every run written before."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise DropoutlabError(
+                f"{self.path}: cannot write {what} ({exc}); the store keeps every run written before "
+                "this one; fix the cause and run the same command again to train the rest"
+            ) from None
+
     def write_study(self, study: StudySpec) -> None:
         """Keep the study's definition (grid, seeds, report settings) beside its runs."""
-        definition = {"description": study.description, "settings": study.settings, "grid": list(study.grid),
-                      "seeds": list(study.seeds), "min_effect": study.min_effect}  # fmt: skip
-        with self.conn:
+        with self._writing(f"the definition of study {study.name!r}"), self.conn:
             self.conn.execute(
-                "INSERT OR REPLACE INTO studies VALUES (?, ?)", (study.name, json.dumps(definition))
+                "INSERT OR REPLACE INTO studies VALUES (?, ?)", (study.name, json.dumps(study.definition()))
             )
+
+    def archive_study(self, study: str) -> str | None:
+        """Rename the runs and definition of ``study`` to ``STUDY@archived-N`` (the first free N),
+        in one transaction; returns that name, or None when the store holds nothing of ``study``.
+
+        Nothing is deleted: the archived runs keep their history and can be reported with
+        ``--study``. Their ids become those of the archived name, so the study can run again.
+        """
+        if not self.count_runs(study) and self.study_definition(study) is None:
+            return None
+        taken = set(self.studies()) | {r[0] for r in self.conn.execute("SELECT name FROM studies")}
+        n = 1
+        while f"{study}@archived-{n}" in taken:
+            n += 1
+        archived = f"{study}@archived-{n}"
+        rows = self.conn.execute("SELECT id, spec, seed FROM runs WHERE study = ?", (study,)).fetchall()
+        with self._writing(f"the archive of study {study!r}"), self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute("PRAGMA defer_foreign_keys = ON")  # ids change in runs and epochs alike
+            for old_id, spec, seed in rows:
+                settings = {k: v for k, v in json.loads(spec).items() if k != "seed"}
+                new_id = spec_run_id(archived, settings, seed)
+                self.conn.execute("UPDATE epochs SET run_id = ? WHERE run_id = ?", (new_id, old_id))
+                self.conn.execute(
+                    "UPDATE runs SET id = ?, study = ? WHERE id = ?", (new_id, archived, old_id)
+                )
+            self.conn.execute("UPDATE studies SET name = ? WHERE name = ?", (archived, study))
+        return archived
 
     # -- reading ---------------------------------------------------------------------------
     def study_definition(self, study: str) -> dict[str, Any] | None:
         """The definition :meth:`write_study` kept for ``study``, or None (stores made before it)."""
-        row = self.conn.execute("SELECT definition FROM studies WHERE name = ?", (study,)).fetchone()
+        try:
+            row = self.conn.execute("SELECT definition FROM studies WHERE name = ?", (study,)).fetchone()
+        except sqlite3.OperationalError:  # a store made before the studies table, opened read-only
+            return None
         return json.loads(row[0]) if row else None
+
+    def count_runs(self, study: str) -> int:
+        """How many runs of ``study`` the store holds, whatever their status (failed ones too)."""
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE study = ?", (study,)).fetchone()[0]
 
     def finished_ids(self, study: str) -> set[str]:
         """Ids of the runs of ``study`` that need not run again (completed or diverged)."""

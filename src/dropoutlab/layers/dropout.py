@@ -64,6 +64,7 @@ def stacked_dropout(
     keep: torch.Tensor,
     generators: Sequence[torch.Generator | None],
     constants: tuple[torch.Tensor, torch.Tensor] | None = None,
+    group_sizes: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Inverted dropout with one keep probability per member (``keep`` has shape ``(M,)``).
 
@@ -73,18 +74,23 @@ def stacked_dropout(
     which other members share the stack. The draw uses 16 random bits per element (four per
     64-bit draw, a third of the cost of ``torch.rand``), so the keep probability is rounded to
     a multiple of 2^-16 (rates off by at most 8e-6). ``constants`` are
-    :func:`dropout_constants` of ``keep``, when the caller keeps them.
+    :func:`dropout_constants` of ``keep``, when the caller keeps them. A ``grouped`` ``x``
+    ``(G, B, ...)`` (``group_sizes`` members read each group's input) gives the members'
+    ``(M, B, ...)`` outputs without first copying the input out to each member.
     """
     members = keep.shape[0]
     if len(generators) != members:
         raise ValueError(f"stacked_dropout needs one generator per member: {members}, got {len(generators)}")
     threshold, scale = constants if constants is not None else dropout_constants(keep)
-    per_member = x.numel() // members
+    per_member = x[0].numel() if layout == "grouped" else x.numel() // members
     bits = torch.empty((members, (per_member + 3) // 4), dtype=torch.int64, device=x.device)
     for row, generator in zip(bits, generators, strict=True):
         row.random_(-(2**63), None, generator=generator)
     r = bits.view(torch.int16)[:, :per_member]
-    if layout == "flat":
+    if layout == "grouped":  # (G, B, ...): each group's one input, masked for each of its members
+        r = r.reshape(members, *x.shape[1:])
+        shape = (members, *[1] * (x.dim() - 1))
+    elif layout == "flat":
         r, shape = r.reshape(x.shape), (members, 1, 1)
     elif layout == "member":
         r, shape = r.reshape(x.shape), (members, *[1] * (x.dim() - 1))
@@ -95,7 +101,16 @@ def stacked_dropout(
         shape = (1, -1, *[1] * (x.dim() - 2))
     else:
         raise ValueError(f"dropout needs a member axis, got layout {layout!r}")
-    return x * ((r <= threshold.view(shape)) * scale.to(x.dtype).view(shape))
+    scale = scale.to(x.dtype).view(shape)
+    if layout == "grouped":  # written straight into each member's rows: no copy of the input per member
+        out = x.new_empty(r.shape)
+        start = 0
+        for x_group, size in zip(x, group_sizes, strict=True):
+            torch.mul(x_group, scale[start : start + size], out=out[start : start + size])
+            start += size
+    else:
+        out = x * scale
+    return out.masked_fill_(r > threshold.view(shape), 0.0)
 
 
 @register_stacked(Dropout)
@@ -138,6 +153,10 @@ class StackedDropout(StackedLayer):
     def forward(self, a: Activations) -> Activations:
         if not self.training or self.identity:
             return a
+        if a.layout == "grouped" and not a.x.requires_grad:  # input data: masked group by group
+            x = stacked_dropout(a.x, "grouped", self.keep, self.generators, (self.threshold, self.scale),
+                                a.group_sizes)  # fmt: skip
+            return a.to(x, "member")
         a = a.per_member()
         if a.layout == "shared":  # the members' masks differ: give each its own copy
             a = a.to(a.image(), "image") if a.x.dim() == 4 else a.to(a.flat(), "flat")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-import torch
 from torch import nn
 
 from dropoutlab.errors import DropoutlabError
@@ -61,34 +63,60 @@ def build_model(
 def summarize_model(
     layers: tuple[LayerSpec, ...], rates: dict[str, float], input_shape: tuple[int, ...], num_classes: int
 ) -> list[LayerRow]:
-    """The rows of a Keras-style ``model.summary()``: one per module, with output shapes."""
-    return _build(layers, rates, input_shape, num_classes)[1]
+    """The rows of a Keras-style ``model.summary()``: one per module, with output shapes.
+
+    Computed from the layer list alone, without building the network, so a layer that
+    declares 2**62 units costs nothing to check (see :func:`model_size`).
+    """
+    return [row for row, _ in _layers(layers, rates, input_shape, num_classes)]
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """A model's size from its summary: ``params`` (trainable values) and ``activations``
+    (values of every layer's output for one sample, the input included)."""
+
+    params: int
+    activations: int
+
+
+def model_size(rows: list[LayerRow], input_shape: tuple[int, ...]) -> ModelSize:
+    """Parameters and per-sample activation values of the summary ``rows`` (exact integers)."""
+    return ModelSize(
+        params=sum(row.params for row in rows),
+        activations=math.prod(input_shape) + sum(math.prod(row.output_shape) for row in rows),
+    )
 
 
 def _build(layers, rates, input_shape, num_classes) -> tuple[nn.Sequential, list[LayerRow]]:
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     rows: list[LayerRow] = []
+    for row, make in _layers(layers, rates, input_shape, num_classes):
+        modules[row.name] = make()
+        rows.append(row)
+    return nn.Sequential(modules), rows
+
+
+def _layers(layers, rates, input_shape, num_classes) -> list[tuple[LayerRow, Callable[[], nn.Module]]]:
+    """Each module's summary row (shapes and parameter counts by arithmetic) and how to build it."""
+    out: list[tuple[LayerRow, Callable[[], nn.Module]]] = []
     shape = tuple(input_shape)
     counts: dict[str, int] = {}
 
-    def add(kind: str, module: nn.Module, out_shape: tuple[int, ...], name: str | None = None) -> None:
+    def add(kind: str, cls: type[nn.Module], params: int, make, out_shape, name: str | None = None) -> None:
         counts[kind] = counts.get(kind, 0) + 1
-        name = name or f"{kind}_{counts[kind]}"
-        modules[name] = module
-        rows.append(
-            LayerRow(name, type(module).__name__, out_shape, sum(p.numel() for p in module.parameters()))
-        )
+        out.append((LayerRow(name or f"{kind}_{counts[kind]}", cls.__name__, out_shape, params), make))
 
     for i, layer in enumerate(layers):
         where = f"model layer {i} ({layer.type})"
         if layer.type == "flatten":
-            shape = (int(torch.tensor(shape).prod()),)
-            add("flatten", nn.Flatten(), shape)
+            shape = (math.prod(shape),)
+            add("flatten", nn.Flatten, 0, nn.Flatten, shape)
         elif layer.type == "dense":
             if len(shape) != 1:
                 raise DropoutlabError(f"{where}: gets input of shape {shape}; add a flatten layer before it")
             units = num_classes if layer.units == "classes" else int(layer.units)
-            add("dense", nn.Linear(shape[0], units), (units,))
+            add("dense", nn.Linear, shape[0] * units + units, partial(nn.Linear, shape[0], units), (units,))
             shape = (units,)
         elif layer.type == "conv2d":
             if len(shape) != 3:
@@ -108,9 +136,10 @@ def _build(layers, rates, input_shape, num_classes) -> tuple[nn.Sequential, list
                 raise DropoutlabError(
                     f"{where}: input {shape[1]}x{shape[2]} is too small for kernel {layer.kernel}"
                 )
-            conv = nn.Conv2d(shape[0], layer.filters, layer.kernel, stride=stride, padding=pad)
+            params = shape[0] * layer.filters * layer.kernel**2 + layer.filters
+            make = partial(nn.Conv2d, shape[0], layer.filters, layer.kernel, stride=stride, padding=pad)
             shape = (layer.filters, h, w)
-            add("conv2d", conv, shape)
+            add("conv2d", nn.Conv2d, params, make, shape)
         elif layer.type == "maxpool2d":
             if len(shape) != 3:
                 raise DropoutlabError(f"{where}: needs image input (C, H, W), gets shape {shape}")
@@ -120,22 +149,23 @@ def _build(layers, rates, input_shape, num_classes) -> tuple[nn.Sequential, list
             if h < 1 or w < 1:
                 raise DropoutlabError(f"{where}: input {shape[1]}x{shape[2]} is too small to pool by {size}")
             shape = (shape[0], h, w)
-            add("maxpool2d", nn.MaxPool2d(size, stride), shape)
+            add("maxpool2d", nn.MaxPool2d, 0, partial(nn.MaxPool2d, size, stride), shape)
         elif layer.type == "batchnorm":
-            norm = nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
-            add("batchnorm", norm, shape)
+            cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            add("batchnorm", cls, 2 * shape[0], partial(cls, shape[0]), shape)  # weight and bias
         elif layer.type == "dropout":
             rate = rates.get(layer.slot, layer.rate or 0.0) if layer.slot else layer.rate
             if rate:
                 name = f"dropout_{layer.slot}" if layer.slot else None
-                add("dropout", Dropout(rate, slot=layer.slot), shape, name=name)
+                add("dropout", Dropout, 0, partial(Dropout, rate, slot=layer.slot), shape, name=name)
         activation = layer.name if layer.type == "activation" else layer.activation
         if activation and activation != "linear":
-            add(activation, _ACTIVATION_MODULES[activation](), shape)
+            cls = _ACTIVATION_MODULES[activation]
+            add(activation, cls, 0, cls, shape)
 
     if shape != (num_classes,):
         raise DropoutlabError(
             f"the model ends with output shape {shape} but the dataset has {num_classes} classes; "
             'end the layer list with {type = "dense", units = "classes"}'
         )
-    return nn.Sequential(modules), rows
+    return out

@@ -22,8 +22,13 @@ LAYER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
 
 
 def _positive_int(value: Any, where: str) -> int:
+    # Sizes are checked against the model bounds later; below 2**63 keeps them within int64 here.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DropoutlabError(f"{where}: expected a whole number >= 1, got {value!r}")
+        raise DropoutlabError(f"{where}: expected a whole number >= 1, got {repr(value)[:120]}")
+    if value >= 2**63:
+        raise DropoutlabError(
+            f"{where}: expected a whole number >= 1 and < 2**63, got one of {value.bit_length()} bits"
+        )
     return value
 
 
@@ -32,7 +37,7 @@ def parse_layer(raw: Any, where: str) -> LayerSpec:
     if not isinstance(raw, dict):
         raise DropoutlabError(f'{where}: expected a table like {{type = "dense", units = 64}}, got {raw!r}')
     kind = raw.get("type")
-    if kind not in LAYER_OPTIONS:
+    if not isinstance(kind, str) or kind not in LAYER_OPTIONS:
         raise DropoutlabError(
             f"{where}.type: unknown layer type {kind!r}; allowed: {', '.join(LAYER_OPTIONS)}"
         )
@@ -75,7 +80,7 @@ def parse_layer(raw: Any, where: str) -> LayerSpec:
 def check_rate(value: Any, where: str) -> float:
     """A dropout rate: a number in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise DropoutlabError(f"{where}: a dropout rate must be a number in [0, 1), got {value!r}")
+        raise DropoutlabError(f"{where}: a dropout rate must be a number in [0, 1), got {repr(value)[:120]}")
     return float(value)
 
 

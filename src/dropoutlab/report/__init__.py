@@ -23,9 +23,7 @@ from dropoutlab.report.analysis import (
     findings,
 )
 from dropoutlab.report.findings import Finding, rate_axis
-from dropoutlab.report.html import write_report
 from dropoutlab.report.numbers import analysis_to_json
-from dropoutlab.report.sections import report_sections
 from dropoutlab.report.stats import compare, resolve_baseline, summarize, varied_params
 from dropoutlab.store import Store, runs_frame
 
@@ -111,6 +109,10 @@ def study_min_effect(store: Store, study: str) -> float:
 
 def write_analysis(analysis: Analysis, out: str | Path) -> dict[str, Path]:
     """Write report.html (self-contained), report.md and the PNG figures of ``analysis`` into ``out``."""
+    # imported here: matplotlib and jinja2 cost a second of `dropoutlab run`'s start-up otherwise
+    from dropoutlab.report.html import write_report
+    from dropoutlab.report.sections import report_sections
+
     title = f"dropoutlab report: {analysis.study}"
     return write_report(
         out,

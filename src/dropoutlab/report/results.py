@@ -146,4 +146,4 @@ def open_store(path: str | Path = DEFAULT_STORE, study: str | None = None) -> St
 
     ``study`` is needed only when the store holds several studies.
     """
-    return StudyResults(Store(path, create=False), study)
+    return StudyResults(Store(path, readonly=True), study)

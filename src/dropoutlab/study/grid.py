@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from typing import Any
 
 from dropoutlab.errors import DropoutlabError
@@ -15,6 +16,12 @@ def _grid_points(grid: dict[str, list[Any]]):
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         yield dict(zip(keys, values, strict=True))
+
+
+def count_points(grid: tuple[dict[str, list[Any]], ...]) -> int:
+    """The number of grid points, the product of each sub-grid's list lengths summed over sub-grids,
+    computed without expanding (duplicates between sub-grids counted twice: an upper bound)."""
+    return sum(math.prod(len(values) for values in sub.values()) for sub in grid or ({},))
 
 
 def _lookup(settings: RunSettings, key: str) -> Any:

@@ -17,6 +17,7 @@ from dropoutlab.data.prepare import PreparedData, prepare_data
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import RunResult, RunSpec, StudySpec
 from dropoutlab.store import Store
+from dropoutlab.study.design import check_design
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
@@ -34,6 +35,7 @@ class StudyOutcome:
     skipped: int
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
+    note: str | None = None  # how the store's study changed: extended, or earlier runs archived
 
 
 def resolve_device(device: str) -> torch.device:
@@ -60,6 +62,7 @@ def run_study(
     progress: bool | None = None,
     stack: str | int = "auto",
     workers: str | int = "auto",
+    replace: bool = False,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -76,13 +79,23 @@ def run_study(
     (Linux), 1 on CUDA. When one stack would be left to train alone at the end, it trains
     in this process with every thread. A run's results do not depend on its stack or
     worker beyond float rounding.
+
+    A study the store already holds must have the same design: adding seeds or grid values
+    extends it, any other change raises DropoutlabError (see :mod:`dropoutlab.study.design`)
+    unless ``replace``, which first renames the stored runs to ``NAME@archived-N``.
     """
     start = time.perf_counter()
     runs = expand_runs(study)
+    if replace:
+        stored = store.count_runs(study.name)
+        archived = store.archive_study(study.name)
+        note = f"{study.name}: kept the {stored} stored runs as {archived!r}" if archived else None
+    else:
+        note = check_design(store.study_definition(study.name), study, str(store.path))
     store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
-    outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo))
+    outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo), note=note)
     if not todo:
         return outcome
     dev = resolve_device(device)

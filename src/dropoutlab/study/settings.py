@@ -7,6 +7,9 @@ is validated, for ``run`` and ``--dry-run`` alike.
 from __future__ import annotations
 
 import copy
+import math
+import reprlib
+import unicodedata
 from typing import Any
 
 from dropoutlab.data.prepare import NORMALIZATIONS
@@ -14,6 +17,7 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.models import PRESETS, dropout_slots, parse_layers
 from dropoutlab.models.spec import check_rate
 from dropoutlab.runs import EPOCH_METRICS, EarlyStoppingSpec, OptimizerSpec, RunSettings
+from dropoutlab.study.limits import MAX_ACTIVATIONS, MAX_PARAMS, MAX_WHOLE
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 INITS = ("torch", "keras")
@@ -41,33 +45,86 @@ def set_dotted(settings: dict[str, Any], key: str, value: Any) -> None:
         node[last] = copy.deepcopy(value)
 
 
+def shown(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters; a huge integer by its size (its digits may be too many to print)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a whole number of {value.bit_length()} bits"
+    text = reprlib.repr(value) if isinstance(value, list | dict | tuple) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def type_error(where: str, expected: str, value: Any) -> DropoutlabError:
-    return DropoutlabError(f"{where}: expected {expected}, got {value!r}")
+    return DropoutlabError(f"{where}: expected {expected}, got {shown(value)}")
 
 
-def check_number(value: Any, where: str, low: float, high: float | None = None, *, open_high=True) -> float:
+def check_number(
+    value: Any,
+    where: str,
+    low: float,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = True,
+    allowed: str | None = None,
+) -> float:
+    """A finite number in its documented range: ``[low, high)`` by default, ``(low, ...`` with ``open_low``.
+
+    Every float setting of a study goes through here, so NaN and infinity are refused for all;
+    ``allowed`` replaces the range in the message where the docs word it otherwise.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise type_error(where, "a number", value)
-    too_high = high is not None and (value >= high if open_high else value > high)
-    if value < low or too_high:
-        bound = f"[{low}, {high})" if open_high else f"[{low}, {high}]"
-        raise DropoutlabError(
-            f"{where}: {value!r} is out of range; allowed: {bound if high is not None else f'>= {low}'}"
-        )
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a TOML integer longer than any float
+        number = math.inf
+    too_low = number <= low if open_low else number < low
+    too_high = high is not None and (number >= high if open_high else number > high)
+    if not math.isfinite(number) or too_low or too_high:
+        if high is None:
+            bound = f"> {low:g}" if open_low else f">= {low}"
+        else:
+            bound = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        finite = math.isfinite(number) or isinstance(value, int)  # an int too long for a float is just large
+        problem = "is out of range" if finite else "is not a finite number"
+        raise DropoutlabError(f"{where}: {shown(value)} {problem}; allowed: {allowed or bound}")
+    return number
 
 
 def check_whole(value: Any, where: str, low: int) -> int:
+    """A whole number >= ``low`` that SQLite's INTEGER can store (at most 2**63 - 1)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise type_error(where, "a whole number", value)
     if value < low:
-        raise DropoutlabError(f"{where}: {value!r} is out of range; allowed: >= {low}")
+        raise DropoutlabError(f"{where}: {shown(value)} is out of range; allowed: >= {low}")
+    if value > MAX_WHOLE:
+        raise DropoutlabError(
+            f"{where}: {shown(value)} is out of range; allowed: {low} to {MAX_WHOLE} (2**63 - 1, the largest "
+            "whole number the store holds)"
+        )
+    return value
+
+
+def check_text(value: Any, where: str, *, lines: bool = False) -> str:
+    """Text without control characters (they would reach terminals and reports raw); ``lines``
+    allows tabs and line breaks."""
+    if not isinstance(value, str):
+        raise type_error(where, "text", value)
+    allowed = "\t\n\r" if lines else ""
+    for ch in value:
+        if unicodedata.category(ch) == "Cc" and ch not in allowed:
+            raise DropoutlabError(
+                f"{where}: contains the control character {ch!r}; allowed: text without control characters"
+                + (" (tabs and line breaks are fine)" if lines else "")
+            )
     return value
 
 
 def check_choice(value: Any, where: str, allowed) -> str:
     if value not in allowed:
-        raise DropoutlabError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+        raise DropoutlabError(
+            f"{where}: {shown(value)} is not allowed; allowed: {', '.join(map(str, allowed))}"
+        )
     return value
 
 
@@ -95,7 +152,12 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         )
     if not isinstance(raw["dataset"], str):
         raise type_error("dataset", "a dataset name", raw["dataset"])
-    dataset_info(raw["dataset"])  # raises for an unknown name or an unreadable npz
+    try:
+        dataset_info(raw["dataset"])  # raises for an unknown name or an unreadable npz
+    except OSError as exc:  # a path the system refuses (too long, a loop of links...)
+        raise DropoutlabError(
+            f"dataset: cannot read {shown(raw['dataset'])} ({exc.strerror or exc})"
+        ) from None
 
     model = raw.get("model", "mlp")
     if isinstance(model, str):
@@ -121,12 +183,10 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
     check_keys(opt_raw, {"name", "lr", "momentum", "weight_decay"}, "optimizer")
     optimizer = OptimizerSpec(
         name=check_choice(opt_raw.get("name", "adam"), "optimizer.name", OPTIMIZERS),
-        lr=check_number(opt_raw.get("lr", 1e-3), "optimizer.lr", 0.0),
+        lr=check_number(opt_raw.get("lr", 1e-3), "optimizer.lr", 0.0, open_low=True),
         momentum=check_number(opt_raw.get("momentum", 0.0), "optimizer.momentum", 0.0, 1.0),
         weight_decay=check_number(opt_raw.get("weight_decay", 0.0), "optimizer.weight_decay", 0.0),
     )
-    if optimizer.lr == 0:
-        raise DropoutlabError("optimizer.lr: 0 is out of range; allowed: > 0")
     if optimizer.momentum and optimizer.name != "sgd":
         raise DropoutlabError(f"optimizer.momentum: only sgd takes a momentum, not {optimizer.name}")
 
@@ -176,9 +236,24 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
 
 
 def check_model_fits(settings: RunSettings) -> None:
-    """Build the model's shape table for the dataset, so a misfit fails before training."""
+    """Check the model against the dataset and the size bounds, from the layer list alone.
+
+    Shapes must fit; the parameter count and the activation values of one batch must stay
+    within ``DROPOUTLAB_MAX_PARAMS`` and ``DROPOUTLAB_MAX_ACTIVATIONS``. Nothing is built or
+    allocated, so a layer that declares 2**62 units is refused as fast as a small one passes.
+    """
     from dropoutlab.data import dataset_info
-    from dropoutlab.models import summarize_model
+    from dropoutlab.models import model_size, summarize_model
 
     info = dataset_info(settings.dataset)
-    summarize_model(settings.layers, settings.dropout, info.input_shape, info.num_classes)
+    rows = summarize_model(settings.layers, settings.dropout, info.input_shape, info.num_classes)
+    size = model_size(rows, info.input_shape)
+    if size.params > MAX_PARAMS.value():
+        raise MAX_PARAMS.refuse(f"model: {settings.model} on {settings.dataset} has", size.params)
+    batch = min(settings.batch_size, info.train_size)  # a batch is at most the whole training set
+    per_batch = size.activations * batch
+    if per_batch > MAX_ACTIVATIONS.value():
+        raise MAX_ACTIVATIONS.refuse(
+            f"model: {settings.model} on {settings.dataset} with batches of {batch} has",
+            per_batch,
+        )

@@ -13,14 +13,17 @@ else:  # pragma: no cover
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import StudySpec
-from dropoutlab.study.grid import expand_runs
+from dropoutlab.study.grid import count_points, expand_runs
+from dropoutlab.study.limits import MAX_KEY_PARTS, MAX_NESTING, MAX_RUNS, MAX_STUDY_BYTES
 from dropoutlab.study.settings import (
     SETTING_KEYS,
     STUDY_KEYS,
     check_keys,
     check_number,
     check_table,
+    check_text,
     check_whole,
+    shown,
     type_error,
 )
 
@@ -35,43 +38,60 @@ def _parse_grid(raw: Any) -> tuple[dict[str, list[Any]], ...]:
             root = key.split(".")[0]
             if root not in SETTING_KEYS:
                 raise DropoutlabError(
-                    f"{where}.{key!r}: unknown setting {root!r}; allowed: {', '.join(sorted(SETTING_KEYS))}"
+                    f"{where}.{shown(key)}: unknown setting {shown(root)}; "
+                    f"allowed: {', '.join(sorted(SETTING_KEYS))}"
                 )
+            if key.count(".") >= MAX_KEY_PARTS:
+                raise DropoutlabError(f"{where}.{shown(key)}: a key of more than {MAX_KEY_PARTS} parts")
             if not isinstance(values, list) or not values:
-                raise type_error(f"{where}.{key!r}", "a non-empty list of values", values)
+                raise type_error(f"{where}.{shown(key)}", "a non-empty list of values", values)
         grid.append(sub)
     return tuple(grid)
 
 
 def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
-    """Validate a study's top-level table and every run of its grid (raises DropoutlabError)."""
+    """Validate a study's top-level table and every run of its grid (raises DropoutlabError).
+
+    The plan's size (grid points x seeds) is computed and checked against ``DROPOUTLAB_MAX_RUNS``
+    before any run is expanded, so a file declaring a billion seeds is refused at once.
+    """
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise DropoutlabError('name: missing; give the study a name, e.g. name = "digits-mlp"')
-    seeds_raw = raw.get("seeds", [0, 1, 2])
-    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
-        seeds = tuple(range(check_whole(seeds_raw, "seeds", 1)))
-    elif isinstance(seeds_raw, list) and seeds_raw:
-        seeds = tuple(check_whole(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds_raw))
-        if len(set(seeds)) != len(seeds):
-            raise DropoutlabError(f"seeds: {seeds_raw!r} repeats a seed; each seed must appear once")
-    else:
-        raise type_error("seeds", "a list of whole numbers or a count", seeds_raw)
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise type_error("description", "text", description)
-    min_effect = raw.get("min_effect")
-    if min_effect is not None:
-        min_effect = check_number(min_effect, "min_effect", 0.0, 1.0)
-        if min_effect == 0:
-            raise DropoutlabError("min_effect: 0 is out of range; allowed: a fraction in (0, 1), e.g. 0.01")
+    check_text(name, "name")
+    description = check_text(raw.get("description", ""), "description", lines=True)
     settings = {k: v for k, v in raw.items() if k not in STUDY_KEYS}
     check_keys(settings, SETTING_KEYS | STUDY_KEYS, "")
+    grid = _parse_grid(raw.get("grid", {}))
+    seeds_raw = raw.get("seeds", [0, 1, 2])
+    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
+        n_seeds = check_whole(seeds_raw, "seeds", 1)
+    elif isinstance(seeds_raw, list) and seeds_raw:
+        n_seeds = len(seeds_raw)
+    else:
+        raise type_error("seeds", "a list of whole numbers or a count", seeds_raw)
+    points = count_points(grid)
+    if points * n_seeds > MAX_RUNS.value():
+        raise MAX_RUNS.refuse(
+            f"the plan ({points:,} grid point{'s' * (points != 1)} x {n_seeds:,} seed{'s' * (n_seeds != 1)}) has",
+            points * n_seeds,
+        )
+    if isinstance(seeds_raw, int):
+        seeds = tuple(range(n_seeds))
+    else:
+        seeds = tuple(check_whole(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds_raw))
+        if len(set(seeds)) != len(seeds):
+            raise DropoutlabError(f"seeds: {shown(seeds_raw)} repeats a seed; each seed must appear once")
+    min_effect = raw.get("min_effect")
+    if min_effect is not None:
+        min_effect = check_number(
+            min_effect, "min_effect", 0.0, 1.0, open_low=True, allowed="a fraction in (0, 1), e.g. 0.01"
+        )
     study = StudySpec(
         name=name.strip(),
         path=path,
         settings=settings,
-        grid=_parse_grid(raw.get("grid", {})),
+        grid=grid,
         seeds=seeds,
         description=description,
         min_effect=min_effect,
@@ -81,17 +101,106 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
 
 
 def load_study(path: str | Path) -> StudySpec:
-    """Read and validate a TOML study file; errors name the file, the key and what is allowed."""
+    """Read and validate a TOML study file; errors name the file, the key and what is allowed.
+
+    The text is checked for size, nesting and key length before the TOML parser reads it
+    (see :mod:`dropoutlab.study.limits`), so no file makes parsing slow or large.
+    """
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            blob = f.read(MAX_STUDY_BYTES + 1)
+        if len(blob) > MAX_STUDY_BYTES:
+            raise DropoutlabError(
+                f"{path}: a study file is at most {MAX_STUDY_BYTES >> 20} MiB of text; this one is larger"
+            )
+        text = blob.decode("utf-8")
     except FileNotFoundError:
         raise DropoutlabError(f"{path}: no such study file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DropoutlabError(f"{path}: cannot read the study file ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
+    try:
+        check_toml_shape(text)
+        raw = tomllib.loads(text)
+    except DropoutlabError as exc:
+        raise DropoutlabError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise DropoutlabError(f"{path}: not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # TOMLDecodeError, and integers of more than 4300 digits
         raise DropoutlabError(f"{path}: not valid TOML: {exc}") from None
     try:
         return parse_study(raw, path)
     except DropoutlabError as exc:
         raise DropoutlabError(f"{path}: {exc}") from None
+
+
+def check_toml_shape(text: str) -> None:
+    """Refuse TOML text nested deeper than MAX_NESTING or with a key of more than MAX_KEY_PARTS parts.
+
+    A light scan that skips strings and comments: brackets and braces give the nesting, and
+    dots between two separators (``= , [ ] { }`` or a line break) the parts of a dotted key.
+    A value has at most one dot outside strings (a float or a time), so a valid study file
+    never comes near either bound.
+    """
+    depth = dots = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c in "\"'":
+            i = _string_end(text, i)
+            continue
+        if c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise DropoutlabError(
+                    f"not valid for dropoutlab: brackets nested more than {MAX_NESTING} deep (line {_line(text, i)})"
+                )
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        if c in "=,[]{}\n":
+            dots = 0
+        elif c == ".":
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                raise DropoutlabError(
+                    f"not valid for dropoutlab: a dotted key of more than {MAX_KEY_PARTS} parts (line {_line(text, i)})"
+                )
+        i += 1
+
+
+def _string_end(text: str, i: int) -> int:
+    """The index just after the TOML string starting at ``i`` (basic or literal, one- or multi-line)."""
+    quote = text[i]
+    if text.startswith(quote * 3, i):
+        end = i + 3
+        while True:
+            end = text.find(quote * 3, end)
+            if end < 0:
+                return len(text)
+            if quote == '"' and _escaped(text, end):
+                end += 1
+                continue
+            end += 3
+            while end < len(text) and text[end] == quote:  # up to two quotes may end the content
+                end += 1
+            return end
+    end = i + 1
+    while end < len(text) and text[end] not in (quote, "\n"):
+        end += 2 if quote == '"' and text[end] == "\\" else 1
+    return end + 1
+
+
+def _escaped(text: str, at: int) -> bool:
+    """Whether the character at ``at`` follows an odd number of backslashes."""
+    count = 0
+    while at - count - 1 >= 0 and text[at - count - 1] == "\\":
+        count += 1
+    return count % 2 == 1
+
+
+def _line(text: str, at: int) -> int:
+    return text.count("\n", 0, at) + 1
