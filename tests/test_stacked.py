@@ -390,26 +390,36 @@ def test_runner_stack_auto_stores_what_stack_off_stores(tiny_study, tmp_path):
         assert {r["env"]["stack"]["size"] for r in auto.records()} == {4}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
-def test_cuda_bf16_autocast_reaches_the_float32_accuracy_of_the_same_runs(digits):
-    """bf16 autocast (the CUDA default) against float32 on the same runs: final test accuracy
-    within 2 points per run (bf16 keeps 8 bits of mantissa; 2 points is 7 of 360 digits)."""
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+        ),
+    ],
+)
+def test_bf16_autocast_reaches_the_float32_accuracy_of_the_same_runs(digits, device, monkeypatch):
+    """bf16 autocast (the CUDA default; on the CPU only on request) against float32 on the same
+    runs: final test accuracy within 2 points per run (bf16 keeps 8 bits of mantissa; 2 points
+    is 7 of 360 digits)."""
     from dropoutlab.train.stacked import StackedEngine
 
     runs = [make_run(seed, model=SMALL_CNN, dropout={"conv": 0.1}, epochs=5) for seed in (0, 1, 2)]
     s = runs[0].settings
-    cuda = torch.device("cuda")
-    data = prepare_data(digits, s.validation, s.split_seed, s.normalize, cuda)
-    bf16 = train_stack(runs, data, cuda)
-    assert {r.env["dtype"] for r in bf16} == {"bf16-autocast"}
-    engines = dict(train.ENGINES)
-    try:
-        train.ENGINES["stacked"] = lambda r, d, dev: StackedEngine(r, d, dev, autocast=False)
-        fp32 = train_stack(runs, data, cuda)
-    finally:
-        train.ENGINES.update(engines)
-    assert {r.env["dtype"] for r in fp32} == {"float32"}
-    for a, b in zip(bf16, fp32, strict=True):
+    dev = torch.device(device)
+    data = prepare_data(digits, s.validation, s.split_seed, s.normalize, dev)
+    default = "bf16-autocast" if device == "cuda" else "float32"
+    assert StackedEngine(runs, data, dev).dtype == default
+    results = {}
+    for autocast in (True, False):
+        monkeypatch.setitem(
+            train.ENGINES, "stacked", lambda r, d, v, a=autocast: StackedEngine(r, d, v, autocast=a)
+        )
+        results[autocast] = train_stack(runs, data, dev)
+    assert {r.env["dtype"] for r in results[True]} == {"bf16-autocast"}
+    assert {r.env["dtype"] for r in results[False]} == {"float32"}
+    for a, b in zip(results[True], results[False], strict=True):
         assert a.status == b.status == "completed" and b.test_acc > 0.7
         assert abs(a.test_acc - b.test_acc) <= 0.02
 

@@ -97,7 +97,7 @@ def stacked_linear(
 
     With ``group_sizes``, ``x`` is ``(G, B, in)``, one input per group of consecutive members.
     """
-    if torch.is_autocast_enabled() or not torch.is_grad_enabled():  # autocast casts operands
+    if torch.is_autocast_enabled(x.device.type) or not torch.is_grad_enabled():  # autocast casts operands
         if group_sizes is not None:
             x = ungroup(x, group_sizes)
         return torch.baddbmm(b.unsqueeze(1), x, w if in_out else w.transpose(1, 2))

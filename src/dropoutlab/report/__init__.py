@@ -16,11 +16,11 @@ import pandas as pd
 from dropoutlab.report.analysis import (
     ALPHA,
     CONFIDENCE,
-    MIN_EFFECT,
     Analysis,
     analyze,
     analyze_records,
     findings,
+    study_min_effect,
 )
 from dropoutlab.report.findings import Finding, rate_axis
 from dropoutlab.report.numbers import analysis_to_json
@@ -96,15 +96,7 @@ def report_numbers(
     """The report's numbers as JSON-ready data (``numbers.analysis_to_json`` of ``analyze``).
 
     ``min_effect`` None: the study file's ``min_effect``, else 0.01 (see :func:`study_min_effect`)."""
-    min_effect = study_min_effect(store, study) if min_effect is None else min_effect
     return analysis_to_json(analyze(store, study, baseline, alpha, confidence, min_effect))
-
-
-def study_min_effect(store: Store, study: str) -> float:
-    """The smallest effect worth detecting for ``study``: its study file's ``min_effect``
-    (kept in the store), else ``MIN_EFFECT`` (0.01, one percentage point)."""
-    definition = store.study_definition(study) or {}
-    return definition.get("min_effect") or MIN_EFFECT
 
 
 def write_analysis(analysis: Analysis, out: str | Path) -> dict[str, Path]:

@@ -245,7 +245,7 @@ def analyze(
     baseline=None,
     alpha: float = ALPHA,
     confidence: float = CONFIDENCE,
-    min_effect: float = MIN_EFFECT,
+    min_effect: float | None = None,
     power: float = POWER,
 ) -> Analysis:
     """The analysis of ``study`` in ``store`` (a ``dropoutlab.store.Store``).
@@ -253,10 +253,19 @@ def analyze(
     ``baseline``: None (the configuration without dropout), a ``config`` label, a
     ``"key=value,..."`` string or a dict. ``alpha``: family-wise error rate of the tests;
     ``confidence``: coverage of the intervals; ``min_effect``: smallest difference in test
-    accuracy worth detecting, a fraction (0.01 = one percentage point); ``power``: the power
-    "seeds needed" aims at. Raises ``DropoutlabError`` for a bad baseline or level.
+    accuracy worth detecting, a fraction (0.01 = one percentage point; None: the study
+    file's, see :func:`study_min_effect`); ``power``: the power "seeds needed" aims at.
+    Raises ``DropoutlabError`` for a bad baseline or level.
     """
+    min_effect = study_min_effect(store, study) if min_effect is None else min_effect
     return analyze_records(store.records(study), study, baseline, alpha, confidence, min_effect, power)
+
+
+def study_min_effect(store, study: str) -> float:
+    """The smallest effect worth detecting for ``study``: its study file's ``min_effect``
+    (kept in the store), else ``MIN_EFFECT`` (0.01, one percentage point)."""
+    definition = store.study_definition(study) or {}
+    return definition.get("min_effect") or MIN_EFFECT
 
 
 def analyze_records(
