@@ -270,3 +270,15 @@ def test_the_study_files_min_effect_reaches_the_report_and_the_flag_overrides_it
     bad = write_study(TINY_STUDY.replace('name = "tiny"', 'name = "tiny"\nmin_effect = 0'), "bad.toml")
     code, _, err = run_cli(capsys, "run", bad, "--dry-run")
     assert code == 2 and "min_effect: 0 is out of range; allowed: a fraction in (0, 1)" in err
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_the_store_is_untouched(capsys, tiny_study, tmp_path):
+    store = tmp_path / "runs.db"
+    assert run_cli(capsys, "run", tiny_study, "--store", store, "--no-progress", "--workers", "1")[0] == 0
+    before = store.read_bytes()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, out, err = run_cli(capsys, "report", "--store", store, "--out", blocker / "report")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"dropoutlab: error: {blocker / 'report'}: cannot write the report (")
+    assert store.read_bytes() == before

@@ -216,7 +216,6 @@ def _print_outcome(outcome, store) -> None:
 
 
 def cmd_demo(args) -> int:
-    from dropoutlab.report import write_study_report
     from dropoutlab.store import Store
     from dropoutlab.study import load_study, resolve_device, run_study
 
@@ -227,13 +226,13 @@ def cmd_demo(args) -> int:
     with Store(out / DEFAULT_STORE) as store:
         outcome = run_study(study, store, device=args.device)
         _print_outcome(outcome, store)
-        paths = write_study_report(store, study.name, out / "report")
+        paths = _write_report(store, study.name, out / "report")
     print(f"report: {paths['html']}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from dropoutlab.report import report_numbers, write_study_report
+    from dropoutlab.report import report_numbers
     from dropoutlab.store import Store
 
     with Store(args.store, readonly=True) as store:
@@ -242,14 +241,19 @@ def cmd_report(args) -> int:
         if args.format == "json":
             print(json.dumps(report_numbers(store, study, args.baseline, **levels), indent=2))
             return 0
-        try:
-            paths = write_study_report(store, study, Path(args.out), baseline=args.baseline, **levels)
-        except OSError as exc:  # a full disk or a folder that cannot be written: the store is only read
-            raise DropoutlabError(
-                f"--out {args.out}: cannot write the report ({exc.strerror or exc})"
-            ) from None
+        paths = _write_report(store, study, Path(args.out), baseline=args.baseline, **levels)
     print(f"report: {paths['html']}")
     return 0
+
+
+def _write_report(store, study: str, out: Path, **options) -> dict[str, Path]:
+    """``write_study_report``, with a folder that cannot be written (or a full disk) as one line."""
+    from dropoutlab.report import write_study_report
+
+    try:
+        return write_study_report(store, study, out, **options)
+    except OSError as exc:  # the store is only read: nothing stored is at risk
+        raise DropoutlabError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
 
 
 def cmd_export(args) -> int:
