@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("completed", "diverged", "failed")
 FINISHED = ("completed", "diverged")  # a failed run is tried again on the next `run`
 
 
@@ -203,10 +202,6 @@ class EpochRecord:
     def as_diverged(self) -> EpochRecord:
         """The record kept for the epoch where a run diverged: its training accuracy alone."""
         return EpochRecord(self.epoch, train_acc=self.train_acc)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"epoch": ..., "train_loss": ..., ...}`` in field order."""
-        return asdict(self)
 
 
 EPOCH_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EpochRecord) if f.name != "epoch")

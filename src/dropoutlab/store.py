@@ -314,8 +314,9 @@ class Store:
         )
         for row in cur.fetchall():
             histories[row[0]].append({"epoch": row[1], **dict(zip(EPOCH_METRICS, row[2:], strict=True))})
-        return [
-            {
+        records = []
+        for r in runs:
+            record = {
                 "id": r["id"],
                 "study": r["study"],
                 "params": json.loads(r["params"]),
@@ -325,15 +326,16 @@ class Store:
                 "test": {"loss": r["test_loss"], "acc": r["test_acc"]},
                 "best_epoch": r["best_epoch"],
                 "stopped_epoch": r["stopped_epoch"],
-                "kept_epoch": _kept_epoch(r["best_epoch"], r["stopped_epoch"], json.loads(r["spec"])),
+                "kept_epoch": None,
                 "wall_s": r["wall_s"],
                 "spec": json.loads(r["spec"]),
                 "env": json.loads(r["env"]),
                 "error": r["error"],
                 "finished_at": r["finished_at"],
             }
-            for r in runs
-        ]
+            record["kept_epoch"] = _kept_epoch(record)
+            records.append(record)
+        return records
 
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per run (see DEVELOPERS.md, "Store DataFrames"); ``attrs["params"]`` lists the grid keys."""
@@ -356,9 +358,10 @@ def _param_keys(records: list[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def _kept_epoch(best: int | None, stopped: int | None, spec: dict[str, Any]) -> int | None:
-    es = spec.get("early_stopping")
-    return kept_epoch(bool(es and es.get("restore_best")), best, stopped)
+def _kept_epoch(record: dict[str, Any]) -> int | None:
+    """:func:`~dropoutlab.runs.kept_epoch` of an export record (its ``spec`` as stored)."""
+    es = record["spec"].get("early_stopping")
+    return kept_epoch(bool(es and es.get("restore_best")), record["best_epoch"], record["stopped_epoch"])
 
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -366,7 +369,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     params = _param_keys(records)
     rows = []
     for r in records:
-        kept = _kept_epoch(r["best_epoch"], r["stopped_epoch"], r["spec"])
+        kept = _kept_epoch(r)
         final = next((h for h in r["history"] if h["epoch"] == kept), {})
         row = {
             "id": r["id"], "study": r["study"], "config": config_label(r["params"]), "seed": r["seed"],

@@ -63,9 +63,8 @@ class RunLifecycle:
         self.run = run
         s = run.settings
         es = s.early_stopping
-        self.restore_best = bool(es and es.restore_best)
         self.stopper = EarlyStopping(s.monitor, es.patience if es else None, es.min_delta if es else 0.0,
-                                     keep_best=self.restore_best)  # fmt: skip
+                                     keep_best=bool(es and es.restore_best))  # fmt: skip
         self.history: list[EpochRecord] = []
         self.status = "completed"
         self.kept: Weights | None = None
@@ -82,8 +81,8 @@ class RunLifecycle:
 
     def finish(self, weights: Callable[[], Weights]) -> None:
         """The run leaves training: keep its best weights (restore-best) or its last ones."""
-        if self.status == "completed":
-            best = self.stopper.best_state if self.restore_best else None
+        if self.status == "completed":  # best_state is kept only with restore_best
+            best = self.stopper.best_state
             self.kept = best if best is not None else weights()
         self.stopper.best_state = None
 
