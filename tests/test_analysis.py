@@ -149,6 +149,43 @@ def test_json_holds_every_number_a_sentence_quotes():
     assert checked > 20
 
 
+def test_json_holds_every_number_a_factor_sentence_quotes():
+    """Grids of three parameters: the effect and interaction sentences too, with a failed run."""
+    rng = np.random.default_rng(2)
+    offsets = rng.normal(0, 0.01, 4)
+    rows = []
+    for rate in (0.0, 0.3, 0.6):
+        for wd in (0.0, 0.001):
+            for model in ("mlp", "resnet"):
+                for s in range(4):
+                    test = 0.8 + 0.03 * (rate > 0) * (model == "mlp") + offsets[s] + rng.normal(0, 0.004)
+                    rows.append({"config": f"{rate}-{wd}-{model}", "seed": s, "status": "completed",
+                                 "test_acc": test, "final_train_acc": test + 0.1, "dropout.rate": rate,
+                                 "optimizer.weight_decay": wd, "model": model})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = ["dropout.rate", "optimizer.weight_decay", "model"]
+    runs.loc[runs.index[5], "status"] = "failed"
+    a = analyze_frames(runs)
+    data = json.loads(json.dumps(analysis_to_json(a)))
+    stated = _rendered_numbers([data["alpha"], data["confidence"], data["min_effect"], data["power"]])
+    stated |= {"80", "95", "1.0"}
+    checked = 0
+    for finding in data["findings"]:
+        if not finding["kind"].startswith("factor"):
+            continue
+        text = finding["text"]
+        for key in ("dropout.rate", "optimizer.weight_decay"):
+            text = re.sub(rf"{re.escape(key)}=[0-9.e-]+", "", text)  # parameter values are not quoted numbers
+        text = text.replace("\u2212", "-").replace("dropout.rate", "").replace("optimizer.weight_decay", "")
+        allowed = stated | _rendered_numbers(
+            [v for v in finding["numbers"].values() if not isinstance(v, str)]
+        )
+        for token in re.findall(r"\d+(?:\.\d+)?", text):
+            assert token in allowed, (token, finding["text"], finding["numbers"])
+            checked += 1
+    assert checked > 40
+
+
 # ---------------------------------------------------------------------------- sections
 
 

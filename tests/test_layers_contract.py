@@ -15,6 +15,15 @@ import torch
 from torch import nn
 
 from dropoutlab.layers import STACKED_FORMS, Dropout, StackedNet
+from dropoutlab.layers.kinds import (
+    AlphaDropout,
+    ConcreteDropout,
+    DropBlock,
+    DropConnectLinear,
+    GaussianDropout,
+    ScaledDropout,
+    SpatialDropout,
+)
 
 CPU = torch.device("cpu")
 INPUT = (3, 6, 6)
@@ -29,9 +38,20 @@ def example(kind: type[nn.Module], rate: float = 0.0) -> nn.Sequential:
         nn.Linear: [conv],
         nn.Flatten: [conv],
         nn.BatchNorm2d: [conv, nn.BatchNorm2d(4)],
-        Dropout: [conv, Dropout(rate, slot="conv")] if rate else [conv],
     }
-    if kind is nn.BatchNorm1d:
+    for dropout_kind in (Dropout, ScaledDropout, GaussianDropout, SpatialDropout, DropBlock, ConcreteDropout):
+        middle[dropout_kind] = [conv, dropout_kind(rate, slot="conv")] if rate else [conv]
+    if kind is AlphaDropout:  # on feature vectors
+        layers = [
+            conv,
+            nn.Flatten(),
+            *([AlphaDropout(rate, slot="dense")] if rate else []),
+            nn.Linear(144, 10),
+        ]
+    elif kind is DropConnectLinear:  # a member at rate 0 has the plain dense layer
+        dense = DropConnectLinear(144, 10, rate, slot="dense") if rate else nn.Linear(144, 10)
+        layers = [conv, nn.Flatten(), dense]
+    elif kind is nn.BatchNorm1d:
         layers = [nn.Flatten(), nn.Linear(108, 8), nn.BatchNorm1d(8), nn.Linear(8, 10)]
     elif kind is nn.MaxPool2d:
         layers = [conv, nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 10)]
@@ -42,7 +62,8 @@ def example(kind: type[nn.Module], rate: float = 0.0) -> nn.Sequential:
     counts: dict[str, int] = {}
     names = []
     for module in layers:  # named per kind, as the model builder does: an absent dropout shifts nothing
-        kind_name = type(module).__name__.lower()
+        # a DropConnectLinear is named as the dense layer it replaces (a member at rate 0 has nn.Linear)
+        kind_name = "linear" if isinstance(module, nn.Linear) else type(module).__name__.lower()
         counts[kind_name] = counts.get(kind_name, 0) + 1
         names.append(f"{kind_name}_{counts[kind_name]}")
     return nn.Sequential(OrderedDict(zip(names, layers, strict=True)))

@@ -88,7 +88,27 @@ def test_seed_count_means_range(write_study):
         ('epochs = "ten"', "epochs: expected a whole number, got 'ten'"),
         ("batch_size = 0", "batch_size: 0 is out of range"),
         ('dataset = "mnsit"', "unknown dataset 'mnsit'"),
-        ('model = "resnet"', "model: 'resnet' is not allowed; allowed: mlp, cnn"),
+        ('model = "resnet50"', "model: 'resnet50' is not allowed; allowed: mlp, cnn, lenet5, resnet, gru"),
+        ('batchnorm = "yes"', "batchnorm: expected true or false"),
+        (
+            'model = "gru"\nbatchnorm = true',
+            "batchnorm: applies to the presets mlp, cnn, lenet5; gru has none",
+        ),
+        ("label_smoothing = 1.0", r"label_smoothing: 1.0 is out of range; allowed: \[0.0, 1.0\)"),
+        ("max_norm = 0", "max_norm: 0 is out of range; allowed: > 0"),
+        ('augment = ["rotate"]', "augment\\[0\\]: 'rotate' is not allowed; allowed: crop, flip"),
+        ('augment = ["flip", "flip"]', "augment: .* repeats an augmentation"),
+        ("mc_samples = [0]", "mc_samples\\[0\\]: 0 is out of range; allowed: >= 1"),
+        ("mc_samples = [5000]", "mc_samples: .* out of range; allowed: 1 to 1000"),
+        ("[dropout]\nkind = 'bernoulli'", "dropout.kind: 'bernoulli' is not allowed; allowed: standard, "),
+        (
+            "[dropout]\nhidden1 = {rate = 0.2, size = 3}",
+            "dropout.hidden1.size: unknown key; allowed: block_size, kind, rate",
+        ),
+        (
+            'model = "resnet"\n[dropout]\nblock = {rate = 0.1, kind = "standard"}\nhead = {rate = 0.1, kind = "variational"}',
+            "dropout.head: resnet's slot 'head' uses standard dropout, not 'variational'",
+        ),
         (
             "[dropout]\nhidden1 = 1.0",
             r"dropout.hidden1: a dropout rate must be a number in \[0, 1\), got 1.0",

@@ -132,21 +132,18 @@ def test_a_convolution_with_a_million_filters_is_refused_by_its_activations(tmp_
 
 def test_shape_only_summary_matches_the_built_network():
     from dropoutlab.models import PRESETS, build_model, summarize_model
-    from dropoutlab.models.builder import _build
 
     for name, layers in PRESETS.items():
         for shape in ((1, 8, 8), (3, 32, 32)):
             rates = {slot: 0.3 for slot in ("input", "hidden1", "conv", "dense1")}
-            model, _ = _build(layers, rates, shape, 10)
+            model = build_model(layers, rates, shape, 10)
             rows = summarize_model(layers, rates, shape, 10)
             built = [
                 (n, type(m).__name__, sum(p.numel() for p in m.parameters()))
                 for n, m in model.named_children()
             ]
             assert [(r.name, r.kind, r.params) for r in rows] == built, name
-            assert sum(r.params for r in rows) == sum(
-                p.numel() for p in build_model(layers, rates, shape, 10).parameters()
-            )
+            assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
 
 
 # ---------------------------------------------------------------- TOML that is slow or deep to parse

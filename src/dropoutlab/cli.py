@@ -209,6 +209,8 @@ def _print_outcome(outcome, store) -> None:
     done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
     if outcome.note:
         print(outcome.note)
+    for line in outcome.plan_notes:
+        print(line)
     print(f"{outcome.study}: {outcome.planned} runs planned, {outcome.skipped} already stored, {done}"
           + (f" in {outcome.wall_s:.1f} s" if outcome.statuses else ""))  # fmt: skip
     print(summary_table(store.runs(outcome.study)))

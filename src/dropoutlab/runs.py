@@ -88,17 +88,67 @@ class RunSettings:
     eval_train: bool = True
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     early_stopping: EarlyStoppingSpec | None = None
+    dropout_kind: str = "standard"
+    slot_kinds: dict[str, str] = field(default_factory=dict)
+    slot_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    max_norm: float | None = None
+    augment: tuple[str, ...] = ()
+    batchnorm: bool = False
+    mc_samples: tuple[int, ...] = ()
 
     @property
     def monitor(self) -> str:
         """The metric that picks a run's best epoch: early stopping's, else ``val_loss``."""
         return self.early_stopping.monitor if self.early_stopping else "val_loss"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-ready data (the ``spec`` of the export)."""
+    def kind_of(self, slot: str) -> str:
+        """The dropout kind at ``slot``: its own (``slot_kinds``), else the study's ``dropout_kind``."""
+        return self.slot_kinds.get(slot, self.dropout_kind)
+
+    def value(self, key: str) -> Any:
+        """The value of a study-file key (dotted, as a grid writes it) in these settings.
+
+        ``dropout.kind`` is the study's kind, ``dropout.SLOT`` and ``dropout.SLOT.rate`` a slot's
+        rate, ``dropout.SLOT.kind`` and ``dropout.SLOT.block_size`` what that slot uses.
+        """
+        parts = key.split(".")
+        if parts[0] == "dropout" and len(parts) >= 2:
+            if parts[1:] == ["kind"]:
+                return self.dropout_kind
+            slot, rest = parts[1], parts[2:]
+            if rest in ([], ["rate"]):
+                return self.dropout.get(slot)
+            if rest == ["kind"]:
+                return self.kind_of(slot) if slot in self.dropout else None
+            return self.slot_options.get(slot, {}).get(rest[0]) if len(rest) == 1 else None
+        node: Any = self.to_dict(complete=True)
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        return list(node) if isinstance(node, tuple) else node
+
+    def to_dict(self, complete: bool = False) -> dict[str, Any]:
+        """The settings as plain JSON-ready data (the ``spec`` of the export).
+
+        Settings added after the first release are left out where they hold their defaults
+        (unless ``complete``), so a study written before them keeps its run ids and its store.
+        """
         data = asdict(self)
         data["layers"] = [layer.to_dict() for layer in self.layers]
+        for key in ("augment", "mc_samples"):
+            data[key] = list(data[key])
+        if not complete:
+            for key, default in ADDED_DEFAULTS.items():
+                if data[key] == default:
+                    del data[key]
         return data
+
+
+# Settings added after the first release, with their defaults (see RunSettings.to_dict).
+ADDED_DEFAULTS: dict[str, Any] = {
+    "dropout_kind": "standard", "slot_kinds": {}, "slot_options": {}, "label_smoothing": 0.0,
+    "max_norm": None, "augment": [], "batchnorm": False, "mc_samples": [],
+}  # fmt: skip
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -206,6 +256,11 @@ class EpochRecord:
 
 EPOCH_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EpochRecord) if f.name != "epoch")
 
+# Test-set metrics of Monte Carlo dropout (see RunResult.mc): accuracy (fraction), mean negative
+# log-likelihood (nats), Brier score, expected calibration error (15 equal-width bins),
+# mean predictive entropy (nats) and mean mutual information (nats).
+MC_METRICS: tuple[str, ...] = ("acc", "nll", "brier", "ece", "entropy", "mutual_information")
+
 
 def kept_epoch(restore_best: bool, best: int | None, stopped: int | None) -> int | None:
     """The epoch whose weights a run keeps and tests: its best one with early stopping's
@@ -225,6 +280,10 @@ class RunResult:
     evaluation (a stack's time divided by its members). ``env`` says how it was trained:
     ``engine`` (``single`` or ``stacked``), ``stack`` (``size``, ``position``, ``wall_s``),
     ``device``, ``dtype`` (``float32`` or ``bf16-autocast``), ``threads`` and versions.
+    ``mc`` holds the test set's uncertainty metrics with dropout on at test (Monte Carlo
+    dropout, one entry per ``mc_samples`` value T, and ``samples = 0`` for the usual
+    deterministic pass): :data:`MC_METRICS` and ``reliability`` (per confidence bin:
+    count, mean confidence, accuracy).
     """
 
     run: RunSpec
@@ -237,6 +296,7 @@ class RunResult:
     wall_s: float = 0.0
     env: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    mc: tuple[dict[str, Any], ...] = ()
 
     @property
     def kept_epoch(self) -> int | None:

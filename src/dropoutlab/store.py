@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.runs import EPOCH_METRICS, FINISHED, RunResult, StudySpec, kept_epoch, spec_run_id
+from dropoutlab.runs import EPOCH_METRICS, FINISHED, MC_METRICS, RunResult, StudySpec, kept_epoch, spec_run_id
 
 DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_study ON runs(study);
 CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, definition TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mc (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    samples INTEGER NOT NULL,
+    {", ".join(f"{m} REAL" for m in MC_METRICS)},
+    reliability TEXT NOT NULL,
+    PRIMARY KEY (run_id, samples)
+);
 """
 
 
@@ -206,11 +213,18 @@ class Store:
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )  # fmt: skip
         epochs = [(run.id, h.epoch, *(getattr(h, m) for m in EPOCH_METRICS)) for h in result.history]
+        mc = [
+            (run.id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"]))
+            for m in result.mc
+        ]
         with self._writing(f"run {run.id} (seed {run.seed})"), self.conn:
             self.conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
             self.conn.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
             placeholders = ", ".join("?" * (2 + len(EPOCH_METRICS)))
             self.conn.executemany(f"INSERT INTO epochs VALUES ({placeholders})", epochs)
+            if mc:
+                self.conn.execute("DELETE FROM mc WHERE run_id = ?", (run.id,))
+                self.conn.executemany(f"INSERT INTO mc VALUES ({', '.join('?' * len(mc[0]))})", mc)
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -248,11 +262,12 @@ class Store:
         rows = self.conn.execute("SELECT id, spec, seed FROM runs WHERE study = ?", (study,)).fetchall()
         with self._writing(f"the archive of study {study!r}"), self.conn:
             self.conn.execute("BEGIN")
-            self.conn.execute("PRAGMA defer_foreign_keys = ON")  # ids change in runs and epochs alike
+            self.conn.execute("PRAGMA defer_foreign_keys = ON")  # ids change in runs, epochs and mc alike
             for old_id, spec, seed in rows:
                 settings = {k: v for k, v in json.loads(spec).items() if k != "seed"}
                 new_id = spec_run_id(archived, settings, seed)
                 self.conn.execute("UPDATE epochs SET run_id = ? WHERE run_id = ?", (new_id, old_id))
+                self.conn.execute("UPDATE mc SET run_id = ? WHERE run_id = ?", (new_id, old_id))
                 self.conn.execute(
                     "UPDATE runs SET id = ?, study = ? WHERE id = ?", (new_id, archived, old_id)
                 )
@@ -314,6 +329,16 @@ class Store:
         )
         for row in cur.fetchall():
             histories[row[0]].append({"epoch": row[1], **dict(zip(EPOCH_METRICS, row[2:], strict=True))})
+        mc: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in runs}
+        if "mc" in self._tables():  # a store written before MC dropout, opened read-only, has none
+            cur = self.conn.execute(
+                f"SELECT m.* FROM mc m JOIN runs r ON r.id = m.run_id {where.replace('study', 'r.study')} "
+                "ORDER BY m.run_id, m.samples",
+                args,
+            )
+            for run_id, samples, *values, reliability in cur.fetchall():
+                metrics = dict(zip(MC_METRICS, values, strict=True))
+                mc[run_id].append({"samples": samples, **metrics, "reliability": json.loads(reliability)})
         records = []
         for r in runs:
             record = {
@@ -332,6 +357,7 @@ class Store:
                 "env": json.loads(r["env"]),
                 "error": r["error"],
                 "finished_at": r["finished_at"],
+                "mc": mc[r["id"]],
             }
             record["kept_epoch"] = _kept_epoch(record)
             records.append(record)

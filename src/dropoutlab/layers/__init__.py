@@ -3,7 +3,7 @@
 Importing this package registers every stacked form (see :mod:`dropoutlab.layers.stacked`).
 """
 
-from dropoutlab.layers import standard
+from dropoutlab.layers import droppath, kinds, standard, variational  # importing registers the stacked forms
 from dropoutlab.layers.dropout import Dropout, StackedDropout, dropout, stacked_dropout
 from dropoutlab.layers.stacked import STACKED_FORMS, Activations, StackedLayer, StackedNet, register_stacked
 
@@ -17,5 +17,8 @@ __all__ = [
     "dropout",
     "register_stacked",
     "stacked_dropout",
+    "droppath",
+    "kinds",
     "standard",
+    "variational",
 ]

@@ -34,6 +34,9 @@ class Dropout(nn.Module):
         slot: the study-file name of this position, e.g. ``"hidden1"`` or ``"conv"``.
     """
 
+    kind = "standard"
+    applies_to = frozenset({"dense", "image"})
+
     def __init__(self, p: float, slot: str | None = None) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:

@@ -1,8 +1,20 @@
 """Models: presets from the notebooks and a builder for layer lists with named dropout slots."""
 
-from dropoutlab.models.builder import LayerRow, ModelSize, build_model, model_size, summarize_model
-from dropoutlab.models.presets import DESCRIPTIONS, PRESETS
-from dropoutlab.models.spec import dropout_slots, parse_layers
+from dropoutlab.models.builder import (
+    LayerRow,
+    ModelSize,
+    build_model,
+    build_network,
+    check_family_kinds,
+    check_slot_kinds,
+    family_size,
+    model_size,
+    slot_sites,
+    summarize_model,
+)
+from dropoutlab.models.families import FAMILIES
+from dropoutlab.models.presets import DESCRIPTIONS, PRESETS, with_batchnorm
+from dropoutlab.models.spec import dropout_kinds, dropout_slots, parse_layers
 from dropoutlab.runs import LayerSpec
 
 __all__ = [
@@ -12,7 +24,15 @@ __all__ = [
     "LayerSpec",
     "ModelSize",
     "build_model",
+    "build_network",
+    "check_family_kinds",
+    "check_slot_kinds",
+    "family_size",
+    "slot_sites",
+    "dropout_kinds",
     "dropout_slots",
+    "FAMILIES",
+    "with_batchnorm",
     "model_size",
     "parse_layers",
     "summarize_model",

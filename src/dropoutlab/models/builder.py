@@ -7,12 +7,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
+import torch
 from torch import nn
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.layers import Dropout
-from dropoutlab.runs import LayerSpec
+from dropoutlab.layers.kinds import DropConnectLinear
+from dropoutlab.models.families import FAMILIES
+from dropoutlab.models.spec import dropout_kinds
+from dropoutlab.runs import LayerSpec, RunSettings
 
 _ACTIVATION_MODULES = {
     "relu": nn.ReLU,
@@ -44,20 +48,69 @@ def build_model(
     input_shape: tuple[int, ...],
     num_classes: int,
     init: str = "torch",
+    kinds: dict[str, str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> nn.Sequential:
     """Build the network of ``layers`` for images of ``input_shape`` = (C, H, W).
 
     ``rates`` gives the dropout rate of each slot; a slot with rate 0 adds no layer.
+    ``kinds`` gives a slot's dropout kind (default ``standard``) and ``options`` its options
+    (``block_size``); a ``dropconnect`` slot adds no layer of its own but masks the weights
+    of the dense layer after it (:class:`~dropoutlab.layers.kinds.DropConnectLinear`).
     ``init="keras"`` gives Glorot-uniform weights and zero biases (Keras' defaults);
     ``"torch"`` keeps PyTorch's defaults. Raises DropoutlabError when shapes do not fit.
     """
-    model, _ = _build(layers, rates, input_shape, num_classes)
+    model, _ = _build(layers, rates, input_shape, num_classes, kinds or {}, options or {})
+    return initialize(model, init)
+
+
+def initialize(model: nn.Module, init: str) -> nn.Module:
+    """``init="keras"``: Glorot-uniform weights and zero biases for every dense and convolution
+    layer (Keras' defaults); ``"torch"`` keeps PyTorch's."""
     if init == "keras":
         for module in model.modules():
             if isinstance(module, nn.Linear | nn.Conv2d):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
     return model
+
+
+def build_network(
+    settings: RunSettings,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    rates: dict[str, float] | None = None,
+) -> nn.Module:
+    """The network of a run's ``settings`` (its ``rates``, unless given): a layer list's
+    ``nn.Sequential`` (:func:`build_model`) or a family's module (:data:`FAMILIES`)."""
+    rates = settings.dropout if rates is None else rates
+    if settings.model in FAMILIES:
+        return initialize(FAMILIES[settings.model].build(input_shape, num_classes, rates), settings.init)
+    kinds = {slot: settings.kind_of(slot) for slot in rates}
+    return build_model(
+        settings.layers, rates, input_shape, num_classes, settings.init, kinds, settings.slot_options
+    )
+
+
+# The dropout kind of each family slot that is not standard dropout.
+FAMILY_KINDS: dict[str, dict[str, str]] = {
+    "resnet": {"block": "droppath"},
+    "gru": {"input": "variational", "recurrent": "variational"},
+    "lstm": {"input": "variational", "recurrent": "variational"},
+}
+
+
+def check_family_kinds(model: str, kind_of: Callable[[str], str]) -> None:
+    """A family's slots use the family's own kinds (standard dropout, or droppath and
+    variational where its docs say); refuse any other, naming the slot."""
+    for slot in FAMILIES[model].slots:
+        own = FAMILY_KINDS.get(model, {}).get(slot, "standard")
+        if kind_of(slot) not in ("standard", own):
+            raise DropoutlabError(
+                f"dropout.{slot}: {model}'s slot {slot!r} uses {own} dropout, not {kind_of(slot)!r}; "
+                "the kinds survey runs on layer-list models (mlp, cnn, lenet5, custom)"
+            )
 
 
 def summarize_model(
@@ -68,7 +121,55 @@ def summarize_model(
     Computed from the layer list alone, without building the network, so a layer that
     declares 2**62 units costs nothing to check (see :func:`model_size`).
     """
-    return [row for row, _ in _layers(layers, rates, input_shape, num_classes)]
+    return [row for row, _ in _layers(layers, rates, input_shape, num_classes, {}, {})]
+
+
+def slot_sites(layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...]) -> dict[str, str]:
+    """Where each dropout slot of ``layers`` sits: ``image`` (before a convolution's output is
+    flattened), ``dense`` (feature vectors), or ``weights`` (also before a dense layer, so
+    that ``dropconnect`` can mask its weights)."""
+    sites: dict[str, str] = {}
+    shape_rank = len(input_shape)
+    pending: list[str] = []
+    for layer in layers:
+        if layer.type == "flatten":
+            shape_rank = 1
+        elif layer.type == "dropout" and layer.slot:
+            sites[layer.slot] = "image" if shape_rank == 3 else "dense"
+            pending.append(layer.slot)
+            continue
+        elif layer.type == "dense":
+            for slot in pending:
+                sites[slot] = "weights" if sites[slot] == "dense" else sites[slot]
+        pending = []
+    return sites
+
+
+def check_slot_kinds(
+    layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...], kind_of: Callable[[str], str]
+) -> None:
+    """Refuse, in one line naming the slot, a dropout kind that makes no sense where its slot
+    sits (``spatial`` on feature vectors, ``droppath`` outside a residual block...)."""
+    kinds = dropout_kinds()
+
+    def fits(kind: str, site: str) -> bool:  # a "weights" slot also takes what feature vectors take
+        where = kinds[kind].applies_to
+        return site in where or (site == "weights" and "dense" in where)
+
+    for slot, site in slot_sites(layers, input_shape).items():
+        kind = kind_of(slot)
+        if not fits(kind, site):
+            wants = " or ".join(NEEDS[w] for w in sorted(kinds[kind].applies_to))
+            where = "on images (before flatten)" if site == "image" else "on feature vectors"
+            allowed = ", ".join(k for k in kinds if fits(k, site))
+            raise DropoutlabError(
+                f"dropout.{slot}: kind {kind!r} needs {wants}, but slot {slot!r} sits {where}; allowed there: {allowed}"
+            )
+
+
+# What each place a dropout kind applies to means, for error messages.
+NEEDS = {"image": "image activations", "dense": "feature vectors", "residual": "a residual block (model resnet)",
+         "sequence": "a recurrent network (model gru or lstm)", "weights": "a dense layer right after the slot"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,18 +189,21 @@ def model_size(rows: list[LayerRow], input_shape: tuple[int, ...]) -> ModelSize:
     )
 
 
-def _build(layers, rates, input_shape, num_classes) -> tuple[nn.Sequential, list[LayerRow]]:
+def _build(layers, rates, input_shape, num_classes, kinds, options) -> tuple[nn.Sequential, list[LayerRow]]:
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     rows: list[LayerRow] = []
-    for row, make in _layers(layers, rates, input_shape, num_classes):
+    for row, make in _layers(layers, rates, input_shape, num_classes, kinds, options):
         modules[row.name] = make()
         rows.append(row)
     return nn.Sequential(modules), rows
 
 
-def _layers(layers, rates, input_shape, num_classes) -> list[tuple[LayerRow, Callable[[], nn.Module]]]:
+def _layers(
+    layers, rates, input_shape, num_classes, kinds, options
+) -> list[tuple[LayerRow, Callable[[], nn.Module]]]:
     """Each module's summary row (shapes and parameter counts by arithmetic) and how to build it."""
     out: list[tuple[LayerRow, Callable[[], nn.Module]]] = []
+    connect: tuple[float, str] | None = None  # a dropconnect slot's (rate, slot), for the next dense layer
     shape = tuple(input_shape)
     counts: dict[str, int] = {}
 
@@ -116,7 +220,12 @@ def _layers(layers, rates, input_shape, num_classes) -> list[tuple[LayerRow, Cal
             if len(shape) != 1:
                 raise DropoutlabError(f"{where}: gets input of shape {shape}; add a flatten layer before it")
             units = num_classes if layer.units == "classes" else int(layer.units)
-            add("dense", nn.Linear, shape[0] * units + units, partial(nn.Linear, shape[0], units), (units,))
+            params = shape[0] * units + units
+            if connect:
+                make = partial(DropConnectLinear, shape[0], units, connect[0], slot=connect[1])
+                add("dense", DropConnectLinear, params, make, (units,))
+            else:
+                add("dense", nn.Linear, params, partial(nn.Linear, shape[0], units), (units,))
             shape = (units,)
         elif layer.type == "conv2d":
             if len(shape) != 3:
@@ -155,9 +264,17 @@ def _layers(layers, rates, input_shape, num_classes) -> list[tuple[LayerRow, Cal
             add("batchnorm", cls, 2 * shape[0], partial(cls, shape[0]), shape)  # weight and bias
         elif layer.type == "dropout":
             rate = rates.get(layer.slot, layer.rate or 0.0) if layer.slot else layer.rate
+            kind = kinds.get(layer.slot, "standard") if layer.slot else "standard"
+            if rate and kind == "dropconnect":
+                connect = (rate, layer.slot)
+                continue
             if rate:
                 name = f"dropout_{layer.slot}" if layer.slot else None
-                add("dropout", Dropout, 0, partial(Dropout, rate, slot=layer.slot), shape, name=name)
+                cls = dropout_kinds()[kind]
+                make = partial(cls, rate, slot=layer.slot, **options.get(layer.slot, {}))
+                add("dropout", cls, 0, make, shape, name=name)
+        if layer.type != "dropout":
+            connect = None
         activation = layer.name if layer.type == "activation" else layer.activation
         if activation and activation != "linear":
             cls = _ACTIVATION_MODULES[activation]
@@ -169,3 +286,21 @@ def _layers(layers, rates, input_shape, num_classes) -> list[tuple[LayerRow, Cal
             'end the layer list with {type = "dense", units = "classes"}'
         )
     return out
+
+
+def family_size(model: str, input_shape: tuple[int, ...], num_classes: int) -> ModelSize:
+    """Parameters and per-sample activation values of a family's network, every slot on,
+    counted on the meta device: nothing is allocated and nothing computed."""
+    with torch.device("meta"):
+        net = FAMILIES[model].build(input_shape, num_classes, dict.fromkeys(FAMILIES[model].slots, 0.5))
+        values = [math.prod(input_shape)]
+
+        def count(module, inputs, output):
+            if isinstance(output, torch.Tensor) and not list(module.children()):
+                values.append(output.numel())
+
+        hooks = [m.register_forward_hook(count) for m in net.modules()]
+        net.eval()(torch.empty(1, *input_shape))
+        for hook in hooks:
+            hook.remove()
+    return ModelSize(params=sum(p.numel() for p in net.parameters()), activations=sum(values))

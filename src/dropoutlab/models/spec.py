@@ -94,3 +94,16 @@ def parse_layers(raw: Any, where: str) -> tuple[LayerSpec, ...]:
 def dropout_slots(layers: tuple[LayerSpec, ...]) -> dict[str, float]:
     """The model's dropout slots and their default rates, in layer order."""
     return {layer.slot: layer.rate or 0.0 for layer in layers if layer.type == "dropout" and layer.slot}
+
+
+def dropout_kinds() -> dict[str, type]:
+    """Every dropout kind a study may name, by name, ``standard`` first: ``dropout.kind`` and
+    ``dropout.SLOT.kind``. Each class says where it makes sense (``applies_to``)."""
+    from dropoutlab.layers import Dropout, droppath, kinds, variational
+
+    found: dict[str, type] = {"standard": Dropout, **getattr(kinds, "DROPOUT_KINDS", {})}
+    for module in (droppath, variational):
+        for value in vars(module).values():
+            if isinstance(value, type) and isinstance(getattr(value, "kind", None), str):
+                found.setdefault(value.kind, value)
+    return found

@@ -2,15 +2,19 @@
 
 ``analyze(store, study)`` reads the study's runs from the store and returns an ``Analysis``:
 per-configuration summaries, the comparisons with the baseline, the interaction test of a
-two-parameter grid, the trend of the train-test gap along a swept rate, the findings as
-data (``Finding``: kind, configurations, numbers, sentence), how the runs were trained
-(``Methods``, from each run's stored ``env`` and ``spec``) and the figures to draw
-(``FigurePlan``). Nothing here draws, formats a table or writes a file.
+two-parameter grid, the effect of each parameter averaged over the others and their two-way
+interactions in a grid of three or more (``factors.py``), Monte Carlo dropout against the
+deterministic pass (``mc_dropout.py``), the trend of the train-test gap
+along a swept rate, the findings as data (``Finding``: kind, configurations, numbers,
+sentence), how the runs were trained (``Methods``, from each run's stored ``env`` and
+``spec``) and the figures to draw (``FigurePlan``). Nothing here draws, formats a table or
+writes a file.
 
 All claims of a difference the report makes come from one family of tests, adjusted
 together with Holm's method at ``alpha``: each configuration against the baseline, the
-interaction test, and the gap trend. Their intervals are simultaneous over that family
-(Bonferroni), so an interval that excludes 0 never sits beside "not distinguishable" when
+interaction test, the effects and interactions of the parameters, Monte Carlo dropout's
+largest number of passes against the deterministic pass, and the gap trend. Their
+intervals are simultaneous over that family (Bonferroni), so an interval that excludes 0 never sits beside "not distinguishable" when
 ``confidence == 1 - alpha``. Anything else that compares configurations (the runner-up, the
 two best placements) was picked by looking at the data: those findings are marked
 ``exploratory`` and kept out of the headline.
@@ -27,7 +31,16 @@ from typing import Any
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
+from dropoutlab.report.factors import (
+    MIN_FACTORS,
+    Factors,
+    factor_contrasts,
+    factor_design,
+    factor_results,
+    level_means,
+)
 from dropoutlab.report.findings import Finding, build_findings
+from dropoutlab.report.mc_dropout import McDropout, contrast_rows, mc_dropout, mc_frame
 from dropoutlab.report.stats import (
     ACCURACY_METRICS,
     Interval,
@@ -166,7 +179,7 @@ class FigurePlan:
     """A figure for the renderers to draw: ``name`` is its file stem (``curves-hidden1-0.5``)."""
 
     name: str
-    kind: str  # "rate_accuracy", "rate_gap", "heatmap", "comparison", "curves"
+    kind: str  # "rate_accuracy", "rate_gap", "heatmap", "comparison", "curves", "mc_<metric>", "reliability"
     title: str
     alt: str
     config: str | None = None
@@ -179,9 +192,13 @@ class Analysis:
     ``alpha`` is the family-wise error rate of the tests, ``confidence`` the coverage of
     every interval (simultaneous for the family), ``min_effect`` the smallest difference in
     test accuracy worth detecting (a fraction), ``power`` the power "seeds needed" aims at.
-    ``unavailable`` maps a section (``"comparisons"``, ``"interaction"``, ``"gap_trend"``,
-    ``"rate"``, ``"grid"``, ``"curves"``) that applies to this study but could not be
-    computed to the reason, in words.
+    ``unavailable`` maps a section (``"comparisons"``, ``"interaction"``, ``"factors"``,
+    ``"gap_trend"``, ``"rate"``, ``"grid"``, ``"curves"``) that applies to this study but
+    could not be computed to the reason, in words. ``factors``: the effect of each varied
+    parameter averaged over the others and their two-way interactions, when at least
+    ``factors.MIN_FACTORS`` (3) parameters vary and their values are crossed. ``mc``: the test
+    metrics of Monte Carlo dropout per number of passes (``mc_dropout.McDropout``), when the
+    study asked for ``mc_samples``.
     """
 
     study: str
@@ -208,6 +225,8 @@ class Analysis:
     labels: dict[str, str] = field(default_factory=dict)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     history: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    factors: Factors | None = None
+    mc: McDropout | None = None
 
     @property
     def headline(self) -> list[Finding]:
@@ -314,7 +333,8 @@ def analyze_frames(
         base_name = "no dropout"
     any_completed = bool((runs.get("status", pd.Series(dtype=str)) == "completed").any())
 
-    # The family: baseline comparisons, then the interaction test, then the gap trend.
+    # The family: baseline comparisons, the interaction test, the factor effects and
+    # interactions, then the gap trend.
     family: list[pd.DataFrame] = []
     if base is not None and any_completed:
         rows = baseline_comparisons(runs, base, params, "test_acc", confidence)
@@ -331,6 +351,18 @@ def analyze_frames(
             unavailable["interaction"] = str(error)
         else:
             family.append(_family_row("interaction", interaction_raw["p_value"]))
+    design = factor_means = None
+    if len(varied) >= MIN_FACTORS and any_completed:
+        reference = _reference_levels(runs, base, varied)
+        try:
+            design = factor_design(runs, varied, reference, params)
+        except NotComputable as error:
+            unavailable["factors"] = str(error)
+        else:
+            factor_means = level_means(design, confidence)
+            rows = factor_contrasts(design, confidence)
+            rows["member"] = "factor"
+            family.append(rows)
     rate_key, on_line = rate_axis(runs, params) if not runs.empty else (None, None)
     gap_raw = None
     if rate_key is not None and any_completed:
@@ -342,6 +374,12 @@ def analyze_frames(
             row = pd.DataFrame([gap_raw["change"]])
             row["member"] = "gap_trend"
             family.append(row)
+    mc_runs = mc_frame(list(records), runs) if any_completed else pd.DataFrame()
+    if not mc_runs.empty:
+        rows = contrast_rows(mc_runs, confidence)
+        if not rows.empty:
+            rows["member"] = "mc"
+            family.append(rows)
     table = pd.concat(family, ignore_index=True) if family else pd.DataFrame()
     if not table.empty:
         table = adjust_family(table, alpha, confidence, min_effect, power, family_size=len(table))
@@ -361,6 +399,13 @@ def analyze_frames(
     if gap_raw is not None:
         change = _comparison(table[table["member"] == "gap_trend"].iloc[0])
         gap_trend = GapTrend(**{k: v for k, v in gap_raw.items() if k != "change"}, change=change)
+    factors = None
+    if design is not None:
+        factors = factor_results(design, factor_means, table[table["member"] == "factor"])
+    mc = None
+    if not mc_runs.empty:
+        mc_table = table[table["member"] == "mc"] if not table.empty else table
+        mc = mc_dropout(mc_runs, tuple(_comparison(r) for _, r in mc_table.iterrows()), confidence)
     methods = _methods(runs, records)
     analysis = Analysis(
         study=study,
@@ -386,6 +431,8 @@ def analyze_frames(
         unavailable=unavailable,
         runs=runs,
         history=history,
+        factors=factors,
+        mc=mc,
     )
     analysis = _replace(analysis, labels=_labels(analysis))
     if any_completed and (history.empty or "epoch" not in history):
@@ -425,6 +472,14 @@ def _check_settings(alpha: float, confidence: float, min_effect: float, power: f
             f"min_effect is a difference in accuracy as a fraction, between 0 and 1 (0.01 = one "
             f"percentage point), got {min_effect!r}"
         )
+
+
+def _reference_levels(runs: pd.DataFrame, base: str | None, varied: list[str]) -> dict | None:
+    """The baseline's value of each varied parameter: what factor effects are measured against."""
+    if base is None:
+        return None
+    row = runs[runs["config"] == base].iloc[0]
+    return {p: _plain(row[p]) for p in varied}
 
 
 def _family_row(member: str, p_value: float) -> pd.DataFrame:
@@ -622,6 +677,19 @@ def _figure_plans(analysis: Analysis):
         x_key, y_key = analysis.grid
         yield FigurePlan("grid-test-acc", "heatmap", f"Test accuracy over {y_key} x {x_key}",
                          f"Heatmap of test accuracy over {y_key} and {x_key}")  # fmt: skip
+    if analysis.mc is not None:
+        for metric, name in (("acc", "test accuracy"), ("nll", "NLL"), ("ece", "ECE")):
+            yield FigurePlan(f"mc-{metric}", f"mc_{metric}", f"{name[0].upper()}{name[1:]} vs MC dropout passes",
+                             f"Line chart of mean {name} over seeds against the number of Monte Carlo "
+                             "dropout passes, with the deterministic pass at the left")  # fmt: skip
+        for config in dict.fromkeys(analysis.mc.levels["config"]):
+            if config in analysis.mc.no_dropout:
+                continue
+            label = analysis.label(config)
+            yield FigurePlan("reliability-" + config_short_name(analysis, config), "reliability",
+                             f"Reliability: {label}",
+                             f"Reliability diagram of {label}: accuracy against confidence per bin, "
+                             "deterministic pass and Monte Carlo dropout", config=config)  # fmt: skip
     if "curves" in analysis.unavailable:
         return
     yield FigurePlan("curves-all", "comparison", "All configurations",

@@ -32,6 +32,7 @@ from dropoutlab.report.stats import (
 
 if TYPE_CHECKING:
     from dropoutlab.report.analysis import Analysis, Comparison
+    from dropoutlab.report.factors import Contrast, FactorInteraction
 
 __all__ = ["Finding", "build_findings", "rate_axis"]
 
@@ -177,9 +178,12 @@ def build_findings(a: Analysis) -> list[Finding]:
     what the statistics rest on (completed, diverged and failed runs, seeds with no spread,
     seeds left out of a pairing); the best configuration against the baseline;
     configurations distinguishably better or worse; placement when dropout slots are varied
-    one at a time; whether two crossed parameters interact; the configurations not
-    distinguishable from the baseline, with the seeds ``min_effect`` would need; the
-    train-test gap along the rate axis; where train accuracy falls below test accuracy.
+    one at a time; whether two crossed parameters interact; in a grid of three or more
+    parameters, the effect of each value averaged over the other parameters and the two-way
+    interactions (each distinguishable interaction, else the largest one per pair); the
+    configurations not distinguishable from the baseline, with the seeds ``min_effect`` would need; the
+    train-test gap along the rate axis; Monte Carlo dropout against the deterministic pass (studies
+    with ``mc_samples``); where train accuracy falls below test accuracy.
     Then, exploratory: the lead of the best over the runner-up, the two best placements.
     """
     if a.runs.empty:
@@ -197,8 +201,11 @@ def build_findings(a: Analysis) -> list[Finding]:
     out += _significant(a, done)
     out += _placement(a)
     out += _interaction(a)
+    out += _factor_effects(a)
+    out += _factor_interactions(a)
     out += _not_distinguishable(a, done)
     out += _gap_trend(a)
+    out += _mc_dropout(a)
     out += _train_below_test(a, done)
     out += _runner_up(a, done)
     return out
@@ -416,14 +423,18 @@ def _needed_numbers(a: Analysis, c: Comparison) -> dict:
 
 def _needed(a: Analysis, c: Comparison) -> str:
     """The end of a not-distinguishable sentence: the seeds a difference of ``min_effect`` needs."""
-    needed = c.seeds_needed
-    target = f"a difference of {pp(a.min_effect).lstrip('+')} with {a.power:.0%} power at the corrected level"
+    return _needed_text(a, c.seeds_needed, min(c.n, c.n_baseline))
+
+
+def _needed_text(a: Analysis, needed: float, n: int, what: str = "a difference") -> str:
+    """``"; a difference of 1.0 pp with 80% power ... would take about 12 seeds per configuration."``"""
+    target = f"{what} of {pp(a.min_effect).lstrip('+')} with {a.power:.0%} power at the corrected level"
     if math.isinf(needed):
         return f"; {target} would take more than {SEEDS_SEARCH_LIMIT} seeds per configuration."
     if not np.isfinite(needed):
         return "."
-    if needed <= min(c.n, c.n_baseline):
-        return f"; these seeds already give {target}, so a difference that large would likely have shown."
+    if needed <= n:
+        return f"; these seeds already give {target}, so {what} that large would likely have shown."
     return f"; {target} would take about {int(needed)} seeds per configuration."
 
 
@@ -593,6 +604,195 @@ def _gap_trend(a: Analysis) -> list[Finding]:
                "high_test_acc": g.high_test_acc, "low_gap": g.low_gap,
                "high_gap": g.high_gap, **_comparison_numbers(c)}  # fmt: skip
     return [Finding("gap_trend", text, (g.low_config, g.high_config), numbers, claim=claim)]
+
+
+def _mc_verdict(c: Comparison, better_when_lower: bool) -> tuple[str, bool]:
+    """How a Monte Carlo contrast reads: ``(words, claim)``."""
+    if not np.isfinite(c.p_value):
+        return "cannot be tested (too few seeds or no spread)", False
+    if not c.significant:
+        return f"{p_text(c.p_adjusted, 'Holm p')}: not distinguishable", False
+    better = (c.diff < 0) == better_when_lower
+    return f"{p_text(c.p_adjusted, 'Holm p')}: {'better' if better else 'worse'} with MC dropout", True
+
+
+def _mc_dropout(a: Analysis) -> list[Finding]:
+    """Per configuration with dropout: MC dropout's largest T against the deterministic pass."""
+    mc = a.mc
+    if mc is None:
+        return []
+    out = []
+    t = mc.largest
+    for config in dict.fromkeys(c.config for c in mc.contrasts):
+        acc = next((c for c in mc.contrasts if c.config == config and c.metric == "mc_acc"), None)
+        nll = next((c for c in mc.contrasts if c.config == config and c.metric == "mc_nll"), None)
+        if acc is None or nll is None:
+            continue
+        acc_words, acc_claim = _mc_verdict(acc, better_when_lower=False)
+        nll_words, nll_claim = _mc_verdict(nll, better_when_lower=True)
+        at_t, at_0 = mc.level(config, t, "acc"), mc.level(config, 0, "acc")
+        nll_ci = (
+            f"{level(a.confidence)} CI {_nats(nll.ci_low, unit=False)} to {_nats(nll.ci_high)}"
+            if np.isfinite(nll.ci_low) else "no interval"
+        )  # fmt: skip
+        text = (
+            f"{a.label(config)}: averaging {t} Monte Carlo dropout passes gives a test accuracy of "
+            f"{pct(at_t.mean)} against {pct(at_0.mean)} for the usual deterministic pass, {pp(acc.diff)} "
+            f"({ci_pp(acc.ci_low, acc.ci_high, a.confidence)}, {acc_words}); the negative log-likelihood "
+            f"changes by {_nats(nll.diff)} (simultaneous {nll_ci}, {nll_words})."
+        )
+        numbers = {"samples": t, "acc_mc": at_t.mean, "acc_deterministic": at_0.mean,
+                   **{f"acc_{k}": v for k, v in _comparison_numbers(acc).items()},
+                   **{f"nll_{k}": v for k, v in _comparison_numbers(nll).items()}}  # fmt: skip
+        out.append(Finding("mc_dropout", text, (config,), numbers, claim=acc_claim or nll_claim))
+    return out
+
+
+def _nats(x: float, unit: bool = True) -> str:
+    """``-0.0123`` -> ``"−0.012 nats"`` (true minus sign)."""
+    return (f"{x:+.3f}" + (" nats" if unit else "")).replace("-", MINUS)
+
+
+# ----------------------------------------------------------------------------------------
+# Grids of three or more parameters: effects averaged over the others, two-way interactions
+
+
+def _setting(factor: str, value) -> str:
+    return f"{factor}={value_text(value)}"
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _averaged(others: list[str]) -> str:
+    return f"Averaged over {_and(others)}, " if others else ""
+
+
+def _seed_test(c: Contrast, confidence: float, note: str = "") -> str:
+    """``(simultaneous 95% CI +1.1 to +2.9 pp, paired t over 5 seeds, Holm p = 0.003)``."""
+    return (
+        f"({ci_pp(c.ci_low, c.ci_high, confidence)}, paired t over {seeds_text(c.n)}, "
+        f"{p_text(c.p_adjusted, 'Holm p')}{note})"
+    )
+
+
+def _untestable(c: Contrast) -> str:
+    if c.n == 0:
+        return (
+            "no seed completed every configuration it averages over (see the runs that failed or diverged)."
+        )
+    if c.n == 1:
+        return "only 1 seed completed every configuration it averages over; run at least 2 (3 or more for a useful interval)."
+    return "identical across seeds, no spread to test against."
+
+
+def _left_out_text(c: Contrast) -> str:
+    if not c.seeds_left_out or c.n == 0:
+        return ""
+    word = "Seed" if len(c.seeds_left_out) == 1 else "Seeds"
+    seeds = ", ".join(str(s) for s in c.seeds_left_out)
+    return f" {word} {seeds} left out: a run failed or diverged in a configuration this averages over."
+
+
+def _contrast_numbers(a: Analysis, c: Contrast) -> dict:
+    return {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
+            "p_adjusted": c.p_adjusted, "n": c.n, "effect_size": c.effect_size,
+            "seeds_left_out": list(c.seeds_left_out), **_needed_numbers(a, c)}  # fmt: skip
+
+
+def _factor_effects(a: Analysis) -> list[Finding]:
+    """One sentence per value of each parameter against its reference, averaged over the others."""
+    fx = a.factors
+    if fx is None:
+        return []
+    out = []
+    for e in fx.effects:
+        over = _averaged(fx.others(e.factor))
+        this, ref = _setting(e.factor, e.level), _setting(e.factor, e.reference)
+        if e.n == 0:
+            text = f"{over}{this} vs {ref} cannot be computed: {_untestable(e)}"
+        elif not np.isfinite(e.p_value):
+            text = f"{over}{this} vs {ref}: {pp(e.diff)}, cannot be tested: {_untestable(e)}"
+        elif e.significant:
+            word = "higher" if e.diff > 0 else "lower"
+            text = f"{over}{this} has {word} test accuracy than {ref}: {pp(e.diff)} {_seed_test(e, a.confidence)}."
+        else:
+            text = (
+                f"{over}{this} vs {ref}: {pp(e.diff)} {_seed_test(e, a.confidence)}: not distinguishable "
+                f"with {seeds_text(e.n)}{_needed_text(a, e.seeds_needed, e.n)}"
+            )
+        numbers = {**_contrast_numbers(a, e), "factor": e.factor, "level": e.level, "reference": e.reference}
+        moderators = [
+            _other(i, e.factor) for i in fx.interactions if i.significant and e.factor in (i.factor, i.by)
+        ]
+        if moderators:
+            text += f" This is an average: the effect of {e.factor} depends on {_and(list(dict.fromkeys(moderators)))} (below)."
+        out.append(Finding("factor_effect", text + _left_out_text(e), (), numbers, claim=e.significant))
+    return out
+
+
+def _other(i: FactorInteraction, factor: str) -> str:
+    return i.by if i.factor == factor else i.factor
+
+
+def _effect_by(r: FactorInteraction, joint: str) -> str:
+    """``the effect of dropout.rate=0.5 (against dropout.rate=0) is +3.2 pp with model=mlp but +1.0 pp with model=resnet``."""
+    return (
+        f"the effect of {_setting(r.factor, r.level)} (against {_setting(r.factor, r.reference)}) on test "
+        f"accuracy is {pp(r.effect_at_reference)} with {_setting(r.by, r.by_reference)} {joint} "
+        f"{pp(r.effect_at_level)} with {_setting(r.by, r.by_level)}"
+    )
+
+
+def _interaction_numbers(a: Analysis, r: FactorInteraction) -> dict:
+    return {**_contrast_numbers(a, r), "factor": r.factor, "level": r.level, "reference": r.reference,
+            "by": r.by, "by_level": r.by_level, "by_reference": r.by_reference,
+            "effect_at_reference": r.effect_at_reference, "effect_at_level": r.effect_at_level}  # fmt: skip
+
+
+def _factor_interactions(a: Analysis) -> list[Finding]:
+    """Per pair of parameters: each distinguishable interaction, else the largest one, said as
+    not detected, with the seeds an interaction of ``min_effect`` would need."""
+    fx = a.factors
+    if fx is None:
+        return []
+    out = []
+    for factor, by in fx.pairs:
+        rows = fx.interactions_of(factor, by)
+        over = _averaged(fx.others(factor, by))
+        significant = [r for r in rows if r.significant]
+        for r in significant:
+            text = (
+                f"{over}{_effect_by(r, 'but')}: {factor} and {by} interact on test accuracy, a difference of "
+                f"{pp(r.diff)} {_seed_test(r, a.confidence)}. Read them together, not one at a time."
+            )
+            out.append(
+                Finding(
+                    "factor_interaction", text + _left_out_text(r), (), _interaction_numbers(a, r), claim=True
+                )
+            )
+        if significant:
+            continue
+        testable = [r for r in rows if np.isfinite(r.p_value)]
+        if not testable:
+            r = rows[0]
+            text = f"The interaction of {factor} and {by} cannot be tested: {_untestable(r)}"
+            out.append(
+                Finding("factor_interaction", text + _left_out_text(r), (), _interaction_numbers(a, r))
+            )
+            continue
+        r = max(testable, key=lambda x: abs(x.diff))
+        largest = f"; the largest of its {len(rows)} interaction contrasts" if len(rows) > 1 else ""
+        text = (
+            f"No interaction between {factor} and {by} on test accuracy was detected: "
+            f"{over[:1].lower() + over[1:]}{_effect_by(r, 'and')}, a difference of {pp(r.diff)} "
+            f"{_seed_test(r, a.confidence, largest)}{_needed_text(a, r.seeds_needed, r.n, 'an interaction')[:-1]}. "
+            "This does not show that their effects add up."
+        )
+        numbers = {**_interaction_numbers(a, r), "contrasts": len(rows)}
+        out.append(Finding("factor_interaction", text + _left_out_text(r), (), numbers))
+    return out
 
 
 # ----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 from dropoutlab.report.analysis import Analysis, Comparison
 from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.runs import MC_METRICS
 
 
 def clean(value: Any) -> Any:
@@ -42,17 +43,96 @@ def _comparison(a: Analysis, c: Comparison) -> dict:
     return out
 
 
+def _factors(a: Analysis) -> dict | None:
+    fx = a.factors
+    if fx is None:
+        return None
+
+    def contrast(c) -> dict:
+        return {
+            **asdict(c),
+            "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
+        }
+
+    return {
+        "factors": list(fx.factors),
+        "levels": fx.levels,
+        "reference": fx.reference,
+        "cells": fx.cells,
+        "seeds": list(fx.seeds),
+        "empty_cells": list(fx.empty_cells),
+        "means": [
+            {
+                "factor": m.factor,
+                "level": m.level,
+                "n": m.test_acc.n,
+                "seeds": list(m.seeds),
+                "seeds_left_out": list(m.seeds_left_out),
+                "test_acc": _stat(m.test_acc),
+                "interval": m.test_acc.method,
+                "range": {"min": m.test_acc.min, "max": m.test_acc.max},
+            }
+            for m in fx.means
+        ],
+        "effects": [contrast(e) for e in fx.effects],
+        "interactions": [contrast(i) for i in fx.interactions],
+    }
+
+
+def _mc(a: Analysis) -> dict | None:
+    mc = a.mc
+    if mc is None:
+        return None
+    levels = []
+    for _, r in mc.levels.iterrows():
+        row = {
+            "config": r["config"],
+            "label": a.label(r["config"]),
+            "samples": int(r["samples"]),
+            "n": int(r["n"]),
+        }
+        row.update({m: {**_stat(r[m]), "interval": r[m].method} for m in MC_METRICS})
+        levels.append(row)
+    return {
+        "samples": list(mc.samples),
+        "levels": levels,
+        "contrasts": [
+            {
+                **asdict(c),
+                "label": a.label(c.config),
+                "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
+            }
+            for c in mc.contrasts
+        ],  # fmt: skip
+        "reliability": [
+            {"config": config, "samples": t, "bins": [list(b) for b in bins]}
+            for (config, t), bins in mc.reliability.items()
+        ],
+        "no_dropout": list(mc.no_dropout),
+    }
+
+
 def analysis_to_json(a: Analysis) -> dict[str, Any]:
     """The analysis as JSON-ready data.
 
     ``{"study", "alpha", "confidence", "min_effect", "power", "baseline", "baseline_config",
-    "family_size", "configs": [...], "comparisons": [...], "interaction", "gap_trend",
+    "family_size", "configs": [...], "comparisons": [...], "interaction", "factors", "mc", "gap_trend",
     "findings": [{"kind", "text", "configs", "numbers", "claim", "exploratory"}],
     "unavailable": {section: reason}, "methods": {...}}``. Each config has ``params,
     config, label, seeds, n, n_diverged, n_failed`` and ``test_acc, train_acc,
     train_eval_acc, val_acc, gap`` as ``{mean, std, ci_low, ci_high}``, with ``interval``
     (how each interval was made, see ``stats.Interval``) and ``range`` (lowest and highest
-    seed) per accuracy.
+    seed) per accuracy. ``factors`` (None unless three or more parameters vary and cross):
+    ``factors, levels, reference, cells, seeds, empty_cells``, ``means`` (per value of each
+    parameter, averaged over the others, with ``test_acc`` as ``{mean, std, ci_low,
+    ci_high}``), ``effects`` and ``interactions`` (the fields of ``factors.FactorEffect`` and
+    ``factors.FactorInteraction``, with ``seeds_needed_more_than``). ``mc`` (None unless the
+    study set ``mc_samples``): ``samples`` (0 is the deterministic pass), ``levels`` (per
+    configuration and number of passes, each of ``runs.MC_METRICS`` as ``{mean, std, ci_low,
+    ci_high, interval}``), ``contrasts`` (the largest T minus the deterministic pass, fields
+    of ``Comparison``, metric ``mc_acc`` or ``mc_nll``), ``reliability`` (pooled bins
+    ``[count, confidence, accuracy]`` per configuration at 0 and the largest T) and
+    ``no_dropout``.
     """
     configs = []
     for c in a.configs:
@@ -90,6 +170,8 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "configs": configs,
             "comparisons": [_comparison(a, c) for c in a.comparisons],
             "interaction": asdict(a.interaction) if a.interaction is not None else None,
+            "factors": _factors(a),
+            "mc": _mc(a),
             "gap_trend": gap,
             "findings": [asdict(f) for f in a.findings],
             "unavailable": a.unavailable,

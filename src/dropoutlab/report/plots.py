@@ -525,7 +525,8 @@ def _rate_figure(
                 gid=f"seeds:{metric}",
             )
         shown = drawn[-1] if drawn else metrics[-1]
-        fallback = _short_labels(done if not done.empty else runs, params, list(others["config"]))
+        # Every run, not only completed ones: a configuration whose runs all diverged is still named.
+        fallback = _short_labels(runs, params, list(others["config"]))
         line_runs = runs.loc[_on_line(runs, on_line_mask)]
         groups: dict[str, str] = {}  # off-line label -> marker; one legend entry each
         for row in others.itertuples():

@@ -13,11 +13,13 @@ import math
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report import plots
+from dropoutlab.report import plots, uncertainty_plots
 from dropoutlab.report.analysis import NOT_RECORDED, Analysis, FigurePlan
 from dropoutlab.report.findings import level, p_text, pp, value_text
 from dropoutlab.report.html import Section
+from dropoutlab.report.mc_dropout import METRIC_NAMES as MC_METRIC_NAMES
 from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.runs import MC_METRICS
 
 SUMMARY_COLUMNS = {
     "n": "seeds",
@@ -49,7 +51,8 @@ def unavailable_line(what: str, reason: str) -> str:
 
 
 def report_sections(analysis: Analysis) -> list[Section]:
-    """The report's sections, in order: summary, comparisons, rate sweep, grid, curves, methods."""
+    """The report's sections, in order: summary, comparisons, rate sweep, grid (two parameters),
+    the effect of each parameter (three or more), Monte Carlo dropout, curves, methods."""
     a = analysis
     if not (a.runs.get("status", pd.Series(dtype=str)) == "completed").any():
         return [_summary(a), _methods(a)]  # nothing finished: no comparison and no figure to draw
@@ -58,6 +61,10 @@ def report_sections(analysis: Analysis) -> list[Section]:
         sections.append(_rate(a))
     if a.grid is not None:
         sections.append(_grid(a))
+    if a.factors is not None or "factors" in a.unavailable:
+        sections.append(_factors(a))
+    if a.mc is not None:
+        sections.append(_mc_dropout(a))
     sections.append(_curves(a))
     sections.append(_methods(a))
     return [s for s in sections if s is not None]
@@ -78,6 +85,10 @@ def _draw(a: Analysis, plan: FigurePlan):
             return plots.comparison(a.history, a.params)
         if plan.kind == "curves":
             return plots.learning_curves(a.history, plan.config, a.confidence, title=a.label(plan.config))
+        if plan.kind.startswith("mc_"):
+            return _mc_figure(a, plan.kind.removeprefix("mc_"))
+        if plan.kind == "reliability":
+            return _reliability_figure(a, plan.config)
     except DropoutlabError as error:
         return str(error)
     raise ValueError(f"unknown figure kind {plan.kind!r}")
@@ -149,6 +160,8 @@ def _comparisons(a: Analysis) -> Section:
     members = "each configuration against the baseline"
     if a.interaction is not None:
         members += ", the interaction test"
+    if a.factors is not None:
+        members += ", the effect of each parameter and their two-way interactions"
     if a.gap_trend is not None:
         members += ", the gap trend along the rate"
     text = [
@@ -218,6 +231,203 @@ def _grid(a: Analysis) -> Section:
         )
     text = f"Mean test accuracy in each cell of the two-dimensional grid, with its {level(a.confidence)} interval."
     return Section(f"{y_key} x {x_key}", [text, *notes], figures=figures, tables=tables)
+
+
+FACTORS_TITLE = "Effect of each parameter, averaged over the others"
+
+_PP = "pp"
+
+
+def _and(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _seeds_cell(seeds) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def _factors(a: Analysis) -> Section:
+    if "factors" in a.unavailable:
+        line = unavailable_line("The effects averaged over the other parameters", a.unavailable["factors"])
+        return Section(FACTORS_TITLE, [line])
+    fx = a.factors
+    refs = ", ".join(f"{f}={value_text(fx.reference[f])}" for f in fx.factors)
+    text = [
+        f"The grid crosses {len(fx.factors)} parameters ({_and(fx.factors)}) in {fx.cells} configurations. "
+        "For each value of a parameter, the mean test accuracy over every configuration with that value, "
+        "each combination of the other parameters counted once: first within each seed, then over the "
+        f"seeds, with a {level(a.confidence)} t interval on the logit scale.",
+        f"Effects: within each seed, the mean at a value minus the mean at the reference value ({refs}); "
+        "then a t-test and interval over the seeds (a paired t: each seed ran every configuration, so the "
+        "seed is the unit). Interactions: within each seed, how much the effect of one parameter changes "
+        "between the reference value of another and one of its other values (a difference of differences, "
+        "averaged over the remaining parameters), tested the same way; an interaction far from 0 means the "
+        "parameters must be read together. These tests belong to the report's one Holm family (alpha = "
+        f"{a.alpha:g}); their intervals are simultaneous {level(a.confidence)} intervals over it, 'seeds "
+        "needed' as in the comparisons above. Three-way interactions are not tested.",
+        "A seed that did not complete every configuration a number averages over (a run failed or "
+        "diverged) is left out of that number and named.",
+    ]
+    if fx.empty_cells:
+        cells = "; ".join(", ".join(f"{k}={value_text(v)}" for k, v in c.items()) for c in fx.empty_cells)
+        text.append(f"No completed run for {cells}: the numbers that average over it cannot be computed.")
+    return Section(FACTORS_TITLE, text, tables=_factor_tables(a))
+
+
+def _factor_tables(a: Analysis) -> list:
+    fx = a.factors
+    means = pd.DataFrame(
+        [
+            {
+                "parameter": m.factor,
+                "value": value_text(m.level),
+                "seeds": m.test_acc.n,
+                "test acc": m.test_acc.mean,
+                "test acc ci_low": m.test_acc.low,
+                "test acc ci_high": m.test_acc.high,
+                "test acc interval": INTERVAL_WORDS.get(m.test_acc.method, m.test_acc.method),
+                "seeds left out": _seeds_cell(m.seeds_left_out),
+            }
+            for m in fx.means
+        ]
+    )
+    if (means["test acc interval"] == INTERVAL_WORDS["logit t"]).all():
+        means = means.drop(columns="test acc interval")
+    common = ["diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "p_value", "p_adjusted",
+              "significant", "d_z", "seeds_needed", "seeds left out"]  # fmt: skip
+    units = {"diff": _PP, "ci_low": _PP, "ci_high": _PP, "unadjusted ci_low": _PP, "unadjusted ci_high": _PP,
+             "effect at reference": _PP, "effect at value": _PP, "d_z": "float"}  # fmt: skip
+
+    def tests(c) -> dict:
+        return {"seeds": c.n, "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                "unadjusted ci_low": c.ci_low_unadjusted, "unadjusted ci_high": c.ci_high_unadjusted,
+                "p_value": c.p_value, "p_adjusted": c.p_adjusted, "significant": c.significant,
+                "d_z": c.effect_size, "seeds_needed": c.seeds_needed,
+                "seeds left out": _seeds_cell(c.seeds_left_out)}  # fmt: skip
+
+    effects = pd.DataFrame(
+        [
+            {
+                "parameter": e.factor,
+                "value": value_text(e.level),
+                "against": value_text(e.reference),
+                **tests(e),
+            }
+            for e in fx.effects
+        ]
+    )
+    effects = effects[["parameter", "value", "against", "seeds", *common]]
+    interactions = pd.DataFrame(
+        [
+            {
+                "effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
+                "at reference": f"{i.by}={value_text(i.by_reference)}",
+                "effect at reference": i.effect_at_reference,
+                "at value": f"{i.by}={value_text(i.by_level)}",
+                "effect at value": i.effect_at_level,
+                **tests(i),
+            }
+            for i in fx.interactions
+        ]
+    )
+    interactions = interactions[["effect of", "at reference", "effect at reference", "at value", "effect at value",
+                                 "seeds", *common]]  # fmt: skip
+    tables = []
+    for caption, frame in (
+        ("Mean test accuracy at each value, averaged over the other parameters", means),
+        ("Each value against the reference value, averaged over the other parameters", effects),
+        (
+            "Two-way interactions: the effect at a value of the other parameter minus at its reference",
+            interactions,
+        ),
+    ):
+        if "seeds left out" in frame and not frame["seeds left out"].astype(bool).any():
+            frame = frame.drop(columns="seeds left out")
+        frame.attrs["units"] = {k: v for k, v in units.items() if k in frame}
+        tables.append((caption, frame))
+    return tables
+
+
+MC_TITLE = "Monte Carlo dropout"
+
+
+def _mc_figure(a: Analysis, metric: str):
+    scale = 100 if metric == "acc" else 1
+    rows = [
+        {"label": a.label(r.config), "samples": r.samples, "mean": scale * r[metric].mean,
+         "low": scale * r[metric].low, "high": scale * r[metric].high}
+        for _, r in a.mc.levels.iterrows()
+    ]  # fmt: skip
+    name = "test accuracy (%)" if metric == "acc" else MC_METRIC_NAMES[metric]
+    return uncertainty_plots.metric_against_samples(rows, name)
+
+
+def _reliability_figure(a: Analysis, config: str):
+    largest = a.mc.largest
+    bins = {"deterministic pass": a.mc.reliability[(config, 0)]}
+    if largest:
+        bins[f"MC dropout, T={largest}"] = a.mc.reliability[(config, largest)]
+    return uncertainty_plots.reliability_diagram(bins, f"Reliability: {a.label(config)}")
+
+
+def _mc_dropout(a: Analysis) -> Section:
+    mc = a.mc
+    passes = ", ".join(str(t) for t in mc.samples if t)
+    rows = []
+    for _, r in mc.levels.iterrows():
+        row = {"config": a.label(r["config"]), "passes": "deterministic" if r["samples"] == 0 else r["samples"],
+               "seeds": r["n"]}  # fmt: skip
+        for metric in MC_METRICS:
+            interval = r[metric]
+            name = "test acc" if metric == "acc" else metric.replace("_", " ")
+            row[name] = interval.mean
+            row[f"{name} ci_low"] = interval.low
+            row[f"{name} ci_high"] = interval.high
+        rows.append(row)
+    levels = pd.DataFrame(rows)
+    levels["passes"] = levels["passes"].astype(str)
+    levels.attrs["units"] = {"nll": "loss", "nll ci_low": "loss", "nll ci_high": "loss"}
+    text = [
+        f"Each run was tested again with dropout left on: T passes over the test set (T = {passes}), "
+        "each with fresh masks, and the mean of their softmax probabilities as the prediction (Monte "
+        "Carlo dropout, Gal and Ghahramani 2016). 'deterministic' is the usual test with dropout off "
+        "(inverted dropout's weight scaling). The passes are nested: T uses the first T of the largest "
+        "T's passes.",
+        "NLL is the mean negative log-likelihood of the true class (nats, lower is better); Brier is the "
+        "squared error of the probabilities summed over classes (0 to 2, lower is better); ECE is the "
+        "expected calibration error over 15 confidence bins (0 is calibrated); entropy is the predictive "
+        "entropy of the mean prediction (nats) and mutual information its part due to the sampled masks "
+        "(0 without dropout). Means over seeds with a "
+        f"{level(a.confidence)} interval (logit-scale t for accuracy, t for the others).",
+    ]
+    tables = [("Test metrics per number of passes", levels)]
+    if mc.contrasts:
+        text.append(
+            f"The largest T ({mc.largest}) against the deterministic pass, paired over seeds, for test accuracy "
+            "(pp) and NLL (nats): these tests belong to the report's one Holm family (alpha = "
+            f"{a.alpha:g}), with simultaneous {level(a.confidence)} intervals, as in the comparisons above."
+        )
+        for metric, what, unit in (("mc_acc", "test accuracy", _PP), ("mc_nll", "NLL", "loss")):
+            chosen = [c for c in mc.contrasts if c.metric == metric]
+            if not chosen:
+                continue
+            frame = pd.DataFrame(
+                [
+                    {"config": a.label(c.config), "seeds": c.n, "diff": c.diff, "ci_low": c.ci_low,
+                     "ci_high": c.ci_high, "p_value": c.p_value, "p_adjusted": c.p_adjusted,
+                     "significant": c.significant}
+                    for c in chosen
+                ]
+            )  # fmt: skip
+            frame.attrs["units"] = {"diff": unit, "ci_low": unit, "ci_high": unit}
+            tables.append((f"{what}: MC dropout (T={mc.largest}) minus the deterministic pass", frame))
+    if mc.no_dropout:
+        names = _and([a.label(c) for c in mc.no_dropout])
+        text.append(f"Without a layer that draws at test time ({names}), every pass is the deterministic one: "
+                    "nothing to test.")  # fmt: skip
+    figures, notes = _figures(a, ("mc_acc", "mc_nll", "mc_ece", "reliability"))
+    return Section(MC_TITLE, text + notes, figures=figures, tables=tables)
 
 
 def _curves(a: Analysis) -> Section:

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.runs import RunSettings, RunSpec, StudySpec, flatten, run_id
+from dropoutlab.runs import RunSpec, StudySpec, flatten, run_id
 from dropoutlab.study.settings import parse_settings, set_dotted
 
 
@@ -22,13 +22,6 @@ def count_points(grid: tuple[dict[str, list[Any]], ...]) -> int:
     """The number of grid points, the product of each sub-grid's list lengths summed over sub-grids,
     computed without expanding (duplicates between sub-grids counted twice: an upper bound)."""
     return sum(math.prod(len(values) for values in sub.values()) for sub in grid or ({},))
-
-
-def _lookup(settings: RunSettings, key: str) -> Any:
-    node: Any = settings.to_dict()
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def expand_runs(study: StudySpec) -> list[RunSpec]:
@@ -50,7 +43,7 @@ def expand_runs(study: StudySpec) -> list[RunSpec]:
             except DropoutlabError as exc:
                 shown = ", ".join(f"{k}={v}" for k, v in flatten(point).items())
                 raise DropoutlabError(f"{exc} (in the grid point {shown})" if point else str(exc)) from None
-            params = {key: _lookup(settings, key) for key in keys}
+            params = {key: settings.value(key) for key in keys}
             for seed in study.seeds:
                 rid = run_id(study.name, settings, seed)
                 if rid not in seen:

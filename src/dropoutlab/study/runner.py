@@ -21,6 +21,7 @@ from dropoutlab.study.design import check_design
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
+from dropoutlab.train.plan import trains_alone
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
@@ -36,6 +37,7 @@ class StudyOutcome:
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     note: str | None = None  # how the store's study changed: extended, or earlier runs archived
+    plan_notes: list[str] = field(default_factory=list)  # why some runs trained one at a time
 
 
 def resolve_device(device: str) -> torch.device:
@@ -111,11 +113,16 @@ def run_study(
     for group in _by_data(todo).values():
         s = group[0].settings
         data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
-        engine = "single" if stack == "off" else "stacked"
         batches = (
             [[run] for run in group] if stack == "off" else plan_stacks(group, data, dev, stack, n_workers)
         )
-        for batch, results in _train_batches(batches, data, dev, n_workers, engine, show=not bar.disable):
+        if stack != "off":
+            for reason in dict.fromkeys(filter(None, map(trains_alone, group))):
+                log.info("%s", reason)
+                outcome.plan_notes.append(reason)
+        for batch, results in _train_batches(
+            batches, data, dev, n_workers, stack == "off", show=not bar.disable
+        ):
             for result in results:
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
@@ -139,23 +146,27 @@ def _train_batches(
     data: PreparedData,
     device: torch.device,
     workers: int,
-    engine: str,
+    stack_off: bool,
     show: bool,
 ) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
     """Yield each batch with its results: in order in this process, or as worker processes finish them."""
     if workers > 1 and len(batches) > 1:
         yield from map_unordered(
-            _train_batch, batches, (data, device, False, engine), workers, tail_in_parent=True
+            _train_batch, batches, (data, device, False, stack_off), workers, tail_in_parent=True
         )
         return
     for batch in batches:
-        yield batch, _train_batch(batch, data, device, show, engine)
+        yield batch, _train_batch(batch, data, device, show, stack_off)
 
 
 def _train_batch(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool, engine: str
+    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool, stack_off: bool
 ) -> list[RunResult]:
-    """Train one batch of runs (one run, or a stack) with ``engine``; an exception marks them all failed."""
+    """Train one batch of runs (one run, or a stack); an exception marks them all failed.
+
+    The single engine trains it with ``--stack off`` or when its run :func:`trains_alone`,
+    the stacked engine otherwise."""
+    engine = "single" if stack_off or trains_alone(runs[0]) else "stacked"
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from dropoutlab.data.prepare import NORMALIZATIONS
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.models import PRESETS, dropout_slots, parse_layers
+from dropoutlab.models import FAMILIES, PRESETS, dropout_kinds, dropout_slots, parse_layers, with_batchnorm
 from dropoutlab.models.spec import check_rate
 from dropoutlab.runs import EPOCH_METRICS, EarlyStoppingSpec, OptimizerSpec, RunSettings
 from dropoutlab.study.limits import MAX_ACTIVATIONS, MAX_PARAMS, MAX_WHOLE
@@ -28,7 +28,11 @@ STUDY_KEYS = {"name", "description", "seeds", "grid", "min_effect"}
 SETTING_KEYS = {
     "dataset", "model", "dropout", "epochs", "batch_size", "normalize", "validation",
     "split_seed", "init", "eval_train", "optimizer", "early_stopping",
+    "label_smoothing", "max_norm", "augment", "batchnorm", "mc_samples",
 }  # fmt: skip
+AUGMENTATIONS = ("crop", "flip")
+SLOT_KEYS = {"rate", "kind", "block_size"}
+MAX_MC_SAMPLES = 1000
 
 
 def set_dotted(settings: dict[str, Any], key: str, value: Any) -> None:
@@ -160,24 +164,31 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         ) from None
 
     model = raw.get("model", "mlp")
+    batchnorm = raw.get("batchnorm", False)
+    if not isinstance(batchnorm, bool):
+        raise type_error("batchnorm", "true or false", batchnorm)
+    names = [*PRESETS, *FAMILIES]
     if isinstance(model, str):
-        check_choice(model, "model", list(PRESETS))
-        layers = PRESETS[model]
+        check_choice(model, "model", names)
+        layers = PRESETS.get(model, ())
+        slots = dropout_slots(layers) if layers else dict.fromkeys(FAMILIES[model].slots, 0.0)
+        if batchnorm:
+            if not layers:
+                raise DropoutlabError(f"batchnorm: applies to the presets {', '.join(PRESETS)}; {model} "
+                                      f"{'has its own' if model == 'resnet' else 'has none'}")  # fmt: skip
+            layers = with_batchnorm(layers)
     elif isinstance(model, dict):
         check_keys(model, {"layers"}, "model")
         layers = parse_layers(model.get("layers"), "model.layers")
         model = "custom"
-    else:
-        raise type_error("model", f"a preset name ({', '.join(PRESETS)}) or a table with layers", model)
-
-    slots = dropout_slots(layers)
-    rates = dict(slots)
-    for slot, rate in check_table(raw.get("dropout", {}), "dropout").items():
-        if slot not in slots:
+        slots = dropout_slots(layers)
+        if batchnorm:
             raise DropoutlabError(
-                f"dropout.{slot}: unknown slot for model {model!r}; its slots: {', '.join(slots) or '(none)'}"
+                'batchnorm: applies to the presets; add {type = "batchnorm"} layers to the list'
             )
-        rates[slot] = check_rate(rate, f"dropout.{slot}")
+    else:
+        raise type_error("model", f"a model name ({', '.join(names)}) or a table with layers", model)
+    rates, kind, slot_kinds, slot_options = parse_dropout(raw.get("dropout", {}), slots, model)
 
     opt_raw = check_table(raw.get("optimizer", {}), "optimizer")
     check_keys(opt_raw, {"name", "lr", "momentum", "weight_decay"}, "optimizer")
@@ -230,24 +241,103 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         eval_train=eval_train,
         optimizer=optimizer,
         early_stopping=early_stopping,
-    )
+        dropout_kind=kind,
+        slot_kinds=slot_kinds,
+        slot_options=slot_options,
+        label_smoothing=check_number(raw.get("label_smoothing", 0.0), "label_smoothing", 0.0, 1.0),
+        max_norm=None if raw.get("max_norm") is None else check_number(
+            raw["max_norm"], "max_norm", 0.0, open_low=True, allowed="> 0 (the 2014 paper used 3 to 4)"),
+        augment=parse_augment(raw.get("augment", [])),
+        batchnorm=batchnorm,
+        mc_samples=parse_mc_samples(raw.get("mc_samples", [])),
+    )  # fmt: skip
     check_model_fits(settings)
     return settings
+
+
+def parse_dropout(raw: Any, slots: dict[str, float], model: str):
+    """The ``[dropout]`` table: ``(rates, study-wide kind, per-slot kinds, per-slot options)``.
+
+    A slot's value is its rate, or a table ``{rate, kind, block_size}``; ``kind`` at the top
+    sets every slot's kind. Where a kind makes sense is checked later, against the model's
+    shapes (:func:`check_model_fits`).
+    """
+    table = check_table(raw, "dropout")
+    kinds = dropout_kinds()
+    kind = check_choice(table.get("kind", "standard"), "dropout.kind", list(kinds))
+    rates, slot_kinds, slot_options = dict(slots), {}, {}
+    for slot, value in table.items():
+        if slot == "kind":
+            continue
+        where = f"dropout.{slot}"
+        if slot not in slots:
+            raise DropoutlabError(
+                f"{where}: unknown slot for model {model!r}; its slots: {', '.join(slots) or '(none)'}"
+            )
+        if isinstance(value, dict):
+            check_keys(value, SLOT_KEYS, where)
+            if "rate" in value:
+                rates[slot] = check_rate(value["rate"], f"{where}.rate")
+            if "kind" in value and value["kind"] != kind:
+                slot_kinds[slot] = check_choice(value["kind"], f"{where}.kind", list(kinds))
+            if "block_size" in value:
+                slot_options[slot] = {
+                    "block_size": check_whole(value["block_size"], f"{where}.block_size", 1)
+                }
+        else:
+            rates[slot] = check_rate(value, where)
+    return rates, kind, slot_kinds, slot_options
+
+
+def parse_augment(raw: Any) -> tuple[str, ...]:
+    """``augment``: a list of ``crop`` and ``flip``, each at most once."""
+    if not isinstance(raw, list):
+        raise type_error("augment", f"a list of {' and '.join(AUGMENTATIONS)}", raw)
+    for i, name in enumerate(raw):
+        check_choice(name, f"augment[{i}]", AUGMENTATIONS)
+    if len(set(raw)) != len(raw):
+        raise DropoutlabError(f"augment: {shown(raw)} repeats an augmentation; each may appear once")
+    return tuple(name for name in AUGMENTATIONS if name in raw)
+
+
+def parse_mc_samples(raw: Any) -> tuple[int, ...]:
+    """``mc_samples``: the numbers T of Monte Carlo dropout passes to test with, sorted."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise type_error("mc_samples", "a list of whole numbers, e.g. [1, 10, 50]", raw)
+    values = [check_whole(v, f"mc_samples[{i}]", 1) for i, v in enumerate(raw)]
+    if any(v > MAX_MC_SAMPLES for v in values):
+        raise DropoutlabError(
+            f"mc_samples: {shown(raw)} is out of range; allowed: 1 to {MAX_MC_SAMPLES} passes"
+        )
+    return tuple(sorted(set(values)))
 
 
 def check_model_fits(settings: RunSettings) -> None:
     """Check the model against the dataset and the size bounds, from the layer list alone.
 
-    Shapes must fit; the parameter count and the activation values of one batch must stay
-    within ``DROPOUTLAB_MAX_PARAMS`` and ``DROPOUTLAB_MAX_ACTIVATIONS``. Nothing is built or
+    Shapes must fit, and each slot's dropout kind must make sense where the slot sits; the
+    parameter count and the activation values of one batch must stay within ``DROPOUTLAB_MAX_PARAMS`` and ``DROPOUTLAB_MAX_ACTIVATIONS``. Nothing is built or
     allocated, so a layer that declares 2**62 units is refused as fast as a small one passes.
     """
     from dropoutlab.data import dataset_info
-    from dropoutlab.models import model_size, summarize_model
+    from dropoutlab.models import (
+        check_family_kinds,
+        check_slot_kinds,
+        family_size,
+        model_size,
+        summarize_model,
+    )
 
     info = dataset_info(settings.dataset)
-    rows = summarize_model(settings.layers, settings.dropout, info.input_shape, info.num_classes)
-    size = model_size(rows, info.input_shape)
+    if settings.model in FAMILIES:
+        check_family_kinds(settings.model, settings.kind_of)
+        size = family_size(settings.model, info.input_shape, info.num_classes)
+    else:
+        check_slot_kinds(settings.layers, info.input_shape, settings.kind_of)
+        rows = summarize_model(settings.layers, settings.dropout, info.input_shape, info.num_classes)
+        size = model_size(rows, info.input_shape)
     if size.params > MAX_PARAMS.value():
         raise MAX_PARAMS.refuse(f"model: {settings.model} on {settings.dataset} has", size.params)
     batch = min(settings.batch_size, info.train_size)  # a batch is at most the whole training set

@@ -4,7 +4,8 @@ An engine trains and evaluates K >= 1 members side by side (:class:`SingleEngine
 own model, ``--stack off``; :class:`StackedEngine`: a stack of runs as one network). The
 loop below asks it, epoch by epoch, for each member's numbers, and applies the same code
 to every member: record the epoch, stop a member whose training loss is not finite
-(``diverged``), early stopping, restore-best, and the final test of the kept weights.
+(``diverged``), early stopping, restore-best, the final test of the kept weights and, when
+the run asks for ``mc_samples``, Monte Carlo dropout on the test split.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any, Protocol
 import torch
 
 from dropoutlab.data.prepare import PreparedData, Split
+from dropoutlab.models import build_network
 from dropoutlab.runs import EpochRecord, RunResult, RunSpec
 from dropoutlab.train.early_stopping import EarlyStopping
 from dropoutlab.train.single import SingleEngine
 from dropoutlab.train.stacked import StackedEngine
+from dropoutlab.train.uncertainty import mc_sweep
 from dropoutlab.version import __version__
 
 Weights = dict[str, torch.Tensor]
@@ -86,7 +89,9 @@ class RunLifecycle:
             self.kept = best if best is not None else weights()
         self.stopper.best_state = None
 
-    def result(self, test: tuple[float, float] | None, wall_s: float, env: dict[str, Any]) -> RunResult:
+    def result(
+        self, test: tuple[float, float] | None, wall_s: float, env: dict[str, Any], mc: tuple[dict, ...] = ()
+    ) -> RunResult:
         """The run's :class:`RunResult`."""
         loss, acc = test if test else (None, None)
         return RunResult(
@@ -99,6 +104,7 @@ class RunLifecycle:
             stopped_epoch=self.history[-1].epoch if self.history else None,
             wall_s=wall_s,
             env=env,
+            mc=mc,
         )
 
 
@@ -142,6 +148,7 @@ def train_runs(
 
     done = [i for i, life in enumerate(lives) if life.status == "completed"]
     tests = dict(zip(done, trainer.test(done, [lives[i].kept for i in done]), strict=True)) if done else {}
+    mc = {i: mc_test(runs[i], lives[i].kept, data, device) for i in done} if s.mc_samples else {}
     wall = time.perf_counter() - start
     env = environment(device, trainer.dtype)
     results = []
@@ -149,8 +156,23 @@ def train_runs(
         how = {"engine": trainer.name}
         if trainer.name == "stacked":
             how["stack"] = {"size": len(runs), "position": i, "wall_s": wall}
-        results.append(life.result(tests.get(i), wall / len(runs), {**env, **how}))
+        results.append(life.result(tests.get(i), wall / len(runs), {**env, **how}, mc.get(i, ())))
     return results
+
+
+def mc_test(run: RunSpec, kept: Weights, data: PreparedData, device: torch.device) -> tuple[dict, ...]:
+    """Monte Carlo dropout on the test split for a run's kept weights: the deterministic pass
+    (``samples = 0``), then one entry per value of ``mc_samples``.
+
+    Whatever the engine, the run's own model is rebuilt and loaded with the kept weights, and
+    :func:`~dropoutlab.train.uncertainty.mc_sweep` draws its passes with masks seeded by the
+    run's seed, so both engines give a run the same entries.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model = build_network(run.settings, data.input_shape, data.num_classes).to(device)
+    model.load_state_dict(kept)
+    samples = (0, *run.settings.mc_samples)  # 0: the deterministic pass, the reference
+    return tuple(mc_sweep(model, data.test.x, data.test.y, samples, seed=run.seed))
 
 
 def train_run(run: RunSpec, data: PreparedData, device: torch.device, engine: str = "single") -> RunResult:

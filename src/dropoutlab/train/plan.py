@@ -8,7 +8,8 @@ import torch
 
 from dropoutlab.data.prepare import PreparedData
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.models import LayerRow, summarize_model
+from dropoutlab.layers import STACKED_FORMS
+from dropoutlab.models import FAMILIES, LayerRow, dropout_kinds, summarize_model
 from dropoutlab.runs import LayerSpec, RunSpec
 
 CPU_BUDGET = 1 << 30  # bytes of parameters, optimizer state and activations per stack on the CPU
@@ -28,11 +29,25 @@ def stack_key(run: RunSpec) -> tuple:
     """
     s = run.settings
     es = s.early_stopping
+    kinds = tuple(s.kind_of(slot) for slot in s.dropout)
+    options = tuple(sorted((slot, tuple(sorted(o.items()))) for slot, o in s.slot_options.items()))
     return (
-        s.dataset, s.validation, s.split_seed, s.normalize, s.layers, tuple(s.dropout),
-        s.epochs, s.batch_size, s.init, s.eval_train, s.optimizer.name,
-        (es.monitor, es.restore_best) if es else None,
+        s.dataset, s.validation, s.split_seed, s.normalize, s.model, s.layers, tuple(s.dropout), kinds,
+        options, s.epochs, s.batch_size, s.init, s.eval_train, s.optimizer.name,
+        (es.monitor, es.restore_best) if es else None, s.label_smoothing, s.augment, s.mc_samples,
     )  # fmt: skip
+
+
+def trains_alone(run: RunSpec) -> str | None:
+    """Why ``run`` cannot join a stack (one line for the plan), or None when it can."""
+    s = run.settings
+    if s.model in FAMILIES:
+        return f"{s.model} runs train one at a time: the stacked engine covers layer-list models"
+    stackable = {name for name, cls in dropout_kinds().items() if cls in STACKED_FORMS}
+    missing = sorted({s.kind_of(slot) for slot, rate in s.dropout.items() if rate} - stackable)
+    if missing:
+        return f"{', '.join(missing)} dropout has no stacked form: its runs train one at a time"
+    return None
 
 
 def all_slots(rates: dict[str, float]) -> dict[str, float]:
@@ -80,6 +95,8 @@ def plan_stacks(
 ) -> list[list[RunSpec]]:
     """Group ``runs`` by :func:`stack_key` and cut each group into stacks, largest first.
 
+    A run that :func:`trains_alone` (a model family, a dropout kind without a stacked form)
+    is a stack of its own, for the single engine.
     ``stack`` is the most members per stack (a whole number), or ``"auto"``: as many as fit
     a memory budget (see :func:`member_bytes`): half the free memory on CUDA; on the CPU
     1 GiB per stack (per worker process), and at most ``CPU_CACHE_BUDGET`` of weights and
@@ -93,9 +110,12 @@ def plan_stacks(
     results do not depend on the plan (each member draws its own masks), only its speed does.
     """
     groups: dict[tuple, list[RunSpec]] = {}
-    for run in sorted(runs, key=lambda run: run.seed):
-        groups.setdefault(stack_key(run), []).append(run)
     stacks: list[list[RunSpec]] = []
+    for run in sorted(runs, key=lambda run: run.seed):
+        if trains_alone(run):
+            stacks.append([run])
+        else:
+            groups.setdefault(stack_key(run), []).append(run)
     for group in groups.values():
         if stack == "auto":
             total, state = member_bytes(group[0], data)

@@ -13,8 +13,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from dropoutlab.data.prepare import PreparedData, Split
-from dropoutlab.models import build_model
+from dropoutlab.models import build_network
 from dropoutlab.runs import OptimizerSpec, RunSpec
+from dropoutlab.train.augment import apply_augmentation, augmentation_generator, draw_augmentation
+from dropoutlab.train.regularizers import apply_max_norm, penalized, penalty
 
 EVAL_BATCH = 2048
 
@@ -62,27 +64,41 @@ class SingleEngine:
         run = runs[0]
         s = run.settings
         self.data, self.device, self.batch_size = data, device, s.batch_size
+        self.settings = s
         torch.manual_seed(run.seed)
-        self.model = build_model(s.layers, s.dropout, data.input_shape, data.num_classes, init=s.init).to(
-            device
-        )
+        self.model = build_network(s, data.input_shape, data.num_classes).to(device)
         self.optimizer = make_optimizer(self.model.parameters(), s.optimizer)
+        self.penalized = penalized(self.model)
         self.order_rng = torch.Generator(device="cpu").manual_seed(run.seed)
+        self.augment_rng = augmentation_generator(run.seed, device) if s.augment else None
 
     def train_epoch(self) -> list[tuple[float, float]]:
-        """One pass over the training split in a fresh order: ``[(mean loss, accuracy)]``, dropout on."""
+        """One pass over the training split in a fresh order: ``[(mean loss, accuracy)]``, dropout on.
+
+        The loss is the training objective: cross-entropy (label-smoothed with ``label_smoothing``)
+        before layers' penalties; each step is followed by the max-norm constraint when set.
+        """
         model, train, n = self.model, self.data.train, len(self.data.train)
         model.train()
         order = torch.randperm(n, generator=self.order_rng).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
+        s = self.settings
         for batch in order.split(self.batch_size):
             x, y = train.x[batch], train.y[batch]
+            if self.augment_rng is not None:
+                x = apply_augmentation(
+                    x, draw_augmentation(s.augment, len(batch), x.shape[2], self.augment_rng)
+                )
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=s.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
+            if self.penalized:
+                loss = loss + penalty(self.penalized)
             loss.backward()
             self.optimizer.step()
+            if s.max_norm is not None:
+                apply_max_norm(model, s.max_norm)
             loss_sum += loss.detach() * len(batch)  # summed on the device: no sync per step
             correct += (logits.detach().argmax(1) == y).sum()
         return [(loss_sum.item() / n, correct.item() / n)]

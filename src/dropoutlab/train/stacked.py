@@ -3,7 +3,7 @@
 Runs with the same :func:`~dropoutlab.train.plan.stack_key` train in one stack. Each member
 keeps everything that makes it its own run:
 
-* its initial weights: built with ``torch.manual_seed(run.seed)`` then ``build_model``, as
+* its initial weights: built with ``torch.manual_seed(run.seed)`` then ``build_network``, as
   the single engine builds them, so the same seed starts from the same weights;
 * its data order: ``torch.randperm`` from ``torch.Generator().manual_seed(run.seed)``, one
   permutation per epoch, as in the single engine; members with the same seed, side by side
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 
 import torch
 from torch import nn
@@ -35,21 +36,30 @@ from torch.nn import functional as F
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.layers import StackedNet
 from dropoutlab.layers.stacked import ungroup
-from dropoutlab.models import build_model
+from dropoutlab.models import build_network
 from dropoutlab.runs import RunSpec
+from dropoutlab.train.augment import (
+    Augmentation,
+    apply_augmentation,
+    augmentation_generator,
+    draw_augmentation,
+)
 from dropoutlab.train.optim import StackedOptimizer
 from dropoutlab.train.plan import all_slots, memory_budget, per_sample_floats, stack_key, stack_rows
+from dropoutlab.train.regularizers import apply_stacked_max_norm, penalized, penalty
 from dropoutlab.train.single import EVAL_BATCH
 
 
-def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def member_losses(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of each member's every sample: ``logits`` ``(M, B, classes)``, ``y`` ``(M, B)``.
 
     The classes are read along the middle axis of a transposed view: PyTorch's CPU
     log-softmax is slow over a short contiguous last axis (measured on 24 x 64 x 10 logits,
     forward and backward: 66 us this way, 175 us the plain way).
     """
-    return F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
+    return F.cross_entropy(
+        logits.float().transpose(1, 2), y, reduction="none", label_smoothing=label_smoothing
+    )
 
 
 def predictions(logits: torch.Tensor) -> torch.Tensor:
@@ -82,19 +92,17 @@ def build_stack(
     """The stacked network of ``runs`` and its template (the layer list with every slot present).
 
     Each member starts from exactly the single engine's weights: ``torch.manual_seed(run.seed)``
-    then ``build_model`` with the run's own rates (a slot's dropout holds no weights, so
+    then ``build_network`` with the run's own rates (a slot's dropout holds no weights, so
     which slots exist does not change them). Each random layer gets one generator per member
     (:func:`mask_seed`).
     """
     s = runs[0].settings
     with torch.random.fork_rng(devices=[]):  # the template's own weights are never used
-        template = build_model(s.layers, all_slots(s.dropout), data.input_shape, data.num_classes)
+        template = build_network(s, data.input_shape, data.num_classes, rates=all_slots(s.dropout))
     members = []
     for run in runs:
         torch.manual_seed(run.seed)
-        members.append(
-            build_model(s.layers, run.settings.dropout, data.input_shape, data.num_classes, init=s.init)
-        )
+        members.append(build_network(run.settings, data.input_shape, data.num_classes))
     cuda = device.type == "cuda"
     net = StackedNet.from_members(template, members, device, channels_last=cuda, conv_loop=not cuda)
     for name, layer in net.layers.named_children():
@@ -147,6 +155,7 @@ class StackedEngine:
         self.autocast = device.type == "cuda" if autocast is None else autocast
         self.dtype = "bf16-autocast" if self.autocast else "float32"
         self.net, self.template = build_stack(runs, data, device)
+        self.penalized = penalized(self.net)
         self.optimizer = StackedOptimizer(
             list(self.net.parameters()),
             s.optimizer.name,
@@ -155,6 +164,11 @@ class StackedEngine:
             [r.settings.optimizer.momentum for r in runs],
         )
         self.order_rngs = [torch.Generator(device="cpu").manual_seed(run.seed) for run in runs]
+        # one augmentation stream per seed: runs of one seed draw the same batches and the same crops
+        self.augment_rngs = (
+            {run.seed: augmentation_generator(run.seed, device) for run in runs} if s.augment else {}
+        )
+        self.max_norm = torch.tensor([r.settings.max_norm or math.inf for r in runs], device=device)
         self.live = list(range(len(runs)))  # the run of each stack position
         room = memory_budget(device) // (4 * len(runs) * max(per_sample_floats(
             stack_rows(s.layers, s.dropout, data), data.input_shape), 1))  # fmt: skip
@@ -182,6 +196,10 @@ class StackedEngine:
         flat_x = data.train.x.reshape(n, -1)  # rows picked by index_select: faster than x[idx]
         sample_shape = data.train.x.shape[1:]
         params = list(net.parameters())
+        s = self.runs[0].settings
+        seeds = [self.runs[i].seed for i in self.live]
+        row_seeds = [seeds[sum(group_sizes[:g])] for g in range(len(group_sizes))] if group_sizes else seeds
+        clip = bool(torch.isfinite(self.max_norm).any())
         for idx in orders.split(self.batch_size, dim=1):
             b = idx.shape[1]
             y = data.train.y.index_select(0, idx.flatten()).view(idx.shape)
@@ -192,13 +210,41 @@ class StackedEngine:
                 y = ungroup(y, group_sizes)
             else:
                 x, layout = flat_x.index_select(0, idx.flatten()).view(members, b, *sample_shape), "member"
+            if s.augment:
+                x = self.augment(x, layout, row_seeds, sample_shape)
             with _autocast(device, self.autocast):
                 logits = net(x, layout, group_sizes)
-            losses = member_losses(logits, y).sum(1)  # each member's summed loss over its batch
-            self.optimizer.step(params, torch.autograd.grad(losses.sum() / b, params))
+            losses = member_losses(logits, y, s.label_smoothing).sum(1)  # each member's summed loss
+            objective = losses.sum() / b
+            if self.penalized:
+                objective = objective + penalty(self.penalized)
+            self.optimizer.step(params, torch.autograd.grad(objective, params))
+            if clip:
+                apply_stacked_max_norm(net, self.max_norm)
             loss_sum += losses.detach()  # summed on the device: no sync per step
             correct += (predictions(logits.detach()) == y).sum(1)
         return list(zip((loss_sum / n).tolist(), (correct / n).tolist(), strict=True))
+
+    def augment(self, x: torch.Tensor, layout: str, row_seeds: list[int], sample_shape) -> torch.Tensor:
+        """A gathered batch augmented: one draw per seed (rows of one seed get the same crops)."""
+        ops, height = self.runs[0].settings.augment, sample_shape[1]
+        draws = {}
+        for seed in row_seeds:
+            if seed not in draws:
+                draws[seed] = draw_augmentation(ops, x.shape[1 if layout != "image" else 0], height,
+                                                self.augment_rngs[seed])  # fmt: skip
+        rows = [draws[seed] for seed in row_seeds]
+        joined = Augmentation(
+            None if rows[0].flip is None else torch.cat([r.flip for r in rows]),
+            None if rows[0].shift is None else torch.cat([r.shift for r in rows]),
+            rows[0].pad,
+        )
+        if layout == "image":  # (B, M*C, H, W): each member's images apart, then back
+            b = x.shape[0]
+            per_member = x.view(b, len(rows), *sample_shape).transpose(0, 1).flatten(0, 1)
+            out = apply_augmentation(per_member, joined).view(len(rows), b, *sample_shape)
+            return out.transpose(0, 1).reshape(x.shape)
+        return apply_augmentation(x.flatten(0, 1), joined).view(x.shape)
 
     def evaluate(self, split: Split) -> list[tuple[float | None, float | None]]:
         """Each live member's (mean loss, accuracy) on ``split`` in eval mode, one wide pass."""
@@ -212,16 +258,15 @@ class StackedEngine:
         """Keep the members at ``positions``; the others leave the stack."""
         self.net.select(positions)
         self.optimizer.select(positions)
+        self.max_norm = self.max_norm[positions]
         self.live = [self.live[pos] for pos in positions]
 
     def test(self, indices: list[int], states: list[dict[str, torch.Tensor]]) -> list[tuple[float, float]]:
         """The test loss and accuracy of the runs at ``indices`` with weights ``states``, in one stack."""
-        s = self.runs[0].settings
         members = []
         with torch.random.fork_rng(devices=[]):  # only the shapes of these models are used
             for i, state in zip(indices, states, strict=True):
-                model = build_model(s.layers, self.runs[i].settings.dropout, self.data.input_shape,
-                                    self.data.num_classes)  # fmt: skip
+                model = build_network(self.runs[i].settings, self.data.input_shape, self.data.num_classes)
                 model.load_state_dict(state)
                 members.append(model)
         cuda = self.device.type == "cuda"
