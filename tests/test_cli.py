@@ -76,7 +76,11 @@ def test_run_report_export_end_to_end_on_digits(capsys, tiny_study, tmp_path):
         (["run", "missing.toml"], "missing.toml: no such study file"),
         (["report", "--store", "nothing.db"], "nothing.db: no store here"),
         (["export", "--store", "nothing.db"], "nothing.db: no store here"),
-        (["models", "resnet"], "unknown model 'resnet'; allowed: mlp, cnn"),
+        (["models", "vgg"], "unknown model 'vgg'; allowed: mlp, cnn, lenet5, resnet, gru, lstm, transformer"),
+        (
+            ["models", "gru", "--dropout", "head=0.5"],
+            "--dropout and --batchnorm apply to presets; gru is a model",
+        ),
         (["models", "mlp", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["models", "mlp", "--dropout", "conv=0.5"], "unknown slot 'conv' for mlp"),
         (["models", "mlp", "--dropout", "hidden1=2"], r"hidden1"),
@@ -174,6 +178,22 @@ def test_datasets_and_models_listings(capsys):
         assert name in out
     code, out, _ = run_cli(capsys, "models")
     assert "mlp" in out and "dropout slots: input, hidden1, hidden2" in out and "conv, dense1, dense2" in out
+    assert "dropout slots: attention, residual, mlp" in out  # the transformer family
+    from dropoutlab.models import dropout_kinds
+
+    for kind in dropout_kinds():
+        assert f"\n  {kind} " in out
+    assert "spatial" in out and "[image]" in out.split("\n  spatial")[1].split("\n")[0]
+
+
+def test_models_summarises_a_family_and_a_preset_with_batch_norm(capsys):
+    from dropoutlab.models import count_parameters
+
+    code, out, _ = run_cli(capsys, "models", "resnet", "--dataset", "cifar10")
+    assert code == 0 and "blocks.0.drop_path (DropPath)" in out
+    assert f"Total params: {count_parameters('resnet', (3, 32, 32), 10):,}" in out
+    code, out, _ = run_cli(capsys, "models", "lenet5", "--batchnorm")
+    assert code == 0 and out.count("(BatchNorm") == 4
 
 
 def test_models_summary_matches_keras_for_the_cifar10_sweep_cnn(capsys):
@@ -242,7 +262,7 @@ def test_every_example_study_is_valid_and_named_after_its_file(capsys, tmp_path,
     code, out, err = run_cli(capsys, "run", path, "--dry-run", "--store", tmp_path / "x.db")
     assert code == 0, err
     name = path.stem.replace("_", "-")
-    assert re.match(rf"{name}: \d+ runs \(\d+ configurations x \d+ seeds\)", out), out
+    assert re.match(rf"{name}: \d+ runs? \(\d+ configurations? x \d+ seeds?\)", out), out
     assert not (tmp_path / "x.db").exists()
 
 

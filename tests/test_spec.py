@@ -50,6 +50,29 @@ def test_issue_example_study_expands_to_grid_times_seeds(write_study):
     assert spec["seed"] == 0 and spec["normalize"] == "unit" and spec["validation"] == 0.1667
 
 
+def test_a_slot_given_as_a_rate_and_a_grid_over_its_table_meet(write_study):
+    # a kind swept on a slot given as a plain rate, and a rate swept on a slot given as a table
+    path = write_study(
+        """
+        name = "slots"
+        dataset = "digits"
+        model = "cnn"
+        seeds = 1
+        [dropout]
+        conv = 0.2
+        dense1 = {rate = 0.3, kind = "gaussian"}
+        [grid]
+        "dropout.conv.kind" = ["standard", "spatial"]
+        "dropout.dense1" = [0.1, 0.5]
+        """
+    )
+    runs = expand_runs(load_study(path))
+    assert sorted((r.settings.kind_of("conv"), r.settings.dropout["conv"]) for r in runs) == [
+        ("spatial", 0.2), ("spatial", 0.2), ("standard", 0.2), ("standard", 0.2)]  # fmt: skip
+    assert {(r.settings.kind_of("dense1"), r.settings.dropout["dense1"]) for r in runs} == {
+        ("gaussian", 0.1), ("gaussian", 0.5)}  # fmt: skip
+
+
 def test_grid_union_and_table_values_give_consistent_params(write_study):
     path = write_study(
         BASE

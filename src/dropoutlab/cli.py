@@ -130,15 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the datasets a study can name",
                    description="List the datasets a study can name, with their shapes and sources.")  # fmt: skip
 
-    p = sub.add_parser("models", help="list the model presets and their dropout slots, or summarise one",
-                       description="Without NAME, list the presets and their dropout slots. With NAME, print the "
-                       "layer summary (output shapes and parameter counts) for a dataset's images.")  # fmt: skip
-    p.add_argument("name", nargs="?", help="a preset name (mlp, cnn)")
+    p = sub.add_parser("models", help="list the models, their dropout slots and the dropout kinds, or summarise one",
+                       description="Without NAME, list the presets, the model families and their dropout slots, "
+                       "and the dropout kinds a slot can use. With NAME, print the model's summary (layers, "
+                       "output shapes, parameter counts) for a dataset's images.")  # fmt: skip
+    p.add_argument(
+        "name", nargs="?", help="a preset (mlp, cnn, lenet5) or a family (resnet, gru, lstm, transformer)"
+    )
     p.add_argument(
         "--dataset", default="digits", help="dataset whose image shape and classes to use (default: digits)"
     )
     p.add_argument(
-        "--dropout", metavar="SLOT=RATE,...", help="rates to show in the summary, e.g. hidden1=0.5"
+        "--dropout", metavar="SLOT=RATE,...", help="rates to show in a preset's summary, e.g. hidden1=0.5"
+    )
+    p.add_argument(
+        "--batchnorm", action="store_true", help="a preset with batch norm before each hidden activation"
     )
     return parser
 
@@ -188,7 +194,8 @@ def cmd_run(args) -> int:
                 else:
                     note = check_design(existing.study_definition(study.name), study, str(store))
         print(
-            f"{study.name}: {len(runs)} runs ({len(runs) // len(study.seeds)} configurations x {len(study.seeds)} seeds)"
+            f"{study.name}: {_count(len(runs), 'run')} ({_count(len(runs) // len(study.seeds), 'configuration')} "
+            f"x {_count(len(study.seeds), 'seed')})"
         )
         if note:
             print(note)
@@ -282,19 +289,67 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+#: One line per dropout kind whose class docstring opens with something else.
+KIND_SUMMARIES = {"standard": "Bernoulli dropout with inverted scaling, as torch.nn.Dropout (the default)."}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_models(args) -> int:
     from dropoutlab.data import dataset_info
-    from dropoutlab.models import DESCRIPTIONS, PRESETS, dropout_slots, summarize_model
+    from dropoutlab.models import (
+        DESCRIPTIONS,
+        FAMILIES,
+        PRESETS,
+        count_parameters,
+        dropout_kinds,
+        dropout_slots,
+        family_summary,
+        summarize_model,
+        with_batchnorm,
+    )
     from dropoutlab.models.spec import check_rate
 
     if args.name is None:
+        print("presets (a layer list; batchnorm = true adds batch norm before each hidden activation):")
         for name, layers in PRESETS.items():
-            print(f"{name:<6}{DESCRIPTIONS[name]}\n      dropout slots: {', '.join(dropout_slots(layers))}")
-        print("custom: a list of layers in the study file, see docs/study-files.md")
+            print(
+                f"  {name:<12}{DESCRIPTIONS[name]}\n{'':14}dropout slots: {', '.join(dropout_slots(layers))}"
+            )
+        print("  custom      a list of layers in the study file, see docs/study-files.md")
+        print("families (their own modules, trained one run at a time; see docs/families.md):")
+        for family in FAMILIES.values():
+            print(f"  {family.name:<12}{family.description}\n{'':14}dropout slots: {', '.join(family.slots)}")
+        print("dropout kinds (dropout.kind, or a slot's kind; where each makes sense):")
+        for kind, cls in dropout_kinds().items():
+            where = ", ".join(sorted(getattr(cls, "applies_to", ()))) or "dense, image"
+            summary = KIND_SUMMARIES.get(kind) or (cls.__doc__ or "").strip().splitlines()[0].replace(
+                "``", ""
+            )
+            print(f"  {kind:<12}{summary} [{where}]")
+        return 0
+    info = dataset_info(args.dataset)
+    shape = "x".join(map(str, info.input_shape))
+    if args.name in FAMILIES:
+        if args.dropout or args.batchnorm:
+            raise DropoutlabError(
+                f"--dropout and --batchnorm apply to presets; {args.name} is a model family"
+            )
+        rows = family_summary(args.name, info.input_shape, info.num_classes)
+        print(f'Model: "{args.name}" on {info.name} ({shape}, {info.num_classes} classes)')
+        print(f"{'Module (type)':<48}{'Param #':>12}")
+        print("=" * 60)
+        for row in rows:
+            print(f"{row.name + ' (' + row.kind + ')':<48}{row.params:>12,}")
+        print("=" * 60)
+        print(f"Total params: {count_parameters(args.name, info.input_shape, info.num_classes):,}")
+        print(f"Dropout slots: {', '.join(FAMILIES[args.name].slots)}")
         return 0
     if args.name not in PRESETS:
-        raise DropoutlabError(f"unknown model {args.name!r}; allowed: {', '.join(PRESETS)}")
-    layers = PRESETS[args.name]
+        raise DropoutlabError(f"unknown model {args.name!r}; allowed: {', '.join([*PRESETS, *FAMILIES])}")
+    layers = with_batchnorm(PRESETS[args.name]) if args.batchnorm else PRESETS[args.name]
     slots = dropout_slots(layers)
     rates = {}
     for item in filter(None, (args.dropout or "").split(",")):
@@ -307,11 +362,8 @@ def cmd_models(args) -> int:
             rates[slot] = check_rate(float(value), f"--dropout {slot}")
         except ValueError:
             raise DropoutlabError(f"--dropout {slot}: {value!r} is not a number in [0, 1)") from None
-    info = dataset_info(args.dataset)
     rows = summarize_model(layers, rates, info.input_shape, info.num_classes)
-    print(
-        f'Model: "{args.name}" on {info.name} ({"x".join(map(str, info.input_shape))}, {info.num_classes} classes)'
-    )
+    print(f'Model: "{args.name}" on {info.name} ({shape}, {info.num_classes} classes)')
     print(f"{'Layer (type)':<32}{'Output Shape':<20}{'Param #':>10}")
     print("=" * 62)
     for row in rows:

@@ -109,13 +109,18 @@ class RunSettings:
     def value(self, key: str) -> Any:
         """The value of a study-file key (dotted, as a grid writes it) in these settings.
 
-        ``dropout.kind`` is the study's kind, ``dropout.SLOT`` and ``dropout.SLOT.rate`` a slot's
-        rate, ``dropout.SLOT.kind`` and ``dropout.SLOT.block_size`` what that slot uses.
+        ``dropout.kind`` is the study's kind, ``dropout.rate`` the rate most slots share (the
+        first slot's on a tie: every slot's, unless some were set apart), ``dropout.SLOT`` and
+        ``dropout.SLOT.rate`` a slot's rate, ``dropout.SLOT.kind`` and ``dropout.SLOT.block_size``
+        what that slot uses.
         """
         parts = key.split(".")
         if parts[0] == "dropout" and len(parts) >= 2:
             if parts[1:] == ["kind"]:
                 return self.dropout_kind
+            if parts[1:] == ["rate"]:
+                rates = list(self.dropout.values())
+                return max(rates, key=rates.count) if rates else None
             slot, rest = parts[1], parts[2:]
             if rest in ([], ["rate"]):
                 return self.dropout.get(slot)
@@ -283,7 +288,8 @@ class RunResult:
     ``mc`` holds the test set's uncertainty metrics with dropout on at test (Monte Carlo
     dropout, one entry per ``mc_samples`` value T, and ``samples = 0`` for the usual
     deterministic pass): :data:`MC_METRICS` and ``reliability`` (per confidence bin:
-    count, mean confidence, accuracy).
+    count, mean confidence, accuracy). ``learned_rates`` holds, for a run with ``concrete``
+    dropout, each slot's learned rate after each epoch: ``(epoch, slot, rate)``.
     """
 
     run: RunSpec
@@ -297,6 +303,7 @@ class RunResult:
     env: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     mc: tuple[dict[str, Any], ...] = ()
+    learned_rates: tuple[tuple[int, str, float], ...] = ()
 
     @property
     def kept_epoch(self) -> int | None:

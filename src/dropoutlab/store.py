@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS mc (
     reliability TEXT NOT NULL,
     PRIMARY KEY (run_id, samples)
 );
+CREATE TABLE IF NOT EXISTS learned_rates (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    slot TEXT NOT NULL,
+    rate REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch, slot)
+);
 """
 
 
@@ -217,6 +224,7 @@ class Store:
             (run.id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"]))
             for m in result.mc
         ]
+        learned = [(run.id, epoch, slot, rate) for epoch, slot, rate in result.learned_rates]
         with self._writing(f"run {run.id} (seed {run.seed})"), self.conn:
             self.conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
             self.conn.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
@@ -225,6 +233,9 @@ class Store:
             if mc:
                 self.conn.execute("DELETE FROM mc WHERE run_id = ?", (run.id,))
                 self.conn.executemany(f"INSERT INTO mc VALUES ({', '.join('?' * len(mc[0]))})", mc)
+            if learned:
+                self.conn.execute("DELETE FROM learned_rates WHERE run_id = ?", (run.id,))
+                self.conn.executemany("INSERT INTO learned_rates VALUES (?, ?, ?, ?)", learned)
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -262,12 +273,13 @@ class Store:
         rows = self.conn.execute("SELECT id, spec, seed FROM runs WHERE study = ?", (study,)).fetchall()
         with self._writing(f"the archive of study {study!r}"), self.conn:
             self.conn.execute("BEGIN")
-            self.conn.execute("PRAGMA defer_foreign_keys = ON")  # ids change in runs, epochs and mc alike
+            self.conn.execute("PRAGMA defer_foreign_keys = ON")  # ids change in every table keyed by run
             for old_id, spec, seed in rows:
                 settings = {k: v for k, v in json.loads(spec).items() if k != "seed"}
                 new_id = spec_run_id(archived, settings, seed)
                 self.conn.execute("UPDATE epochs SET run_id = ? WHERE run_id = ?", (new_id, old_id))
                 self.conn.execute("UPDATE mc SET run_id = ? WHERE run_id = ?", (new_id, old_id))
+                self.conn.execute("UPDATE learned_rates SET run_id = ? WHERE run_id = ?", (new_id, old_id))
                 self.conn.execute(
                     "UPDATE runs SET id = ?, study = ? WHERE id = ?", (new_id, archived, old_id)
                 )
@@ -339,6 +351,15 @@ class Store:
             for run_id, samples, *values, reliability in cur.fetchall():
                 metrics = dict(zip(MC_METRICS, values, strict=True))
                 mc[run_id].append({"samples": samples, **metrics, "reliability": json.loads(reliability)})
+        learned: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in runs}
+        if "learned_rates" in self._tables():  # not in a store written before concrete dropout
+            cur = self.conn.execute(
+                f"SELECT l.* FROM learned_rates l JOIN runs r ON r.id = l.run_id "
+                f"{where.replace('study', 'r.study')} ORDER BY l.run_id, l.epoch, l.slot",
+                args,
+            )
+            for run_id, epoch, slot, rate in cur.fetchall():
+                learned[run_id].append({"epoch": epoch, "slot": slot, "rate": rate})
         records = []
         for r in runs:
             record = {
@@ -358,6 +379,7 @@ class Store:
                 "error": r["error"],
                 "finished_at": r["finished_at"],
                 "mc": mc[r["id"]],
+                "learned_rates": learned[r["id"]],
             }
             record["kept_epoch"] = _kept_epoch(record)
             records.append(record)

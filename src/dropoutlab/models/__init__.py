@@ -1,4 +1,5 @@
-"""Models: presets from the notebooks and a builder for layer lists with named dropout slots."""
+"""Models: presets from the notebooks, a builder for layer lists with named dropout slots, and
+model families (ResNet, GRU, LSTM, transformer) with slots of their own."""
 
 from dropoutlab.models.builder import (
     LayerRow,
@@ -12,7 +13,7 @@ from dropoutlab.models.builder import (
     slot_sites,
     summarize_model,
 )
-from dropoutlab.models.families import FAMILIES
+from dropoutlab.models.families import FAMILIES, count_parameters, family_summary
 from dropoutlab.models.presets import DESCRIPTIONS, PRESETS, with_batchnorm
 from dropoutlab.models.spec import dropout_kinds, dropout_slots, parse_layers
 from dropoutlab.runs import LayerSpec
@@ -27,6 +28,8 @@ __all__ = [
     "build_network",
     "check_family_kinds",
     "check_slot_kinds",
+    "count_parameters",
+    "family_summary",
     "family_size",
     "slot_sites",
     "dropout_kinds",

@@ -72,6 +72,11 @@ def parse_layer(raw: Any, where: str) -> LayerSpec:
             raise DropoutlabError(f"{where}: a dropout layer needs a 'slot' name or a fixed 'rate'")
         if "slot" in opts and (not isinstance(opts["slot"], str) or not opts["slot"].isidentifier()):
             raise DropoutlabError(f'{where}.slot: expected a name like "hidden1", got {opts["slot"]!r}')
+        if opts.get("slot") in RESERVED_SLOT_NAMES:
+            raise DropoutlabError(
+                f"{where}.slot: {opts['slot']!r} is a key of [dropout] itself (every slot's "
+                f"{opts['slot']}); choose another name"
+            )
         if "rate" in opts:
             opts["rate"] = check_rate(opts["rate"], f"{where}.rate")
     return LayerSpec(**opts)
@@ -91,6 +96,10 @@ def parse_layers(raw: Any, where: str) -> tuple[LayerSpec, ...]:
     return tuple(parse_layer(item, f"{where}[{i}]") for i, item in enumerate(raw))
 
 
+#: Keys of ``[dropout]`` that speak of every slot at once, so no slot may take their name.
+RESERVED_SLOT_NAMES = ("rate", "kind")
+
+
 def dropout_slots(layers: tuple[LayerSpec, ...]) -> dict[str, float]:
     """The model's dropout slots and their default rates, in layer order."""
     return {layer.slot: layer.rate or 0.0 for layer in layers if layer.type == "dropout" and layer.slot}
@@ -99,9 +108,10 @@ def dropout_slots(layers: tuple[LayerSpec, ...]) -> dict[str, float]:
 def dropout_kinds() -> dict[str, type]:
     """Every dropout kind a study may name, by name, ``standard`` first: ``dropout.kind`` and
     ``dropout.SLOT.kind``. Each class says where it makes sense (``applies_to``)."""
-    from dropoutlab.layers import Dropout, droppath, kinds, variational
+    from dropoutlab.layers import droppath, variational
+    from dropoutlab.layers.kinds import DROPOUT_KINDS
 
-    found: dict[str, type] = {"standard": Dropout, **getattr(kinds, "DROPOUT_KINDS", {})}
+    found: dict[str, type] = dict(DROPOUT_KINDS)  # standard first
     for module in (droppath, variational):
         for value in vars(module).values():
             if isinstance(value, type) and isinstance(getattr(value, "kind", None), str):

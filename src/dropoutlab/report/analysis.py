@@ -198,7 +198,8 @@ class Analysis:
     parameter averaged over the others and their two-way interactions, when at least
     ``factors.MIN_FACTORS`` (3) parameters vary and their values are crossed. ``mc``: the test
     metrics of Monte Carlo dropout per number of passes (``mc_dropout.McDropout``), when the
-    study asked for ``mc_samples``.
+    study asked for ``mc_samples``. ``learned_rates``: one row per completed run, epoch and slot
+    of ``concrete`` dropout (``config, seed, epoch, slot, rate``), empty without.
     """
 
     study: str
@@ -227,6 +228,7 @@ class Analysis:
     history: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     factors: Factors | None = None
     mc: McDropout | None = None
+    learned_rates: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def headline(self) -> list[Finding]:
@@ -433,6 +435,7 @@ def analyze_frames(
         history=history,
         factors=factors,
         mc=mc,
+        learned_rates=learned_rate_frame(list(records), runs),
     )
     analysis = _replace(analysis, labels=_labels(analysis))
     if any_completed and (history.empty or "epoch" not in history):
@@ -440,6 +443,22 @@ def analyze_frames(
     findings = tuple(build_findings(analysis))
     figures = tuple(_figure_plans(analysis)) if any_completed else ()
     return _replace(analysis, findings=findings, figures=figures)
+
+
+def learned_rate_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per completed run, epoch and slot of concrete dropout: ``config, seed, epoch,
+    slot, rate`` (empty when no run learned a rate)."""
+    if "id" not in runs:
+        return pd.DataFrame()
+    completed = runs[runs["status"] == "completed"]
+    config = dict(zip(completed["id"], completed["config"], strict=True))
+    rows = [
+        {"config": config[r["id"]], "seed": r["seed"], **entry}
+        for r in records
+        if r["id"] in config
+        for entry in r.get("learned_rates", ())
+    ]
+    return pd.DataFrame(rows)
 
 
 def _replace(analysis: Analysis, **changes) -> Analysis:
@@ -677,6 +696,10 @@ def _figure_plans(analysis: Analysis):
         x_key, y_key = analysis.grid
         yield FigurePlan("grid-test-acc", "heatmap", f"Test accuracy over {y_key} x {x_key}",
                          f"Heatmap of test accuracy over {y_key} and {x_key}")  # fmt: skip
+    if not analysis.learned_rates.empty:
+        yield FigurePlan("learned-rates", "learned_rates", "Learned dropout rate per epoch",
+                         "Line chart of each slot's learned dropout rate against the epoch, "
+                         "mean over seeds with its interval")  # fmt: skip
     if analysis.mc is not None:
         for metric, name in (("acc", "test accuracy"), ("nll", "NLL"), ("ece", "ECE")):
             yield FigurePlan(f"mc-{metric}", f"mc_{metric}", f"{name[0].upper()}{name[1:]} vs MC dropout passes",

@@ -29,7 +29,9 @@ def export_json(records: list[dict[str, Any]]) -> str:
     [0, 1]. ``best_epoch``: the epoch whose monitored metric (early stopping's monitor, else
     ``val_loss``) was best; ``stopped_epoch``: the last epoch trained; ``kept_epoch``: the
     epoch whose weights were tested (the best one with ``restore_best``, else the last);
-    see docs/study-files.md."""
+    see docs/study-files.md. ``mc``: the test metrics of Monte Carlo dropout, one entry per
+    number of passes (``samples``; 0 is the deterministic pass), with ``runs.MC_METRICS`` and
+    the reliability bins; ``learned_rates``: ``{epoch, slot, rate}`` of concrete dropout."""
     return json.dumps({"runs": _clean(records)}, indent=2) + "\n"
 
 

@@ -769,3 +769,51 @@ def _text_color(image, value: float) -> str:
         return "#333333"
     r, g, b, _ = image.cmap(image.norm(value))
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+# ----------------------------------------------------------------------------------------
+# Learned dropout rates (concrete dropout)
+
+
+def learned_rate_table(rates: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per configuration, slot and epoch: ``n`` (seeds) and the learned rate's mean and t interval.
+
+    ``rates`` has one row per run, epoch and slot: ``config, seed, epoch, slot, rate``
+    (``Analysis.learned_rates``). Rates are fractions in (0, 1).
+    """
+    rows = []
+    for (config, slot, epoch), group in rates.groupby(["config", "slot", "epoch"], sort=False):
+        interval = t_interval(group["rate"].to_numpy(dtype=float), confidence)
+        rows.append({"config": config, "slot": slot, "epoch": int(epoch), "n": interval.n,
+                     "rate_mean": interval.mean, "rate_ci_low": interval.low,
+                     "rate_ci_high": interval.high})  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["config", "slot", "epoch"], kind="stable", ignore_index=True)
+
+
+def learned_rates(
+    rates: pd.DataFrame, labels: dict[str, str] | None = None, confidence: float = CONFIDENCE
+) -> Figure:
+    """The learned dropout rate of each slot per epoch: one line per configuration and slot.
+
+    Lines are means over seeds with a band at ``confidence`` (Student t; none below 2
+    seeds), in percent; ``labels`` names the configurations (default: their labels).
+    Raises ``DropoutlabError`` when no run learned a rate.
+    """
+    if rates.empty:
+        raise DropoutlabError("no run of this study learned a dropout rate (concrete dropout)")
+    table = learned_rate_table(rates, confidence)
+    pairs = list(dict.fromkeys(zip(table["config"], table["slot"], strict=True)))
+    colors = _config_colors(len(pairs))
+    with _style():
+        fig, (ax,) = _figure(7, 4.4)
+        for color, (config, slot) in zip(colors, pairs, strict=True):
+            mine = table[(table["config"] == config) & (table["slot"] == slot)]
+            name = f"{(labels or {}).get(config, config)}: {slot}"
+            _band_line(ax, mine["epoch"].to_numpy(), mine, "rate", 100.0, color=color, marker="o",
+                       markersize=3, label=name, gid=f"rate:{config}:{slot}")  # fmt: skip
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learned dropout rate (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title("Learned dropout rate per epoch (concrete dropout)")
+        ax.legend(fontsize=_SMALL, loc="best")
+    return fig

@@ -65,6 +65,8 @@ def report_sections(analysis: Analysis) -> list[Section]:
         sections.append(_factors(a))
     if a.mc is not None:
         sections.append(_mc_dropout(a))
+    if not a.learned_rates.empty:
+        sections.append(_learned_rates(a))
     sections.append(_curves(a))
     sections.append(_methods(a))
     return [s for s in sections if s is not None]
@@ -89,6 +91,8 @@ def _draw(a: Analysis, plan: FigurePlan):
             return _mc_figure(a, plan.kind.removeprefix("mc_"))
         if plan.kind == "reliability":
             return _reliability_figure(a, plan.config)
+        if plan.kind == "learned_rates":
+            return plots.learned_rates(a.learned_rates, a.labels, a.confidence)
     except DropoutlabError as error:
         return str(error)
     raise ValueError(f"unknown figure kind {plan.kind!r}")
@@ -350,6 +354,29 @@ def _factor_tables(a: Analysis) -> list:
 
 
 MC_TITLE = "Monte Carlo dropout"
+
+
+def _learned_rates(a: Analysis) -> Section:
+    table = plots.learned_rate_table(a.learned_rates, a.confidence)
+    last = table.loc[table.groupby(["config", "slot"], sort=False)["epoch"].idxmax()]
+    shown = pd.DataFrame({"config": [a.label(c) for c in last["config"]], "slot": last["slot"],
+                          "epoch": last["epoch"], "seeds": last["n"], "learned rate": last["rate_mean"],
+                          "learned rate ci_low": last["rate_ci_low"],
+                          "learned rate ci_high": last["rate_ci_high"]})  # fmt: skip
+    shown.attrs["units"] = {
+        "learned rate": "pct",
+        "learned rate ci_low": "pct",
+        "learned rate ci_high": "pct",
+    }
+    text = [
+        "Concrete dropout learns each slot's rate by gradient descent during training (Gal, Hron and "
+        "Kendall 2017); the study's rate is only its starting value. The rate after each epoch, mean "
+        f"over seeds with a {level(a.confidence)} t interval (none below 2 seeds); the table gives the "
+        "last epoch each configuration trained."
+    ]
+    figures, notes = _figures(a, ("learned_rates",))
+    return Section("Learned dropout rates", text + notes, figures=figures,
+                   tables=[("Learned rate at the last epoch", shown)])  # fmt: skip
 
 
 def _mc_figure(a: Analysis, metric: str):

@@ -36,17 +36,32 @@ MAX_MC_SAMPLES = 1000
 
 
 def set_dotted(settings: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``settings["a"]["b"] = value`` for ``key = "a.b"``; a table value is merged."""
+    """Set ``settings["a"]["b"] = value`` for ``key = "a.b"``; a table value is merged.
+
+    A dropout slot is a rate or a table (``{rate, kind, block_size}``), and either form meets
+    the other: ``dropout.conv.kind`` on ``conv = 0.2`` gives ``{rate = 0.2, kind = ...}``, and
+    a rate set on a slot table (``dropout.conv = 0.5``) keeps the table's other keys.
+    """
     *parents, last = key.split(".")
     node = settings
-    for part in parents:
+    for depth, part in enumerate(parents):
+        parent = node
         node = node.setdefault(part, {})
+        if depth == 1 and parents[0] == "dropout" and _is_number(node):
+            node = parent[part] = {"rate": node}
         if not isinstance(node, dict):
             raise DropoutlabError(f"grid key {key!r}: {part!r} is not a table")
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        node[last] = {**node[last], **value}
+    old = node.get(last)
+    if isinstance(value, dict) and isinstance(old, dict):
+        node[last] = {**old, **value}
+    elif parents == ["dropout"] and isinstance(old, dict) and _is_number(value):
+        node[last] = {**old, "rate": value}
     else:
         node[last] = copy.deepcopy(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def shown(value: Any, limit: int = 120) -> str:
@@ -258,16 +273,20 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
 def parse_dropout(raw: Any, slots: dict[str, float], model: str):
     """The ``[dropout]`` table: ``(rates, study-wide kind, per-slot kinds, per-slot options)``.
 
-    A slot's value is its rate, or a table ``{rate, kind, block_size}``; ``kind`` at the top
-    sets every slot's kind. Where a kind makes sense is checked later, against the model's
-    shapes (:func:`check_model_fits`).
+    A slot's value is its rate, or a table ``{rate, kind, block_size}``. At the top, ``rate``
+    sets every slot's rate and ``kind`` every slot's kind; a slot's own value wins. So
+    ``"dropout.rate" = [0.0, 0.1]`` crosses with ``model`` whatever each model's slots are.
+    Where a kind makes sense is checked later, against the model's shapes
+    (:func:`check_model_fits`).
     """
     table = check_table(raw, "dropout")
     kinds = dropout_kinds()
     kind = check_choice(table.get("kind", "standard"), "dropout.kind", list(kinds))
     rates, slot_kinds, slot_options = dict(slots), {}, {}
+    if "rate" in table:
+        rates = dict.fromkeys(slots, check_rate(table["rate"], "dropout.rate"))
     for slot, value in table.items():
-        if slot == "kind":
+        if slot in ("kind", "rate"):
             continue
         where = f"dropout.{slot}"
         if slot not in slots:

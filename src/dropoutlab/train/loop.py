@@ -52,6 +52,9 @@ class Engine(Protocol):
     def test(self, indices: list[int], states: list[Weights]) -> list[tuple[float, float]]:
         """Test loss and accuracy of the runs at ``indices`` (of the engine's runs) with ``states``."""
 
+    def learned_rates(self) -> list[dict[str, float]]:
+        """Each member's learned dropout rate per slot (``concrete`` dropout; empty otherwise)."""
+
 
 ENGINES: dict[str, Callable[[list[RunSpec], PreparedData, torch.device], Engine]] = {
     "single": SingleEngine,
@@ -69,6 +72,7 @@ class RunLifecycle:
         self.stopper = EarlyStopping(s.monitor, es.patience if es else None, es.min_delta if es else 0.0,
                                      keep_best=bool(es and es.restore_best))  # fmt: skip
         self.history: list[EpochRecord] = []
+        self.learned_rates: list[tuple[int, str, float]] = []
         self.status = "completed"
         self.kept: Weights | None = None
 
@@ -105,6 +109,7 @@ class RunLifecycle:
             wall_s=wall_s,
             env=env,
             mc=mc,
+            learned_rates=tuple(self.learned_rates),
         )
 
 
@@ -130,8 +135,10 @@ def train_runs(
         train = trainer.train_epoch()
         val = trainer.evaluate(data.val)
         train_eval = trainer.evaluate(data.train_eval) if s.eval_train else [(None, None)] * len(live)
+        learned = trainer.learned_rates()
         leaving = []
         for pos, i in enumerate(live):
+            lives[i].learned_rates += [(epoch, slot, rate) for slot, rate in learned[pos].items()]
             record = EpochRecord(epoch, *train[pos], *val[pos], *train_eval[pos])
             if lives[i].end_epoch(record, partial(trainer.member_state, pos)) or epoch == s.epochs:
                 leaving.append(pos)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dropoutlab.data.prepare import PreparedData, Split
+from dropoutlab.layers.kinds import ConcreteDropout
 from dropoutlab.models import build_network
 from dropoutlab.runs import OptimizerSpec, RunSpec
 from dropoutlab.train.augment import apply_augmentation, augmentation_generator, draw_augmentation
@@ -106,6 +107,10 @@ class SingleEngine:
     def evaluate(self, split: Split) -> list[tuple[float | None, float | None]]:
         """``[(mean loss, accuracy)]`` on ``split`` in eval mode."""
         return [evaluate(self.model, split)]
+
+    def learned_rates(self) -> list[dict[str, float]]:
+        """``[{slot: rate}]`` of the model's ``concrete`` dropout layers (empty without)."""
+        return [{m.slot: m.current_rate() for m in self.model.modules() if isinstance(m, ConcreteDropout)}]
 
     def member_state(self, position: int) -> dict[str, torch.Tensor]:
         """A copy of the model's weights."""

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.layers import StackedNet
+from dropoutlab.layers.kinds import StackedConcreteDropout
 from dropoutlab.layers.stacked import ungroup
 from dropoutlab.models import build_network
 from dropoutlab.runs import RunSpec
@@ -249,6 +250,19 @@ class StackedEngine:
     def evaluate(self, split: Split) -> list[tuple[float | None, float | None]]:
         """Each live member's (mean loss, accuracy) on ``split`` in eval mode, one wide pass."""
         return evaluate_stack(self.net, split, self.eval_chunk, self.autocast)
+
+    def learned_rates(self) -> list[dict[str, float]]:
+        """Each live member's ``{slot: rate}`` of its ``concrete`` dropout layers (empty without)."""
+        out: list[dict[str, float]] = [{} for _ in self.live]
+        slots = {name: getattr(module, "slot", name) for name, module in self.template.named_children()}
+        for name, layer in self.net.layers.named_children():
+            if isinstance(layer, StackedConcreteDropout):
+                for pos, (rate, active) in enumerate(
+                    zip(layer.current_rates(), layer.active.tolist(), strict=True)
+                ):
+                    if active:
+                        out[pos][slots[name]] = rate
+        return out
 
     def member_state(self, position: int) -> dict[str, torch.Tensor]:
         """A copy of the weights of the member at ``position``."""
