@@ -171,6 +171,25 @@ def test_a_run_trains_the_same_in_any_stack(digits):
         assert got.test_acc == pytest.approx(want.test_acc, rel=1e-5)
 
 
+def test_runs_with_different_parameter_free_kinds_share_a_stack_and_train_as_they_would_apart(digits):
+    kinds = ["standard", "scaled", "gaussian", "spatial", "dropblock"]
+    runs = [
+        make_run(i, model="cnn", epochs=2, dropout={"conv": {"rate": 0.2, "kind": kind}, "dense1": 0.3})
+        for i, kind in enumerate(kinds)
+    ]
+    runs.append(make_run(9, model="cnn", epochs=2, dropout={"conv": 0.0, "dense1": 0.3}))
+    assert len({stack_key(run) for run in runs}) == 1
+    concrete = make_run(0, model="cnn", dropout={"conv": {"rate": 0.2, "kind": "concrete"}})
+    assert stack_key(concrete) != stack_key(make_run(0, model="cnn", dropout={"conv": 0.2}))
+    data = prepared(digits, runs[0])
+    net, _ = build_stack(runs, data, CPU)
+    assert "StackedMixed" in repr(net) and "StackedGaussianDropout" in repr(net)
+    together = train_stack(runs, data, CPU)
+    for run, got in zip(runs, together, strict=True):  # each run's masks are its own: same numbers
+        assert_same_history(got, train_stack([run], data, CPU)[0], rtol=1e-4)
+    assert len({round(r.history[-1].train_loss, 6) for r in together}) == len(runs)
+
+
 def test_runs_with_one_seed_share_their_batches_and_train_as_they_would_apart(digits, monkeypatch):
     runs = [
         make_run(seed, dropout={"hidden1": rate})

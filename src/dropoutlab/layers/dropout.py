@@ -68,6 +68,7 @@ def stacked_dropout(
     generators: Sequence[torch.Generator | None],
     constants: tuple[torch.Tensor, torch.Tensor] | None = None,
     group_sizes: Sequence[int] | None = None,
+    rows: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Inverted dropout with one keep probability per member (``keep`` has shape ``(M,)``).
 
@@ -79,7 +80,9 @@ def stacked_dropout(
     a multiple of 2^-16 (rates off by at most 8e-6). ``constants`` are
     :func:`dropout_constants` of ``keep``, when the caller keeps them. A ``grouped`` ``x``
     ``(G, B, ...)`` (``group_sizes`` members read each group's input) gives the members'
-    ``(M, B, ...)`` outputs without first copying the input out to each member.
+    ``(M, B, ...)`` outputs without first copying the input out to each member. ``rows``
+    (default: all) are the members that draw; the others must have ``keep = 1``, and their
+    generators are left untouched.
     """
     members = keep.shape[0]
     if len(generators) != members:
@@ -87,8 +90,8 @@ def stacked_dropout(
     threshold, scale = constants if constants is not None else dropout_constants(keep)
     per_member = x[0].numel() if layout == "grouped" else x.numel() // members
     bits = torch.empty((members, (per_member + 3) // 4), dtype=torch.int64, device=x.device)
-    for row, generator in zip(bits, generators, strict=True):
-        row.random_(-(2**63), None, generator=generator)
+    for m in range(members) if rows is None else rows:  # a row not drawn never passes the threshold
+        bits[m].random_(-(2**63), None, generator=generators[m])
     r = bits.view(torch.int16)[:, :per_member]
     if layout == "grouped":  # (G, B, ...): each group's one input, masked for each of its members
         r = r.reshape(members, *x.shape[1:])
@@ -128,6 +131,7 @@ class StackedDropout(StackedLayer):
 
     random = True
     any_layout = True
+    mixable = True
 
     def __init__(self, keep: torch.Tensor) -> None:
         super().__init__()
@@ -139,7 +143,8 @@ class StackedDropout(StackedLayer):
         threshold, scale = dropout_constants(self.keep)
         self.register_buffer("threshold", threshold, persistent=False)
         self.register_buffer("scale", scale, persistent=False)
-        self.identity = bool((self.keep == 1).all())  # read once, not at every step
+        self.rows = [m for m, keep in enumerate(self.keep.tolist()) if keep < 1.0]  # members that draw
+        self.identity = not self.rows  # read once, not at every step
 
     @classmethod
     def from_members(cls, template, members, **options):
@@ -158,12 +163,13 @@ class StackedDropout(StackedLayer):
             return a
         if a.layout == "grouped" and not a.x.requires_grad:  # input data: masked group by group
             x = stacked_dropout(a.x, "grouped", self.keep, self.generators, (self.threshold, self.scale),
-                                a.group_sizes)  # fmt: skip
+                                a.group_sizes, self.rows)  # fmt: skip
             return a.to(x, "member")
         a = a.per_member()
         if a.layout == "shared":  # the members' masks differ: give each its own copy
             a = a.to(a.image(), "image") if a.x.dim() == 4 else a.to(a.flat(), "flat")
-        return a.to(stacked_dropout(a.x, a.layout, self.keep, self.generators, (self.threshold, self.scale)))
+        constants = (self.threshold, self.scale)
+        return a.to(stacked_dropout(a.x, a.layout, self.keep, self.generators, constants, rows=self.rows))
 
     def extra_repr(self) -> str:
         return "rates=[" + ", ".join(f"{1 - k:g}" for k in self.keep.tolist()) + "]"

@@ -547,6 +547,7 @@ class _StackedRate(StackedLayer):
 
     random = True
     any_layout = True
+    mixable = True
 
     def __init__(self, rates: Sequence[float]) -> None:
         super().__init__()

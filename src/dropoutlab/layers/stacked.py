@@ -99,6 +99,9 @@ class StackedLayer(nn.Module):
     """
 
     random = False  # draws random numbers: gets one generator per member (``generators``)
+    # holds no weights and leaves a member without this layer exactly as it is, drawing nothing
+    # for it: members with other kinds of layer here may share the position (:class:`StackedMixed`)
+    mixable = False
     any_layout = False  # reads any layout as it comes (activations, dropout)
     reads_images = False  # wants image activations (convolution, pooling, 2-D batch norm)
 
@@ -145,6 +148,71 @@ def stacked_form(module: nn.Module) -> type[StackedLayer]:
         ) from None
 
 
+class StackedMixed(StackedLayer):
+    """One position where members have layers of different kinds (dropout kinds in a sweep).
+
+    Each kind's stacked form covers all M members, those with another kind as absent (the
+    identity, drawing nothing), and the forms apply one after the other: each member passes
+    through its own kind's layer alone, with its own generator, as in a stack of its kind.
+    Only :attr:`StackedLayer.mixable` forms may mix.
+    """
+
+    def __init__(self, parts: list[StackedLayer]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.random = any(part.random for part in parts)
+        self.any_layout = all(part.any_layout for part in parts)
+        self.reads_images = any(part.reads_images for part in parts)
+
+    @classmethod
+    def from_members(cls, template: nn.Module, members: list[nn.Module | None], **options) -> StackedMixed:
+        kinds = list(dict.fromkeys(type(m) for m in [template, *members] if m is not None))
+        forms = [STACKED_FORMS.get(kind) for kind in kinds]
+        if not all(form is not None and form.mixable for form in forms):
+            names = ", ".join(kind.__name__ for kind in kinds)
+            raise TypeError(f"members with {names} at one position cannot share a stack")
+        parts = []
+        for kind, form in zip(kinds, forms, strict=True):
+            own = [m if type(m) is kind else None for m in members]
+            first = next((m for m in own if m is not None), template)
+            parts.append(form.from_members(first, own, **options))
+        return cls(parts)
+
+    @property
+    def generators(self) -> list[torch.Generator | None]:
+        """Each member's generator, the same list for every part (each draws for its own members)."""
+        return self.parts[0].generators
+
+    @generators.setter
+    def generators(self, generators: list[torch.Generator | None]) -> None:
+        for part in self.parts:
+            part.generators = list(generators)
+
+    def select(self, index: torch.Tensor) -> None:
+        for part in self.parts:
+            part.select(index)
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        return {}  # mixable forms hold no weights
+
+    def forward(self, a: Activations) -> Activations:
+        for part in self.parts:
+            a = part(a)
+        return a
+
+
+def stacked_position(template: nn.Module, members: list[nn.Module | None], **options) -> StackedLayer:
+    """The stacked form of one position of a stack: the template's kind's, or
+    :class:`StackedMixed` where the members have mixable layers of different kinds.
+
+    A form that is not mixable reads its members as they come (a plain ``nn.Linear`` is
+    DropConnect at rate 0)."""
+    form = stacked_form(template)
+    if form.mixable and any(m is not None and type(m) is not type(template) for m in members):
+        return StackedMixed.from_members(template, members, **options)
+    return form.from_members(template, members, **options)
+
+
 class StackedNet(nn.Module):
     """A stack of same-shaped networks, built from each member's own ``nn.Sequential``.
 
@@ -187,8 +255,8 @@ class StackedNet(nn.Module):
         """Stack ``members`` (each run's own model) layer by layer, on ``device``."""
         children = [dict(member.named_children()) for member in members]
         layers = OrderedDict(
-            (name, stacked_form(module).from_members(module, [c.get(name) for c in children],
-                                                      channels_last=channels_last, conv_loop=conv_loop))
+            (name, stacked_position(module, [c.get(name) for c in children],
+                                    channels_last=channels_last, conv_loop=conv_loop))
             for name, module in template.named_children()
         )  # fmt: skip
         return cls(layers, len(members), channels_last, conv_loop).to(device)

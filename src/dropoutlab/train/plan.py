@@ -25,11 +25,18 @@ def stack_key(run: RunSpec) -> tuple:
     """What runs must share to train in one stack.
 
     Everything but the per-member settings: seed, dropout rates, learning rate, weight decay,
-    momentum, early-stopping patience and min_delta.
+    momentum, early-stopping patience and min_delta, and the kind of dropout at a slot where
+    every kind is parameter-free (:attr:`~dropoutlab.layers.stacked.StackedLayer.mixable`:
+    standard, scaled, gaussian, alpha, spatial, dropblock), so a sweep over those kinds
+    trains in one stack.
     """
     s = run.settings
     es = s.early_stopping
-    kinds = tuple(s.kind_of(slot) for slot in s.dropout)
+    forms = dropout_kinds()
+    kinds = tuple(
+        "mixable" if getattr(STACKED_FORMS.get(forms.get(kind)), "mixable", False) else kind
+        for kind in (s.kind_of(slot) for slot in s.dropout)
+    )
     options = tuple(sorted((slot, tuple(sorted(o.items()))) for slot, o in s.slot_options.items()))
     return (
         s.dataset, s.validation, s.split_seed, s.normalize, s.model, s.layers, tuple(s.dropout), kinds,
