@@ -234,3 +234,17 @@ def test_custom_model_that_does_not_fit_the_dataset_is_refused_before_training(w
     )
     with pytest.raises(DropoutlabError, match="dataset has 10 classes"):
         load_study(path)
+
+
+def test_a_top_level_list_is_told_to_move_into_a_grid(write_study):
+    path = write_study(
+        """
+        name = "s"
+        dataset = "digits"
+        model = ["mlp", "cnn"]
+        [[grid]]
+        "dropout.rate" = [0.0, 0.2]
+        """
+    )
+    with pytest.raises(DropoutlabError, match=r"to sweep model, put the list in a \[\[grid\]\] table"):
+        expand_runs(load_study(path))

@@ -148,6 +148,20 @@ class RunSettings:
                     del data[key]
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSettings:
+        """The settings :meth:`to_dict` wrote (a stored run's ``spec``, its ``seed`` ignored)."""
+        values = {**ADDED_DEFAULTS, **{k: v for k, v in data.items() if k != "seed"}}
+        es = values.get("early_stopping")
+        return cls(**{
+            **values,
+            "layers": tuple(LayerSpec(**layer) for layer in values["layers"]),
+            "optimizer": OptimizerSpec(**values.get("optimizer", {})),
+            "early_stopping": EarlyStoppingSpec(**es) if es else None,
+            "augment": tuple(values["augment"]),
+            "mc_samples": tuple(values["mc_samples"]),
+        })  # fmt: skip
+
 
 # Settings added after the first release, with their defaults (see RunSettings.to_dict).
 ADDED_DEFAULTS: dict[str, Any] = {
@@ -289,7 +303,9 @@ class RunResult:
     dropout, one entry per ``mc_samples`` value T, and ``samples = 0`` for the usual
     deterministic pass): :data:`MC_METRICS` and ``reliability`` (per confidence bin:
     count, mean confidence, accuracy). ``learned_rates`` holds, for a run with ``concrete``
-    dropout, each slot's learned rate after each epoch: ``(epoch, slot, rate)``.
+    dropout, each slot's learned rate after each epoch: ``(epoch, slot, rate)``. ``weights``
+    are the tested weights, serialized by ``torch.save``, when the run was asked to keep them
+    (``dropoutlab run --keep-weights``; ``dropoutlab evaluate`` reads them).
     """
 
     run: RunSpec
@@ -304,6 +320,7 @@ class RunResult:
     error: str | None = None
     mc: tuple[dict[str, Any], ...] = ()
     learned_rates: tuple[tuple[int, str, float], ...] = ()
+    weights: bytes | None = field(default=None, repr=False)
 
     @property
     def kept_epoch(self) -> int | None:

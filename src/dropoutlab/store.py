@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS learned_rates (
     rate REAL NOT NULL,
     PRIMARY KEY (run_id, epoch, slot)
 );
+CREATE TABLE IF NOT EXISTS weights (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    state BLOB NOT NULL
+);
 """
 
 
@@ -236,6 +240,19 @@ class Store:
             if learned:
                 self.conn.execute("DELETE FROM learned_rates WHERE run_id = ?", (run.id,))
                 self.conn.executemany("INSERT INTO learned_rates VALUES (?, ?, ?, ?)", learned)
+            if result.weights is not None:
+                self.conn.execute("INSERT OR REPLACE INTO weights VALUES (?, ?)", (run.id, result.weights))
+
+    def write_mc(self, run_id: str, entries: list[dict[str, Any]]) -> None:
+        """Store Monte Carlo dropout ``entries`` (as in :attr:`RunResult.mc`) of a stored run,
+        replacing those with the same number of samples, all or nothing."""
+        rows = [
+            (run_id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"])) for m in entries
+        ]
+        with self._writing(f"the MC dropout metrics of run {run_id}"), self.conn:
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO mc VALUES ({', '.join('?' * (3 + len(MC_METRICS)))})", rows
+            )
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -280,6 +297,7 @@ class Store:
                 self.conn.execute("UPDATE epochs SET run_id = ? WHERE run_id = ?", (new_id, old_id))
                 self.conn.execute("UPDATE mc SET run_id = ? WHERE run_id = ?", (new_id, old_id))
                 self.conn.execute("UPDATE learned_rates SET run_id = ? WHERE run_id = ?", (new_id, old_id))
+                self.conn.execute("UPDATE weights SET run_id = ? WHERE run_id = ?", (new_id, old_id))
                 self.conn.execute(
                     "UPDATE runs SET id = ?, study = ? WHERE id = ?", (new_id, archived, old_id)
                 )
@@ -384,6 +402,13 @@ class Store:
             record["kept_epoch"] = _kept_epoch(record)
             records.append(record)
         return records
+
+    def weights(self, run_id: str) -> bytes | None:
+        """The weights ``dropoutlab run --keep-weights`` stored for a run (``torch.save`` bytes), or None."""
+        if "weights" not in self._tables():  # a store written before weights were kept
+            return None
+        row = self.conn.execute("SELECT state FROM weights WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
 
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per run (see DEVELOPERS.md, "Store DataFrames"); ``attrs["params"]`` lists the grid keys."""

@@ -79,7 +79,7 @@ def _accuracy_cell(row) -> str:
     if method == "logit t":
         return f"{mean} ({row.test_acc_ci_low:.1%} to {row.test_acc_ci_high:.1%})"
     if method == "same":
-        return f"{mean} (all seeds equal: check seeding)"
+        return f"{mean} (all seeds equal; no interval)"
     if row.n >= 2:
         return f"{mean} (range {row.test_acc_min:.1%} to {row.test_acc_max:.1%})"
     return mean

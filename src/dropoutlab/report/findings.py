@@ -118,7 +118,7 @@ def accuracy_level(interval, confidence: float, what: str = "accuracy") -> str:
     if method == "logit t":
         return f"{mean} ({level(confidence)} CI {100 * interval.low:.1f} to {100 * interval.high:.1f}%)"
     if method == "same":
-        return f"{mean} (all {interval.n} seeds gave the same {what} \u2014 check the seeding)"
+        return f"{mean} (all {interval.n} seeds gave the same {what}; no interval)"
     if method == "range" and interval.n == 1:
         return f"{mean} (one seed, no interval)"
     if method == "range":
@@ -314,7 +314,8 @@ def _no_spread(a: Analysis) -> list[Finding]:
                 Finding(
                     "no_spread",
                     f"{a.label(c.config)}: all {c.n} seeds gave the same test accuracy ({pct(c.test_acc.mean)}) "
-                    "\u2014 check the seeding: different seeds should give different runs.",
+                    "\u2014 possible by chance on a small test set; if their test losses are equal too, the seeds did "
+                    "not take effect: check the seeding.",
                     (c.config,),
                     {"n": c.n, "test_acc_mean": c.test_acc.mean},
                 )

@@ -39,7 +39,7 @@ INTERVAL_WORDS = {
     "logit t": "t on the logit scale",
     "t": "t",
     "range": "none: fewer than 3 seeds",
-    "same": "none: all seeds gave the same accuracy \u2014 check the seeding",
+    "same": "none: all seeds gave the same accuracy (by chance on a small test set, or seeds without effect)",
     "boundary": "none: a seed at exactly 0% or 100%",
     "none": "none: no completed run",
 }

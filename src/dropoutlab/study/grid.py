@@ -24,6 +24,15 @@ def count_points(grid: tuple[dict[str, list[Any]], ...]) -> int:
     return sum(math.prod(len(values) for values in sub.values()) for sub in grid or ({},))
 
 
+def sweep_hint(settings: dict, message: str) -> str:
+    """A hint for an error about a top-level list (``model = ["mlp", "cnn"]``): lists sweep
+    only in ``[[grid]]`` tables."""
+    for key, value in settings.items():
+        if isinstance(value, list) and message.startswith(f"{key}:"):
+            return f"; to sweep {key}, put the list in a [[grid]] table"
+    return ""
+
+
 def expand_runs(study: StudySpec) -> list[RunSpec]:
     """The runs of a study: each grid point (union of cross products) times each seed.
 
@@ -41,8 +50,11 @@ def expand_runs(study: StudySpec) -> list[RunSpec]:
             try:
                 settings = parse_settings(raw)
             except DropoutlabError as exc:
+                message = str(exc) + sweep_hint(study.settings, str(exc))
                 shown = ", ".join(f"{k}={v}" for k, v in flatten(point).items())
-                raise DropoutlabError(f"{exc} (in the grid point {shown})" if point else str(exc)) from None
+                raise DropoutlabError(
+                    f"{message} (in the grid point {shown})" if point else message
+                ) from None
             params = {key: settings.value(key) for key in keys}
             for seed in study.seeds:
                 rid = run_id(study.name, settings, seed)

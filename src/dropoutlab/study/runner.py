@@ -65,6 +65,7 @@ def run_study(
     stack: str | int = "auto",
     workers: str | int = "auto",
     replace: bool = False,
+    keep_weights: bool = False,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -85,6 +86,8 @@ def run_study(
     A study the store already holds must have the same design: adding seeds or grid values
     extends it, any other change raises DropoutlabError (see :mod:`dropoutlab.study.design`)
     unless ``replace``, which first renames the stored runs to ``NAME@archived-N``.
+
+    ``keep_weights`` stores each tested run's weights beside it, for ``dropoutlab evaluate``.
     """
     start = time.perf_counter()
     runs = expand_runs(study)
@@ -121,7 +124,7 @@ def run_study(
                 log.info("%s", reason)
                 outcome.plan_notes.append(reason)
         for batch, results in _train_batches(
-            batches, data, dev, n_workers, stack == "off", show=not bar.disable
+            batches, data, dev, n_workers, stack == "off", keep_weights, show=not bar.disable
         ):
             for result in results:
                 store.write_run(result)
@@ -147,20 +150,30 @@ def _train_batches(
     device: torch.device,
     workers: int,
     stack_off: bool,
+    keep_weights: bool,
     show: bool,
 ) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
     """Yield each batch with its results: in order in this process, or as worker processes finish them."""
     if workers > 1 and len(batches) > 1:
         yield from map_unordered(
-            _train_batch, batches, (data, device, False, stack_off), workers, tail_in_parent=True
+            _train_batch,
+            batches,
+            (data, device, False, stack_off, keep_weights),
+            workers,
+            tail_in_parent=True,
         )
         return
     for batch in batches:
-        yield batch, _train_batch(batch, data, device, show, stack_off)
+        yield batch, _train_batch(batch, data, device, show, stack_off, keep_weights)
 
 
 def _train_batch(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, show: bool, stack_off: bool
+    runs: list[RunSpec],
+    data: PreparedData,
+    device: torch.device,
+    show: bool,
+    stack_off: bool,
+    keep_weights: bool = False,
 ) -> list[RunResult]:
     """Train one batch of runs (one run, or a stack); an exception marks them all failed.
 
@@ -170,7 +183,7 @@ def _train_batch(
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
     try:
-        return train_runs(runs, data, device, engine, on_epoch=lambda epoch, members: epochs.update(1))
+        return train_runs(runs, data, device, engine, lambda epoch, members: epochs.update(1), keep_weights)
     except (DropoutlabError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a broken run must not end the study; its traceback goes to the log

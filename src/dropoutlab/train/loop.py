@@ -10,10 +10,12 @@ the run asks for ``mc_samples``, Monte Carlo dropout on the test split.
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -119,12 +121,14 @@ def train_runs(
     device: torch.device,
     engine: str = "stacked",
     on_epoch: Callable[[int, int], None] | None = None,
+    keep_weights: bool = False,
 ) -> list[RunResult]:
     """Train ``runs`` side by side with ``engine`` (``"single"``: one run; ``"stacked"``: runs of
     one stack key) and score each kept model on the test split; one result per run, in order.
 
     ``on_epoch(epoch, members)`` is called after each epoch with the number of runs that
-    trained in it. A run's ``wall_s`` is the engine's wall time divided by its runs.
+    trained in it. A run's ``wall_s`` is the engine's wall time divided by its runs. With
+    ``keep_weights`` each tested run's result carries its weights (:func:`weights_to_bytes`).
     """
     start = time.perf_counter()
     trainer = ENGINES[engine](runs, data, device)
@@ -163,8 +167,23 @@ def train_runs(
         how = {"engine": trainer.name}
         if trainer.name == "stacked":
             how["stack"] = {"size": len(runs), "position": i, "wall_s": wall}
-        results.append(life.result(tests.get(i), wall / len(runs), {**env, **how}, mc.get(i, ())))
+        result = life.result(tests.get(i), wall / len(runs), {**env, **how}, mc.get(i, ()))
+        if keep_weights and i in tests:
+            result = replace(result, weights=weights_to_bytes(life.kept))
+        results.append(result)
     return results
+
+
+def weights_to_bytes(state: Weights) -> bytes:
+    """``state`` (a model's ``state_dict()``) as the bytes of ``torch.save``, tensors on the CPU."""
+    buffer = io.BytesIO()
+    torch.save({name: tensor.detach().cpu() for name, tensor in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def weights_from_bytes(blob: bytes, device: torch.device) -> Weights:
+    """The ``state_dict()`` :func:`weights_to_bytes` wrote, on ``device`` (tensors only are read)."""
+    return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
 
 
 def mc_test(run: RunSpec, kept: Weights, data: PreparedData, device: torch.device) -> tuple[dict, ...]:
