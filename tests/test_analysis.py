@@ -120,7 +120,15 @@ def _rendered_numbers(value) -> set[str]:
     x = float(value)
     if not np.isfinite(x):
         return set()
-    out = {pct(x).rstrip("%"), signed(x), signed(abs(x)), f"{100 * abs(x):.1f}", f"{x:.2f}", f"{x:g}"}
+    out = {
+        pct(x).rstrip("%"),
+        signed(x),
+        signed(abs(x)),
+        signed(abs(x)).lstrip("+"),
+        f"{100 * abs(x):.1f}",
+        f"{x:.2f}",
+        f"{x:g}",
+    }
     out |= {p_text(x).split(" ")[-1], f"{100 * x:.4g}"}
     if x == int(x):
         out.add(str(int(x)))

@@ -216,7 +216,7 @@ def test_reference_values_are_the_baselines():
     levels = {"dropout.conv": [0.0, 0.3], "dropout.dense": [0.0, 0.5], "optimizer.weight_decay": [0.0, 0.001]}
     runs = grid_runs(mean=lambda c, d, w: 0.8 + 0.02 * (d > 0), levels=levels, rng=1)
     a = analyze_frames(runs)
-    assert a.baseline_name == "no dropout"
+    assert a.baseline_name == "no regularization"  # no dropout and no weight decay
     assert a.factors.reference == {"dropout.conv": 0.0, "dropout.dense": 0.0, "optimizer.weight_decay": 0.0}
     b = analyze_frames(runs, baseline="dropout.conv=0.3,dropout.dense=0.5,optimizer.weight_decay=0.001")
     assert b.factors.reference == {"dropout.conv": 0.3, "dropout.dense": 0.5, "optimizer.weight_decay": 0.001}
@@ -362,3 +362,39 @@ def test_the_factor_section_is_rendered_only_when_three_or_more_parameters_vary(
     )
     assert "Two-way interactions" in html and "dropout.rate=0.5 vs 0" in markdown
     assert "These tests belong to the report's one Holm family" in markdown
+
+
+def test_a_grid_over_models_compares_each_models_dropout_with_the_same_model_without():
+    levels = {"model": ["mlp", "resnet"], "dropout.rate": [0.0, 0.2]}
+    # dropout costs the MLP 3 points and the ResNet nothing
+    runs = grid_runs(mean=lambda m, r: 0.9 - 0.03 * (m == "mlp") * (r > 0), levels=levels, rng=2)
+    a = analyze_frames(runs)
+    assert a.baseline is None and a.strata == {
+        "model=mlp,dropout.rate=0.2": "model=mlp,dropout.rate=0.0",
+        "model=resnet,dropout.rate=0.2": "model=resnet,dropout.rate=0.0",
+    }
+    mlp, resnet = (a.comparison(f"model={m},dropout.rate=0.2") for m in ("mlp", "resnet"))
+    assert mlp.baseline == "model=mlp,dropout.rate=0.0" and mlp.significant and mlp.diff < -0.02
+    assert not resnet.significant and abs(resnet.diff) < 0.01
+    texts = [f.text for f in a.headline]
+    assert any(f.kind == "stratified_baseline" for f in a.headline)
+    assert any(t.startswith("model=mlp, dropout.rate=0.2 has lower test accuracy than model=mlp without dropout")
+               for t in texts), texts  # fmt: skip
+    assert any("vs model=resnet without dropout" in t and "not distinguishable" in t for t in texts), texts
+    assert not any(f.kind == "no_baseline" for f in a.headline)
+    section = next(
+        s for s in report_sections(a) if s.title == "Compared with the same settings without dropout"
+    )
+    assert list(section.tables[0][1]["baseline"]) == [
+        "model=mlp without dropout",
+        "model=resnet without dropout",
+    ]
+    trend = next(f.text for f in a.headline if f.kind == "gap_trend")
+    assert trend.startswith("Along dropout.rate from 0 to 0.2 at model=mlp,"), trend  # the line's slice
+
+
+def test_a_grid_over_kinds_has_no_rate_axis():
+    runs = grid_runs(mean=lambda k: 0.9, levels={"dropout.conv.kind": ["spatial", "standard", "dropblock"]})
+    runs["dropout.conv"] = 0.2
+    a = analyze_frames(runs)
+    assert a.rate_key is None and a.gap_trend is None

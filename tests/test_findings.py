@@ -172,6 +172,7 @@ def test_several_no_dropout_configs_without_a_tie_break_ask_for_a_baseline():
     text = findings(runs)
     assert text[0].startswith("No baseline: several configurations have no dropout")
     assert "optimizer.lr=0.01" in text[0] and "optimizer.lr=0.1" in text[0]
+    assert "name one with --baseline (e.g. 'optimizer.lr=0.01')" in text[0]  # a baseline of this study
 
 
 def test_explicit_baseline_and_params_without_attrs():

@@ -5,6 +5,7 @@ from conftest import make_run, prepared
 
 from dropoutlab.report import analyze
 from dropoutlab.report.export import export_json
+from dropoutlab.report.numbers import analysis_to_json
 from dropoutlab.report.sections import report_sections
 from dropoutlab.store import Store
 from dropoutlab.study import load_study, run_study
@@ -70,3 +71,5 @@ def test_learned_rates_are_stored_exported_archived_and_reported(write_study, tm
     assert [f[3] for f in section.figures] == ["learned-rates"]
     caption, table = section.tables[0]
     assert list(table["epoch"]) == [2, 2] and list(table["seeds"]) == [2, 2]
+    numbers = analysis_to_json(a)["learned_rates"]
+    assert len(numbers) == 8 and {"config", "seed", "epoch", "slot", "rate"} <= set(numbers[0])

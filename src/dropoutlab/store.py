@@ -437,6 +437,13 @@ def _kept_epoch(record: dict[str, Any]) -> int | None:
     return kept_epoch(bool(es and es.get("restore_best")), record["best_epoch"], record["stopped_epoch"])
 
 
+def _cell(value: Any) -> Any:
+    """A parameter's value as one table cell: a list (``augment``) as ``"crop+flip"``, ``"none"`` when empty."""
+    if isinstance(value, list):
+        return "+".join(map(str, value)) or "none"
+    return value
+
+
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """The runs DataFrame built from export records."""
     params = _param_keys(records)
@@ -452,7 +459,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         }  # fmt: skip
         row.update({f"final_{m}": final.get(m) for m in EPOCH_METRICS})
         row.update({f"dropout.{slot}": rate for slot, rate in r["spec"]["dropout"].items()})
-        row.update({k: r["params"].get(k) for k in params})
+        row.update({k: _cell(r["params"].get(k)) for k in params})
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in ("test_loss", "test_acc", *(f"final_{m}" for m in EPOCH_METRICS)):
@@ -469,7 +476,7 @@ def history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     for r in records:
         base = {"run_id": r["id"], "study": r["study"], "config": config_label(r["params"]), "seed": r["seed"],
                 "status": r["status"]}  # fmt: skip
-        base.update({k: r["params"].get(k) for k in params})
+        base.update({k: _cell(r["params"].get(k)) for k in params})
         rows.extend({**base, **h} for h in r["history"])
     frame = pd.DataFrame(
         rows,

@@ -48,7 +48,9 @@ from dropoutlab.report.stats import (
     adjust_family,
     baseline_comparisons,
     compare_configs,
+    dropout_strata,
     interaction_test,
+    is_off,
     no_dropout_configs,
     param_columns,
     rate_axis,
@@ -229,6 +231,7 @@ class Analysis:
     factors: Factors | None = None
     mc: McDropout | None = None
     learned_rates: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    strata: dict[str, str] = field(default_factory=dict)
 
     @property
     def headline(self) -> list[Finding]:
@@ -245,6 +248,15 @@ class Analysis:
         (``"dropout.hidden1=0.5"``), ``"no dropout"`` for a baseline without dropout; every
         varied parameter when there is no baseline. Falls back to the full label."""
         return self.labels.get(config, config)
+
+    def baseline_of(self, comparison: Comparison) -> str:
+        """How the report names what ``comparison`` is measured against: the baseline, or with
+        :attr:`strata` the same settings without dropout (``"model=mlp without dropout"``)."""
+        if self.baseline_name is not None:
+            return self.baseline_name
+        params = self.config(comparison.baseline).params
+        same = [f"{p}={_value_text(params.get(p))}" for p in self.varied if not p.startswith("dropout.")]
+        return f"{', '.join(same)} without dropout" if same else self.label(comparison.baseline)
 
     def comparison(self, config: str) -> Comparison | None:
         """The comparison of ``config`` with the baseline, if there is one."""
@@ -330,9 +342,10 @@ def analyze_frames(
     configs = tuple(_config_summaries(summary, params)) if not runs.empty else ()
     varied = varied_params(runs, params) if not runs.empty else []
     base = resolve_baseline(runs, baseline, params) if not runs.empty else None
+    strata = dropout_strata(runs, params) if base is None and baseline is None and not runs.empty else {}
     base_name = base
     if base is not None and base in no_dropout_configs(runs):
-        base_name = "no dropout"
+        base_name = _no_dropout_name(runs, base, varied)
     any_completed = bool((runs.get("status", pd.Series(dtype=str)) == "completed").any())
 
     # The family: baseline comparisons, the interaction test, the factor effects and
@@ -340,6 +353,10 @@ def analyze_frames(
     family: list[pd.DataFrame] = []
     if base is not None and any_completed:
         rows = baseline_comparisons(runs, base, params, "test_acc", confidence)
+        rows["member"] = "baseline"
+        family.append(rows)
+    elif strata and any_completed:  # each configuration against the same settings without dropout
+        rows = baseline_comparisons(runs, strata, params, "test_acc", confidence)
         rows["member"] = "baseline"
         family.append(rows)
     elif any_completed:
@@ -385,6 +402,9 @@ def analyze_frames(
     table = pd.concat(family, ignore_index=True) if family else pd.DataFrame()
     if not table.empty:
         table = adjust_family(table, alpha, confidence, min_effect, power, family_size=len(table))
+        # min_effect is a difference in accuracy: seeds needed for it mean nothing for a loss
+        if "metric" in table:
+            table.loc[table["metric"].astype(str).str.endswith("nll"), "seeds_needed"] = math.nan
     comparisons = tuple(_comparison(r) for _, r in table.iterrows() if r["member"] == "baseline")
     interaction = None
     if interaction_raw is not None:
@@ -436,6 +456,7 @@ def analyze_frames(
         factors=factors,
         mc=mc,
         learned_rates=learned_rate_frame(list(records), runs),
+        strata=strata,
     )
     analysis = _replace(analysis, labels=_labels(analysis))
     if any_completed and (history.empty or "epoch" not in history):
@@ -443,6 +464,19 @@ def analyze_frames(
     findings = tuple(build_findings(analysis))
     figures = tuple(_figure_plans(analysis)) if any_completed else ()
     return _replace(analysis, findings=findings, figures=figures)
+
+
+def _no_dropout_name(runs: pd.DataFrame, base: str, varied: list[str]) -> str:
+    """How the report names a baseline without dropout: ``"no dropout"``; ``"no regularization"``
+    when the other varied parameters are off there too (no weight decay, no batch norm); else
+    ``"no dropout (optimizer.lr=0.01)"``."""
+    row = runs[runs["config"] == base].iloc[0]
+    others = {p: row[p] for p in varied if not p.startswith("dropout.")}
+    if not others:
+        return "no dropout"
+    if all(is_off(v) for v in others.values()):
+        return "no regularization"
+    return f"no dropout ({', '.join(f'{p}={_value_text(v)}' for p, v in others.items())})"
 
 
 def learned_rate_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
@@ -677,7 +711,14 @@ def config_short_name(analysis: Analysis, config: str) -> str:
     row = analysis.config(config).params
     if analysis.baseline is not None:
         if config == analysis.baseline:
-            return "no-dropout" if analysis.baseline_name == "no dropout" else "baseline"
+            name = analysis.baseline_name or ""
+            return (
+                "no-dropout"
+                if name == "no dropout"
+                else "no-regularization"
+                if name == "no regularization"
+                else "baseline"
+            )
         ref = analysis.config(analysis.baseline).params
         keys = [p for p in analysis.varied if row.get(p) != ref.get(p)]
     else:

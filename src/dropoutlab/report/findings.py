@@ -68,10 +68,14 @@ def pct(x: float) -> str:
 
 
 def signed(x: float) -> str:
-    """``0.013`` -> ``"+1.3"`` (percentage points, true minus sign, no ``-0.0``)."""
+    """``0.013`` -> ``"+1.3"`` (percentage points, true minus sign, no ``-0.0``); a value that
+    rounds to 0.0 keeps its sign with two decimals (``-0.0004`` -> ``"−0.04"``), so an interval's
+    bound shows on which side of 0 it lies."""
     text = f"{100 * x:+.1f}"
     if text in ("+0.0", "-0.0"):
-        text = "0.0"
+        text = f"{100 * x:+.2f}"
+        if text in ("+0.00", "-0.00"):
+            text = "0.0"
     return text.replace("-", MINUS)
 
 
@@ -220,18 +224,34 @@ def _seed_phrase(done) -> str:
 
 def _headline(a: Analysis, done) -> list[Finding]:
     base_name = a.baseline_name
+    out = []
+    if base_name is None and a.strata:
+        bases = list(dict.fromkeys(a.strata.values()))
+        out.append(
+            Finding(
+                "stratified_baseline",
+                f"No single baseline: {len(bases)} configurations have no dropout and differ in "
+                f"{_and([p for p in a.varied if not p.startswith('dropout.')])}, so each configuration with "
+                "dropout is compared with the one that has the same settings without dropout "
+                f"({'; '.join(map(a.label, bases))}).",
+                tuple(bases),
+            )
+        )
+        base_name = "the same settings without dropout"
     if base_name is None:
         zero = no_dropout_configs(a.runs)
         why = (
-            f"several configurations have no dropout ({', '.join(map(a.label, zero))})"
+            f"several configurations have no dropout ({'; '.join(map(a.label, zero))})"
             if zero
             else "no configuration has every dropout rate at 0"
         )
+        example = a.config(zero[0] if zero else a.configs[0].config).params
+        named = ",".join(f"{p}={value_text(example.get(p))}" for p in a.varied)
         return [
             Finding(
                 "no_baseline",
-                f"No baseline: {why}, so nothing is compared with a baseline; name one "
-                "(e.g. 'dropout.conv=0,optimizer.lr=0.01') to get those comparisons.",
+                f"No baseline: {why}, so nothing is compared with a baseline; name one with "
+                f"--baseline (e.g. '{named}') to get those comparisons.",
                 tuple(zero),
             )
         ]
@@ -242,10 +262,10 @@ def _headline(a: Analysis, done) -> list[Finding]:
             )
         ]
     if any(c.significant for c in a.comparisons):
-        return []
+        return out
     tested = [c for c in a.comparisons if np.isfinite(c.p_value)]
     if not tested:
-        return [
+        return out + [
             Finding(
                 "untestable",
                 f"Nothing can be tested against {base_name} yet: every comparison lacks a second "
@@ -255,7 +275,7 @@ def _headline(a: Analysis, done) -> list[Finding]:
         ]
     smallest = min(c.p_adjusted for c in tested)
     counts = sorted({c.n for c in done})
-    return [
+    return out + [
         Finding(
             "none_distinguishable",
             f"No configuration is distinguishable from {base_name} on test accuracy with "
@@ -332,7 +352,7 @@ def _left_out(a: Analysis) -> list[Finding]:
             out.append(
                 Finding(
                     "seeds_left_out",
-                    f"{a.label(c.config)} vs {a.baseline_name}: paired on the {c.n} seeds both completed; "
+                    f"{a.label(c.config)} vs {a.baseline_of(c)}: paired on the {c.n} seeds both completed; "
                     f"{word} {seeds} left out (completed by only one of the two).",
                     (c.config, c.baseline),
                     {"n": c.n, "seeds_left_out": list(c.seeds_left_out)},
@@ -399,10 +419,12 @@ def _significant(a: Analysis, done) -> list[Finding]:
     for c in a.comparisons:
         if not c.significant:
             continue
+        base = a.baseline_of(c)
         if c.diff < 0:
-            text = f"{a.label(c.config)} has lower test accuracy than {a.baseline_name}: {_vs(c, a.baseline_name, a.confidence)}."
-        elif c.config != best:
-            text = f"{a.label(c.config)} also has higher test accuracy than {a.baseline_name}: {_vs(c, a.baseline_name, a.confidence)}."
+            text = f"{a.label(c.config)} has lower test accuracy than {base}: {_vs(c, base, a.confidence)}."
+        elif c.config != best or a.baseline is None:
+            also = "" if a.baseline is None else "also "
+            text = f"{a.label(c.config)} {also}has higher test accuracy than {base}: {_vs(c, base, a.confidence)}."
         else:
             continue
         out.append(Finding("significant", text, (c.config, c.baseline), _comparison_numbers(c), claim=True))
@@ -443,9 +465,10 @@ def _not_distinguishable(a: Analysis, done) -> list[Finding]:
     best = _best_config(done).config
     out = []
     for c in a.comparisons:
-        if c.significant or (c.config == best and np.isfinite(c.p_value)):
+        if c.significant or (c.config == best and np.isfinite(c.p_value) and a.baseline is not None):
             continue  # said with the best configuration
-        head = f"{a.label(c.config)}: {pp(c.diff)} vs {a.baseline_name}"
+        base = a.baseline_of(c)
+        head = f"{a.label(c.config)}: {pp(c.diff)} vs {base}"
         n = min(c.n, c.n_baseline)
         numbers = _comparison_numbers(c)
         if not np.isfinite(c.p_value):
@@ -462,7 +485,7 @@ def _not_distinguishable(a: Analysis, done) -> list[Finding]:
             continue
         text = (
             f"{head} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}, {p_text(c.p_adjusted, 'Holm p')}): not "
-            f"distinguishable from {a.baseline_name} with {seeds_text(n)}{_needed(a, c)}"
+            f"distinguishable from {base} with {seeds_text(n)}{_needed(a, c)}"
         )
         out.append(
             Finding("not_distinguishable", text, (c.config, c.baseline), {**numbers, **_needed_numbers(a, c)})
@@ -596,8 +619,11 @@ def _gap_trend(a: Analysis) -> list[Finding]:
         shape = "narrows" if c.diff < 0 else "widens"
         change += f", {p_text(c.p_adjusted, 'Holm p')}): the gap {shape} with more dropout"
         claim = True
+    fixed = a.config(g.low_config).params
+    others = [f"{p}={value_text(fixed.get(p))}" for p in a.varied if p != g.key]
+    where = f" at {', '.join(others)}" if others else ""
     text = (
-        f"Along {g.key} from {value_text(g.low_value)} to {value_text(g.high_value)}, mean test accuracy "
+        f"Along {g.key} from {value_text(g.low_value)} to {value_text(g.high_value)}{where}, mean test accuracy "
         f"goes from {pct(g.low_test_acc)} to {pct(g.high_test_acc)} and the train-test accuracy gap "
         f"(eval-mode train accuracy where measured) from {pp(g.low_gap)} to {pp(g.high_gap)}, {change}."
     )
@@ -800,6 +826,10 @@ def _factor_interactions(a: Analysis) -> list[Finding]:
 # Train accuracy below test accuracy
 
 
+#: Train accuracy counts as below test accuracy from this much (half the 0.1 pp the text shows).
+BELOW_MARGIN = 0.0005
+
+
 def _train_below_test(a: Analysis, done) -> list[Finding]:
     metrics = run_metrics(a.runs)
     metrics = metrics[metrics["status"] == "completed"]
@@ -809,7 +839,7 @@ def _train_below_test(a: Analysis, done) -> list[Finding]:
         test = c.test_acc.mean
         running, evaluated = c.train_acc.mean, c.train_eval_acc.mean
         mine = metrics[metrics["config"] == c.config]
-        if np.isfinite(evaluated) and evaluated < test:
+        if np.isfinite(evaluated) and evaluated < test - BELOW_MARGIN:
             _, low, high = mean_ci(mine["train_eval_acc"] - mine["test_acc"], a.confidence)
             text = (
                 f"At {a.label(c.config)}, mean train accuracy is below mean test accuracy even in eval mode "
@@ -818,7 +848,7 @@ def _train_below_test(a: Analysis, done) -> list[Finding]:
             )
             numbers = {"train_eval_acc": evaluated, "test_acc": test, "diff": evaluated - test,
                        "ci_low": low, "ci_high": high}  # fmt: skip
-        elif np.isfinite(running) and running < test:
+        elif np.isfinite(running) and running < test - BELOW_MARGIN:
             _, low, high = mean_ci(mine["train_acc"] - mine["test_acc"], a.confidence)
             below = (
                 f"At {a.label(c.config)}, mean train accuracy measured with dropout on ({pct(running)}) is "

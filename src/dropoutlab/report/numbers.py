@@ -116,8 +116,8 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
     """The analysis as JSON-ready data.
 
     ``{"study", "alpha", "confidence", "min_effect", "power", "baseline", "baseline_config",
-    "family_size", "configs": [...], "comparisons": [...], "interaction", "factors", "mc", "gap_trend",
-    "findings": [{"kind", "text", "configs", "numbers", "claim", "exploratory"}],
+    "family_size", "configs": [...], "comparisons": [...], "interaction", "factors", "mc", "learned_rates",
+    "gap_trend", "findings": [{"kind", "text", "configs", "numbers", "claim", "exploratory"}],
     "unavailable": {section: reason}, "methods": {...}}``. Each config has ``params,
     config, label, seeds, n, n_diverged, n_failed`` and ``test_acc, train_acc,
     train_eval_acc, val_acc, gap`` as ``{mean, std, ci_low, ci_high}``, with ``interval``
@@ -132,7 +132,11 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
     ci_high, interval}``), ``contrasts`` (the largest T minus the deterministic pass, fields
     of ``Comparison``, metric ``mc_acc`` or ``mc_nll``), ``reliability`` (pooled bins
     ``[count, confidence, accuracy]`` per configuration at 0 and the largest T) and
-    ``no_dropout``.
+    ``no_dropout``; an NLL contrast has no ``seeds_needed`` (``min_effect`` is an accuracy).
+    ``learned_rates``: ``{config, seed, epoch, slot, rate}`` per completed run, epoch and slot
+    of ``concrete`` dropout (empty without). Each comparison names its own ``baseline``: the
+    study's, or with a grid over models (or other settings) x dropout and no single
+    baseline, the same settings without dropout.
     """
     configs = []
     for c in a.configs:
@@ -172,6 +176,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "interaction": asdict(a.interaction) if a.interaction is not None else None,
             "factors": _factors(a),
             "mc": _mc(a),
+            "learned_rates": a.learned_rates.to_dict("records"),
             "gap_trend": gap,
             "findings": [asdict(f) for f in a.findings],
             "unavailable": a.unavailable,

@@ -140,7 +140,7 @@ def _summary(a: Analysis) -> Section:
 
 
 def _comparisons(a: Analysis) -> Section:
-    title = "Compared with the baseline"
+    title = "Compared with the same settings without dropout" if a.strata else "Compared with the baseline"
     if "comparisons" in a.unavailable:
         return Section(
             title, [unavailable_line("The comparison with a baseline", a.unavailable["comparisons"])]
@@ -152,7 +152,8 @@ def _comparisons(a: Analysis) -> Section:
     rows = pd.DataFrame([c.__dict__ for c in a.comparisons])
     rows["seeds_left_out"] = [", ".join(map(str, s)) for s in rows["seeds_left_out"]]
     rows["config"] = [a.label(c) for c in rows["config"]]
-    cols = ["config", "diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "test",
+    rows["baseline"] = [a.baseline_of(c) for c in a.comparisons]
+    cols = ["config", *(["baseline"] if a.strata else []), "diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "test",
             "p_value", "p_adjusted", "significant", "effect_size", "seeds_left_out", "seeds_needed"]  # fmt: skip
     table = rows[cols].rename(columns={"ci_low_unadjusted": "unadjusted ci_low",
                                        "ci_high_unadjusted": "unadjusted ci_high"})  # fmt: skip
@@ -161,15 +162,22 @@ def _comparisons(a: Analysis) -> Section:
     table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp", "unadjusted ci_low": "pp",
                             "unadjusted ci_high": "pp"}  # fmt: skip
     m = a.family_size
-    members = "each configuration against the baseline"
+    members = "each configuration against " + ("its own baseline" if a.strata else "the baseline")
     if a.interaction is not None:
         members += ", the interaction test"
     if a.factors is not None:
         members += ", the effect of each parameter and their two-way interactions"
     if a.gap_trend is not None:
         members += ", the gap trend along the rate"
+    if a.mc is not None and a.mc.contrasts:
+        members += ", Monte Carlo dropout against the deterministic pass"
+    against = (
+        "the configuration with the same other settings and no dropout (column 'baseline')"
+        if a.strata
+        else f"the baseline ({a.baseline_name})"
+    )
     text = [
-        f"Test accuracy of each configuration minus the baseline ({a.baseline_name}), in percentage points. "
+        f"Test accuracy of each configuration minus {against}, in percentage points. "
         f"Every claim of a difference in this report comes from one family of {m} tests ({members}), "
         f"adjusted together with Holm's method at alpha = {a.alpha:g}: 'significant' means a Holm-adjusted "
         f"p below {a.alpha:g}. Paired t-tests on the seeds both configurations completed; Welch's t-test "

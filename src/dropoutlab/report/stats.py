@@ -336,9 +336,39 @@ def no_dropout_configs(runs: pd.DataFrame) -> list[str]:
     columns = dropout_columns(runs)
     if not columns or runs.empty:
         return []
-    zero = (runs[columns].fillna(-1.0) == 0).all(axis=1)
+    zero = (runs[columns].fillna(0.0) == 0).all(axis=1)  # NaN: a slot this model does not have
     all_zero = zero.groupby(runs["config"], sort=False).all()
     return [str(c) for c in all_zero[all_zero].index]
+
+
+def is_off(value) -> bool:
+    """Whether a parameter value means "this regularizer is off": 0, false or ``none``."""
+    return value is False or value == "none" or (isinstance(value, int | float) and value == 0)
+
+
+def dropout_strata(runs: pd.DataFrame, params: Sequence[str] | None = None) -> dict[str, str]:
+    """Each configuration with dropout mapped to the configuration without dropout that
+    shares all its other varied parameters (a grid over models x dropout: each model's
+    dropout against the same model without it). Empty unless every group of configurations
+    sharing those other parameters holds exactly one without dropout, and there are several
+    such groups (with one, :func:`default_baseline` finds it)."""
+    params = param_columns(runs, params)
+    others = [p for p in varied_params(runs, params) if not p.startswith("dropout.")]
+    zero = set(no_dropout_configs(runs))
+    if not others or len(zero) < 2:
+        return {}
+    configs = _config_table(runs, params)
+    key = configs[others].astype(str).agg("\x1f".join, axis=1)
+    groups: dict[str, list[str]] = {}
+    for label, k in zip(configs["config"].astype(str), key, strict=True):
+        groups.setdefault(k, []).append(label)
+    strata = {}
+    for labels in groups.values():
+        bases = [label for label in labels if label in zero]
+        if len(bases) != 1:
+            return {}
+        strata.update({label: bases[0] for label in labels if label != bases[0]})
+    return strata
 
 
 def default_baseline(runs: pd.DataFrame, params: Sequence[str] | None = None) -> str | None:
@@ -346,20 +376,20 @@ def default_baseline(runs: pd.DataFrame, params: Sequence[str] | None = None) ->
 
     Looks at all numeric ``dropout.*`` columns (grid parameters and slots alike). When
     several configurations have no dropout (a dropout x weight-decay grid), the one whose
-    other varied numeric parameters are all 0 too is taken (no regularization at all) if
-    there is exactly one. Returns None when no configuration qualifies, or when several do
-    and none stands out (e.g. a learning-rate sweep without dropout): then name one with
-    ``parse_baseline``.
+    other varied parameters are all off too (0, false or ``none``: no regularization at all)
+    is taken if there is exactly one. Returns None when no configuration qualifies, or when
+    several do and none stands out (e.g. a learning-rate sweep without dropout, or a grid
+    over models: see :func:`dropout_strata`): then name one with ``parse_baseline``.
     """
     params = param_columns(runs, params)
     labels = no_dropout_configs(runs)
     if len(labels) <= 1:
         return labels[0] if labels else None
     others = [p for p in varied_params(runs, params) if not p.startswith("dropout.")]
-    numeric = [p for p in others if pd.api.types.is_numeric_dtype(runs[p])]
-    if numeric and len(numeric) == len(others):
+    if others:
         candidates = runs[runs["config"].isin(labels)]
-        at_zero = (candidates[numeric] == 0).all(axis=1).groupby(candidates["config"]).all()
+        off = candidates[others].apply(lambda column: column.map(is_off)).all(axis=1)
+        at_zero = off.groupby(candidates["config"]).all()
         zero_labels = [str(c) for c in at_zero[at_zero].index]
         if len(zero_labels) == 1:
             return zero_labels[0]
@@ -493,8 +523,8 @@ def rate_axis(runs: pd.DataFrame, params: Sequence[str] | None = None) -> tuple[
         return None, mask
     configs = runs.drop_duplicates("config")
     varied = varied_params(runs, params)
-    rates = [p for p in varied if p.startswith("dropout.")]
-    if not rates:
+    rates = [p for p in varied if p.startswith("dropout.") and pd.api.types.is_numeric_dtype(configs[p])]
+    if not rates:  # a grid over kinds alone (dropout.conv.kind) has no rate axis
         return None, mask
     key = max(rates, key=lambda p: configs[p].nunique(dropna=False))
     on_line = pd.Series(True, index=runs.index)
@@ -814,17 +844,24 @@ def compare(
 
 
 def baseline_comparisons(
-    runs: pd.DataFrame, base: str, params: Sequence[str], metric: str = "test_acc", confidence: float = 0.95
+    runs: pd.DataFrame,
+    base: str | Mapping[str, str],
+    params: Sequence[str],
+    metric: str = "test_acc",
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Unadjusted ``compare_values`` of every configuration minus ``base``, in parameter order."""
+    """Unadjusted ``compare_values`` of every configuration minus ``base``, in parameter order;
+    ``base`` a mapping (:func:`dropout_strata`) gives each configuration its own baseline."""
     completed = _completed(run_metrics(runs))
-    b = _by_seed(completed[completed["config"] == base], metric)
+    bases = base if isinstance(base, Mapping) else None
     rows = []
     for label in _config_table(runs, list(params))["config"]:
-        if label == base:
+        own = bases.get(label) if bases is not None else base
+        if own is None or label == own:
             continue
         a = _by_seed(completed[completed["config"] == label], metric)
-        rows.append({"config": label, "baseline": base, "metric": metric, **compare_values(a, b, confidence)})
+        b = _by_seed(completed[completed["config"] == own], metric)
+        rows.append({"config": label, "baseline": own, "metric": metric, **compare_values(a, b, confidence)})
     columns = [
         "config",
         "baseline",
