@@ -238,7 +238,7 @@ def missing_message(name: str, data_dir: str | Path | None, reason: str) -> str:
     return (
         f"dataset {name!r} is not on this machine and {reason}. Put {files} in one of the "
         f"folders searched ({folders}), or in a folder DIR or DIR/{name}/ of your own and pass "
-        f"data_dir=DIR or set ${ENV_VAR}=DIR. Get the files by hand from {urls}."
+        f"--data-dir DIR (data_dir=DIR in Python) or set ${ENV_VAR}=DIR. Get the files by hand from {urls}."
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -101,15 +101,27 @@ FAMILY_KINDS: dict[str, dict[str, str]] = {
 }
 
 
-def check_family_kinds(model: str, kind_of: Callable[[str], str]) -> None:
-    """A family's slots use the family's own kinds (standard dropout, or droppath and
-    variational where its docs say); refuse any other, naming the slot."""
-    for slot in FAMILIES[model].slots:
-        own = FAMILY_KINDS.get(model, {}).get(slot, "standard")
-        if kind_of(slot) not in ("standard", own):
+def check_family_kinds(
+    model: str, kind_of: Callable[[str], str], named: Mapping[str, str] | None = None
+) -> None:
+    """Refuse, in one line naming the slot and the kinds it takes, a kind a family's slot cannot take.
+
+    Each slot of a family takes one kind, its own (:data:`FAMILY_KINDS`: ``droppath`` and
+    ``variational`` where the family's docs say, else ``standard``). ``named`` holds the kinds
+    the study names for a slot itself (``dropout.SLOT.kind``): they must be the slot's own. The
+    study-wide kind (``kind_of`` of the other slots) may also be ``standard``, the default,
+    which leaves every slot its own kind.
+    """
+    named = named or {}
+    owns = {slot: FAMILY_KINDS.get(model, {}).get(slot, "standard") for slot in FAMILIES[model].slots}
+    for slot, own in owns.items():
+        kind = named.get(slot, kind_of(slot))
+        if kind != own and (slot in named or kind != "standard"):
+            listing = ", ".join(f"{name} {kind}" for name, kind in owns.items())
             raise DropoutlabError(
-                f"dropout.{slot}: {model}'s slot {slot!r} uses {own} dropout, not {kind_of(slot)!r}; "
-                "the kinds survey runs on layer-list models (mlp, cnn, lenet5, custom)"
+                f"dropout.{slot}: {model}'s slot {slot!r} uses {own} dropout, not {kind!r}; the only kind "
+                f"it takes is {own!r} ({model}'s slots: {listing}); the kinds survey runs on layer-list "
+                "models (mlp, cnn, lenet5, custom)"
             )
 
 
@@ -149,22 +161,81 @@ def check_slot_kinds(
     layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...], kind_of: Callable[[str], str]
 ) -> None:
     """Refuse, in one line naming the slot, a dropout kind that makes no sense where its slot
-    sits (``spatial`` on feature vectors, ``droppath`` outside a residual block...)."""
+    sits (``spatial`` on feature vectors, ``droppath`` outside a residual block...).
+
+    ``dropconnect`` masks the weights of the dense layer right after its slot (past other
+    dropout layers, which act on that layer's input), so it is refused at a slot followed by
+    anything else (an activation, a batch norm, a flatten) or by nothing, where it would mask
+    nothing, and at a second slot before the same dense layer, which would replace the first.
+    """
     kinds = dropout_kinds()
 
     def fits(kind: str, site: str) -> bool:  # a "weights" slot also takes what feature vectors take
-        where = kinds[kind].applies_to
+        where = _applies_to(kinds[kind])
         return site in where or (site == "weights" and "dense" in where)
 
-    for slot, site in slot_sites(layers, input_shape).items():
+    sites = slot_sites(layers, input_shape)
+
+    def allowed(site: str) -> str:
+        return ", ".join(k for k in kinds if fits(k, site))
+
+    for slot, site in sites.items():
         kind = kind_of(slot)
-        if not fits(kind, site):
-            wants = " or ".join(NEEDS[w] for w in sorted(kinds[kind].applies_to))
+        if not fits(kind, site) and not _masks_weights(kinds[kind]):
+            wants = " or ".join(NEEDS[w] for w in sorted(_applies_to(kinds[kind])))
             where = "on images (before flatten)" if site == "image" else "on feature vectors"
-            allowed = ", ".join(k for k in kinds if fits(k, site))
             raise DropoutlabError(
-                f"dropout.{slot}: kind {kind!r} needs {wants}, but slot {slot!r} sits {where}; allowed there: {allowed}"
+                f"dropout.{slot}: kind {kind!r} needs {wants}, but slot {slot!r} sits {where}; "
+                f"allowed there: {allowed(site)}"
             )
+    masked: dict[int, str] = {}  # a dense layer's index: the dropconnect slot that masks its weights
+    for slot, index, follower in _slot_followers(layers):
+        kind = kind_of(slot)
+        if not _masks_weights(kinds[kind]):
+            continue
+        if follower != "dense":
+            after = (
+                "ends the layer list"
+                if index is None
+                else f"is followed by {'an' if follower[0] in 'aeiou' else 'a'} {follower} layer"
+            )
+            raise DropoutlabError(
+                f"dropout.{slot}: kind {kind!r} needs {NEEDS['weights']}, but slot {slot!r} {after}, "
+                f"where it would mask nothing; allowed there: {allowed(sites[slot])}"
+            )
+        if index in masked:
+            raise DropoutlabError(
+                f"dropout.{slot}: kind {kind!r} at slot {slot!r} would mask the weights of the dense layer "
+                f"that slot {masked[index]!r} masks already (model layer {index}); one dropconnect slot "
+                "per dense layer"
+            )
+        masked[index] = slot
+
+
+def _masks_weights(cls: type) -> bool:
+    """Whether dropout kind ``cls`` masks the weights of the dense layer after its slot (``dropconnect``)."""
+    return issubclass(cls, DropConnectLinear)
+
+
+def _applies_to(cls: type) -> frozenset[str]:
+    """Where dropout kind ``cls`` makes sense: its ``applies_to``, but ``weights`` (a dense layer
+    right after the slot) for ``dropconnect``, whose class says the vectors that layer reads."""
+    return frozenset({"weights"}) if _masks_weights(cls) else cls.applies_to
+
+
+def _slot_followers(layers: tuple[LayerSpec, ...]) -> list[tuple[str, int | None, str]]:
+    """``(slot, index, type)`` of the layer after each dropout slot of ``layers``, past other
+    dropout layers; ``(slot, None, "end")`` for a slot that ends the list."""
+    out: list[tuple[str, int | None, str]] = []
+    pending: list[str] = []
+    for index, layer in enumerate(layers):
+        if layer.type == "dropout":
+            if layer.slot:
+                pending.append(layer.slot)
+            continue
+        out += [(slot, index, layer.type) for slot in pending]
+        pending = []
+    return out + [(slot, None, "end") for slot in pending]
 
 
 # What each place a dropout kind applies to means, for error messages.

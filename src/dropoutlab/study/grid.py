@@ -12,7 +12,7 @@ from dropoutlab.runs import RunSpec, StudySpec, flatten, run_id
 from dropoutlab.study.settings import parse_settings, set_dotted
 
 
-def _grid_points(grid: dict[str, list[Any]]):
+def grid_points(grid: dict[str, list[Any]]):
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         yield dict(zip(keys, values, strict=True))
@@ -43,7 +43,7 @@ def expand_runs(study: StudySpec) -> list[RunSpec]:
     seen: set[str] = set()
     keys = study.param_keys
     for sub in study.grid or ({},):
-        for point in _grid_points(sub):
+        for point in grid_points(sub):
             raw = copy.deepcopy(study.settings)
             for key, value in point.items():
                 set_dotted(raw, key, value)

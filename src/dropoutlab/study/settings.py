@@ -10,6 +10,7 @@ import copy
 import math
 import reprlib
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 from dropoutlab.data.prepare import NORMALIZATIONS
@@ -277,12 +278,19 @@ def parse_dropout(raw: Any, slots: dict[str, float], model: str):
     sets every slot's rate and ``kind`` every slot's kind; a slot's own value wins. So
     ``"dropout.rate" = [0.0, 0.1]`` crosses with ``model`` whatever each model's slots are.
     Where a kind makes sense is checked later, against the model's shapes
-    (:func:`check_model_fits`).
+    (:func:`check_model_fits`); a family's slot takes its own kind only (a kind named at the
+    slot itself must be it; the study-wide default ``standard`` leaves each slot its own).
+
+    ``block_size`` is an option of ``dropblock`` alone: a run whose slot is of another kind
+    leaves it out of its options (so the run is the same as without it, with the same id).
+    A grid over ``dropout.SLOT.kind`` may thus give a slot one ``block_size`` for its
+    dropblock runs; a ``block_size`` that no run of the study uses is refused when the study
+    is loaded (:func:`check_block_sizes`).
     """
     table = check_table(raw, "dropout")
     kinds = dropout_kinds()
     kind = check_choice(table.get("kind", "standard"), "dropout.kind", list(kinds))
-    rates, slot_kinds, slot_options = dict(slots), {}, {}
+    rates, slot_kinds, named, block_sizes = dict(slots), {}, {}, {}
     if "rate" in table:
         rates = dict.fromkeys(slots, check_rate(table["rate"], "dropout.rate"))
     for slot, value in table.items():
@@ -297,15 +305,67 @@ def parse_dropout(raw: Any, slots: dict[str, float], model: str):
             check_keys(value, SLOT_KEYS, where)
             if "rate" in value:
                 rates[slot] = check_rate(value["rate"], f"{where}.rate")
-            if "kind" in value and value["kind"] != kind:
-                slot_kinds[slot] = check_choice(value["kind"], f"{where}.kind", list(kinds))
+            if "kind" in value:
+                named[slot] = check_choice(value["kind"], f"{where}.kind", list(kinds))
+                if named[slot] != kind:
+                    slot_kinds[slot] = named[slot]
             if "block_size" in value:
-                slot_options[slot] = {
-                    "block_size": check_whole(value["block_size"], f"{where}.block_size", 1)
-                }
+                block_sizes[slot] = check_whole(value["block_size"], f"{where}.block_size", 1)
         else:
             rates[slot] = check_rate(value, where)
+    if model in FAMILIES:
+        from dropoutlab.models import check_family_kinds
+
+        check_family_kinds(model, lambda slot: slot_kinds.get(slot, kind), named)
+    slot_options = {
+        slot: {"block_size": size}
+        for slot, size in block_sizes.items()
+        if slot_kinds.get(slot, kind) in BLOCK_SIZE_KINDS
+    }
     return rates, kind, slot_kinds, slot_options
+
+
+# The kinds that take a slot's ``block_size``.
+BLOCK_SIZE_KINDS = ("dropblock",)
+
+
+def slot_kind(raw: dict[str, Any], slot: str) -> str:
+    """The kind of ``slot`` in a study's raw settings (grid values applied), as :func:`parse_dropout`
+    resolves it: the slot's own, else ``dropout.kind``, else ``standard``; a family's slot
+    left at ``standard`` is its own kind (``droppath``, ``variational``)."""
+    table = raw.get("dropout", {})
+    value = table.get(slot)
+    kind = value.get("kind") if isinstance(value, dict) and "kind" in value else table.get("kind", "standard")
+    model = raw.get("model", "mlp")
+    if kind == "standard" and isinstance(model, str) and model in FAMILIES:
+        from dropoutlab.models.builder import FAMILY_KINDS
+
+        kind = FAMILY_KINDS.get(model, {}).get(slot, kind)
+    return kind
+
+
+def check_block_sizes(points: Iterable[dict[str, Any]]) -> None:
+    """Refuse a slot's ``block_size`` that no run uses, in one line naming the slot and the kind
+    that takes it; ``points`` are the raw settings of each grid point (already validated).
+
+    A run ignores a ``block_size`` where its slot is not ``dropblock`` (:func:`parse_dropout`),
+    so a grid over kinds may share one; but a value set only where no run is dropblock
+    (``conv = {kind = "spatial", block_size = 3}``) would do nothing, and is refused.
+    """
+    kinds_of: dict[tuple[str, Any], set[str]] = {}
+    for raw in points:
+        table = raw.get("dropout", {})
+        for slot, value in table.items():
+            if isinstance(value, dict) and "block_size" in value:
+                kinds_of.setdefault((slot, value["block_size"]), set()).add(slot_kind(raw, slot))
+    for (slot, size), kinds in kinds_of.items():
+        if not kinds & set(BLOCK_SIZE_KINDS):
+            shown_kinds = " or ".join(repr(k) for k in sorted(kinds))
+            raise DropoutlabError(
+                f"dropout.{slot}.block_size: only kind 'dropblock' takes a block_size, but slot {slot!r} "
+                f"is {shown_kinds} wherever block_size = {size} is set; set the slot's kind to "
+                "'dropblock' or remove block_size"
+            )
 
 
 def parse_augment(raw: Any) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +15,18 @@ else:  # pragma: no cover
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import StudySpec
-from dropoutlab.study.grid import count_points, expand_runs
+from dropoutlab.study.grid import count_points, expand_runs, grid_points
 from dropoutlab.study.limits import MAX_KEY_PARTS, MAX_NESTING, MAX_RUNS, MAX_STUDY_BYTES
 from dropoutlab.study.settings import (
     SETTING_KEYS,
     STUDY_KEYS,
+    check_block_sizes,
     check_keys,
     check_number,
     check_table,
     check_text,
     check_whole,
+    set_dotted,
     shown,
     type_error,
 )
@@ -97,7 +101,20 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         min_effect=min_effect,
     )
     expand_runs(study)  # validates every grid point now, before anything trains
+    check_block_sizes(_dropout_points(study))  # and the options that a run may leave out
     return study
+
+
+def _dropout_points(study: StudySpec) -> Iterator[dict[str, Any]]:
+    """Each grid point's ``model`` and ``[dropout]`` settings, its grid values applied."""
+    base = {key: study.settings[key] for key in ("model", "dropout") if key in study.settings}
+    for sub in study.grid or ({},):
+        for point in grid_points(sub):
+            raw = copy.deepcopy(base)
+            for key, value in point.items():
+                if key.split(".")[0] in ("model", "dropout"):
+                    set_dotted(raw, key, value)
+            yield raw
 
 
 def load_study(path: str | Path) -> StudySpec:

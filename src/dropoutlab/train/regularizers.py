@@ -44,5 +44,9 @@ def penalized(model: nn.Module) -> list[nn.Module]:
 
 
 def penalty(layers: list[nn.Module]) -> torch.Tensor | float:
-    """The sum of the penalties of ``layers`` (:func:`penalized`); a stack's sums its members'."""
+    """The sum of the penalties of ``layers`` (:func:`penalized`); a stack's sums its members'.
+
+    Both engines add it to the objective they minimise, not to the ``train_loss`` they record
+    (the data loss, comparable between runs with and without such layers).
+    """
     return sum(layer.penalty() for layer in layers) if layers else 0.0

@@ -76,8 +76,9 @@ class SingleEngine:
     def train_epoch(self) -> list[tuple[float, float]]:
         """One pass over the training split in a fresh order: ``[(mean loss, accuracy)]``, dropout on.
 
-        The loss is the training objective: cross-entropy (label-smoothed with ``label_smoothing``)
-        before layers' penalties; each step is followed by the max-norm constraint when set.
+        The recorded loss is the data loss: cross-entropy (label-smoothed with ``label_smoothing``)
+        before layers' penalties, as the stacked engine records it. Each step minimises that loss
+        plus the penalties (concrete dropout's) and is followed by the max-norm constraint when set.
         """
         model, train, n = self.model, self.data.train, len(self.data.train)
         model.train()
@@ -93,10 +94,9 @@ class SingleEngine:
                 )
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=s.label_smoothing)
+            objective = loss + penalty(self.penalized) if self.penalized else loss
             self.optimizer.zero_grad(set_to_none=True)
-            if self.penalized:
-                loss = loss + penalty(self.penalized)
-            loss.backward()
+            objective.backward()
             self.optimizer.step()
             if s.max_norm is not None:
                 apply_max_norm(model, s.max_norm)

@@ -178,6 +178,10 @@ class StackedEngine:
     def train_epoch(self) -> list[tuple[float, float]]:
         """One pass over the training split, each member in its own order: its (mean loss, accuracy).
 
+        The loss is each member's data loss (cross-entropy, label-smoothed with
+        ``label_smoothing``) before layers' penalties, as the single engine records it; each
+        step minimises the members' summed losses plus the penalties (concrete dropout's).
+
         Members in a row with the same order share each gathered batch (:func:`order_groups`),
         unless the network starts with images, which are gathered per member straight into
         ``(B, M*C, H, W)``.
