@@ -12,7 +12,7 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers.kinds import DropBlock
 from dropoutlab.models import build_network
 from dropoutlab.study import expand_runs, load_study
-from dropoutlab.train import single, stacked, train_runs
+from dropoutlab.train import ENGINES, single, stacked, train_runs
 
 CPU = torch.device("cpu")
 
@@ -254,3 +254,23 @@ def test_concrete_train_loss_is_the_data_loss_in_both_engines_which_still_optimi
         assert 0 < a.train_loss < 3 and 0 < b.train_loss < 3  # cross-entropy of 10 classes
     assert one.history[0].train_loss == pytest.approx(stack.history[0].train_loss, rel=0.05)
     assert one.history[-1].train_loss < one.history[0].train_loss
+
+
+@pytest.mark.parametrize("engine", ["single", "stacked"])
+def test_weight_decay_leaves_concrete_dropouts_learned_rate_alone(digits, engine):
+    runs = [make_run(0, dropout={"hidden1": {"rate": 0.2, "kind": "concrete"}},
+                     optimizer={"name": "sgd", "lr": 0.1, "weight_decay": 0.5})]  # fmt: skip
+    trainer = ENGINES[engine](runs, prepared(digits, runs[0]), torch.device("cpu"))
+    model = trainer.model if engine == "single" else trainer.net
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    if engine == "single":
+        trainer.optimizer.step()
+    else:
+        trainer.optimizer.step(list(model.parameters()), [p.grad for p in model.parameters()])
+    for name, p in model.named_parameters():
+        if name.endswith("p_logit"):  # no gradient, no decay: unchanged
+            assert torch.equal(p, before[name]), name
+        else:  # decayed by lr * weight_decay = 5%
+            torch.testing.assert_close(p.detach(), before[name] * 0.95)

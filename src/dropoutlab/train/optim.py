@@ -19,7 +19,9 @@ class StackedOptimizer:
     kernel where the device has one, else its ``foreach`` form) on the whole stacked tensors
     or on each member's slices, so each member follows exactly the update of
     ``torch.optim.Adam``/``AdamW``/``SGD`` (``weight_decay`` L2 for sgd and adam, decoupled
-    for adamw; sgd's momentum buffer starts at the first gradient).
+    for adamw; sgd's momentum buffer starts at the first gradient). The parameters at the
+    positions in ``undecayed`` get no weight decay (a parameter group with
+    ``weight_decay = 0`` in ``torch.optim``).
     """
 
     def __init__(
@@ -30,8 +32,16 @@ class StackedOptimizer:
         weight_decays: list[float],
         momenta: list[float],
         fused: bool | None = None,
+        undecayed: set[int] = frozenset(),
     ) -> None:
         self.name = name
+        # parameter positions updated together: all of them, or the decayed ones then the others
+        decayed = [i for i in range(len(params)) if i not in undecayed]
+        self.parts = (
+            [(tuple(decayed), True), (tuple(sorted(undecayed)), False)]
+            if undecayed
+            else [(tuple(range(len(params))), True)]
+        )
         self.hyper = list(zip(lrs, weight_decays, momenta, strict=True))
         kinds = 2 if name in ("adam", "adamw") else 1
         self.state = [[torch.zeros_like(p, memory_format=torch.contiguous_format) for _ in range(kinds)]
@@ -54,18 +64,23 @@ class StackedOptimizer:
         # the fused kernels read tensors as flat arrays: parameter and gradient layouts must agree
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
         options = {"fused": self.fused, "foreach": not self.fused, "maximize": False}
-        for (lr, wd, momentum), members in self._groups():
-            ps, gs = _members(params, members), _members(grads, members)
-            if self.name == "sgd":
-                bufs = _members([s[0] for s in self.state], members) if momentum else [None] * len(ps)
-                sgd(ps, gs, bufs, **options, weight_decay=wd, momentum=momentum, lr=lr, dampening=0.0,
-                    nesterov=False)  # fmt: skip
-                continue
-            ms = _members([s[0] for s in self.state], members)
-            vs = _members([s[1] for s in self.state], members)
-            update = adam if self.name == "adam" else adamw
-            update(ps, gs, ms, vs, [], self._steps_of((lr, wd, momentum), len(ps), ps[0].device), **options,
-                   amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], lr=lr, weight_decay=wd, eps=ADAM_EPS)  # fmt: skip
+        for (lr, decay, momentum), members in self._groups():
+            for positions, decayed in self.parts:
+                wd = decay if decayed else 0.0
+                pick = [params[i] for i in positions], [grads[i] for i in positions]
+                ps, gs = _members(pick[0], members), _members(pick[1], members)
+                states = [self.state[i] for i in positions]
+                if self.name == "sgd":
+                    bufs = _members([s[0] for s in states], members) if momentum else [None] * len(ps)
+                    sgd(ps, gs, bufs, **options, weight_decay=wd, momentum=momentum, lr=lr, dampening=0.0,
+                        nesterov=False)  # fmt: skip
+                    continue
+                ms = _members([s[0] for s in states], members)
+                vs = _members([s[1] for s in states], members)
+                update = adam if self.name == "adam" else adamw
+                steps = self._steps_of((lr, decay, momentum, decayed), len(ps), ps[0].device)
+                update(ps, gs, ms, vs, [], steps, **options, amsgrad=False, beta1=ADAM_BETAS[0],
+                       beta2=ADAM_BETAS[1], lr=lr, weight_decay=wd, eps=ADAM_EPS)  # fmt: skip
 
     def _steps_of(self, group: tuple, count: int, device: torch.device) -> list[torch.Tensor]:
         """One step tensor per updated tensor of ``group`` (adam adds 1 to each before its update)."""

@@ -50,3 +50,10 @@ def penalty(layers: list[nn.Module]) -> torch.Tensor | float:
     (the data loss, comparable between runs with and without such layers).
     """
     return sum(layer.penalty() for layer in layers) if layers else 0.0
+
+
+def undecayed(model: nn.Module) -> set[int]:
+    """The ``id`` of each parameter of ``model`` that weight decay leaves alone: the learned rate
+    of concrete dropout (``p_logit``), which its own entropy penalty regularizes (Gal, Hron and
+    Kendall 2017); decayed toward 0, it would pull every learned rate toward 0.5."""
+    return {id(param) for module in penalized(model) for param in module.parameters(recurse=False)}

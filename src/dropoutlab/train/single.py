@@ -17,13 +17,21 @@ from dropoutlab.layers.kinds import ConcreteDropout
 from dropoutlab.models import build_network
 from dropoutlab.runs import OptimizerSpec, RunSpec
 from dropoutlab.train.augment import apply_augmentation, augmentation_generator, draw_augmentation
-from dropoutlab.train.regularizers import apply_max_norm, penalized, penalty
+from dropoutlab.train.regularizers import apply_max_norm, penalized, penalty, undecayed
 
 EVAL_BATCH = 2048
 
 
-def make_optimizer(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """The optimizer of a run; ``weight_decay`` is the L2 coefficient (decoupled for adamw)."""
+def make_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """The optimizer of a run's ``model``; ``weight_decay`` is the L2 coefficient (decoupled for
+    adamw), applied to every parameter but concrete dropout's learned rates (:func:`undecayed`)."""
+    free = undecayed(model)
+    params = [p for p in model.parameters() if id(p) not in free]
+    if free:
+        params = [
+            {"params": params},
+            {"params": [p for p in model.parameters() if id(p) in free], "weight_decay": 0.0},
+        ]
     if spec.name == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     if spec.name == "adam":
@@ -68,7 +76,7 @@ class SingleEngine:
         self.settings = s
         torch.manual_seed(run.seed)
         self.model = build_network(s, data.input_shape, data.num_classes).to(device)
-        self.optimizer = make_optimizer(self.model.parameters(), s.optimizer)
+        self.optimizer = make_optimizer(self.model, s.optimizer)
         self.penalized = penalized(self.model)
         self.order_rng = torch.Generator(device="cpu").manual_seed(run.seed)
         self.augment_rng = augmentation_generator(run.seed, device) if s.augment else None

@@ -47,7 +47,7 @@ from dropoutlab.train.augment import (
 )
 from dropoutlab.train.optim import StackedOptimizer
 from dropoutlab.train.plan import all_slots, memory_budget, per_sample_floats, stack_key, stack_rows
-from dropoutlab.train.regularizers import apply_stacked_max_norm, penalized, penalty
+from dropoutlab.train.regularizers import apply_stacked_max_norm, penalized, penalty, undecayed
 from dropoutlab.train.single import EVAL_BATCH
 
 
@@ -157,12 +157,14 @@ class StackedEngine:
         self.dtype = "bf16-autocast" if self.autocast else "float32"
         self.net, self.template = build_stack(runs, data, device)
         self.penalized = penalized(self.net)
+        free = undecayed(self.net)
         self.optimizer = StackedOptimizer(
             list(self.net.parameters()),
             s.optimizer.name,
             [r.settings.optimizer.lr for r in runs],
             [r.settings.optimizer.weight_decay for r in runs],
             [r.settings.optimizer.momentum for r in runs],
+            undecayed={i for i, p in enumerate(self.net.parameters()) if id(p) in free},
         )
         self.order_rngs = [torch.Generator(device="cpu").manual_seed(run.seed) for run in runs]
         # one augmentation stream per seed: runs of one seed draw the same batches and the same crops
