@@ -327,3 +327,10 @@ def test_no_completed_runs_is_said_plainly(status):
     text = findings(runs)
     assert text[0] == "No completed runs: nothing to report."
     assert f"2 {status} of 2 runs" in text[1]
+
+
+def test_a_study_of_one_configuration_misses_no_baseline():
+    runs = study([(conv(0.5), 0.70, 0.8, 0.82)])
+    text = findings(runs)
+    assert not any("baseline" in t for t in text), text
+    assert one(text, "Mean test accuracy: ")

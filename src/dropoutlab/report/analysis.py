@@ -360,7 +360,8 @@ def analyze_frames(
         rows["member"] = "baseline"
         family.append(rows)
     elif any_completed:
-        unavailable["comparisons"] = "no baseline to compare with"
+        one = len(configs) == 1
+        unavailable["comparisons"] = "the study has one configuration" if one else "no baseline to compare with"
     interaction_raw = None
     grid = (varied[0], varied[1]) if len(varied) == 2 else None
     if grid is not None and any_completed:

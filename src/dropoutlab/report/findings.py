@@ -238,6 +238,8 @@ def _headline(a: Analysis, done) -> list[Finding]:
             )
         )
         base_name = "the same settings without dropout"
+    if base_name is None and len(a.configs) == 1:
+        return []  # one configuration (a study of Monte Carlo dropout, say): no baseline to miss
     if base_name is None:
         zero = no_dropout_configs(a.runs)
         why = (
@@ -370,10 +372,11 @@ def _best(a: Analysis, done) -> list[Finding]:
     text_level = accuracy_level(best.test_acc, a.confidence, "test accuracy")
     numbers = _interval_numbers("test_acc", best.test_acc)
     if a.baseline is None:
+        what = "Mean test accuracy" if len(a.configs) == 1 else "Highest mean test accuracy"
         return [
             Finding(
                 "best",
-                f"Highest mean test accuracy: {a.label(best.config)} at {text_level}.",
+                f"{what}: {a.label(best.config)} at {text_level}.",
                 (best.config,),
                 numbers,
             )
