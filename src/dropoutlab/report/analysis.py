@@ -361,7 +361,9 @@ def analyze_frames(
         family.append(rows)
     elif any_completed:
         one = len(configs) == 1
-        unavailable["comparisons"] = "the study has one configuration" if one else "no baseline to compare with"
+        unavailable["comparisons"] = (
+            "the study has one configuration" if one else "no baseline to compare with"
+        )
     interaction_raw = None
     grid = (varied[0], varied[1]) if len(varied) == 2 else None
     if grid is not None and any_completed:
