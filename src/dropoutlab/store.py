@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,11 @@ CREATE TABLE IF NOT EXISTS learned_rates (
     slot TEXT NOT NULL,
     rate REAL NOT NULL,
     PRIMARY KEY (run_id, epoch, slot)
+);
+CREATE TABLE IF NOT EXISTS claims (
+    run_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    heartbeat REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS weights (
     run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
@@ -242,6 +248,59 @@ class Store:
                 self.conn.executemany("INSERT INTO learned_rates VALUES (?, ?, ?, ?)", learned)
             if result.weights is not None:
                 self.conn.execute("INSERT OR REPLACE INTO weights VALUES (?, ?)", (run.id, result.weights))
+
+    def claim(
+        self,
+        run_ids: list[str],
+        owner: str,
+        lease_s: float,
+        gone: Callable[[str], bool] = lambda owner: False,
+    ) -> list[str]:
+        """Claim the runs of ``run_ids`` that no other driver holds and that are not finished, for
+        ``owner``, in one transaction; returns them in order (with those ``owner`` held already).
+
+        A claim is another driver's while its heartbeat (:meth:`renew`) is younger than
+        ``lease_s`` seconds and ``gone(its owner)`` is false; an older one, or one whose
+        driver is gone (killed), is taken over.
+        """
+        now = time.time()
+        with self._writing("the claims of this driver's runs"), self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            held = {}
+            for run_id, holder, heartbeat in self.conn.execute("SELECT run_id, owner, heartbeat FROM claims"):
+                held[run_id] = (
+                    holder if holder == owner or (now - heartbeat < lease_s and not gone(holder)) else None
+                )
+            finished = {
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(FINISHED))})", FINISHED
+                )
+            }
+            mine = [rid for rid in run_ids if rid not in finished and held.get(rid) in (None, owner)]
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", [(rid, owner, now) for rid in mine]
+            )
+        return mine
+
+    def renew(self, owner: str) -> None:
+        """Renew the heartbeat of ``owner``'s claims (it is still training them)."""
+        with self._writing("the heartbeat of this driver's claims"), self.conn:
+            self.conn.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+
+    def release(self, owner: str) -> None:
+        """Drop ``owner``'s claims (it stopped: its unfinished runs are free for the next driver)."""
+        with self._writing("the release of this driver's claims"), self.conn:
+            self.conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def claimed(self, owner: str | None = None) -> dict[str, str]:
+        """``{run_id: owner}`` of the claims held now (``owner``'s only, when given)."""
+        rows = (
+            self.conn.execute("SELECT run_id, owner FROM claims").fetchall()
+            if "claims" in self._tables()
+            else []
+        )
+        return {rid: who for rid, who in rows if owner is None or who == owner}
 
     def write_mc(self, run_id: str, entries: list[dict[str, Any]]) -> None:
         """Store Monte Carlo dropout ``entries`` (as in :attr:`RunResult.mc`) of a stored run,

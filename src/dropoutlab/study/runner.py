@@ -19,6 +19,7 @@ from dropoutlab.runs import RunResult, RunSpec, StudySpec
 from dropoutlab.store import Store
 from dropoutlab.study.design import check_design
 from dropoutlab.study.grid import expand_runs
+from dropoutlab.study.leases import Lease
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
 from dropoutlab.train.plan import trains_alone
@@ -38,6 +39,7 @@ class StudyOutcome:
     wall_s: float = 0.0
     note: str | None = None  # how the store's study changed: extended, or earlier runs archived
     plan_notes: list[str] = field(default_factory=list)  # why some runs trained one at a time
+    busy: int = 0  # runs left to another driver that holds them (see study.leases)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -103,13 +105,40 @@ def run_study(
     outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo), note=note)
     if not todo:
         return outcome
+    with Lease(store) as lease:
+        mine = set(lease.claim([run.id for run in todo]))
+        if len(mine) < len(todo):
+            outcome.busy = len(todo) - len(mine)
+            outcome.plan_notes.append(
+                f"{outcome.busy} of the runs to train are being trained by another `dropoutlab run` on "
+                f"this store: left to it (run this command again once it ends, to check)"
+            )
+        todo = [run for run in todo if run.id in mine]
+        if todo:
+            _train_todo(todo, store, outcome, device, data_dir, progress, stack, workers, keep_weights)
+    outcome.wall_s = time.perf_counter() - start
+    return outcome
+
+
+def _train_todo(
+    todo: list[RunSpec],
+    store: Store,
+    outcome: StudyOutcome,
+    device: str,
+    data_dir: str | Path | None,
+    progress: bool | None,
+    stack: str | int,
+    workers: str | int,
+    keep_weights: bool,
+) -> None:
+    """Train the runs this driver claimed, writing each result as it arrives."""
     dev = resolve_device(device)
     n_workers = min(resolve_workers(workers, dev), len(todo))
     datasets = {name: load_dataset(name, data_dir) for name in {r.settings.dataset for r in todo}}
 
     bar = tqdm(
         total=len(todo),
-        desc=study.name,
+        desc=outcome.study,
         unit="run",
         disable=False if progress else None if progress is None else True,
     )
@@ -133,8 +162,6 @@ def run_study(
             bar.set_postfix_str(_postfix(results[-1]))
         del data  # free the device memory of this setting before the next one
     bar.close()
-    outcome.wall_s = time.perf_counter() - start
-    return outcome
 
 
 def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:

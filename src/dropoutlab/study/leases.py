@@ -1,0 +1,85 @@
+"""Leases: which driver trains which run, so that two drivers on one store never train a run twice.
+
+Two ``dropoutlab run`` commands may share a store: two terminals, or a laptop and a cluster
+head writing the same SQLite file. Before training, a driver claims the runs it is about to
+train (:meth:`~dropoutlab.store.Store.claim`, one transaction) and renews its claims from a
+background thread while it trains; a run another live driver holds is left to it. When a
+driver stops, it releases its claims; when it is killed, its claims lapse: after
+:data:`LEASE_S` seconds without a heartbeat, or at once when its process is gone from this
+machine, the next driver takes its runs over (as Optuna's RDB storage fails stale trials).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Seconds without a heartbeat after which a claim lapses; drivers renew every quarter of it.
+LEASE_S = 120.0
+
+
+def driver_id() -> str:
+    """A new driver's owner name: ``host:pid:random``, unique across machines and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def driver_gone(owner: str) -> bool:
+    """Whether ``owner``'s process is known to be gone: it ran on this machine and its pid is
+    no longer alive. A driver on another machine is never known gone (its lease lapses)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+class Lease:
+    """Claims held by one driver while it trains (a context manager).
+
+    On entry nothing is claimed yet; :meth:`claim` claims runs. While inside, a thread renews
+    the claims every ``LEASE_S / 4`` seconds through its own connection to the store at
+    ``path``; on exit the claims are released, whether training ended or raised.
+    """
+
+    def __init__(self, store: Store, lease_s: float = LEASE_S) -> None:
+        self.store = store
+        self.lease_s = lease_s
+        self.owner = driver_id()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, args=(store.path,), daemon=True)
+
+    def claim(self, run_ids: list[str]) -> list[str]:
+        """Claim what of ``run_ids`` no other live driver holds; returns the ids now ours."""
+        return self.store.claim(run_ids, self.owner, self.lease_s, driver_gone)
+
+    def _renew(self, path: Path) -> None:
+        try:
+            with Store(path) as store:  # sqlite3 connections stay in the thread that made them
+                while not self._stop.wait(self.lease_s / 4):
+                    store.renew(self.owner)
+        except DropoutlabError as exc:  # the results are still written; only the claims may lapse
+            log.warning("claims no longer renewed: %s", exc)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.store.release(self.owner)

@@ -1,0 +1,93 @@
+"""Leases: two drivers on one store never train a run twice; a dead driver's runs are taken over."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dropoutlab.store import Store
+from dropoutlab.study import expand_runs, load_study, run_study
+from dropoutlab.study.leases import Lease, driver_gone
+
+STUDY = """
+name = "shared"
+dataset = "digits"
+model = "mlp"
+epochs = 2
+seeds = 4
+[grid]
+"dropout.hidden1" = [0.0, 0.3, 0.5]
+"""
+
+HERE = socket.gethostname()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claims_are_exclusive_until_they_lapse_or_their_driver_is_gone(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        a, b = f"{HERE}:{os.getpid()}:a", f"{HERE}:{os.getpid()}:b"
+        assert store.claim(["r1", "r2"], a, lease_s=60) == ["r1", "r2"]
+        assert store.claim(["r1", "r2", "r3"], b, lease_s=60) == ["r3"]  # a is alive and renewing
+        assert store.claim(["r1"], a, lease_s=60) == ["r1"]  # its own claims stay its own
+        assert store.claim(["r1", "r2"], b, lease_s=0.0) == ["r1", "r2"]  # a's lease lapsed
+        assert store.claimed(b) == {"r1": b, "r2": b, "r3": b}
+        assert store.claim(["r2"], a, lease_s=60, gone=lambda owner: owner == b) == ["r2"]  # b is gone
+        store.release(a)
+        assert store.claimed() == {"r1": b, "r3": b}
+        assert driver_gone(f"{HERE}:{dead_pid()}:x") and not driver_gone(f"{HERE}:{os.getpid()}:x")
+        assert not driver_gone(f"another-host:{dead_pid()}:x")  # elsewhere: only the lease tells
+
+
+def test_a_run_held_by_a_live_driver_is_left_to_it_then_trained_once_released(write_study, tmp_path):
+    study = load_study(write_study(STUDY))
+    with Store(tmp_path / "s.db") as store:
+        other = f"{HERE}:{os.getpid()}:other"  # a live process: this one
+        ids = [r.id for r in expand_runs(study)]
+        assert store.claim(ids[:5], other, lease_s=60) == ids[:5]
+        outcome = run_study(study, store, progress=False, workers=1)
+        assert outcome.busy == 5 and sum(outcome.statuses.values()) == 7
+        assert any("being trained by another `dropoutlab run`" in note for note in outcome.plan_notes)
+        assert store.finished_ids("shared") == set(ids[5:])
+        assert store.claimed() == {rid: other for rid in ids[:5]}  # ours were released, its kept
+        store.release(other)
+        again = run_study(study, store, progress=False, workers=1)
+        assert again.busy == 0 and sum(again.statuses.values()) == 5 and again.skipped == 7
+        assert store.claimed() == {}
+
+
+def test_a_lease_renews_its_claims_while_inside(tmp_path):
+    with Store(tmp_path / "s.db") as store, Lease(store, lease_s=0.2) as lease:
+        lease.claim(["r1"])
+        time.sleep(0.5)  # two lease lengths: without renewal another driver would take it
+        assert store.claim(["r1"], "other-host:1:x", lease_s=0.2) == []
+    with Store(tmp_path / "s.db") as store:
+        assert store.claimed() == {}  # released on exit
+
+
+@pytest.mark.slow
+def test_two_drivers_on_one_store_train_each_run_exactly_once(write_study, tmp_path):
+    path = write_study(STUDY.replace("seeds = 4", "seeds = 6"))
+    store = tmp_path / "shared.db"
+    cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu",
+           "--workers", "1", "--stack", "1", "--no-progress"]  # fmt: skip
+    drivers = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outputs = [d.communicate(timeout=300) for d in drivers]
+    assert all(d.returncode == 0 for d in drivers), [err for _, err in outputs]
+    trained = [
+        int(re.search(r"(\d+) completed", out).group(1)) if "completed" in out else 0 for out, _ in outputs
+    ]
+    assert sum(trained) == 18, outputs  # every run trained by exactly one of the two
+    with Store(store, readonly=True) as s:
+        assert len(s.finished_ids("shared")) == 18 and s.claimed() == {}
