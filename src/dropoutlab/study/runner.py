@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -202,10 +203,12 @@ def _train_batch(
     stack_off: bool,
     keep_weights: bool = False,
 ) -> list[RunResult]:
-    """Train one batch of runs (one run, or a stack); an exception marks them all failed.
+    """Train one batch of runs (one run, or a stack).
 
     The single engine trains it with ``--stack off`` or when its run :func:`trains_alone`,
-    the stacked engine otherwise."""
+    the stacked engine otherwise. When a stack raises, its runs are trained again one by one
+    (a run's numbers do not depend on its stack), so that only the runs that raise alone are
+    lost; such a run is ``failed``, its ``error`` the exception's line then its traceback."""
     engine = "single" if stack_off or trains_alone(runs[0]) else "stacked"
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
@@ -214,9 +217,15 @@ def _train_batch(
     except (DropoutlabError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a broken run must not end the study; its traceback goes to the log
-        log.exception("%d run(s) failed, first %s (seed %d)", len(runs), runs[0].id, runs[0].seed)
-        error = f"{type(exc).__name__}: {exc}"
-        return [RunResult(run, "failed", env=environment(device), error=error) for run in runs]
+        if len(runs) > 1:
+            log.warning(
+                "a stack of %d runs raised %s; training them one by one", len(runs), type(exc).__name__
+            )
+            return [result for run in runs for result in _train_batch([run], data, device, show, stack_off,
+                                                                      keep_weights)]  # fmt: skip
+        log.exception("run %s (seed %d) failed", runs[0].id, runs[0].seed)
+        error = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+        return [RunResult(runs[0], "failed", env=environment(device), error=error)]
     finally:
         epochs.close()
 
