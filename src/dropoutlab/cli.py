@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true",
                    help="the study's definition changed: keep its stored runs as NAME@archived-N and run it "
                    "afresh (nothing is deleted)")  # fmt: skip
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: this machine's worker processes (default); ray: each stack or run as a task on "
+                   "a Ray cluster (--address, else $RAY_ADDRESS, else a local Ray instance); needs "
+                   "pip install \"dropoutlab[ray]\"")  # fmt: skip
+    p.add_argument(
+        "--address", metavar="ADDR", help="the Ray cluster for --executor ray, e.g. ray://head:10001"
+    )
+    p.add_argument("--cpus-per-task", type=float, default=1.0, metavar="N",
+                   help="CPUs each Ray task asks for (default: 1)")  # fmt: skip
+    p.add_argument("--gpus-per-task", type=float, default=None, metavar="G",
+                   help="GPUs each Ray task asks for; a fraction shares a card (default: 1 on cuda, else 0)")  # fmt: skip
     p.add_argument("--keep-weights", action="store_true",
                    help="store each tested run's weights (4 bytes per parameter: 1.5 MB for the MLP on CIFAR-10, "
                    "31 MB for the CNN), so that `dropoutlab evaluate` can measure them later")  # fmt: skip
@@ -204,10 +215,21 @@ def cmd_run(args) -> int:
     from dropoutlab.store import Store, check_store_file, check_writable
     from dropoutlab.study import expand_runs, load_study, resolve_device, run_study
     from dropoutlab.study.design import check_design
+    from dropoutlab.study.runner import RayOptions
     from dropoutlab.study.workers import resolve_workers
 
     study = load_study(args.study)
     resolve_workers(args.workers, resolve_device(args.device))  # bad flags fail before the store is touched
+    ray = None
+    if args.executor == "ray":
+        from dropoutlab.study.ray_executor import import_ray
+
+        import_ray()  # not installed: one line, before the store is touched
+        if args.cpus_per_task <= 0 or (args.gpus_per_task is not None and args.gpus_per_task < 0):
+            raise DropoutlabError("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
+        ray = RayOptions(args.address, args.cpus_per_task, args.gpus_per_task)
+    elif args.address:
+        raise DropoutlabError("--address names a Ray cluster: use it with --executor ray")
     if args.dry_run:
         runs = expand_runs(study)
         store, note = Path(args.store), None
@@ -233,7 +255,8 @@ def cmd_run(args) -> int:
     with Store(args.store) as store:
         outcome = run_study(study, store, device=args.device, data_dir=args.data_dir,
                             progress=False if args.no_progress else None, stack=args.stack,
-                            workers=args.workers, replace=args.replace, keep_weights=args.keep_weights)  # fmt: skip
+                            workers=args.workers, replace=args.replace, keep_weights=args.keep_weights,
+                            executor=args.executor, ray=ray)  # fmt: skip
         _print_outcome(outcome, store)
     return 0
 

@@ -43,6 +43,15 @@ class PreparedData:
     input_shape: tuple[int, int, int]
     num_classes: int
 
+    def to(self, device: torch.device | str) -> PreparedData:
+        """The same splits on ``device`` (itself when they are there already)."""
+        if self.train.x.device == torch.device(device):
+            return self
+        move = {name: Split(split.x.to(device), split.y.to(device))
+                for name, split in (("train", self.train), ("val", self.val), ("train_eval", self.train_eval),
+                                    ("test", self.test))}  # fmt: skip
+        return PreparedData(**move, input_shape=self.input_shape, num_classes=self.num_classes)
+
 
 def scaling(
     dataset: ImageDataset, normalize: str, train_x: torch.Tensor

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 import traceback
 from collections import Counter
@@ -21,6 +23,7 @@ from dropoutlab.store import Store
 from dropoutlab.study.design import check_design
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.leases import Lease
+from dropoutlab.study.ray_executor import ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
 from dropoutlab.train.plan import trains_alone
@@ -41,6 +44,9 @@ class StudyOutcome:
     note: str | None = None  # how the store's study changed: extended, or earlier runs archived
     plan_notes: list[str] = field(default_factory=list)  # why some runs trained one at a time
     busy: int = 0  # runs left to another driver that holds them (see study.leases)
+
+
+EXECUTORS = ("local", "ray")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -69,6 +75,8 @@ def run_study(
     workers: str | int = "auto",
     replace: bool = False,
     keep_weights: bool = False,
+    executor: str = "local",
+    ray: RayOptions | None = None,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -91,7 +99,15 @@ def run_study(
     unless ``replace``, which first renames the stored runs to ``NAME@archived-N``.
 
     ``keep_weights`` stores each tested run's weights beside it, for ``dropoutlab evaluate``.
+
+    ``executor`` ``"ray"`` sends each stack (or run) to a Ray cluster as a task instead of
+    local worker processes (:mod:`dropoutlab.study.ray_executor`; ``ray`` holds the address
+    and each task's resources). Two drivers may share a store: each trains only the runs
+    it claimed (:mod:`dropoutlab.study.leases`), and a run another live driver holds is left
+    to it (``busy`` in the outcome).
     """
+    if executor not in EXECUTORS:
+        raise DropoutlabError(f"--executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
     start = time.perf_counter()
     runs = expand_runs(study)
     if replace:
@@ -116,7 +132,8 @@ def run_study(
             )
         todo = [run for run in todo if run.id in mine]
         if todo:
-            _train_todo(todo, store, outcome, device, data_dir, progress, stack, workers, keep_weights)
+            how = RayOptions() if executor == "ray" and ray is None else ray if executor == "ray" else None
+            _train_todo(todo, store, outcome, device, data_dir, progress, stack, workers, keep_weights, how)
     outcome.wall_s = time.perf_counter() - start
     return outcome
 
@@ -131,8 +148,9 @@ def _train_todo(
     stack: str | int,
     workers: str | int,
     keep_weights: bool,
+    ray: RayOptions | None,
 ) -> None:
-    """Train the runs this driver claimed, writing each result as it arrives."""
+    """Train the runs this driver claimed (on Ray with ``ray``), writing each result as it arrives."""
     dev = resolve_device(device)
     n_workers = min(resolve_workers(workers, dev), len(todo))
     datasets = {name: load_dataset(name, data_dir) for name in {r.settings.dataset for r in todo}}
@@ -153,9 +171,12 @@ def _train_todo(
             for reason in dict.fromkeys(filter(None, map(trains_alone, group))):
                 log.info("%s", reason)
                 outcome.plan_notes.append(reason)
-        for batch, results in _train_batches(
-            batches, data, dev, n_workers, stack == "off", keep_weights, show=not bar.disable
-        ):
+        if ray is not None:
+            arrivals = _ray_batches(batches, data, dev, stack == "off", keep_weights, ray)
+        else:
+            arrivals = _train_batches(batches, data, dev, n_workers, stack == "off", keep_weights,
+                                      show=not bar.disable)  # fmt: skip
+        for batch, results in arrivals:
             for result in results:
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
@@ -195,6 +216,64 @@ def _train_batches(
         yield batch, _train_batch(batch, data, device, show, stack_off, keep_weights)
 
 
+#: Tests only: ``kill|raise:RUN_ID:EPOCH:MARKER`` kills the process training run RUN_ID (or
+#: makes it raise) after epoch EPOCH, once: the fault creates the file MARKER, and does
+#: nothing where it exists, so the retry goes through.
+FAULT_ENV = "DROPOUTLAB_FAULT"
+
+
+def inject_fault(runs: list[RunSpec], epoch: int) -> None:
+    """The fault :data:`FAULT_ENV` asks for, if it is due now for one of ``runs``."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    action, run_id, at, marker = spec.split(":", 3)
+    if int(at) != epoch or run_id not in {run.id for run in runs} or Path(marker).exists():
+        return
+    Path(marker).touch()
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"fault injected by {FAULT_ENV} at epoch {epoch}")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where ``--executor ray`` sends its tasks and what each asks for: the cluster ``address``
+    (None: ``RAY_ADDRESS``, else a local instance), ``cpus`` and ``gpus`` per task (None: 1
+    on a CUDA device, else 0; a fraction lets several stacks share a card)."""
+
+    address: str | None = None
+    cpus: float = 1.0
+    gpus: float | None = None
+
+
+def _ray_batches(
+    batches: list[list[RunSpec]],
+    data: PreparedData,
+    device: torch.device,
+    stack_off: bool,
+    keep_weights: bool,
+    options: RayOptions,
+) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
+    """Yield each batch with its results as Ray tasks finish them; a task that failed after its
+    retries (its worker died each time) gives its runs status ``failed``."""
+    gpus = options.gpus if options.gpus is not None else float(device.type == "cuda")
+    shared = (data.to("cpu"), device, stack_off, keep_weights)  # the object store holds CPU tensors
+    for batch, result in ray_map(_ray_task, batches, shared, options.address, options.cpus, gpus):
+        if isinstance(result, BaseException):
+            log.error("a Ray task failed after its retries: %s", result)
+            error = f"{type(result).__name__}: {result}"
+            result = [RunResult(run, "failed", env=environment(device), error=error) for run in batch]
+        yield batch, result
+
+
+def _ray_task(
+    runs: list[RunSpec], data: PreparedData, device: torch.device, stack_off: bool, keep_weights: bool
+) -> list[RunResult]:
+    """One Ray task: a batch trained on this worker, its data moved to ``device`` first."""
+    return _train_batch(runs, data.to(device), device, False, stack_off, keep_weights)
+
+
 def _train_batch(
     runs: list[RunSpec],
     data: PreparedData,
@@ -212,8 +291,13 @@ def _train_batch(
     engine = "single" if stack_off or trains_alone(runs[0]) else "stacked"
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
+
+    def on_epoch(epoch: int, members: int) -> None:
+        epochs.update(1)
+        inject_fault(runs, epoch)
+
     try:
-        return train_runs(runs, data, device, engine, lambda epoch, members: epochs.update(1), keep_weights)
+        return train_runs(runs, data, device, engine, on_epoch, keep_weights)
     except (DropoutlabError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a broken run must not end the study; its traceback goes to the log
