@@ -62,7 +62,7 @@ def test_evaluate_without_weights_is_one_line_and_the_cli_reports_what_it_did(wr
     assert "no store here" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", "--store", str(path), "--mc", "0"])
-    assert "allowed: whole numbers >= 1" in capsys.readouterr().err
+    assert "allowed: whole numbers from 1 to 1000" in capsys.readouterr().err
 
 
 def test_archiving_a_study_keeps_its_weights(write_study, tmp_path):
@@ -70,3 +70,12 @@ def test_archiving_a_study_keeps_its_weights(write_study, tmp_path):
         run(write_study, store, "kept", keep_weights=True)
         archived = store.archive_study("kept")
         assert all(store.weights(r["id"]) for r in store.records(archived))
+
+
+def test_corrupt_stored_weights_are_one_line(write_study, tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        records = run(write_study, store, "kept", keep_weights=True)
+        store.conn.execute("UPDATE weights SET state = ? WHERE run_id = ?", (b"junk", records[0]["id"]))
+        store.conn.commit()
+        with pytest.raises(DropoutlabError, match="stored weights of run .* cannot be read"):
+            evaluate_mc(store, "kept", (2,), device="cpu", progress=False)

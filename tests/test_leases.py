@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
 from dropoutlab.study import expand_runs, load_study, run_study
-from dropoutlab.study.leases import Lease, driver_gone
+from dropoutlab.study.leases import Lease, driver_gone, process_space
 
 STUDY = """
 name = "shared"
@@ -44,8 +45,12 @@ def test_claims_are_exclusive_until_they_lapse_or_their_driver_is_gone(tmp_path)
         assert store.claim(["r2"], a, lease_s=60, gone=lambda owner: owner == b) == ["r2"]  # b is gone
         store.release(a)
         assert store.claimed() == {"r1": b, "r3": b}
-        assert driver_gone(f"{HERE}:{dead_pid()}:x") and not driver_gone(f"{HERE}:{os.getpid()}:x")
-        assert not driver_gone(f"another-host:{dead_pid()}:x")  # elsewhere: only the lease tells
+        space = process_space()
+        assert driver_gone(f"{HERE}:{dead_pid()}:{space}:x") and not driver_gone(
+            f"{HERE}:{os.getpid()}:{space}:x"
+        )
+        assert not driver_gone(f"another-host:{dead_pid()}:{space}:x")  # elsewhere: only the lease tells
+        assert not driver_gone(f"{HERE}:{dead_pid()}:other-container:x")  # same name, other pids
 
 
 def test_a_run_held_by_a_live_driver_is_left_to_it_then_trained_once_released(write_study, tmp_path):
@@ -91,3 +96,28 @@ def test_two_drivers_on_one_store_train_each_run_exactly_once(write_study, tmp_p
     assert sum(trained) == 18, outputs  # every run trained by exactly one of the two
     with Store(store, readonly=True) as s:
         assert len(s.finished_ids("shared")) == 18 and s.claimed() == {}
+
+
+def test_replace_waits_for_a_live_driver_and_a_taken_over_run_is_not_written(
+    write_study, tmp_path, monkeypatch
+):
+    import dropoutlab.study.runner as runner
+
+    study = load_study(write_study(STUDY))
+    ids = [r.id for r in expand_runs(study)]
+    with Store(tmp_path / "s.db") as store:
+        other = f"{HERE}:{os.getpid()}:{process_space()}:other"  # alive: this process
+        store.claim(ids[:1], other, lease_s=60)
+        with pytest.raises(DropoutlabError, match="another `dropoutlab run` is training 1 of its runs"):
+            run_study(study, store, progress=False, workers=1, replace=True)
+        store.release(other)
+        real = runner.train_runs
+
+        def lapsed(runs, *args, **kwargs):  # another driver takes this batch's first run over mid-training
+            store.conn.execute("UPDATE claims SET owner = ? WHERE run_id = ?", (other, runs[0].id))
+            store.conn.commit()
+            return real(runs, *args, **kwargs)
+
+        monkeypatch.setattr(runner, "train_runs", lapsed)
+        outcome = run_study(study, store, progress=False, workers=1, stack="off")
+        assert outcome.busy == 12 and not outcome.statuses and store.finished_ids("shared") == set()

@@ -79,4 +79,4 @@ def test_without_ray_the_executor_is_one_line(tmp_path, monkeypatch, write_study
     assert 'needs Ray, an optional extra: pip install "dropoutlab[ray]"' in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists()  # nothing touched
     assert main(["run", str(path), "--store", str(tmp_path / "s.db"), "--address", "x:1"]) == 2
-    assert "--address names a Ray cluster" in capsys.readouterr().err
+    assert "--address, --cpus-per-task and --gpus-per-task are for --executor ray" in capsys.readouterr().err

@@ -248,3 +248,20 @@ def test_a_top_level_list_is_told_to_move_into_a_grid(write_study):
     )
     with pytest.raises(DropoutlabError, match=r"to sweep model, put the list in a \[\[grid\]\] table"):
         expand_runs(load_study(path))
+
+
+def test_a_grid_over_every_slots_rate_labels_each_point_with_its_own_value(write_study):
+    path = write_study(
+        """
+        name = "s"
+        dataset = "digits"
+        model = "mlp"
+        [dropout]
+        input = 0.2
+        hidden2 = 0.2
+        [[grid]]
+        "dropout.rate" = [0.0, 0.5]
+        """
+    )
+    runs = expand_runs(load_study(path))
+    assert sorted({r.params["dropout.rate"] for r in runs}) == [0.0, 0.5]  # not 0.2 for both

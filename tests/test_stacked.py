@@ -537,3 +537,13 @@ def test_dropout_of_a_grouped_input_equals_dropout_of_its_copies():
     copied = stacked_dropout(ungroup(x, [2, 1]), "flat", keep, gens())
     assert torch.equal(grouped, copied)
     assert torch.equal(grouped[0], x[0])  # keep 1: untouched
+
+
+def test_a_fixed_rate_dropout_keeps_its_rate_whatever_the_slots_before_it(digits):
+    layers = {"layers": [{"type": "flatten"}, {"type": "dropout", "slot": "inp"},
+                         {"type": "dense", "units": 32, "activation": "relu"}, {"type": "dropout", "rate": 0.5},
+                         {"type": "dense", "units": "classes"}]}  # fmt: skip
+    runs = [make_run(0, model=layers, dropout={"inp": rate}) for rate in (0.0, 0.2)]
+    net, _ = build_stack(runs, prepared(digits, runs[0]), CPU)
+    fixed = [layer for layer in net.layers if "rates=[0.5, 0.5]" in repr(layer)]
+    assert len(fixed) == 1, net  # both members keep their 0.5, the member at inp = 0 too

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -61,11 +62,13 @@ def _word_or_count(*words: str):
 
 
 def _sample_counts(text: str) -> tuple[int, ...]:
-    """An argparse type: comma-separated whole numbers >= 1, sorted, without repeats."""
+    """An argparse type: comma-separated whole numbers of passes, sorted, without repeats."""
+    from dropoutlab.study.settings import MAX_MC_SAMPLES
+
     parts = [part.strip() for part in text.split(",")]
-    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+    if not all(part.isdigit() and 1 <= int(part) <= MAX_MC_SAMPLES for part in parts):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed; allowed: whole numbers >= 1 separated by commas"
+            f"{text!r} is not allowed; allowed: whole numbers from 1 to {MAX_MC_SAMPLES} separated by commas"
         )
     return tuple(sorted({int(part) for part in parts}))
 
@@ -225,11 +228,12 @@ def cmd_run(args) -> int:
         from dropoutlab.study.ray_executor import import_ray
 
         import_ray()  # not installed: one line, before the store is touched
-        if args.cpus_per_task <= 0 or (args.gpus_per_task is not None and args.gpus_per_task < 0):
-            raise DropoutlabError("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
-        ray = RayOptions(args.address, args.cpus_per_task, args.gpus_per_task)
-    elif args.address:
-        raise DropoutlabError("--address names a Ray cluster: use it with --executor ray")
+        gpus = args.gpus_per_task
+        if not (0 < args.cpus_per_task < math.inf) or (gpus is not None and not 0 <= gpus < math.inf):
+            raise DropoutlabError("--cpus-per-task must be a number > 0 and --gpus-per-task a number >= 0")
+        ray = RayOptions(args.address, args.cpus_per_task, gpus)
+    elif args.address or args.cpus_per_task != 1.0 or args.gpus_per_task is not None:
+        raise DropoutlabError("--address, --cpus-per-task and --gpus-per-task are for --executor ray")
     if args.dry_run:
         runs = expand_runs(study)
         store, note = Path(args.store), None

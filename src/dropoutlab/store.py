@@ -263,9 +263,9 @@ class Store:
         ``lease_s`` seconds and ``gone(its owner)`` is false; an older one, or one whose
         driver is gone (killed), is taken over.
         """
-        now = time.time()
         with self._writing("the claims of this driver's runs"), self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
+            now = time.time()  # once the lock is ours: waiting for it must not age the heartbeats we read
             held = {}
             for run_id, holder, heartbeat in self.conn.execute("SELECT run_id, owner, heartbeat FROM claims"):
                 held[run_id] = (
@@ -283,10 +283,23 @@ class Store:
             )
         return mine
 
-    def renew(self, owner: str) -> None:
-        """Renew the heartbeat of ``owner``'s claims (it is still training them)."""
+    def renew(self, owner: str) -> int:
+        """Renew the heartbeat of ``owner``'s claims (it is still training them); returns how
+        many it still holds (fewer than it claimed when another driver took some over)."""
         with self._writing("the heartbeat of this driver's claims"), self.conn:
-            self.conn.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+            cur = self.conn.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+        return cur.rowcount
+
+    def live_claims(
+        self, lease_s: float, gone: Callable[[str], bool] = lambda owner: False
+    ) -> dict[str, str]:
+        """``{run_id: owner}`` of the claims whose driver is alive (heartbeat younger than
+        ``lease_s``, not ``gone``)."""
+        if "claims" not in self._tables():
+            return {}
+        now = time.time()
+        rows = self.conn.execute("SELECT run_id, owner, heartbeat FROM claims").fetchall()
+        return {rid: who for rid, who, beat in rows if now - beat < lease_s and not gone(who)}
 
     def release(self, owner: str) -> None:
         """Drop ``owner``'s claims (it stopped: its unfinished runs are free for the next driver)."""
@@ -468,6 +481,12 @@ class Store:
             return None
         row = self.conn.execute("SELECT state FROM weights WHERE run_id = ?", (run_id,)).fetchone()
         return row[0] if row else None
+
+    def runs_with_weights(self) -> set[str]:
+        """Ids of the runs whose weights the store holds (``dropoutlab run --keep-weights``)."""
+        if "weights" not in self._tables():
+            return set()
+        return {r[0] for r in self.conn.execute("SELECT run_id FROM weights")}
 
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per run (see DEVELOPERS.md, "Store DataFrames"); ``attrs["params"]`` lists the grid keys."""

@@ -340,7 +340,9 @@ def _layers(
                 connect = (rate, layer.slot)
                 continue
             if rate:
-                name = f"dropout_{layer.slot}" if layer.slot else None
+                # named by slot, or by position: a name must not depend on which slots are at rate 0,
+                # or the members of a stack (whose template has every slot) would not line up
+                name = f"dropout_{layer.slot}" if layer.slot else f"dropout_layer{i}"
                 cls = dropout_kinds()[kind]
                 make = partial(cls, rate, slot=layer.slot, **options.get(layer.slot, {}))
                 add("dropout", cls, 0, make, shape, name=name)

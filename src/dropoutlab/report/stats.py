@@ -342,8 +342,12 @@ def no_dropout_configs(runs: pd.DataFrame) -> list[str]:
 
 
 def is_off(value) -> bool:
-    """Whether a parameter value means "this regularizer is off": 0, false or ``none``."""
-    return value is False or value == "none" or (isinstance(value, int | float) and value == 0)
+    """Whether a parameter value means "this regularizer is off": 0, false or ``none`` (NumPy
+    scalars, as pandas gives them, included)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value is False or value == "none" or (isinstance(value, int | float) and not isinstance(value, bool)
+                                                 and value == 0)  # fmt: skip
 
 
 def dropout_strata(runs: pd.DataFrame, params: Sequence[str] | None = None) -> dict[str, str]:

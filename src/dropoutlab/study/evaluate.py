@@ -48,8 +48,8 @@ def evaluate_mc(
     the store holds, and store the entries. ``progress=None`` shows a bar only on a terminal.
     """
     records = [r for r in store.records(study) if r["status"] == "completed"]
-    blobs = {r["id"]: store.weights(r["id"]) for r in records}
-    todo = [r for r in records if blobs[r["id"]] is not None]
+    kept = store.runs_with_weights()
+    todo = [r for r in records if r["id"] in kept]
     if not todo:
         raise DropoutlabError(
             f"{store.path}: study {study!r} has no stored weights; run it with "
@@ -59,18 +59,26 @@ def evaluate_mc(
     dev = resolve_device(device)
     settings = {r["id"]: RunSettings.from_dict(r["spec"]) for r in todo}
     datasets = {name: load_dataset(name, data_dir) for name in {s.dataset for s in settings.values()}}
-    prepared = {}
+    data_key = {rid: (s.dataset, s.validation, s.split_seed, s.normalize) for rid, s in settings.items()}
+    todo.sort(key=lambda r: data_key[r["id"]])  # one prepared data set on the device at a time
+    data, prepared_for = None, None
     bar = tqdm(todo, desc=f"{study} MC dropout", unit="run",
                disable=False if progress else None if progress is None else True)  # fmt: skip
     for record in bar:
         s = settings[record["id"]]
-        key = (s.dataset, s.validation, s.split_seed, s.normalize)
-        if key not in prepared:
-            prepared[key] = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
-        data = prepared[key]
+        if data_key[record["id"]] != prepared_for:
+            data = None  # free the last data set first
+            data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
+            prepared_for = data_key[record["id"]]
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             model = build_network(s, data.input_shape, data.num_classes).to(dev)
-        model.load_state_dict(weights_from_bytes(blobs[record["id"]], dev))
+        try:  # one run's weights in memory at a time
+            model.load_state_dict(weights_from_bytes(store.weights(record["id"]), dev))
+        except Exception as exc:  # torch.load of damaged bytes raises many kinds (struct, pickle, zip...)
+            raise DropoutlabError(
+                f"{store.path}: the stored weights of run {record['id']} cannot be read ({type(exc).__name__}); "
+                "train the study again with --keep-weights (--replace keeps the old runs)"
+            ) from None
         entries = mc_sweep(model, data.test.x, data.test.y, (0, *samples), seed=record["seed"])
         store.write_mc(record["id"], entries)
     return EvaluateOutcome(study, len(todo), len(records) - len(todo))

@@ -55,7 +55,10 @@ def expand_runs(study: StudySpec) -> list[RunSpec]:
                 raise DropoutlabError(
                     f"{message} (in the grid point {shown})" if point else message
                 ) from None
-            params = {key: settings.value(key) for key in keys}
+            # "dropout.rate" is the grid's own value where the point sets it: read back from the
+            # slots (the most common rate) it could name two points alike when slots are set apart
+            params = {key: point[key] if key == "dropout.rate" and key in point else settings.value(key)
+                      for key in keys}  # fmt: skip
             for seed in study.seeds:
                 rid = run_id(study.name, settings, seed)
                 if rid not in seen:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -27,17 +28,30 @@ log = logging.getLogger(__name__)
 LEASE_S = 120.0
 
 
+def process_space() -> str:
+    """What makes a pid mean one process: the boot and the pid namespace. Containers sharing a
+    host name (host networking) but not their pids differ here."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux: no fast path
+        return "unknown"
+    return f"{boot[:8]}-{namespace}"
+
+
 def driver_id() -> str:
-    """A new driver's owner name: ``host:pid:random``, unique across machines and restarts."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A new driver's owner name: ``host:pid:process-space:random``, unique across machines,
+    containers and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{process_space()}:{uuid.uuid4().hex[:8]}"
 
 
 def driver_gone(owner: str) -> bool:
-    """Whether ``owner``'s process is known to be gone: it ran on this machine and its pid is
-    no longer alive. A driver on another machine is never known gone (its lease lapses)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    """Whether ``owner``'s process is known to be gone: it ran on this machine, in this pid
+    space (:func:`process_space`), and its pid is no longer alive. A driver elsewhere is never
+    known gone: its claims lapse with its lease."""
+    host, pid, space, *_ = [*owner.split(":"), "", "", ""]
+    here = process_space()
+    if host != socket.gethostname() or not pid.isdigit() or here == "unknown" or space != here:
         return False
     try:
         os.kill(int(pid), 0)
@@ -68,18 +82,25 @@ class Lease:
         return self.store.claim(run_ids, self.owner, self.lease_s, driver_gone)
 
     def _renew(self, path: Path) -> None:
-        try:
-            with Store(path) as store:  # sqlite3 connections stay in the thread that made them
-                while not self._stop.wait(self.lease_s / 4):
+        with Store(path) as store:  # sqlite3 connections stay in the thread that made them
+            while not self._stop.wait(self.lease_s / 4):
+                try:
                     store.renew(self.owner)
-        except DropoutlabError as exc:  # the results are still written; only the claims may lapse
-            log.warning("claims no longer renewed: %s", exc)
+                except (DropoutlabError, sqlite3.Error) as exc:  # a busy store: try again next beat
+                    log.warning("could not renew this driver's claims (trying again): %s", exc)
 
     def __enter__(self) -> Lease:
         self._thread.start()
         return self
 
+    def holds(self, run_id: str) -> bool:
+        """Whether this driver still holds ``run_id`` (no other driver took it over)."""
+        return self.store.claimed(self.owner).get(run_id) == self.owner
+
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.store.release(self.owner)
+        try:
+            self.store.release(self.owner)
+        except DropoutlabError as error:  # must not hide the error that ended the training, if any
+            log.warning("%s; the claims lapse within %.0f s", error, self.lease_s)

@@ -22,7 +22,7 @@ from dropoutlab.runs import RunResult, RunSpec, StudySpec
 from dropoutlab.store import Store
 from dropoutlab.study.design import check_design
 from dropoutlab.study.grid import expand_runs
-from dropoutlab.study.leases import Lease
+from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
 from dropoutlab.study.ray_executor import ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
@@ -111,6 +111,13 @@ def run_study(
     start = time.perf_counter()
     runs = expand_runs(study)
     if replace:
+        ids = {run.id for run in runs}
+        busy = [rid for rid in store.live_claims(LEASE_S, driver_gone) if rid in ids]
+        if busy:
+            raise DropoutlabError(
+                f"{study.name}: another `dropoutlab run` is training {len(busy)} of its runs on this store; "
+                "--replace would archive the study under it: wait for it to end"
+            )
         stored = store.count_runs(study.name)
         archived = store.archive_study(study.name)
         note = f"{study.name}: kept the {stored} stored runs as {archived!r}" if archived else None
@@ -133,7 +140,9 @@ def run_study(
         todo = [run for run in todo if run.id in mine]
         if todo:
             how = RayOptions() if executor == "ray" and ray is None else ray if executor == "ray" else None
-            _train_todo(todo, store, outcome, device, data_dir, progress, stack, workers, keep_weights, how)
+            _train_todo(
+                todo, store, lease, outcome, device, data_dir, progress, stack, workers, keep_weights, how
+            )
     outcome.wall_s = time.perf_counter() - start
     return outcome
 
@@ -141,6 +150,7 @@ def run_study(
 def _train_todo(
     todo: list[RunSpec],
     store: Store,
+    lease: Lease,
     outcome: StudyOutcome,
     device: str,
     data_dir: str | Path | None,
@@ -178,6 +188,11 @@ def _train_todo(
                                       show=not bar.disable)  # fmt: skip
         for batch, results in arrivals:
             for result in results:
+                if not lease.holds(result.run.id):  # our lease lapsed and another driver took it over
+                    log.warning("run %s was taken over by another driver: its result is theirs to write",
+                                result.run.id)  # fmt: skip
+                    outcome.busy += 1
+                    continue
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
             bar.update(len(batch))
