@@ -49,9 +49,18 @@ def test_a_killed_worker_has_its_task_retried_and_every_run_stored_once(write_st
     marker = tmp_path / "killed-once"
     monkeypatch.setenv(FAULT_ENV, f"kill:{victim}:1:{marker}")  # the worker dies after epoch 1, once
     with Store(tmp_path / "s.db") as store:
-        outcome = run_study(study, store, device="cpu", progress=False, executor="ray", ray=RayOptions())
+        outcome = run_study(study, store, device="cpu", progress=False, executor="ray", ray=RayOptions(),
+                            checkpoint_every=1)  # fmt: skip
         assert marker.exists(), "the fault did not fire"
         assert outcome.statuses == {"completed": 6}
+        with Store(tmp_path / "reference.db") as reference:  # the retried task resumed at epoch 2
+            run_study(study, reference, device="cpu", progress=False, workers=1)
+            want = {r["id"]: r["history"] for r in reference.records()}
+        got = {r["id"]: r["history"] for r in store.records()}[victim]
+        assert [h["epoch"] for h in got] == [1, 2]
+        for mine, theirs in zip(got, want[victim], strict=True):  # stacks may differ: float rounding
+            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-5)
+    assert not list((tmp_path / "s.db.checkpoints").glob("*.pt"))  # each removed once its batch ended
     with sqlite3.connect(tmp_path / "s.db") as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM runs")]
         assert len(ids) == len(set(ids)) == 6 and victim in ids

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs each Ray task asks for (default: 1)")  # fmt: skip
     p.add_argument("--gpus-per-task", type=float, default=None, metavar="G",
                    help="GPUs each Ray task asks for; a fraction shares a card (default: 1 on cuda, else 0)")  # fmt: skip
+    p.add_argument("--checkpoint-every", type=_word_or_count(), default=0, metavar="N",
+                   help="save each stack's state every N epochs (in STORE.checkpoints/), so that a stack tried "
+                   "again after a kill resumes there instead of at epoch 1 (default: off)")  # fmt: skip
     p.add_argument("--keep-weights", action="store_true",
                    help="store each tested run's weights (4 bytes per parameter: 1.5 MB for the MLP on CIFAR-10, "
                    "31 MB for the CNN), so that `dropoutlab evaluate` can measure them later")  # fmt: skip
@@ -260,7 +263,7 @@ def cmd_run(args) -> int:
         outcome = run_study(study, store, device=args.device, data_dir=args.data_dir,
                             progress=False if args.no_progress else None, stack=args.stack,
                             workers=args.workers, replace=args.replace, keep_weights=args.keep_weights,
-                            executor=args.executor, ray=ray)  # fmt: skip
+                            executor=args.executor, ray=ray, checkpoint_every=args.checkpoint_every)  # fmt: skip
         _print_outcome(outcome, store)
     return 0
 

@@ -26,6 +26,7 @@ from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
 from dropoutlab.study.ray_executor import ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
+from dropoutlab.train.checkpoints import Checkpoint
 from dropoutlab.train.plan import trains_alone
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def run_study(
     keep_weights: bool = False,
     executor: str = "local",
     ray: RayOptions | None = None,
+    checkpoint_every: int = 0,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -105,6 +107,12 @@ def run_study(
     and each task's resources). Two drivers may share a store: each trains only the runs
     it claimed (:mod:`dropoutlab.study.leases`), and a run another live driver holds is left
     to it (``busy`` in the outcome).
+
+    ``checkpoint_every`` N > 0 saves each stack's (or run's) state every N epochs in the folder
+    ``STORE.checkpoints`` beside the store; a stack tried again (a Ray task after its worker
+    died, the same stack after a restart) resumes from its last checkpoint
+    (:mod:`dropoutlab.train.checkpoints`). For Ray workers on other machines, that folder
+    must be on a file system they share.
     """
     if executor not in EXECUTORS:
         raise DropoutlabError(f"--executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
@@ -140,9 +148,10 @@ def run_study(
         todo = [run for run in todo if run.id in mine]
         if todo:
             how = RayOptions() if executor == "ray" and ray is None else ray if executor == "ray" else None
-            _train_todo(
-                todo, store, lease, outcome, device, data_dir, progress, stack, workers, keep_weights, how
-            )
+            folder = store.path.with_name(store.path.name + ".checkpoints").resolve()
+            options = BatchOptions(stack == "off", keep_weights,
+                                   Checkpoint(folder, checkpoint_every) if checkpoint_every else None)  # fmt: skip
+            _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how)
     outcome.wall_s = time.perf_counter() - start
     return outcome
 
@@ -157,7 +166,7 @@ def _train_todo(
     progress: bool | None,
     stack: str | int,
     workers: str | int,
-    keep_weights: bool,
+    options: BatchOptions,
     ray: RayOptions | None,
 ) -> None:
     """Train the runs this driver claimed (on Ray with ``ray``), writing each result as it arrives."""
@@ -182,10 +191,9 @@ def _train_todo(
                 log.info("%s", reason)
                 outcome.plan_notes.append(reason)
         if ray is not None:
-            arrivals = _ray_batches(batches, data, dev, stack == "off", keep_weights, ray)
+            arrivals = _ray_batches(batches, data, dev, options, ray)
         else:
-            arrivals = _train_batches(batches, data, dev, n_workers, stack == "off", keep_weights,
-                                      show=not bar.disable)  # fmt: skip
+            arrivals = _train_batches(batches, data, dev, n_workers, options, show=not bar.disable)
         for batch, results in arrivals:
             for result in results:
                 if not lease.holds(result.run.id):  # our lease lapsed and another driver took it over
@@ -213,8 +221,7 @@ def _train_batches(
     data: PreparedData,
     device: torch.device,
     workers: int,
-    stack_off: bool,
-    keep_weights: bool,
+    options: BatchOptions,
     show: bool,
 ) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
     """Yield each batch with its results: in order in this process, or as worker processes finish them."""
@@ -222,13 +229,13 @@ def _train_batches(
         yield from map_unordered(
             _train_batch,
             batches,
-            (data, device, False, stack_off, keep_weights),
+            (data, device, options, False),
             workers,
             tail_in_parent=True,
         )
         return
     for batch in batches:
-        yield batch, _train_batch(batch, data, device, show, stack_off, keep_weights)
+        yield batch, _train_batch(batch, data, device, options, show)
 
 
 #: Tests only: ``kill|raise:RUN_ID:EPOCH:MARKER`` kills the process training run RUN_ID (or
@@ -252,6 +259,16 @@ def inject_fault(runs: list[RunSpec], epoch: int) -> None:
 
 
 @dataclass(frozen=True)
+class BatchOptions:
+    """How every batch of a study trains: one run at a time (``stack_off``), keeping each
+    tested run's weights, checkpointing (``checkpoint``, or None)."""
+
+    stack_off: bool = False
+    keep_weights: bool = False
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
 class RayOptions:
     """Where ``--executor ray`` sends its tasks and what each asks for: the cluster ``address``
     (None: ``RAY_ADDRESS``, else a local instance), ``cpus`` and ``gpus`` per task (None: 1
@@ -266,15 +283,14 @@ def _ray_batches(
     batches: list[list[RunSpec]],
     data: PreparedData,
     device: torch.device,
-    stack_off: bool,
-    keep_weights: bool,
-    options: RayOptions,
+    options: BatchOptions,
+    ray: RayOptions,
 ) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
     """Yield each batch with its results as Ray tasks finish them; a task that failed after its
     retries (its worker died each time) gives its runs status ``failed``."""
-    gpus = options.gpus if options.gpus is not None else float(device.type == "cuda")
-    shared = (data.to("cpu"), device, stack_off, keep_weights)  # the object store holds CPU tensors
-    for batch, result in ray_map(_ray_task, batches, shared, options.address, options.cpus, gpus):
+    gpus = ray.gpus if ray.gpus is not None else float(device.type == "cuda")
+    shared = (data.to("cpu"), device, options)  # the object store holds CPU tensors
+    for batch, result in ray_map(_ray_task, batches, shared, ray.address, ray.cpus, gpus):
         if isinstance(result, BaseException):
             log.error("a Ray task failed after its retries: %s", result)
             error = f"{type(result).__name__}: {result}"
@@ -283,19 +299,18 @@ def _ray_batches(
 
 
 def _ray_task(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, stack_off: bool, keep_weights: bool
+    runs: list[RunSpec], data: PreparedData, device: torch.device, options: BatchOptions
 ) -> list[RunResult]:
     """One Ray task: a batch trained on this worker, its data moved to ``device`` first."""
-    return _train_batch(runs, data.to(device), device, False, stack_off, keep_weights)
+    return _train_batch(runs, data.to(device), device, options)
 
 
 def _train_batch(
     runs: list[RunSpec],
     data: PreparedData,
     device: torch.device,
-    show: bool,
-    stack_off: bool,
-    keep_weights: bool = False,
+    options: BatchOptions,
+    show: bool = False,
 ) -> list[RunResult]:
     """Train one batch of runs (one run, or a stack).
 
@@ -303,7 +318,7 @@ def _train_batch(
     the stacked engine otherwise. When a stack raises, its runs are trained again one by one
     (a run's numbers do not depend on its stack), so that only the runs that raise alone are
     lost; such a run is ``failed``, its ``error`` the exception's line then its traceback."""
-    engine = "single" if stack_off or trains_alone(runs[0]) else "stacked"
+    engine = "single" if options.stack_off or trains_alone(runs[0]) else "stacked"
     what = f"  seed {runs[0].seed}" if len(runs) == 1 else f"  stack of {len(runs)}"
     epochs = tqdm(total=runs[0].settings.epochs, desc=what, unit="epoch", leave=False, disable=not show)
 
@@ -312,7 +327,7 @@ def _train_batch(
         inject_fault(runs, epoch)
 
     try:
-        return train_runs(runs, data, device, engine, on_epoch, keep_weights)
+        return train_runs(runs, data, device, engine, on_epoch, options.keep_weights, options.checkpoint)
     except (DropoutlabError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a broken run must not end the study; its traceback goes to the log
@@ -320,8 +335,7 @@ def _train_batch(
             log.warning(
                 "a stack of %d runs raised %s; training them one by one", len(runs), type(exc).__name__
             )
-            return [result for run in runs for result in _train_batch([run], data, device, show, stack_off,
-                                                                      keep_weights)]  # fmt: skip
+            return [result for run in runs for result in _train_batch([run], data, device, options, show)]
         log.exception("run %s (seed %d) failed", runs[0].id, runs[0].seed)
         error = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
         return [RunResult(runs[0], "failed", env=environment(device), error=error)]

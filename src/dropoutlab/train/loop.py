@@ -15,7 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ import torch
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.models import build_network
 from dropoutlab.runs import EpochRecord, RunResult, RunSpec
+from dropoutlab.train.checkpoints import Checkpoint
 from dropoutlab.train.early_stopping import EarlyStopping
 from dropoutlab.train.single import SingleEngine
 from dropoutlab.train.stacked import StackedEngine
@@ -57,6 +58,12 @@ class Engine(Protocol):
     def learned_rates(self) -> list[dict[str, float]]:
         """Each member's learned dropout rate per slot (``concrete`` dropout; empty otherwise)."""
 
+    def state(self) -> dict[str, Any]:
+        """Everything the engine carries to the next epoch (weights, optimizer, generators)."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up training where :meth:`state` left it (its members already kept)."""
+
 
 ENGINES: dict[str, Callable[[list[RunSpec], PreparedData, torch.device], Engine]] = {
     "single": SingleEngine,
@@ -87,6 +94,23 @@ class RunLifecycle:
         self.history.append(record)
         self.stopper.update(record.epoch, getattr(record, self.stopper.monitor), weights)
         return self.stopper.should_stop
+
+    def state(self) -> dict[str, Any]:
+        """Everything this run carries to the next epoch, as plain data (for a checkpoint)."""
+        stopper = self.stopper
+        return {"history": [asdict(record) for record in self.history], "status": self.status,
+                "learned_rates": [list(entry) for entry in self.learned_rates], "kept": self.kept,
+                "best_value": stopper.best_value, "best_epoch": stopper.best_epoch,
+                "best_state": stopper.best_state, "waited": stopper.waited}  # fmt: skip
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up the run where :meth:`state` left it."""
+        self.history = [EpochRecord(**record) for record in state["history"]]
+        self.status, self.kept = state["status"], state["kept"]
+        self.learned_rates = [tuple(entry) for entry in state["learned_rates"]]
+        stopper = self.stopper
+        stopper.best_value, stopper.best_epoch = state["best_value"], state["best_epoch"]
+        stopper.best_state, stopper.waited = state["best_state"], state["waited"]
 
     def finish(self, weights: Callable[[], Weights]) -> None:
         """The run leaves training: keep its best weights (restore-best) or its last ones."""
@@ -122,6 +146,7 @@ def train_runs(
     engine: str = "stacked",
     on_epoch: Callable[[int, int], None] | None = None,
     keep_weights: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> list[RunResult]:
     """Train ``runs`` side by side with ``engine`` (``"single"``: one run; ``"stacked"``: runs of
     one stack key) and score each kept model on the test split; one result per run, in order.
@@ -129,13 +154,26 @@ def train_runs(
     ``on_epoch(epoch, members)`` is called after each epoch with the number of runs that
     trained in it. A run's ``wall_s`` is the engine's wall time divided by its runs. With
     ``keep_weights`` each tested run's result carries its weights (:func:`weights_to_bytes`).
+    With ``checkpoint``, the batch saves its state every ``checkpoint.every`` epochs and, when
+    a checkpoint of these runs exists, resumes from it (:mod:`dropoutlab.train.checkpoints`).
     """
     start = time.perf_counter()
     trainer = ENGINES[engine](runs, data, device)
     lives = [RunLifecycle(run) for run in runs]
     live = list(range(len(runs)))  # the run of each position still training
     s = runs[0].settings
-    for epoch in range(1, s.epochs + 1):
+    first = 1
+    path = checkpoint.path(runs, trainer.name) if checkpoint else None
+    saved = Checkpoint.load(path) if path else None
+    if saved is not None:
+        live, first = saved["live"], saved["epoch"] + 1
+        if len(live) < len(runs):  # positions are the runs' indices until members leave
+            trainer.keep_members(live)
+        trainer.restore(saved["engine"])
+        for life, state in zip(lives, saved["lives"], strict=True):
+            life.restore(state)
+    for epoch in range(first, s.epochs + 1):
+        trained = len(live)
         train = trainer.train_epoch()
         val = trainer.evaluate(data.val)
         train_eval = trainer.evaluate(data.train_eval) if s.eval_train else [(None, None)] * len(live)
@@ -146,16 +184,19 @@ def train_runs(
             record = EpochRecord(epoch, *train[pos], *val[pos], *train_eval[pos])
             if lives[i].end_epoch(record, partial(trainer.member_state, pos)) or epoch == s.epochs:
                 leaving.append(pos)
-        if on_epoch:
-            on_epoch(epoch, len(live))
         for pos in leaving:
             lives[live[pos]].finish(partial(trainer.member_state, pos))
         staying = [pos for pos in range(len(live)) if pos not in leaving]
         live = [live[pos] for pos in staying]
+        if live and leaving:
+            trainer.keep_members(staying)
+        if path and live and checkpoint.due(epoch, s.epochs):
+            checkpoint.save(path, {"epoch": epoch, "live": live, "engine": trainer.state(),
+                                   "lives": [life.state() for life in lives]})  # fmt: skip
+        if on_epoch:
+            on_epoch(epoch, trained)
         if not live:
             break
-        if leaving:
-            trainer.keep_members(staying)
 
     done = [i for i, life in enumerate(lives) if life.status == "completed"]
     tests = dict(zip(done, trainer.test(done, [lives[i].kept for i in done]), strict=True)) if done else {}
@@ -171,6 +212,8 @@ def train_runs(
         if keep_weights and i in tests:
             result = replace(result, weights=weights_to_bytes(life.kept))
         results.append(result)
+    if path:
+        Checkpoint.remove(path)
     return results
 
 

@@ -50,6 +50,17 @@ class StackedOptimizer:
         self.fused = has_fused_kernels(params[0].device) if fused is None else fused
         self._step_counts: dict[tuple, list[torch.Tensor]] = {}  # per group: adam's step tensors
 
+    def state_dict(self) -> dict:
+        """The members' optimizer state (moments or momentum buffers) and the step count."""
+        return {"state": self.state, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take up the state :meth:`state_dict` gave (the same members, in the same order)."""
+        self.state = [[t.to(s.device) for t, s in zip(saved, mine, strict=True)]
+                      for saved, mine in zip(state["state"], self.state, strict=True)]  # fmt: skip
+        self.steps = state["steps"]
+        self._step_counts.clear()
+
     def select(self, keep_idx: list[int]) -> None:
         """Keep the state of the members at positions ``keep_idx`` only."""
         index = torch.tensor(keep_idx, device=self.state[0][0].device)

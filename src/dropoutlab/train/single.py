@@ -7,6 +7,7 @@ dropout masks of ``F.dropout`` drawn from the global generator seeded by the run
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,6 +127,28 @@ class SingleEngine:
 
     def keep_members(self, positions: list[int]) -> None:
         """Nothing to do: a single run leaves only when the loop ends."""
+
+    def state(self) -> dict[str, Any]:
+        """The weights, optimizer state and every generator: batch order, the global one (dropout
+        masks) and augmentation's."""
+        out = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+               "order_rng": self.order_rng.get_state(), "torch_rng": torch.get_rng_state()}  # fmt: skip
+        if self.device.type == "cuda":
+            out["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.augment_rng is not None:
+            out["augment_rng"] = self.augment_rng.get_state()
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up training where :meth:`state` left it."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.order_rng.set_state(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if self.augment_rng is not None:
+            self.augment_rng.set_state(state["augment_rng"])
 
     def test(self, indices: list[int], states: list[dict[str, torch.Tensor]]) -> list[tuple[float, float]]:
         """Load the kept weights and score them on the test split."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -280,6 +281,34 @@ class StackedEngine:
         self.optimizer.select(positions)
         self.max_norm = self.max_norm[positions]
         self.live = [self.live[pos] for pos in positions]
+
+    def state(self) -> dict[str, Any]:
+        """The live members' weights and optimizer state, and every generator: batch orders,
+        each dropout layer's masks, augmentation's."""
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "order_rngs": [g.get_state() for g in self.order_rngs],
+            "mask_rngs": {
+                name: [g.get_state() for g in layer.generators]
+                for name, layer in self.net.layers.named_children()
+                if layer.random
+            },  # fmt: skip
+            "augment_rngs": {str(seed): g.get_state() for seed, g in self.augment_rngs.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up training where :meth:`state` left it (the same members kept)."""
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for g, saved in zip(self.order_rngs, state["order_rngs"], strict=True):
+            g.set_state(saved)
+        layers = dict(self.net.layers.named_children())
+        for name, saved in state["mask_rngs"].items():
+            for g, st in zip(layers[name].generators, saved, strict=True):
+                g.set_state(st)
+        for seed, g in self.augment_rngs.items():
+            g.set_state(state["augment_rngs"][str(seed)])
 
     def test(self, indices: list[int], states: list[dict[str, torch.Tensor]]) -> list[tuple[float, float]]:
         """The test loss and accuracy of the runs at ``indices`` with weights ``states``, in one stack."""

@@ -1,0 +1,107 @@
+"""Checkpoints: a batch interrupted after a saved epoch resumes and ends as if never interrupted."""
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import make_run, prepared
+
+from dropoutlab.train import train_runs
+from dropoutlab.train.checkpoints import Checkpoint
+
+CPU = torch.device("cpu")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(epoch_to_stop):
+    def on_epoch(epoch, members):
+        if epoch == epoch_to_stop:
+            raise Interrupted
+
+    return on_epoch
+
+
+def runs_for(engine):
+    common = {
+        "epochs": 5,
+        "dropout": {"input": 0.2, "hidden1": 0.5},
+        "optimizer": {"name": "adam", "lr": 0.003},
+    }
+    if engine == "single":
+        return [make_run(0, early_stopping={"patience": 2}, augment=[], **common)]
+    # three members: one stops early (patience 1) before the interruption, so the stack shrinks
+    return [make_run(seed, early_stopping={"patience": patience}, **common)
+            for seed, patience in ((0, 1), (1, 5), (2, 5))]  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["single", "stacked"])
+def test_a_resumed_batch_ends_as_one_never_interrupted(digits, tmp_path, engine):
+    runs = runs_for(engine)
+    data = prepared(digits, runs[0])
+    reference = train_runs(runs, data, CPU, engine)
+    checkpoint = Checkpoint(tmp_path / "ckpt", every=1)
+    with pytest.raises(Interrupted):
+        train_runs(runs, data, CPU, engine, on_epoch=interrupt_after(3), checkpoint=checkpoint)
+    path = checkpoint.path(runs, engine)
+    assert path.exists() and torch.load(path, weights_only=True)["epoch"] == 3
+    resumed = train_runs(runs, data, CPU, engine, checkpoint=checkpoint)
+    assert not path.exists()  # removed once the batch ended
+    for got, want in zip(resumed, reference, strict=True):
+        assert [dataclasses.asdict(r) for r in got.history] == [dataclasses.asdict(r) for r in want.history]
+        assert (got.test_acc, got.test_loss, got.best_epoch, got.stopped_epoch) == (
+            want.test_acc, want.test_loss, want.best_epoch, want.stopped_epoch)  # fmt: skip
+
+
+def test_a_damaged_checkpoint_starts_the_batch_afresh(digits, tmp_path):
+    runs = runs_for("single")
+    data = prepared(digits, runs[0])
+    checkpoint = Checkpoint(tmp_path, every=1)
+    checkpoint.path(runs, "single").write_bytes(b"not a checkpoint")
+    result = train_runs(runs, data, CPU, "single", checkpoint=checkpoint)[0]
+    assert result.status == "completed" and result.history[0].epoch == 1
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_its_stack_from_the_checkpoint(write_study, tmp_path):
+    path = write_study(
+        """
+        name = "long"
+        dataset = "digits"
+        model = "mlp"
+        epochs = 4
+        seeds = 3
+        [dropout]
+        hidden1 = 0.5
+        """
+    )
+    cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--device", "cpu", "--workers", "1",
+           "--stack", "3", "--no-progress"]  # fmt: skip
+    whole = subprocess.run([*cmd, "--store", str(tmp_path / "whole.db")], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    store = tmp_path / "killed.db"
+    run_id = sqlite3.connect(tmp_path / "whole.db").execute("SELECT id FROM runs").fetchone()[0]
+    env = {**os.environ, "DROPOUTLAB_FAULT": f"kill:{run_id}:2:{tmp_path / 'fired'}"}
+    killed = subprocess.run(
+        [*cmd, "--store", str(store), "--checkpoint-every", "1"], env=env, capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL and (tmp_path / "fired").exists()
+    folder = tmp_path / "killed.db.checkpoints"
+    assert len(list(folder.glob("*.pt"))) == 1  # epoch 2 of the stack, saved before the kill
+    again = subprocess.run(
+        [*cmd, "--store", str(store), "--checkpoint-every", "1"], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert not list(folder.glob("*.pt"))
+    query = "SELECT run_id, epoch, train_loss, val_loss FROM epochs ORDER BY run_id, epoch"
+    assert (
+        sqlite3.connect(store).execute(query).fetchall()
+        == sqlite3.connect(tmp_path / "whole.db").execute(query).fetchall()
+    )  # the same numbers, to the last bit
