@@ -105,3 +105,16 @@ def test_a_killed_study_resumes_its_stack_from_the_checkpoint(write_study, tmp_p
         sqlite3.connect(store).execute(query).fetchall()
         == sqlite3.connect(tmp_path / "whole.db").execute(query).fetchall()
     )  # the same numbers, to the last bit
+
+
+def test_a_checkpoint_that_does_not_fit_starts_the_batch_afresh(digits, tmp_path):
+    runs = runs_for("single")
+    data = prepared(digits, runs[0])
+    checkpoint = Checkpoint(tmp_path, every=1)
+    torch.save(
+        {"epoch": 2, "live": [0], "engine": {"model": {}}, "lives": []}, checkpoint.path(runs, "single")
+    )
+    result = train_runs(runs, data, CPU, "single", checkpoint=checkpoint)[0]
+    reference = train_runs(runs, data, CPU, "single")[0]
+    assert [r.epoch for r in result.history] == [r.epoch for r in reference.history]
+    assert result.test_acc == reference.test_acc

@@ -11,6 +11,7 @@ the run asks for ``mc_samples``, Monte Carlo dropout on the test split.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import platform
 import time
@@ -32,6 +33,7 @@ from dropoutlab.train.uncertainty import mc_sweep
 from dropoutlab.version import __version__
 
 Weights = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 class Engine(Protocol):
@@ -166,12 +168,17 @@ def train_runs(
     path = checkpoint.path(runs, trainer.name) if checkpoint else None
     saved = Checkpoint.load(path) if path else None
     if saved is not None:
-        live, first = saved["live"], saved["epoch"] + 1
-        if len(live) < len(runs):  # positions are the runs' indices until members leave
-            trainer.keep_members(live)
-        trainer.restore(saved["engine"])
-        for life, state in zip(lives, saved["lives"], strict=True):
-            life.restore(state)
+        try:
+            live, first = saved["live"], saved["epoch"] + 1
+            if len(live) < len(runs):  # positions are the runs' indices until members leave
+                trainer.keep_members(live)
+            trainer.restore(saved["engine"])
+            for life, state in zip(lives, saved["lives"], strict=True):
+                life.restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # written by other code: start afresh
+            log.warning("checkpoint %s does not fit these runs (%s); training them from epoch 1", path, exc)
+            trainer, lives = ENGINES[engine](runs, data, device), [RunLifecycle(run) for run in runs]
+            live, first = list(range(len(runs))), 1
     for epoch in range(first, s.epochs + 1):
         trained = len(live)
         train = trainer.train_epoch()
