@@ -89,3 +89,19 @@ def test_without_ray_the_executor_is_one_line(tmp_path, monkeypatch, write_study
     assert not (tmp_path / "s.db").exists()  # nothing touched
     assert main(["run", str(path), "--store", str(tmp_path / "s.db"), "--address", "x:1"]) == 2
     assert "--address, --cpus-per-task and --gpus-per-task are for --executor ray" in capsys.readouterr().err
+
+
+def test_flags_that_do_not_fit_the_executor_are_one_line(tmp_path, write_study, capsys):
+    path = str(write_study(STUDY.format(seeds=1)))
+    store = str(tmp_path / "s.db")
+    assert main(["run", path, "--store", store, "--executor", "ray", "--workers", "2"]) == 2
+    assert "--workers is for the local executor" in capsys.readouterr().err
+    assert (
+        main(["run", path, "--store", store, "--executor", "ray", "--device", "cpu", "--gpus-per-task", "1"])
+        == 2
+    )
+    assert "--gpus-per-task 1 with a cpu device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", path, "--store", store, "--checkpoint-every", "-1"])
+    assert "allowed: a whole number of epochs, 0 for off" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()

@@ -61,6 +61,15 @@ def _word_or_count(*words: str):
     return value
 
 
+def _epochs(text: str) -> int:
+    """An argparse type: a whole number of epochs >= 0 (0: off)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; allowed: a whole number of epochs, 0 for off"
+        )
+    return int(text)
+
+
 def _sample_counts(text: str) -> tuple[int, ...]:
     """An argparse type: comma-separated whole numbers of passes, sorted, without repeats."""
     from dropoutlab.study.settings import MAX_MC_SAMPLES
@@ -125,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs each Ray task asks for (default: 1)")  # fmt: skip
     p.add_argument("--gpus-per-task", type=float, default=None, metavar="G",
                    help="GPUs each Ray task asks for; a fraction shares a card (default: 1 on cuda, else 0)")  # fmt: skip
-    p.add_argument("--checkpoint-every", type=_word_or_count(), default=0, metavar="N",
+    p.add_argument("--checkpoint-every", type=_epochs, default=0, metavar="N",
                    help="save each stack's state every N epochs (in STORE.checkpoints/), so that a stack tried "
                    "again after a kill resumes there instead of at epoch 1 (default: off)")  # fmt: skip
     p.add_argument("--keep-weights", action="store_true",
@@ -234,6 +243,16 @@ def cmd_run(args) -> int:
         gpus = args.gpus_per_task
         if not (0 < args.cpus_per_task < math.inf) or (gpus is not None and not 0 <= gpus < math.inf):
             raise DropoutlabError("--cpus-per-task must be a number > 0 and --gpus-per-task a number >= 0")
+        if args.workers != "auto":
+            raise DropoutlabError(
+                "--workers is for the local executor; with --executor ray, Ray places the tasks"
+            )
+        cuda = resolve_device(args.device).type == "cuda"
+        if gpus is not None and (gpus > 0) != cuda:
+            raise DropoutlabError(
+                f"--gpus-per-task {gpus:g} with a {'cuda' if cuda else 'cpu'} device: a task on cuda needs a GPU "
+                "share above 0, one on the cpu none"
+            )
         ray = RayOptions(args.address, args.cpus_per_task, gpus)
     elif args.address or args.cpus_per_task != 1.0 or args.gpus_per_task is not None:
         raise DropoutlabError("--address, --cpus-per-task and --gpus-per-task are for --executor ray")

@@ -180,6 +180,7 @@ def _train_todo(
         unit="run",
         disable=False if progress else None if progress is None else True,
     )
+    taken = 0
     for group in _by_data(todo).values():
         s = group[0].settings
         data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
@@ -200,6 +201,7 @@ def _train_todo(
                     log.warning("run %s was taken over by another driver: its result is theirs to write",
                                 result.run.id)  # fmt: skip
                     outcome.busy += 1
+                    taken += 1
                     continue
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
@@ -207,6 +209,11 @@ def _train_todo(
             bar.set_postfix_str(_postfix(results[-1]))
         del data  # free the device memory of this setting before the next one
     bar.close()
+    if taken:
+        outcome.plan_notes.append(
+            f"{taken} runs were taken over by another `dropoutlab run` while this one trained them (its claims "
+            "lapsed): their results are left to it"
+        )
 
 
 def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:
@@ -332,6 +339,8 @@ def _train_batch(
         raise
     except Exception as exc:  # a broken run must not end the study; its traceback goes to the log
         if len(runs) > 1:
+            if options.checkpoint:  # the runs train one by one from here: this stack will not resume
+                Checkpoint.remove(options.checkpoint.path(runs, engine))
             log.warning(
                 "a stack of %d runs raised %s; training them one by one", len(runs), type(exc).__name__
             )

@@ -13,6 +13,7 @@ Ray task tried again, or the same stack after a restart. Files are written whole
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ from typing import Any
 import torch
 
 from dropoutlab.runs import RunSpec
+
+log = logging.getLogger(__name__)
+
+#: The layout of a checkpoint's state; part of its file name, so another layout is not read.
+FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,11 @@ class Checkpoint:
     every: int
 
     def path(self, runs: list[RunSpec], engine: str) -> Path:
-        """The file of the batch ``runs`` trained by ``engine``."""
-        key = hashlib.sha256(f"{engine}/{'/'.join(sorted(run.id for run in runs))}".encode()).hexdigest()[:20]
+        """The file of the batch ``runs`` (in this order: a checkpoint's state is by position)
+        trained by ``engine``, with this code's :data:`FORMAT`."""
+        key = hashlib.sha256(f"{FORMAT}/{engine}/{'/'.join(run.id for run in runs)}".encode()).hexdigest()[
+            :20
+        ]
         return self.folder / f"{key}.pt"
 
     def due(self, epoch: int, last: int) -> bool:
@@ -54,7 +63,8 @@ class Checkpoint:
             return None
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged file: start the batch afresh rather than fail it
+        except Exception as exc:  # a damaged file: start the batch afresh rather than fail it
+            log.warning("checkpoint %s cannot be read (%s); training its runs from epoch 1", path, exc)
             return None
 
     @staticmethod

@@ -175,7 +175,7 @@ def train_runs(
             trainer.restore(saved["engine"])
             for life, state in zip(lives, saved["lives"], strict=True):
                 life.restore(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # written by other code: start afresh
+        except Exception as exc:  # a state that does not fit these runs: start afresh rather than fail
             log.warning("checkpoint %s does not fit these runs (%s); training them from epoch 1", path, exc)
             trainer, lives = ENGINES[engine](runs, data, device), [RunLifecycle(run) for run in runs]
             live, first = list(range(len(runs))), 1
