@@ -206,7 +206,8 @@ def _train_todo(
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
             bar.update(len(batch))
-            bar.set_postfix_str(_postfix(results[-1]))
+            failed = outcome.statuses["failed"]
+            bar.set_postfix_str(_postfix(results[-1]) + (f", {failed} failed" if failed else ""))
         del data  # free the device memory of this setting before the next one
     bar.close()
     if taken:
