@@ -26,7 +26,7 @@ from dropoutlab.runs import RunSpec
 log = logging.getLogger(__name__)
 
 #: The layout of a checkpoint's state; part of its file name, so another layout is not read.
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)

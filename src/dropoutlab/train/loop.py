@@ -170,6 +170,7 @@ def train_runs(
     if saved is not None:
         try:
             live, first = saved["live"], saved["epoch"] + 1
+            start -= saved["elapsed_s"]  # wall_s counts the epochs before the interruption too
             if len(live) < len(runs):  # positions are the runs' indices until members leave
                 trainer.keep_members(live)
             trainer.restore(saved["engine"])
@@ -178,7 +179,7 @@ def train_runs(
         except Exception as exc:  # a state that does not fit these runs: start afresh rather than fail
             log.warning("checkpoint %s does not fit these runs (%s); training them from epoch 1", path, exc)
             trainer, lives = ENGINES[engine](runs, data, device), [RunLifecycle(run) for run in runs]
-            live, first = list(range(len(runs))), 1
+            live, first, start = list(range(len(runs))), 1, time.perf_counter()
     for epoch in range(first, s.epochs + 1):
         trained = len(live)
         train = trainer.train_epoch()
@@ -199,7 +200,8 @@ def train_runs(
             trainer.keep_members(staying)
         if path and live and checkpoint.due(epoch, s.epochs):
             checkpoint.save(path, {"epoch": epoch, "live": live, "engine": trainer.state(),
-                                   "lives": [life.state() for life in lives]})  # fmt: skip
+                                   "lives": [life.state() for life in lives],
+                                   "elapsed_s": time.perf_counter() - start})  # fmt: skip
         if on_epoch:
             on_epoch(epoch, trained)
         if not live:
