@@ -230,10 +230,7 @@ class Store:
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )  # fmt: skip
         epochs = [(run.id, h.epoch, *(getattr(h, m) for m in EPOCH_METRICS)) for h in result.history]
-        mc = [
-            (run.id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"]))
-            for m in result.mc
-        ]
+        mc = _mc_rows(run.id, result.mc)
         learned = [(run.id, epoch, slot, rate) for epoch, slot, rate in result.learned_rates]
         with self._writing(f"run {run.id} (seed {run.seed})"), self.conn:
             self.conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
@@ -242,7 +239,7 @@ class Store:
             self.conn.executemany(f"INSERT INTO epochs VALUES ({placeholders})", epochs)
             if mc:
                 self.conn.execute("DELETE FROM mc WHERE run_id = ?", (run.id,))
-                self.conn.executemany(f"INSERT INTO mc VALUES ({', '.join('?' * len(mc[0]))})", mc)
+                self.conn.executemany(f"INSERT INTO mc VALUES ({MC_PLACEHOLDERS})", mc)
             if learned:
                 self.conn.execute("DELETE FROM learned_rates WHERE run_id = ?", (run.id,))
                 self.conn.executemany("INSERT INTO learned_rates VALUES (?, ?, ?, ?)", learned)
@@ -265,19 +262,17 @@ class Store:
         """
         with self._writing("the claims of this driver's runs"), self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            now = time.time()  # once the lock is ours: waiting for it must not age the heartbeats we read
-            held = {}
-            for run_id, holder, heartbeat in self.conn.execute("SELECT run_id, owner, heartbeat FROM claims"):
-                held[run_id] = (
-                    holder if holder == owner or (now - heartbeat < lease_s and not gone(holder)) else None
-                )
+            held = self.live_claims(
+                lease_s, gone
+            )  # read once the lock is ours, so no heartbeat ages meanwhile
             finished = {
                 r[0]
                 for r in self.conn.execute(
                     f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(FINISHED))})", FINISHED
                 )
             }
-            mine = [rid for rid in run_ids if rid not in finished and held.get(rid) in (None, owner)]
+            mine = [rid for rid in run_ids if rid not in finished and held.get(rid, owner) == owner]
+            now = time.time()
             self.conn.executemany(
                 "INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", [(rid, owner, now) for rid in mine]
             )
@@ -306,6 +301,11 @@ class Store:
         with self._writing("the release of this driver's claims"), self.conn:
             self.conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
 
+    def holder(self, run_id: str) -> str | None:
+        """The owner of the claim on ``run_id``, or None when no driver claims it."""
+        row = self.conn.execute("SELECT owner FROM claims WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
     def claimed(self, owner: str | None = None) -> dict[str, str]:
         """``{run_id: owner}`` of the claims held now (``owner``'s only, when given)."""
         rows = (
@@ -318,12 +318,9 @@ class Store:
     def write_mc(self, run_id: str, entries: list[dict[str, Any]]) -> None:
         """Store Monte Carlo dropout ``entries`` (as in :attr:`RunResult.mc`) of a stored run,
         replacing those with the same number of samples, all or nothing."""
-        rows = [
-            (run_id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"])) for m in entries
-        ]
         with self._writing(f"the MC dropout metrics of run {run_id}"), self.conn:
             self.conn.executemany(
-                f"INSERT OR REPLACE INTO mc VALUES ({', '.join('?' * (3 + len(MC_METRICS)))})", rows
+                f"INSERT OR REPLACE INTO mc VALUES ({MC_PLACEHOLDERS})", _mc_rows(run_id, entries)
             )
 
     @contextmanager
@@ -513,6 +510,17 @@ def _kept_epoch(record: dict[str, Any]) -> int | None:
     """:func:`~dropoutlab.runs.kept_epoch` of an export record (its ``spec`` as stored)."""
     es = record["spec"].get("early_stopping")
     return kept_epoch(bool(es and es.get("restore_best")), record["best_epoch"], record["stopped_epoch"])
+
+
+# run_id, samples, the metrics, reliability: one row of the mc table
+MC_PLACEHOLDERS = ", ".join("?" * (3 + len(MC_METRICS)))
+
+
+def _mc_rows(run_id: str, entries) -> list[tuple]:
+    """Rows of the ``mc`` table for a run's Monte Carlo dropout ``entries``."""
+    return [
+        (run_id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"])) for m in entries
+    ]
 
 
 def _cell(value: Any) -> Any:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dropoutlab.layers.stacked import Activations, StackedLayer, register_stacked
+from dropoutlab.layers.stacked import Activations, StackedLayer, drawing_members, register_stacked
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -143,7 +143,7 @@ class StackedDropout(StackedLayer):
         threshold, scale = dropout_constants(self.keep)
         self.register_buffer("threshold", threshold, persistent=False)
         self.register_buffer("scale", scale, persistent=False)
-        self.rows = [m for m, keep in enumerate(self.keep.tolist()) if keep < 1.0]  # members that draw
+        self.rows = drawing_members(self.keep)
         self.identity = not self.rows  # read once, not at every step
 
     @classmethod

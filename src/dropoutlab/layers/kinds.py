@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers.dropout import Dropout
-from dropoutlab.layers.stacked import Activations, StackedLayer, register_stacked
+from dropoutlab.layers.stacked import Activations, StackedLayer, drawing_members, register_stacked
 from dropoutlab.layers.standard import StackedLinear, stacked_linear
 
 DENSE = frozenset({"dense"})
@@ -558,7 +558,7 @@ class _StackedRate(StackedLayer):
         self._rows_of_keep()
 
     def _rows_of_keep(self) -> None:
-        self.rows = [m for m, keep in enumerate(self.keep.tolist()) if keep < 1.0]  # members that draw
+        self.rows = drawing_members(self.keep)
         self.identity = not self.rows
 
     @classmethod
@@ -715,7 +715,7 @@ class StackedDropConnectLinear(StackedLinear):
         self._rows_of_keep()
 
     def _rows_of_keep(self) -> None:
-        self.rows = [m for m, keep in enumerate(self.keep.tolist()) if keep < 1.0]  # members that draw
+        self.rows = drawing_members(self.keep)
         self.identity = not self.rows
 
     @classmethod

@@ -124,6 +124,12 @@ class StackedLayer(nn.Module):
         return {name: t[i].detach().clone() for name, t in tensors.items()}
 
 
+def drawing_members(keep: torch.Tensor) -> list[int]:
+    """The members of a stacked dropout layer that draw noise: those whose keep probability
+    ``keep[m]`` is below 1 (the others have no such layer and are left exactly as they are)."""
+    return [m for m, k in enumerate(keep.tolist()) if k < 1.0]
+
+
 STACKED_FORMS: dict[type[nn.Module], type[StackedLayer]] = {}
 
 

@@ -2,8 +2,8 @@
 
 A study run with ``--keep-weights`` stores each tested run's weights. This rebuilds each
 run's own model from its stored settings, loads those weights and measures it on the
-test split as a study with ``mc_samples`` would have (:func:`~dropoutlab.train.loop.mc_test`:
-same masks, seeded by the run's seed), then stores the entries beside the run, where the
+test split as a study with ``mc_samples`` would have (as :func:`~dropoutlab.train.loop.mc_test`:
+:func:`~dropoutlab.train.loop.restored_model`, then the same masks, seeded by the run's seed), then stores the entries beside the run, where the
 report and the export read them.
 """
 
@@ -12,17 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from dropoutlab.data import load_dataset
 from dropoutlab.data.prepare import prepare_data
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.models import build_network
 from dropoutlab.runs import RunSettings
 from dropoutlab.store import Store
 from dropoutlab.study.runner import resolve_device
-from dropoutlab.train.loop import weights_from_bytes
+from dropoutlab.train.loop import restored_model, weights_from_bytes
 from dropoutlab.train.uncertainty import mc_sweep
 
 
@@ -70,10 +68,8 @@ def evaluate_mc(
             data = None  # free the last data set first
             data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
             prepared_for = data_key[record["id"]]
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            model = build_network(s, data.input_shape, data.num_classes).to(dev)
         try:  # one run's weights in memory at a time
-            model.load_state_dict(weights_from_bytes(store.weights(record["id"]), dev))
+            model = restored_model(s, weights_from_bytes(store.weights(record["id"]), dev), data, dev)
         except Exception as exc:  # torch.load of damaged bytes raises many kinds (struct, pickle, zip...)
             raise DropoutlabError(
                 f"{store.path}: the stored weights of run {record['id']} cannot be read ({type(exc).__name__}); "

@@ -95,7 +95,7 @@ class Lease:
 
     def holds(self, run_id: str) -> bool:
         """Whether this driver still holds ``run_id`` (no other driver took it over)."""
-        return self.store.claimed(self.owner).get(run_id) == self.owner
+        return self.store.holder(run_id) == self.owner
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -147,7 +147,7 @@ def run_study(
             )
         todo = [run for run in todo if run.id in mine]
         if todo:
-            how = RayOptions() if executor == "ray" and ray is None else ray if executor == "ray" else None
+            how = (ray or RayOptions()) if executor == "ray" else None
             folder = store.path.with_name(store.path.name + ".checkpoints").resolve()
             options = BatchOptions(stack == "off", keep_weights,
                                    Checkpoint(folder, checkpoint_every) if checkpoint_every else None)  # fmt: skip

@@ -21,10 +21,11 @@ from functools import partial
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.models import build_network
-from dropoutlab.runs import EpochRecord, RunResult, RunSpec
+from dropoutlab.runs import EpochRecord, RunResult, RunSettings, RunSpec
 from dropoutlab.train.checkpoints import Checkpoint
 from dropoutlab.train.early_stopping import EarlyStopping
 from dropoutlab.train.single import SingleEngine
@@ -238,17 +239,26 @@ def weights_from_bytes(blob: bytes, device: torch.device) -> Weights:
     return torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
 
 
+def restored_model(
+    settings: RunSettings, kept: Weights, data: PreparedData, device: torch.device
+) -> nn.Module:
+    """A run's own model (``settings``), rebuilt on ``device`` and loaded with ``kept`` weights,
+    leaving the global random state as it was."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model = build_network(settings, data.input_shape, data.num_classes).to(device)
+    model.load_state_dict(kept)
+    return model
+
+
 def mc_test(run: RunSpec, kept: Weights, data: PreparedData, device: torch.device) -> tuple[dict, ...]:
     """Monte Carlo dropout on the test split for a run's kept weights: the deterministic pass
     (``samples = 0``), then one entry per value of ``mc_samples``.
 
-    Whatever the engine, the run's own model is rebuilt and loaded with the kept weights, and
-    :func:`~dropoutlab.train.uncertainty.mc_sweep` draws its passes with masks seeded by the
-    run's seed, so both engines give a run the same entries.
+    Whatever the engine, the run's own model is rebuilt and loaded with the kept weights
+    (:func:`restored_model`), and :func:`~dropoutlab.train.uncertainty.mc_sweep` draws its
+    passes with masks seeded by the run's seed, so both engines give a run the same entries.
     """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model = build_network(run.settings, data.input_shape, data.num_classes).to(device)
-    model.load_state_dict(kept)
+    model = restored_model(run.settings, kept, data, device)
     samples = (0, *run.settings.mc_samples)  # 0: the deterministic pass, the reference
     return tuple(mc_sweep(model, data.test.x, data.test.y, samples, seed=run.seed))
 
