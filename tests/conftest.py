@@ -6,8 +6,10 @@ import os
 import sqlite3
 import textwrap
 import time
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from dropoutlab.data import load_dataset
 from dropoutlab.data.prepare import prepare_data
@@ -85,3 +87,37 @@ def stored_ids(path):
             return [r[0] for r in conn.execute("SELECT id FROM runs")]
     except sqlite3.OperationalError:
         return []
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of the PostgreSQL server the store tests use (``.ci/run`` starts one)."""
+    url = os.environ.get("DROPOUTLAB_TEST_POSTGRES")
+    if url:
+        return url
+    reason = "no PostgreSQL server: set DROPOUTLAB_TEST_POSTGRES=postgresql://USER@HOST:PORT/DB (.ci/run starts one)"
+    if os.environ.get("DROPOUTLAB_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new, empty PostgreSQL database for one test (dropped afterwards), as a store URL."""
+    server = sa.make_url(postgres_server)
+    admin = sa.create_engine(server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    name = f"dropoutlab_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request, tmp_path):
+    """A new store of each kind: an SQLite file's path, then a PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "s.db")
+    return request.getfixturevalue("postgres_url")

@@ -75,7 +75,7 @@ def test_archiving_a_study_keeps_its_weights(write_study, tmp_path):
 def test_corrupt_stored_weights_are_one_line(write_study, tmp_path):
     with Store(tmp_path / "s.db") as store:
         records = run(write_study, store, "kept", keep_weights=True)
-        store.conn.execute("UPDATE weights SET state = ? WHERE run_id = ?", (b"junk", records[0]["id"]))
-        store.conn.commit()
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE weights SET state = ? WHERE run_id = ?", (b"junk", records[0]["id"]))
         with pytest.raises(DropoutlabError, match="stored weights of run .* cannot be read"):
             evaluate_mc(store, "kept", (2,), device="cpu", progress=False)

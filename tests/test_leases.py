@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
@@ -34,8 +35,8 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def test_claims_are_exclusive_until_they_lapse_or_their_driver_is_gone(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+def test_claims_are_exclusive_until_they_lapse_or_their_driver_is_gone(store_at):
+    with Store(store_at) as store:
         a, b = f"{HERE}:{os.getpid()}:a", f"{HERE}:{os.getpid()}:b"
         assert store.claim(["r1", "r2"], a, lease_s=60) == ["r1", "r2"]
         assert store.claim(["r1", "r2", "r3"], b, lease_s=60) == ["r3"]  # a is alive and renewing
@@ -53,9 +54,9 @@ def test_claims_are_exclusive_until_they_lapse_or_their_driver_is_gone(tmp_path)
         assert not driver_gone(f"{HERE}:{dead_pid()}:other-container:x")  # same name, other pids
 
 
-def test_a_run_held_by_a_live_driver_is_left_to_it_then_trained_once_released(write_study, tmp_path):
+def test_a_run_held_by_a_live_driver_is_left_to_it_then_trained_once_released(write_study, store_at):
     study = load_study(write_study(STUDY))
-    with Store(tmp_path / "s.db") as store:
+    with Store(store_at) as store:
         other = f"{HERE}:{os.getpid()}:other"  # a live process: this one
         ids = [r.id for r in expand_runs(study)]
         assert store.claim(ids[:5], other, lease_s=60) == ids[:5]
@@ -70,19 +71,19 @@ def test_a_run_held_by_a_live_driver_is_left_to_it_then_trained_once_released(wr
         assert store.claimed() == {}
 
 
-def test_a_lease_renews_its_claims_while_inside(tmp_path):
-    with Store(tmp_path / "s.db") as store, Lease(store, lease_s=0.2) as lease:
+def test_a_lease_renews_its_claims_while_inside(store_at):
+    with Store(store_at) as store, Lease(store, lease_s=0.2) as lease:
         lease.claim(["r1"])
         time.sleep(0.5)  # two lease lengths: without renewal another driver would take it
         assert store.claim(["r1"], "other-host:1:x", lease_s=0.2) == []
-    with Store(tmp_path / "s.db") as store:
+    with Store(store_at) as store:
         assert store.claimed() == {}  # released on exit
 
 
 @pytest.mark.slow
-def test_two_drivers_on_one_store_train_each_run_exactly_once(write_study, tmp_path):
+def test_two_drivers_on_one_store_train_each_run_exactly_once(write_study, store_at):
     path = write_study(STUDY.replace("seeds = 4", "seeds = 6"))
-    store = tmp_path / "shared.db"
+    store = store_at
     cmd = [sys.executable, "-m", "dropoutlab.cli", "run", str(path), "--store", str(store), "--device", "cpu",
            "--workers", "1", "--stack", "1", "--no-progress"]  # fmt: skip
     drivers = [
@@ -99,13 +100,13 @@ def test_two_drivers_on_one_store_train_each_run_exactly_once(write_study, tmp_p
 
 
 def test_replace_waits_for_a_live_driver_and_a_taken_over_run_is_not_written(
-    write_study, tmp_path, monkeypatch
+    write_study, store_at, monkeypatch
 ):
     import dropoutlab.study.runner as runner
 
     study = load_study(write_study(STUDY))
     ids = [r.id for r in expand_runs(study)]
-    with Store(tmp_path / "s.db") as store:
+    with Store(store_at) as store:
         other = f"{HERE}:{os.getpid()}:{process_space()}:other"  # alive: this process
         store.claim(ids[:1], other, lease_s=60)
         with pytest.raises(DropoutlabError, match="another `dropoutlab run` is training 1 of its runs"):
@@ -114,8 +115,9 @@ def test_replace_waits_for_a_live_driver_and_a_taken_over_run_is_not_written(
         real = runner.train_runs
 
         def lapsed(runs, *args, **kwargs):  # another driver takes this batch's first run over mid-training
-            store.conn.execute("UPDATE claims SET owner = ? WHERE run_id = ?", (other, runs[0].id))
-            store.conn.commit()
+            claims = store.tables["claims"]
+            with store.engine.begin() as conn:
+                conn.execute(sa.update(claims).where(claims.c.run_id == runs[0].id).values(owner=other))
             return real(runs, *args, **kwargs)
 
         monkeypatch.setattr(runner, "train_runs", lapsed)

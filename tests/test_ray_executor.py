@@ -2,6 +2,7 @@
 
 import sqlite3
 import sys
+import time
 
 import pytest
 
@@ -9,7 +10,7 @@ from dropoutlab.cli import main
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
 from dropoutlab.study import expand_runs, load_study, run_study
-from dropoutlab.study.ray_executor import import_ray
+from dropoutlab.study.ray_executor import RayProgress, import_ray, ray_map, task_slots
 from dropoutlab.study.runner import FAULT_ENV, RayOptions
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'dropoutlab[ray]'")
@@ -53,6 +54,7 @@ def test_a_killed_worker_has_its_task_retried_and_every_run_stored_once(write_st
                             checkpoint_every=1)  # fmt: skip
         assert marker.exists(), "the fault did not fire"
         assert outcome.statuses == {"completed": 6}
+        assert "1 Ray task was tried again after a worker died (up to 3 times each)" in outcome.plan_notes
         with Store(tmp_path / "reference.db") as reference:  # the retried task resumed at epoch 2
             run_study(study, reference, device="cpu", progress=False, workers=1)
             want = {r["id"]: r["history"] for r in reference.records()}
@@ -105,3 +107,50 @@ def test_flags_that_do_not_fit_the_executor_are_one_line(tmp_path, write_study, 
         main(["run", path, "--store", store, "--checkpoint-every", "-1"])
     assert "allowed: a whole number of epochs, 0 for off" in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_task_slots_count_what_fits_on_the_cluster():
+    assert task_slots({"CPU": 8.0}, 1, 0) == 8 and task_slots({"CPU": 8.0}, 3, 0) == 2
+    assert task_slots({"CPU": 8.0, "GPU": 1.0}, 1, 0.25) == 4  # four stacks share one card
+    assert task_slots({"CPU": 2.0, "GPU": 1.0}, 1, 0.25) == 2  # the CPUs bound them first
+    assert task_slots({"CPU": 8.0}, 1, 1) == 1  # no GPU at all: one waits, for an autoscaler to see
+
+
+def test_ray_map_keeps_no_more_tasks_than_the_cluster_runs_and_returns_each_once():
+    def _slow_square(x, delay):  # nested: Ray's workers get it by value, not from this test module
+        time.sleep(delay)
+        return x * x
+
+    progress, seen = RayProgress(), []
+    results = {}
+    for item, result in ray_map(_slow_square, list(range(6)), (0.3,), num_cpus=1, progress=progress):
+        seen.append(progress.running)
+        results[item] = result
+    assert results == {x: x * x for x in range(6)}
+    assert 1 <= max(seen) <= 2 and progress.retried == 0  # the local instance has 2 CPUs
+
+
+def test_resources_per_task_come_from_the_study_file_unless_a_flag_says_otherwise(
+    tmp_path, write_study, capsys, monkeypatch
+):
+    import dropoutlab.study
+
+    seen = []
+    monkeypatch.setattr(dropoutlab.study, "run_study", lambda *a, **kw: seen.append(kw["ray"]) or 1 / 0)
+    store = str(tmp_path / "s.db")
+    path = str(write_study(STUDY.format(seeds=1) + "\n[resources]\ncpus_per_task = 2\n"))
+    for flags, cpus in (([], 2.0), (["--cpus-per-task", "0.5"], 0.5)):
+        with pytest.raises(ZeroDivisionError):  # stops right after the options are made
+            main(["run", path, "--store", store, "--executor", "ray", "--device", "cpu", *flags])
+        assert (seen[-1].cpus, seen[-1].gpus) == (cpus, None)
+    on_gpu = str(write_study(STUDY.format(seeds=1) + "\n[resources]\ngpus_per_task = 0.25\n", "g.toml"))
+    assert main(["run", on_gpu, "--store", store, "--executor", "ray", "--device", "cpu"]) == 2
+    assert "resources.gpus_per_task = 0.25 with a cpu device" in capsys.readouterr().err
+    for bad, words in (
+        ("cpus_per_task = 0", "resources.cpus_per_task: "),
+        ("gpus_per_task = -1", "resources.gpus_per_task: "),
+        ("memory = 4", "resources.memory: unknown key; allowed: cpus_per_task, gpus_per_task"),
+    ):
+        bad_study = str(write_study(STUDY.format(seeds=1) + f"\n[resources]\n{bad}\n", "b.toml"))
+        assert main(["run", bad_study, "--store", store, "--executor", "ray"]) == 2
+        assert words in capsys.readouterr().err

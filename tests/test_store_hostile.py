@@ -191,8 +191,9 @@ def test_a_run_that_cannot_be_written_is_one_line_and_loses_nothing(tiny_study, 
         write_study(TINY_STUDY.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4, 5]"), "m.toml")
     )
     with Store(path) as store:
-        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-        store.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full: SQLITE_FULL
+        with store.engine.connect() as conn:  # the store's one SQLite connection
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+            conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")  # the disk is full: SQLITE_FULL
         with pytest.raises(
             DropoutlabError, match=r"full\.db: cannot write run .*database or disk is full"
         ) as info:

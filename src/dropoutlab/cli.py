@@ -38,8 +38,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=DEFAULT_STORE, metavar="PATH",
-                   help=f"SQLite file holding the runs (default: ./{DEFAULT_STORE})")  # fmt: skip
+    p.add_argument("--store", default=DEFAULT_STORE, metavar="PATH|URL",
+                   help=f"where the runs are kept: an SQLite file (default: ./{DEFAULT_STORE}) or a PostgreSQL "
+                        "database, postgresql://USER@HOST/DB, for several machines writing at once")  # fmt: skip
 
 
 def _study_arg(p: argparse.ArgumentParser) -> None:
@@ -130,12 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address", metavar="ADDR", help="the Ray cluster for --executor ray, e.g. ray://head:10001"
     )
-    p.add_argument("--cpus-per-task", type=float, default=1.0, metavar="N",
-                   help="CPUs each Ray task asks for (default: 1)")  # fmt: skip
+    p.add_argument("--cpus-per-task", type=float, default=None, metavar="N",
+                   help="CPUs each Ray task asks for (default: the study's [resources] cpus_per_task, else 1)")  # fmt: skip
     p.add_argument("--gpus-per-task", type=float, default=None, metavar="G",
-                   help="GPUs each Ray task asks for; a fraction shares a card (default: 1 on cuda, else 0)")  # fmt: skip
+                   help="GPUs each Ray task asks for; a fraction shares a card (default: the study's [resources] "
+                        "gpus_per_task, else 1 on cuda and 0 on the cpu)")  # fmt: skip
     p.add_argument("--checkpoint-every", type=_epochs, default=0, metavar="N",
-                   help="save each stack's state every N epochs (in STORE.checkpoints/), so that a stack tried "
+                   help="save each stack's state every N epochs (in STORE.checkpoints/ beside an SQLite "
+                   "store, HOST-DB.checkpoints/ here for PostgreSQL), so that a stack tried "
                    "again after a kill resumes there instead of at epoch 1 (default: off)")  # fmt: skip
     p.add_argument("--keep-weights", action="store_true",
                    help="store each tested run's weights (4 bytes per parameter: 1.5 MB for the MLP on CIFAR-10, "
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from dropoutlab.store import Store, check_store_file, check_writable
+    from dropoutlab.store import Store, check_store_file, check_writable, holds_store, is_url
     from dropoutlab.study import expand_runs, load_study, resolve_device, run_study
     from dropoutlab.study.design import check_design
     from dropoutlab.study.runner import RayOptions
@@ -240,8 +243,9 @@ def cmd_run(args) -> int:
         from dropoutlab.study.ray_executor import import_ray
 
         import_ray()  # not installed: one line, before the store is touched
-        gpus = args.gpus_per_task
-        if not (0 < args.cpus_per_task < math.inf) or (gpus is not None and not 0 <= gpus < math.inf):
+        cpus = args.cpus_per_task if args.cpus_per_task is not None else study.resources["cpus_per_task"]
+        gpus = args.gpus_per_task if args.gpus_per_task is not None else study.resources.get("gpus_per_task")
+        if not (0 < cpus < math.inf) or (gpus is not None and not 0 <= gpus < math.inf):
             raise DropoutlabError("--cpus-per-task must be a number > 0 and --gpus-per-task a number >= 0")
         if args.workers != "auto":
             raise DropoutlabError(
@@ -249,19 +253,21 @@ def cmd_run(args) -> int:
             )
         cuda = resolve_device(args.device).type == "cuda"
         if gpus is not None and (gpus > 0) != cuda:
+            where = "--gpus-per-task" if args.gpus_per_task is not None else "resources.gpus_per_task ="
             raise DropoutlabError(
-                f"--gpus-per-task {gpus:g} with a {'cuda' if cuda else 'cpu'} device: a task on cuda needs a GPU "
+                f"{where} {gpus:g} with a {'cuda' if cuda else 'cpu'} device: a task on cuda needs a GPU "
                 "share above 0, one on the cpu none"
             )
-        ray = RayOptions(args.address, args.cpus_per_task, gpus)
-    elif args.address or args.cpus_per_task != 1.0 or args.gpus_per_task is not None:
+        ray = RayOptions(args.address, cpus, gpus)
+    elif args.address or args.cpus_per_task is not None or args.gpus_per_task is not None:
         raise DropoutlabError("--address, --cpus-per-task and --gpus-per-task are for --executor ray")
     if args.dry_run:
         runs = expand_runs(study)
-        store, note = Path(args.store), None
-        check_store_file(store)
-        check_writable(store, create_folder=False)
-        if store.exists() and store.stat().st_size:
+        store, note = args.store, None
+        if not is_url(store):
+            check_store_file(Path(store))
+            check_writable(Path(store), create_folder=False)
+        if holds_store(store):
             with Store(store, readonly=True) as existing:
                 stored = existing.count_runs(study.name)
                 if args.replace:
@@ -291,9 +297,7 @@ def cmd_evaluate(args) -> int:
     from dropoutlab.store import Store
     from dropoutlab.study.evaluate import evaluate_mc
 
-    if not Path(args.store).exists():
-        raise DropoutlabError(f"{args.store}: no store here; run a study first (`dropoutlab run STUDY.toml`)")
-    with Store(args.store) as store:
+    with Store(args.store, create=False) as store:
         study = store.resolve_study(args.study)
         outcome = evaluate_mc(store, study, args.mc, args.device, args.data_dir,
                               progress=False if args.no_progress else None)  # fmt: skip
@@ -316,7 +320,7 @@ def _print_outcome(outcome, store) -> None:
     print(f"{outcome.study}: {outcome.planned} runs planned, {outcome.skipped} already stored, {done}"
           + (f" in {outcome.wall_s:.1f} s" if outcome.statuses else ""))  # fmt: skip
     print(summary_table(store.runs(outcome.study)))
-    print(f"store: {store.path}")
+    print(f"store: {store.name}")
 
 
 def cmd_demo(args) -> int:

@@ -193,6 +193,9 @@ class StudySpec:
     seeds: tuple[int, ...]
     description: str = ""
     min_effect: float | None = None  # smallest test-accuracy difference worth detecting (report)
+    # [resources]: what each Ray task asks for (cpus_per_task, gpus_per_task); not kept in the
+    # store, since where a run trains changes none of its numbers
+    resources: dict[str, float] = field(default_factory=dict)
 
     def definition(self) -> dict[str, Any]:
         """What the store keeps of the study (JSON-ready): the settings, grid and seeds that make

@@ -1,8 +1,16 @@
-"""The SQLite store: the single source of truth, written one transaction per finished run."""
+"""The store: the single source of truth, written one transaction per finished run.
+
+A store is one SQLite file (the default, ``dropoutlab.db``) or a PostgreSQL database
+(``--store postgresql://USER@HOST/DB``), for a study that several machines write at once or
+whose folder sits on a network file system, where SQLite cannot serve. Both go through
+SQLAlchemy Core with the same tables, so everything above this module reads one kind of store.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import sqlite3
 import tempfile
 import time
@@ -13,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import EPOCH_METRICS, FINISHED, MC_METRICS, RunResult, StudySpec, kept_epoch, spec_run_id
@@ -21,57 +31,60 @@ DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+POSTGRES_DRIVER = "postgresql+psycopg"  # what a plain postgresql:// URL is opened with
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCHEMA_LOCK = 0x64726F70  # pg_advisory_xact_lock key: drivers creating one PostgreSQL store take turns
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    study TEXT NOT NULL,
-    params TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    test_loss REAL,
-    test_acc REAL,
-    best_epoch INTEGER,
-    stopped_epoch INTEGER,
-    wall_s REAL,
-    spec TEXT NOT NULL,
-    env TEXT NOT NULL,
-    error TEXT,
-    finished_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    {", ".join(f"{m} REAL" for m in EPOCH_METRICS)},
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE INDEX IF NOT EXISTS runs_by_study ON runs(study);
-CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, definition TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS mc (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    samples INTEGER NOT NULL,
-    {", ".join(f"{m} REAL" for m in MC_METRICS)},
-    reliability TEXT NOT NULL,
-    PRIMARY KEY (run_id, samples)
-);
-CREATE TABLE IF NOT EXISTS learned_rates (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    slot TEXT NOT NULL,
-    rate REAL NOT NULL,
-    PRIMARY KEY (run_id, epoch, slot)
-);
-CREATE TABLE IF NOT EXISTS claims (
-    run_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    heartbeat REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS weights (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
-    state BLOB NOT NULL
-);
-"""
+
+def is_url(location: str | Path) -> bool:
+    """Whether a ``--store`` value is a database URL (``postgresql://...``) rather than a file path."""
+    return isinstance(location, str) and bool(_URL.match(location))
+
+
+def _schema(postgres: bool) -> sa.MetaData:
+    """The store's tables. SQLite orders runs by its implicit ``rowid``; PostgreSQL has none, so
+    there ``runs`` has a ``seq`` column that numbers the runs in the order they were written."""
+    md = sa.MetaData()
+
+    def run_ref() -> sa.Column:
+        # DEFERRABLE: archiving a study renames run ids in every table within one transaction
+        fk = sa.ForeignKey("runs.id", ondelete="CASCADE", deferrable=True, initially="IMMEDIATE")
+        return sa.Column("run_id", sa.Text, fk, primary_key=True)
+
+    sa.Table(
+        "meta", md, sa.Column("key", sa.Text, primary_key=True), sa.Column("value", sa.Text, nullable=False)
+    )
+    sa.Table(
+        "runs", md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("study", sa.Text, nullable=False),
+        sa.Column("params", sa.Text, nullable=False),
+        sa.Column("seed", sa.BigInteger, nullable=False),  # seeds go up to 2^63 - 1
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("test_loss", sa.Float),
+        sa.Column("test_acc", sa.Float),
+        sa.Column("best_epoch", sa.Integer),
+        sa.Column("stopped_epoch", sa.Integer),
+        sa.Column("wall_s", sa.Float),
+        sa.Column("spec", sa.Text, nullable=False),
+        sa.Column("env", sa.Text, nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("finished_at", sa.Text, nullable=False),
+        *([sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False)] if postgres else []),
+        sa.Index("runs_by_study", "study"),
+    )  # fmt: skip
+    sa.Table("epochs", md, run_ref(), sa.Column("epoch", sa.Integer, primary_key=True),
+             *(sa.Column(m, sa.Float) for m in EPOCH_METRICS))  # fmt: skip
+    sa.Table("studies", md, sa.Column("name", sa.Text, primary_key=True),
+             sa.Column("definition", sa.Text, nullable=False))  # fmt: skip
+    sa.Table("mc", md, run_ref(), sa.Column("samples", sa.Integer, primary_key=True),
+             *(sa.Column(m, sa.Float) for m in MC_METRICS), sa.Column("reliability", sa.Text, nullable=False))  # fmt: skip
+    sa.Table("learned_rates", md, run_ref(), sa.Column("epoch", sa.Integer, primary_key=True),
+             sa.Column("slot", sa.Text, primary_key=True), sa.Column("rate", sa.Float, nullable=False))  # fmt: skip
+    sa.Table("claims", md, sa.Column("run_id", sa.Text, primary_key=True),
+             sa.Column("owner", sa.Text, nullable=False), sa.Column("heartbeat", sa.Float, nullable=False))  # fmt: skip
+    sa.Table("weights", md, run_ref(), sa.Column("state", sa.LargeBinary, nullable=False))
+    return md
 
 
 def check_store_file(path: Path) -> None:
@@ -119,24 +132,152 @@ def check_writable(path: Path, create_folder: bool = True) -> None:
             ) from None
 
 
+def holds_store(location: str | Path) -> bool:
+    """Whether ``location`` holds something already (a non-empty file, a database with tables),
+    which ``Store(location, readonly=True)`` then opens or refuses. Reads nothing else."""
+    if not is_url(location):
+        path = Path(location)
+        return path.exists() and (path.is_dir() or path.stat().st_size > 0)
+    engine, shown = _postgres_engine(str(location), readonly=True)
+    try:
+        with engine.connect() as conn:
+            return bool(_table_names(conn))
+    except sa.exc.DBAPIError as exc:
+        raise DropoutlabError(f"{shown}: cannot open the PostgreSQL store ({_reason(exc)})") from None
+    finally:
+        engine.dispose()
+
+
+def _table_names(conn: sa.Connection) -> set[str]:
+    return set(sa.inspect(conn).get_table_names())
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    """The database's own words for ``exc``, on one line."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
+def _sqlite_engine(path: Path, readonly: bool) -> sa.Engine:
+    """One SQLite connection for the store's life. SQLAlchemy emits the BEGIN itself, so that a
+    write takes the file's lock from its first statement (``BEGIN IMMEDIATE``): two drivers
+    writing one file take turns instead of failing on a lock upgrade."""
+    target = f"{path.resolve().as_uri()}?mode=ro" if readonly else str(path)
+    engine = sa.create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(target, uri=readonly, timeout=30, check_same_thread=False),
+        poolclass=sa.StaticPool,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # no implicit BEGIN from the sqlite3 module
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        immediate = connection.get_execution_options().get("immediate")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: str, readonly: bool) -> tuple[sa.Engine, str]:
+    """An engine on a PostgreSQL URL (a plain ``postgresql://`` is opened with psycopg), and the
+    URL as shown in messages (without its password)."""
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise DropoutlabError(
+            f"{url}: not a database URL; give a file path or postgresql://USER@HOST/DB"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() != "postgresql":
+        raise DropoutlabError(
+            f"{shown}: a store is an SQLite file path or a PostgreSQL URL (postgresql://USER@HOST/DB), "
+            f"not a {parsed.get_backend_name()!r} URL"
+        )
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername=POSTGRES_DRIVER)
+    try:
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise DropoutlabError(
+            f"{shown}: a PostgreSQL store needs its driver ({exc.name} is not installed): "
+            'pip install "dropoutlab[postgres]"'
+        ) from None
+    return (engine.execution_options(postgresql_readonly=True) if readonly else engine), shown
+
+
+def _real(value: Any) -> Any:
+    """A metric as stored: NaN becomes NULL in both databases (SQLite does so by itself)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 class Store:
-    """A study store in one SQLite file.
+    """A study store: one SQLite file, or a PostgreSQL database given by URL.
 
     Every finished run is written in one transaction (the run and all its epochs), so a
     study killed at any moment leaves only whole runs behind and resumes where it stopped.
     The report reads only the store, so a store made on another machine can be reported.
 
-    ``Store(path)`` opens the store for writing: a missing or empty file becomes a new store,
-    and anything else that is not a dropoutlab store is refused and left byte-for-byte
-    unchanged; the file and its folder must be writable (checked here, before anything
-    trains). ``Store(path, readonly=True)`` (``report``, ``export``, the notebook API) opens
-    an existing store read-only and never creates anything.
+    ``Store(location)`` opens the store for writing: a missing or empty file (or an empty
+    database) becomes a new store, and anything else that is not a dropoutlab store is
+    refused and left unchanged; a file and its folder must be writable (checked here, before
+    anything trains). ``create=False`` (``evaluate``) writes only to a store that exists.
+    ``Store(location, readonly=True)`` (``report``, ``export``, the notebook API) opens an
+    existing store read-only and never creates anything.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_STORE, create: bool = True, readonly: bool = False) -> None:
-        self.path = Path(path)
-        self.readonly = readonly or not create
-        if self.readonly and not self.path.exists():
+    def __init__(
+        self, location: str | Path = DEFAULT_STORE, create: bool = True, readonly: bool = False
+    ) -> None:
+        self.location = location
+        self.readonly = readonly
+        self.create = create and not readonly
+        self.postgres = is_url(location)
+        if self.postgres:
+            self.path = None
+            self.engine, self.name = _postgres_engine(str(location), self.readonly)
+        else:
+            self.path = Path(location)
+            self.name = str(self.path)
+            self._check_file()
+            self.engine = _sqlite_engine(self.path, self.readonly)
+        md = _schema(self.postgres)
+        self.tables = md.tables
+        runs = self.tables["runs"]
+        self._order = runs.c.seq if self.postgres else sa.literal_column("runs.rowid")
+        self._run_columns = [c for c in runs.c if c.name != "seq"]
+        try:
+            with self.engine.connect():  # a server that is down or refuses us: said here, in one line
+                pass
+            if self.readonly:
+                with self._read() as conn:
+                    self._present = _table_names(conn)
+                    self._check_schema(conn, self._present)
+            else:
+                with self._write("the store's tables") as conn:
+                    if self.postgres:
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+                    tables = _table_names(conn)
+                    if tables or not self.create:
+                        self._check_schema(conn, tables)
+                    md.create_all(conn)
+                    conn.execute(
+                        self._insert("meta")
+                        .values(key="schema", value=SCHEMA_VERSION)
+                        .on_conflict_do_nothing()
+                    )
+                self._present = set(md.tables)
+        except sa.exc.DBAPIError as exc:
+            self.engine.dispose()
+            raise DropoutlabError(f"{self.name}: {self._cannot_open(exc)}") from None
+        except DropoutlabError:
+            self.engine.dispose()
+            raise
+
+    def _check_file(self) -> None:
+        if not self.create and not self.path.exists():
             raise DropoutlabError(
                 f"{self.path}: no store here; run a study first (`dropoutlab run STUDY.toml`)"
             )
@@ -145,73 +286,44 @@ class Store:
         check_store_file(self.path)
         if not self.readonly:
             check_writable(self.path)
-        try:
-            if self.readonly:
-                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-                self._check_schema(self._tables())
-            else:
-                self.conn = sqlite3.connect(self.path, timeout=30)
-                self._create_schema()
-            self.conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            self._close_quietly()
-            raise DropoutlabError(f"{self.path}: not a dropoutlab store ({exc})") from None
-        except DropoutlabError:
-            self._close_quietly()
-            raise
 
-    def _close_quietly(self) -> None:
-        if getattr(self, "conn", None) is not None:
-            self.conn.close()
+    def _cannot_open(self, exc: sa.exc.DBAPIError) -> str:
+        reason = _reason(exc)
+        if self.postgres:
+            return f"cannot open the PostgreSQL store ({reason})"
+        return f"not a dropoutlab store ({reason})"
 
-    def _tables(self) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-    def _check_schema(self, tables: set[str]) -> None:
-        """Refuse an SQLite file that is not a dropoutlab store, or one of another schema version."""
+    def _check_schema(self, conn: sa.Connection, tables: set[str]) -> None:
+        """Refuse a database that is not a dropoutlab store, or one of another schema version."""
+        kind = "a PostgreSQL database" if self.postgres else "an SQLite database"
         if not tables:
             raise DropoutlabError(
-                f"{self.path}: holds no runs yet; run a study first (`dropoutlab run STUDY.toml`)"
+                f"{self.name}: holds no runs yet; run a study first (`dropoutlab run STUDY.toml`)"
             )
         if "meta" not in tables or "runs" not in tables:
             shown = ", ".join(map(repr, sorted(tables)[:8])) + (", ..." if len(tables) > 8 else "")
             raise DropoutlabError(
-                f"{self.path}: not a dropoutlab store: an SQLite database of another program (its tables: "
-                f"{shown}); it was left unchanged; choose another --store path"
+                f"{self.name}: not a dropoutlab store: {kind} of another program (its tables: "
+                f"{shown}); it was left unchanged; choose another --store"
             )
         try:
-            version = self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.DatabaseError:
+            with conn.begin_nested():
+                version = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema'")).scalar()
+        except sa.exc.DBAPIError:
             version = None
         if version is None:
             raise DropoutlabError(
-                f"{self.path}: not a dropoutlab store: its meta table has no schema version; "
-                "it was left unchanged; choose another --store path"
+                f"{self.name}: not a dropoutlab store: its meta table has no schema version; "
+                "it was left unchanged; choose another --store"
             )
-        if version[0] != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             raise DropoutlabError(
-                f"{self.path}: store schema {version[0]}, this dropoutlab reads {SCHEMA_VERSION}"
+                f"{self.name}: store schema {version}, this dropoutlab reads {SCHEMA_VERSION}"
             )
-
-    def _create_schema(self) -> None:
-        """Create the tables in one IMMEDIATE transaction, so processes opening a new store at once
-        take turns (the first creates, the others find a store); an existing file is checked first."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            tables = self._tables()
-            if tables:
-                self._check_schema(tables)
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self.conn.execute(statement)
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        except BaseException:
-            self.conn.rollback()
-            raise
-        self.conn.commit()
 
     def close(self) -> None:
         """Close the database connection."""
-        self.conn.close()
+        self.engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -219,32 +331,71 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        """A connection whose reads see one snapshot; rolled back (nothing to keep) at the end."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sa.Connection]:
+        """One transaction, committed at the end. A failed write (disk full, file made read-only,
+        server gone) becomes one line; the transaction was rolled back, so the store keeps every
+        run written before."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(immediate=True)
+                with conn.begin():
+                    yield conn
+        except (sa.exc.OperationalError, sa.exc.InternalError) as exc:  # not a bug in a statement
+            raise DropoutlabError(
+                f"{self.name}: cannot write {what} ({_reason(exc)}); the store keeps every run written before "
+                "this one; fix the cause and run the same command again to train the rest"
+            ) from None
+
+    def _insert(self, table: str):
+        """An INSERT on ``table`` that can say what to do on a key conflict (both dialects agree)."""
+        return (postgresql.insert if self.postgres else sqlite.insert)(self.tables[table])
+
+    def _replace(self, table: str, rows: list[dict[str, Any]]) -> Any:
+        """INSERT ``rows``, replacing those with the same key."""
+        statement = self._insert(table)
+        keys = [c.name for c in self.tables[table].primary_key]
+        others = {c.name: statement.excluded[c.name] for c in self.tables[table].c if c.name not in keys}
+        return statement.on_conflict_do_update(index_elements=keys, set_=others), rows
+
     # -- writing ---------------------------------------------------------------------------
     def write_run(self, result: RunResult) -> None:
-        """Store one finished run and its epochs, all or nothing."""
+        """Store one finished run and its epochs, all or nothing (a run stored before under the
+        same id, failed or taken over, is replaced with everything it had)."""
         run = result.run
-        row = (
-            run.id, run.study, json.dumps(run.params), run.seed, result.status,
-            result.test_loss, result.test_acc, result.best_epoch, result.stopped_epoch,
-            result.wall_s, json.dumps(run.spec_dict()), json.dumps(result.env), result.error,
-            datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )  # fmt: skip
-        epochs = [(run.id, h.epoch, *(getattr(h, m) for m in EPOCH_METRICS)) for h in result.history]
-        mc = _mc_rows(run.id, result.mc)
-        learned = [(run.id, epoch, slot, rate) for epoch, slot, rate in result.learned_rates]
-        with self._writing(f"run {run.id} (seed {run.seed})"), self.conn:
-            self.conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
-            self.conn.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
-            placeholders = ", ".join("?" * (2 + len(EPOCH_METRICS)))
-            self.conn.executemany(f"INSERT INTO epochs VALUES ({placeholders})", epochs)
-            if mc:
-                self.conn.execute("DELETE FROM mc WHERE run_id = ?", (run.id,))
-                self.conn.executemany(f"INSERT INTO mc VALUES ({MC_PLACEHOLDERS})", mc)
-            if learned:
-                self.conn.execute("DELETE FROM learned_rates WHERE run_id = ?", (run.id,))
-                self.conn.executemany("INSERT INTO learned_rates VALUES (?, ?, ?, ?)", learned)
+        row = {
+            "id": run.id, "study": run.study, "params": json.dumps(run.params), "seed": run.seed,
+            "status": result.status, "test_loss": _real(result.test_loss), "test_acc": _real(result.test_acc),
+            "best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch, "wall_s": result.wall_s,
+            "spec": json.dumps(run.spec_dict()), "env": json.dumps(result.env), "error": result.error,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }  # fmt: skip
+        epochs = [
+            {"run_id": run.id, "epoch": h.epoch, **{m: _real(getattr(h, m)) for m in EPOCH_METRICS}}
+            for h in result.history
+        ]
+        learned = [
+            {"run_id": run.id, "epoch": epoch, "slot": slot, "rate": rate}
+            for epoch, slot, rate in result.learned_rates
+        ]
+        with self._write(f"run {run.id} (seed {run.seed})") as conn:
+            conn.execute(sa.delete(self.tables["runs"]).where(self.tables["runs"].c.id == run.id))  # cascades
+            conn.execute(sa.insert(self.tables["runs"]), [row])
+            for table, rows in (
+                ("epochs", epochs),
+                ("mc", _mc_rows(run.id, result.mc)),
+                ("learned_rates", learned),
+            ):
+                if rows:
+                    conn.execute(sa.insert(self.tables[table]), rows)
             if result.weights is not None:
-                self.conn.execute("INSERT OR REPLACE INTO weights VALUES (?, ?)", (run.id, result.weights))
+                conn.execute(sa.insert(self.tables["weights"]), [{"run_id": run.id, "state": result.weights}])
 
     def claim(
         self,
@@ -260,86 +411,81 @@ class Store:
         ``lease_s`` seconds and ``gone(its owner)`` is false; an older one, or one whose
         driver is gone (killed), is taken over.
         """
-        with self._writing("the claims of this driver's runs"), self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            held = self.live_claims(
-                lease_s, gone
-            )  # read once the lock is ours, so no heartbeat ages meanwhile
-            finished = {
-                r[0]
-                for r in self.conn.execute(
-                    f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(FINISHED))})", FINISHED
-                )
-            }
+        runs = self.tables["runs"]
+        with self._write("the claims of this driver's runs") as conn:
+            if self.postgres:  # SQLite's BEGIN IMMEDIATE already locked the whole file
+                conn.execute(sa.text("LOCK TABLE claims IN EXCLUSIVE MODE"))
+            held = self._live_claims(conn, lease_s, gone)  # read under the lock: no heartbeat ages meanwhile
+            finished = set(conn.execute(sa.select(runs.c.id).where(runs.c.status.in_(FINISHED))).scalars())
             mine = [rid for rid in run_ids if rid not in finished and held.get(rid, owner) == owner]
-            now = time.time()
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?)", [(rid, owner, now) for rid in mine]
-            )
+            if mine:
+                now = time.time()
+                conn.execute(
+                    *self._replace("claims", [{"run_id": r, "owner": owner, "heartbeat": now} for r in mine])
+                )
         return mine
 
     def renew(self, owner: str) -> int:
         """Renew the heartbeat of ``owner``'s claims (it is still training them); returns how
         many it still holds (fewer than it claimed when another driver took some over)."""
-        with self._writing("the heartbeat of this driver's claims"), self.conn:
-            cur = self.conn.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
-        return cur.rowcount
+        claims = self.tables["claims"]
+        with self._write("the heartbeat of this driver's claims") as conn:
+            result = conn.execute(
+                sa.update(claims).where(claims.c.owner == owner).values(heartbeat=time.time())
+            )
+        return result.rowcount
 
     def live_claims(
         self, lease_s: float, gone: Callable[[str], bool] = lambda owner: False
     ) -> dict[str, str]:
         """``{run_id: owner}`` of the claims whose driver is alive (heartbeat younger than
         ``lease_s``, not ``gone``)."""
-        if "claims" not in self._tables():
+        if "claims" not in self._present:
             return {}
+        with self._read() as conn:
+            return self._live_claims(conn, lease_s, gone)
+
+    def _live_claims(
+        self, conn: sa.Connection, lease_s: float, gone: Callable[[str], bool]
+    ) -> dict[str, str]:
         now = time.time()
-        rows = self.conn.execute("SELECT run_id, owner, heartbeat FROM claims").fetchall()
+        rows = conn.execute(sa.select(self.tables["claims"])).all()
         return {rid: who for rid, who, beat in rows if now - beat < lease_s and not gone(who)}
 
     def release(self, owner: str) -> None:
         """Drop ``owner``'s claims (it stopped: its unfinished runs are free for the next driver)."""
-        with self._writing("the release of this driver's claims"), self.conn:
-            self.conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+        claims = self.tables["claims"]
+        with self._write("the release of this driver's claims") as conn:
+            conn.execute(sa.delete(claims).where(claims.c.owner == owner))
 
     def holder(self, run_id: str) -> str | None:
         """The owner of the claim on ``run_id``, or None when no driver claims it."""
-        row = self.conn.execute("SELECT owner FROM claims WHERE run_id = ?", (run_id,)).fetchone()
-        return row[0] if row else None
+        claims = self.tables["claims"]
+        with self._read() as conn:
+            return conn.execute(sa.select(claims.c.owner).where(claims.c.run_id == run_id)).scalar()
 
     def claimed(self, owner: str | None = None) -> dict[str, str]:
         """``{run_id: owner}`` of the claims held now (``owner``'s only, when given)."""
-        rows = (
-            self.conn.execute("SELECT run_id, owner FROM claims").fetchall()
-            if "claims" in self._tables()
-            else []
-        )
+        if "claims" not in self._present:
+            return {}
+        claims = self.tables["claims"]
+        with self._read() as conn:
+            rows = conn.execute(sa.select(claims.c.run_id, claims.c.owner)).all()
         return {rid: who for rid, who in rows if owner is None or who == owner}
 
     def write_mc(self, run_id: str, entries: list[dict[str, Any]]) -> None:
         """Store Monte Carlo dropout ``entries`` (as in :attr:`RunResult.mc`) of a stored run,
         replacing those with the same number of samples, all or nothing."""
-        with self._writing(f"the MC dropout metrics of run {run_id}"), self.conn:
-            self.conn.executemany(
-                f"INSERT OR REPLACE INTO mc VALUES ({MC_PLACEHOLDERS})", _mc_rows(run_id, entries)
-            )
-
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[None]:
-        """Turn a failed write (disk full, file made read-only, I/O error) into one line; the
-        transaction was rolled back, so the store keeps every run written before."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            raise DropoutlabError(
-                f"{self.path}: cannot write {what} ({exc}); the store keeps every run written before "
-                "this one; fix the cause and run the same command again to train the rest"
-            ) from None
+        with self._write(f"the MC dropout metrics of run {run_id}") as conn:
+            conn.execute(*self._replace("mc", _mc_rows(run_id, entries)))
 
     def write_study(self, study: StudySpec) -> None:
         """Keep the study's definition (grid, seeds, report settings) beside its runs."""
-        with self._writing(f"the definition of study {study.name!r}"), self.conn:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO studies VALUES (?, ?)", (study.name, json.dumps(study.definition()))
+        with self._write(f"the definition of study {study.name!r}") as conn:
+            conn.execute(
+                *self._replace(
+                    "studies", [{"name": study.name, "definition": json.dumps(study.definition())}]
+                )
             )
 
     def archive_study(self, study: str) -> str | None:
@@ -351,104 +497,111 @@ class Store:
         """
         if not self.count_runs(study) and self.study_definition(study) is None:
             return None
-        taken = set(self.studies()) | {r[0] for r in self.conn.execute("SELECT name FROM studies")}
+        runs, studies = self.tables["runs"], self.tables["studies"]
+        taken = set(self.studies())
+        with self._read() as conn:  # one connection at a time: an SQLite store has only one
+            taken |= set(conn.execute(sa.select(studies.c.name)).scalars())
+            rows = conn.execute(
+                sa.select(runs.c.id, runs.c.spec, runs.c.seed).where(runs.c.study == study)
+            ).all()
         n = 1
         while f"{study}@archived-{n}" in taken:
             n += 1
         archived = f"{study}@archived-{n}"
-        rows = self.conn.execute("SELECT id, spec, seed FROM runs WHERE study = ?", (study,)).fetchall()
-        with self._writing(f"the archive of study {study!r}"), self.conn:
-            self.conn.execute("BEGIN")
-            self.conn.execute("PRAGMA defer_foreign_keys = ON")  # ids change in every table keyed by run
+        with self._write(f"the archive of study {study!r}") as conn:
+            # ids change in every table keyed by run: check the references at commit
+            conn.exec_driver_sql(
+                "SET CONSTRAINTS ALL DEFERRED" if self.postgres else "PRAGMA defer_foreign_keys = ON"
+            )
             for old_id, spec, seed in rows:
                 settings = {k: v for k, v in json.loads(spec).items() if k != "seed"}
                 new_id = spec_run_id(archived, settings, seed)
-                self.conn.execute("UPDATE epochs SET run_id = ? WHERE run_id = ?", (new_id, old_id))
-                self.conn.execute("UPDATE mc SET run_id = ? WHERE run_id = ?", (new_id, old_id))
-                self.conn.execute("UPDATE learned_rates SET run_id = ? WHERE run_id = ?", (new_id, old_id))
-                self.conn.execute("UPDATE weights SET run_id = ? WHERE run_id = ?", (new_id, old_id))
-                self.conn.execute(
-                    "UPDATE runs SET id = ?, study = ? WHERE id = ?", (new_id, archived, old_id)
-                )
-            self.conn.execute("UPDATE studies SET name = ? WHERE name = ?", (archived, study))
+                for table in ("epochs", "mc", "learned_rates", "weights"):
+                    t = self.tables[table]
+                    conn.execute(sa.update(t).where(t.c.run_id == old_id).values(run_id=new_id))
+                conn.execute(sa.update(runs).where(runs.c.id == old_id).values(id=new_id, study=archived))
+            conn.execute(sa.update(studies).where(studies.c.name == study).values(name=archived))
         return archived
 
     # -- reading ---------------------------------------------------------------------------
     def study_definition(self, study: str) -> dict[str, Any] | None:
         """The definition :meth:`write_study` kept for ``study``, or None (stores made before it)."""
-        try:
-            row = self.conn.execute("SELECT definition FROM studies WHERE name = ?", (study,)).fetchone()
-        except sqlite3.OperationalError:  # a store made before the studies table, opened read-only
+        if "studies" not in self._present:  # a store made before the studies table, opened read-only
             return None
-        return json.loads(row[0]) if row else None
+        studies = self.tables["studies"]
+        with self._read() as conn:
+            text = conn.execute(sa.select(studies.c.definition).where(studies.c.name == study)).scalar()
+        return json.loads(text) if text is not None else None
 
     def count_runs(self, study: str) -> int:
         """How many runs of ``study`` the store holds, whatever their status (failed ones too)."""
-        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE study = ?", (study,)).fetchone()[0]
+        runs = self.tables["runs"]
+        with self._read() as conn:
+            return conn.execute(sa.select(sa.func.count()).where(runs.c.study == study)).scalar()
 
     def finished_ids(self, study: str) -> set[str]:
         """Ids of the runs of ``study`` that need not run again (completed or diverged)."""
-        rows = self.conn.execute(
-            f"SELECT id FROM runs WHERE study = ? AND status IN ({', '.join('?' * len(FINISHED))})",
-            (study, *FINISHED),
-        )
-        return {r[0] for r in rows}
+        runs = self.tables["runs"]
+        query = sa.select(runs.c.id).where(runs.c.study == study, runs.c.status.in_(FINISHED))
+        with self._read() as conn:
+            return set(conn.execute(query).scalars())
 
     def studies(self) -> list[str]:
         """Names of the studies in the store, in the order they were first written."""
-        rows = self.conn.execute("SELECT study FROM runs GROUP BY study ORDER BY MIN(rowid)")
-        return [r[0] for r in rows]
+        runs = self.tables["runs"]
+        query = sa.select(runs.c.study).group_by(runs.c.study).order_by(sa.func.min(self._order))
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
 
     def resolve_study(self, study: str | None) -> str:
         """``study`` if stored, or the only study; otherwise a DropoutlabError listing them."""
         names = self.studies()
         if not names:
-            raise DropoutlabError(f"{self.path}: the store has no runs yet")
+            raise DropoutlabError(f"{self.name}: the store has no runs yet")
         if study is None:
             if len(names) > 1:
                 raise DropoutlabError(
-                    f"{self.path} holds several studies; choose one with --study: {', '.join(names)}"
+                    f"{self.name} holds several studies; choose one with --study: {', '.join(names)}"
                 )
             return names[0]
         if study not in names:
-            raise DropoutlabError(f"study {study!r} is not in {self.path}; it holds: {', '.join(names)}")
+            raise DropoutlabError(f"study {study!r} is not in {self.name}; it holds: {', '.join(names)}")
         return study
+
+    def _of_study(self, table: str, study: str | None, *order: str) -> sa.Select:
+        """The rows of ``table`` (keyed by run) for the runs of ``study`` (all when None)."""
+        t, runs = self.tables[table], self.tables["runs"]
+        query = sa.select(t).order_by(*(t.c[c] for c in order))
+        if study:
+            query = query.join(runs, runs.c.id == t.c.run_id).where(runs.c.study == study)
+        return query
 
     def records(self, study: str | None = None) -> list[dict[str, Any]]:
         """Runs in the export layout (see README): one dict per run, history included."""
-        where, args = ("WHERE study = ?", (study,)) if study else ("", ())
-        cur = self.conn.execute(f"SELECT * FROM runs {where} ORDER BY rowid", args)
-        names = [d[0] for d in cur.description]
-        runs = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        histories: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in runs}
-        cur = self.conn.execute(
-            f"SELECT e.* FROM epochs e JOIN runs r ON r.id = e.run_id {where.replace('study', 'r.study')} "
-            "ORDER BY e.run_id, e.epoch",
-            args,
-        )
-        for row in cur.fetchall():
-            histories[row[0]].append({"epoch": row[1], **dict(zip(EPOCH_METRICS, row[2:], strict=True))})
-        mc: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in runs}
-        if "mc" in self._tables():  # a store written before MC dropout, opened read-only, has none
-            cur = self.conn.execute(
-                f"SELECT m.* FROM mc m JOIN runs r ON r.id = m.run_id {where.replace('study', 'r.study')} "
-                "ORDER BY m.run_id, m.samples",
-                args,
-            )
-            for run_id, samples, *values, reliability in cur.fetchall():
-                metrics = dict(zip(MC_METRICS, values, strict=True))
-                mc[run_id].append({"samples": samples, **metrics, "reliability": json.loads(reliability)})
-        learned: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in runs}
-        if "learned_rates" in self._tables():  # not in a store written before concrete dropout
-            cur = self.conn.execute(
-                f"SELECT l.* FROM learned_rates l JOIN runs r ON r.id = l.run_id "
-                f"{where.replace('study', 'r.study')} ORDER BY l.run_id, l.epoch, l.slot",
-                args,
-            )
-            for run_id, epoch, slot, rate in cur.fetchall():
-                learned[run_id].append({"epoch": epoch, "slot": slot, "rate": rate})
+        runs = self.tables["runs"]
+        query = sa.select(*self._run_columns).order_by(self._order)
+        if study:
+            query = query.where(runs.c.study == study)
+        with self._read() as conn:
+            stored = [dict(row) for row in conn.execute(query).mappings()]
+            histories: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in stored}
+            for run_id, epoch, *values in conn.execute(self._of_study("epochs", study, "run_id", "epoch")):
+                histories[run_id].append({"epoch": epoch, **dict(zip(EPOCH_METRICS, values, strict=True))})
+            mc: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in stored}
+            if "mc" in self._present:  # a store written before MC dropout, opened read-only, has none
+                for run_id, samples, *values, reliability in conn.execute(
+                    self._of_study("mc", study, "run_id", "samples")
+                ):
+                    metrics = dict(zip(MC_METRICS, values, strict=True))
+                    mc[run_id].append({"samples": samples, **metrics, "reliability": json.loads(reliability)})
+            learned: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in stored}
+            if "learned_rates" in self._present:  # not in a store written before concrete dropout
+                for run_id, epoch, slot, rate in conn.execute(
+                    self._of_study("learned_rates", study, "run_id", "epoch", "slot")
+                ):
+                    learned[run_id].append({"epoch": epoch, "slot": slot, "rate": rate})
         records = []
-        for r in runs:
+        for r in stored:
             record = {
                 "id": r["id"],
                 "study": r["study"],
@@ -474,16 +627,26 @@ class Store:
 
     def weights(self, run_id: str) -> bytes | None:
         """The weights ``dropoutlab run --keep-weights`` stored for a run (``torch.save`` bytes), or None."""
-        if "weights" not in self._tables():  # a store written before weights were kept
+        if "weights" not in self._present:  # a store written before weights were kept
             return None
-        row = self.conn.execute("SELECT state FROM weights WHERE run_id = ?", (run_id,)).fetchone()
-        return row[0] if row else None
+        weights = self.tables["weights"]
+        with self._read() as conn:
+            return conn.execute(sa.select(weights.c.state).where(weights.c.run_id == run_id)).scalar()
 
     def runs_with_weights(self) -> set[str]:
         """Ids of the runs whose weights the store holds (``dropoutlab run --keep-weights``)."""
-        if "weights" not in self._tables():
+        if "weights" not in self._present:
             return set()
-        return {r[0] for r in self.conn.execute("SELECT run_id FROM weights")}
+        with self._read() as conn:
+            return set(conn.execute(sa.select(self.tables["weights"].c.run_id)).scalars())
+
+    def checkpoint_folder(self) -> Path:
+        """Where ``--checkpoint-every`` saves stacks: ``STORE.checkpoints`` beside an SQLite file;
+        for a PostgreSQL store, ``HOST-DB.checkpoints`` in the current folder."""
+        if self.path is not None:
+            return self.path.with_name(self.path.name + ".checkpoints").resolve()
+        url = self.engine.url
+        return Path(f"{url.host or 'local'}-{url.database}.checkpoints").resolve()
 
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per run (see DEVELOPERS.md, "Store DataFrames"); ``attrs["params"]`` lists the grid keys."""
@@ -512,15 +675,13 @@ def _kept_epoch(record: dict[str, Any]) -> int | None:
     return kept_epoch(bool(es and es.get("restore_best")), record["best_epoch"], record["stopped_epoch"])
 
 
-# run_id, samples, the metrics, reliability: one row of the mc table
-MC_PLACEHOLDERS = ", ".join("?" * (3 + len(MC_METRICS)))
-
-
-def _mc_rows(run_id: str, entries) -> list[tuple]:
+def _mc_rows(run_id: str, entries) -> list[dict[str, Any]]:
     """Rows of the ``mc`` table for a run's Monte Carlo dropout ``entries``."""
     return [
-        (run_id, m["samples"], *(m[k] for k in MC_METRICS), json.dumps(m["reliability"])) for m in entries
-    ]
+        {"run_id": run_id, "samples": m["samples"], **{k: _real(m[k]) for k in MC_METRICS},
+         "reliability": json.dumps(m["reliability"])}
+        for m in entries
+    ]  # fmt: skip
 
 
 def _cell(value: Any) -> Any:

@@ -29,7 +29,7 @@ class StudyResults:
         self.study = store.resolve_study(study)
 
     def __repr__(self) -> str:
-        return f"StudyResults(study={self.study!r}, runs={len(self.runs)}, store={str(self.store.path)!r})"
+        return f"StudyResults(study={self.study!r}, runs={len(self.runs)}, store={self.store.name!r})"
 
     @cached_property
     def runs(self) -> pd.DataFrame:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import uuid
 from pathlib import Path
+
+import sqlalchemy
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
@@ -75,18 +76,21 @@ class Lease:
         self.lease_s = lease_s
         self.owner = driver_id()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, args=(store.path,), daemon=True)
+        self._thread = threading.Thread(target=self._renew, args=(store.location,), daemon=True)
 
     def claim(self, run_ids: list[str]) -> list[str]:
         """Claim what of ``run_ids`` no other live driver holds; returns the ids now ours."""
         return self.store.claim(run_ids, self.owner, self.lease_s, driver_gone)
 
-    def _renew(self, path: Path) -> None:
-        with Store(path) as store:  # sqlite3 connections stay in the thread that made them
+    def _renew(self, location: str | Path) -> None:
+        with Store(location) as store:  # a connection of its own, for its own thread
             while not self._stop.wait(self.lease_s / 4):
                 try:
                     store.renew(self.owner)
-                except (DropoutlabError, sqlite3.Error) as exc:  # a busy store: try again next beat
+                except (
+                    DropoutlabError,
+                    sqlalchemy.exc.SQLAlchemyError,
+                ) as exc:  # a busy store: try again next beat
                     log.warning("could not renew this driver's claims (trying again): %s", exc)
 
     def __enter__(self) -> Lease:

@@ -3,7 +3,7 @@
 Ray (https://docs.ray.io) schedules the tasks on a cluster, or on a local instance started
 here when no address is given. The prepared data is put in Ray's object store once, so each
 node reads it once, not once per task. A worker process that dies mid-task (killed, out of
-memory) has its task retried by Ray, up to :data:`MAX_RETRIES` times; the driver writes each
+memory) has its task tried again, up to :data:`MAX_RETRIES` times; the driver writes each
 result to the store as it arrives, so results never depend on which node trained them.
 Ray is an optional dependency: ``pip install "dropoutlab[ray]"``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from dropoutlab.errors import DropoutlabError
@@ -31,6 +32,16 @@ def import_ray():
     return ray
 
 
+@dataclass
+class RayProgress:
+    """What :func:`ray_map` has under way, for the progress line: tasks ``running`` (submitted
+    to Ray and not returned, never more than the cluster has room for) and tasks ``retried``
+    after their worker died."""
+
+    running: int = 0
+    retried: int = 0
+
+
 def ray_map(
     fn: Callable[..., Any],
     items: list[Any],
@@ -38,16 +49,22 @@ def ray_map(
     address: str | None = None,
     num_cpus: float = 1,
     num_gpus: float = 0,
+    progress: RayProgress | None = None,
 ) -> Iterator[tuple[Any, Any]]:
     """Yield ``(item, fn(item, *shared))`` for every item as Ray tasks finish them, or
-    ``(item, error)`` with the task's exception when it failed after :data:`MAX_RETRIES` retries.
+    ``(item, error)`` with the task's exception when its worker died :data:`MAX_RETRIES` + 1 times.
 
     Connects to the cluster at ``address`` (else ``RAY_ADDRESS``, else a local instance
     started here and stopped at the end). ``shared`` goes to the object store once. Each
     task asks for ``num_cpus`` CPUs and ``num_gpus`` GPUs (a fraction lets tasks share a
     card). The ``DROPOUTLAB_*`` environment variables travel to the workers.
+
+    The driver keeps as many tasks submitted as the cluster has room for, plus one waiting
+    (so that an autoscaling cluster sees demand and grows), and tries a task again itself
+    when its worker died: ``progress`` counts both as they change.
     """
     ray = import_ray()
+    progress = progress if progress is not None else RayProgress()
     started = not ray.is_initialized()
     if started:
         env = {k: v for k, v in os.environ.items() if k.startswith("DROPOUTLAB_")}
@@ -60,16 +77,39 @@ def ray_map(
             ) from None
     try:
         refs = [ray.put(value) for value in shared]
-        task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=MAX_RETRIES)(fn)
-        pending = {task.remote(item, *refs): i for i, item in enumerate(items)}
-        while pending:
+        task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(fn)
+        waiting = list(range(len(items)))[::-1]  # popped from the end: items in order
+        pending: dict[Any, int] = {}
+        attempts = [0] * len(items)
+        while waiting or pending:
+            room = task_slots(ray.cluster_resources(), num_cpus, num_gpus)
+            while waiting and len(pending) <= room:
+                i = waiting.pop()
+                pending[task.remote(items[i], *refs)] = i
+            progress.running = min(len(pending), room)
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(ref)
             try:
                 result = ray.get(ref)
-            except ray.exceptions.RayError as exc:
+            except ray.exceptions.RayTaskError as exc:  # fn raised: trying it again would raise again
+                result = exc
+            except ray.exceptions.RayError as exc:  # its worker or node died: try again
+                attempts[i] += 1
+                if attempts[i] <= MAX_RETRIES:
+                    progress.retried += 1
+                    waiting.append(i)
+                    continue
                 result = exc
             yield items[i], result
     finally:
         if started:
             ray.shutdown()
+
+
+def task_slots(resources: dict[str, float], num_cpus: float, num_gpus: float) -> int:
+    """How many tasks asking for ``num_cpus`` CPUs and ``num_gpus`` GPUs fit in a cluster of
+    ``resources`` (as :func:`ray.cluster_resources` gives them) at once; at least 1."""
+    fits = [resources.get("CPU", 0) / num_cpus] if num_cpus > 0 else []
+    if num_gpus > 0:
+        fits.append(resources.get("GPU", 0) / num_gpus)
+    return max(1, int(min(fits, default=1) + 1e-9))

@@ -23,7 +23,7 @@ from dropoutlab.store import Store
 from dropoutlab.study.design import check_design
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
-from dropoutlab.study.ray_executor import ray_map
+from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
 from dropoutlab.train.checkpoints import Checkpoint
@@ -109,7 +109,7 @@ def run_study(
     to it (``busy`` in the outcome).
 
     ``checkpoint_every`` N > 0 saves each stack's (or run's) state every N epochs in the folder
-    ``STORE.checkpoints`` beside the store; a stack tried again (a Ray task after its worker
+    :meth:`Store.checkpoint_folder` (``STORE.checkpoints`` beside an SQLite file); a stack tried again (a Ray task after its worker
     died, the same stack after a restart) resumes from its last checkpoint
     (:mod:`dropoutlab.train.checkpoints`). For Ray workers on other machines, that folder
     must be on a file system they share.
@@ -148,7 +148,7 @@ def run_study(
         todo = [run for run in todo if run.id in mine]
         if todo:
             how = (ray or RayOptions()) if executor == "ray" else None
-            folder = store.path.with_name(store.path.name + ".checkpoints").resolve()
+            folder = store.checkpoint_folder()
             options = BatchOptions(stack == "off", keep_weights,
                                    Checkpoint(folder, checkpoint_every) if checkpoint_every else None)  # fmt: skip
             _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how)
@@ -181,6 +181,7 @@ def _train_todo(
         disable=False if progress else None if progress is None else True,
     )
     taken = 0
+    on_ray = RayProgress()
     for group in _by_data(todo).values():
         s = group[0].settings
         data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
@@ -192,7 +193,7 @@ def _train_todo(
                 log.info("%s", reason)
                 outcome.plan_notes.append(reason)
         if ray is not None:
-            arrivals = _ray_batches(batches, data, dev, options, ray)
+            arrivals = _ray_batches(batches, data, dev, options, ray, on_ray)
         else:
             arrivals = _train_batches(batches, data, dev, n_workers, options, show=not bar.disable)
         for batch, results in arrivals:
@@ -206,10 +207,16 @@ def _train_todo(
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
             bar.update(len(batch))
-            failed = outcome.statuses["failed"]
-            bar.set_postfix_str(_postfix(results[-1]) + (f", {failed} failed" if failed else ""))
+            counts = {"running": on_ray.running if ray else 0, "failed": outcome.statuses["failed"],
+                      "retried": on_ray.retried}  # fmt: skip
+            bar.set_postfix_str(
+                ", ".join([_postfix(results[-1]), *(f"{n} {k}" for k, n in counts.items() if n)])
+            )
         del data  # free the device memory of this setting before the next one
     bar.close()
+    if on_ray.retried:
+        tasks = "1 Ray task was" if on_ray.retried == 1 else f"{on_ray.retried} Ray tasks were"
+        outcome.plan_notes.append(f"{tasks} tried again after a worker died (up to {MAX_RETRIES} times each)")
     if taken:
         outcome.plan_notes.append(
             f"{taken} runs were taken over by another `dropoutlab run` while this one trained them (its claims "
@@ -293,12 +300,14 @@ def _ray_batches(
     device: torch.device,
     options: BatchOptions,
     ray: RayOptions,
+    progress: RayProgress,
 ) -> Iterator[tuple[list[RunSpec], list[RunResult]]]:
-    """Yield each batch with its results as Ray tasks finish them; a task that failed after its
-    retries (its worker died each time) gives its runs status ``failed``."""
+    """Yield each batch with its results as Ray tasks finish them (``progress`` counts the tasks
+    running and retried); a task that failed after its retries (its worker died each time)
+    gives its runs status ``failed``."""
     gpus = ray.gpus if ray.gpus is not None else float(device.type == "cuda")
     shared = (data.to("cpu"), device, options)  # the object store holds CPU tensors
-    for batch, result in ray_map(_ray_task, batches, shared, ray.address, ray.cpus, gpus):
+    for batch, result in ray_map(_ray_task, batches, shared, ray.address, ray.cpus, gpus, progress):
         if isinstance(result, BaseException):
             log.error("a Ray task failed after its retries: %s", result)
             error = f"{type(result).__name__}: {result}"

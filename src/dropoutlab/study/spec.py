@@ -31,6 +31,8 @@ from dropoutlab.study.settings import (
     type_error,
 )
 
+RESOURCE_KEYS = {"cpus_per_task", "gpus_per_task"}  # [resources]: what each Ray task asks for
+
 
 def _parse_grid(raw: Any) -> tuple[dict[str, list[Any]], ...]:
     subs = raw if isinstance(raw, list) else [raw]
@@ -91,6 +93,15 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         min_effect = check_number(
             min_effect, "min_effect", 0.0, 1.0, open_low=True, allowed="a fraction in (0, 1), e.g. 0.01"
         )
+    resources = check_table(raw.get("resources", {}), "resources")
+    check_keys(resources, RESOURCE_KEYS, "resources")
+    resources = {
+        "cpus_per_task": check_number(resources.get("cpus_per_task", 1), "resources.cpus_per_task", 0.0,
+                                      open_low=True, allowed="a number of CPUs > 0, e.g. 1 or 0.5"),
+        **({"gpus_per_task": check_number(resources["gpus_per_task"], "resources.gpus_per_task", 0.0,
+                                          allowed="a number of GPUs >= 0; a fraction shares a card, e.g. 0.25")}
+           if "gpus_per_task" in resources else {}),
+    }  # fmt: skip
     study = StudySpec(
         name=name.strip(),
         path=path,
@@ -99,6 +110,7 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         seeds=seeds,
         description=description,
         min_effect=min_effect,
+        resources=resources,
     )
     expand_runs(study)  # validates every grid point now, before anything trains
     check_block_sizes(_dropout_points(study))  # and the options that a run may leave out
