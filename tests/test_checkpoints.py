@@ -11,8 +11,10 @@ import pytest
 import torch
 from conftest import make_run, prepared
 
+from dropoutlab.store import Store
+from dropoutlab.study import expand_runs, load_study, run_study
 from dropoutlab.train import train_runs
-from dropoutlab.train.checkpoints import Checkpoint
+from dropoutlab.train.checkpoints import Checkpoint, checkpoint_folder
 
 CPU = torch.device("cpu")
 
@@ -96,12 +98,12 @@ def test_a_killed_study_resumes_its_stack_from_the_checkpoint(write_study, tmp_p
     )
     assert killed.returncode == -signal.SIGKILL and (tmp_path / "fired").exists()
     folder = tmp_path / "killed.db.checkpoints"
-    assert len(list(folder.glob("*.pt"))) == 1  # epoch 2 of the stack, saved before the kill
+    assert len(list(folder.rglob("*.pt"))) == 1  # epoch 2 of the stack, saved before the kill
     again = subprocess.run(
         [*cmd, "--store", str(store), "--checkpoint-every", "1"], capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr
-    assert not list(folder.glob("*.pt"))
+    assert not folder.exists()  # the study is complete: its checkpoints are gone
     query = "SELECT run_id, epoch, train_loss, val_loss FROM epochs ORDER BY run_id, epoch"
     assert (
         sqlite3.connect(store).execute(query).fetchall()
@@ -120,3 +122,28 @@ def test_a_checkpoint_that_does_not_fit_starts_the_batch_afresh(digits, tmp_path
     reference = train_runs(runs, data, CPU, "single")[0]
     assert [r.epoch for r in result.history] == [r.epoch for r in reference.history]
     assert result.test_acc == reference.test_acc
+
+
+def test_a_studys_leftover_checkpoints_go_once_every_run_is_stored(tiny_study, tmp_path, monkeypatch):
+    import dropoutlab.study.runner as runner
+
+    study = load_study(tiny_study)
+    runs = expand_runs(study)
+    with Store(tmp_path / "s.db") as store:
+        folder = checkpoint_folder(store.checkpoint_folder(), study.name)
+        folder.mkdir(parents=True)
+        (folder / "0123456789abcdef0123.pt").write_bytes(b"a stack that never came back")
+        real = runner.train_runs
+
+        def flaky(batch, *args, **kwargs):
+            if runs[0].id in {run.id for run in batch}:
+                raise RuntimeError("simulated failure")
+            return real(batch, *args, **kwargs)
+
+        monkeypatch.setattr(runner, "train_runs", flaky)
+        outcome = run_study(study, store, device="cpu", progress=False, workers=1)
+        assert outcome.statuses == {"failed": 1, "completed": 3}
+        assert folder.exists()  # a run is still to train: a stack of it may yet resume
+        monkeypatch.setattr(runner, "train_runs", real)
+        run_study(study, store, device="cpu", progress=False, workers=1)
+        assert not folder.exists() and not folder.parent.exists()

@@ -60,6 +60,8 @@ def test_the_cli_runs_reports_and_archives_on_a_postgresql_url(capsys, tiny_stud
     assert code == 0 and "4 completed" in out and f"store: {postgres_url}" in out, err
     changed = tmp_path / "changed.toml"
     changed.write_text(TINY_STUDY.replace("epochs = 2", "epochs = 3"))
+    err = one_error(capsys, "run", changed, "--store", postgres_url, "--no-progress")
+    assert f"study 'tiny' in {postgres_url} was run with another design (changed: epochs" in err
     code, out, err = run_cli(capsys, "run", changed, "--store", postgres_url, "--no-progress", "--workers", "1",
                              "--replace")  # fmt: skip
     assert code == 0 and "kept the 4 stored runs as 'tiny@archived-1'" in out, err
@@ -143,3 +145,16 @@ def test_the_largest_seed_fits_a_postgresql_store(write_study, postgres_url):
     with Store(postgres_url) as pg:
         assert run_study(study, pg, device="cpu", progress=False, workers=1).statuses == {"completed": 2}
         assert {r["seed"] for r in pg.records()} == {2**63 - 1}
+
+
+def test_kept_weights_and_mc_dropout_round_trip_through_postgresql(tiny_study, postgres_url):
+    from dropoutlab.study.evaluate import evaluate_mc
+
+    with Store(postgres_url) as pg:
+        run_study(load_study(tiny_study), pg, device="cpu", progress=False, workers=1, keep_weights=True)
+        assert len(pg.runs_with_weights()) == 4
+        assert evaluate_mc(pg, "tiny", (2, 4), device="cpu", progress=False).evaluated == 4
+        assert evaluate_mc(pg, "tiny", (4,), device="cpu", progress=False).evaluated == 4  # replaces T=4
+        mc = [m for r in pg.records() for m in r["mc"]]
+        assert sorted({m["samples"] for m in mc}) == [0, 2, 4] and len(mc) == 12  # 0: the usual pass
+        assert all(0 <= m["acc"] <= 1 for m in mc)

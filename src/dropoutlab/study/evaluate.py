@@ -50,7 +50,7 @@ def evaluate_mc(
     todo = [r for r in records if r["id"] in kept]
     if not todo:
         raise DropoutlabError(
-            f"{store.path}: study {study!r} has no stored weights; run it with "
+            f"{store.name}: study {study!r} has no stored weights; run it with "
             "`dropoutlab run STUDY.toml --keep-weights` (a run trained without it is trained again "
             "only after `--replace`)"
         )
@@ -72,7 +72,7 @@ def evaluate_mc(
             model = restored_model(s, weights_from_bytes(store.weights(record["id"]), dev), data, dev)
         except Exception as exc:  # torch.load of damaged bytes raises many kinds (struct, pickle, zip...)
             raise DropoutlabError(
-                f"{store.path}: the stored weights of run {record['id']} cannot be read ({type(exc).__name__}); "
+                f"{store.name}: the stored weights of run {record['id']} cannot be read ({type(exc).__name__}); "
                 "train the study again with --keep-weights (--replace keeps the old runs)"
             ) from None
         entries = mc_sweep(model, data.test.x, data.test.y, (0, *samples), seed=record["seed"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 import traceback
@@ -26,7 +28,7 @@ from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
 from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
-from dropoutlab.train.checkpoints import Checkpoint
+from dropoutlab.train.checkpoints import Checkpoint, checkpoint_folder
 from dropoutlab.train.plan import trains_alone
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,8 @@ def run_study(
     to it (``busy`` in the outcome).
 
     ``checkpoint_every`` N > 0 saves each stack's (or run's) state every N epochs in the folder
-    :meth:`Store.checkpoint_folder` (``STORE.checkpoints`` beside an SQLite file); a stack tried again (a Ray task after its worker
+    :meth:`Store.checkpoint_folder` (``STORE.checkpoints`` beside an SQLite file), one folder
+    per study, deleted once the study is complete; a stack tried again (a Ray task after its worker
     died, the same stack after a restart) resumes from its last checkpoint
     (:mod:`dropoutlab.train.checkpoints`). For Ray workers on other machines, that folder
     must be on a file system they share.
@@ -130,12 +133,14 @@ def run_study(
         archived = store.archive_study(study.name)
         note = f"{study.name}: kept the {stored} stored runs as {archived!r}" if archived else None
     else:
-        note = check_design(store.study_definition(study.name), study, str(store.path))
+        note = check_design(store.study_definition(study.name), study, store.name)
     store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
     outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo), note=note)
+    folder = checkpoint_folder(store.checkpoint_folder(), study.name)
     if not todo:
+        forget_checkpoints(folder, store, runs)
         return outcome
     with Lease(store) as lease:
         mine = set(lease.claim([run.id for run in todo]))
@@ -148,12 +153,26 @@ def run_study(
         todo = [run for run in todo if run.id in mine]
         if todo:
             how = (ray or RayOptions()) if executor == "ray" else None
-            folder = store.checkpoint_folder()
             options = BatchOptions(stack == "off", keep_weights,
                                    Checkpoint(folder, checkpoint_every) if checkpoint_every else None)  # fmt: skip
             _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how)
+    forget_checkpoints(folder, store, runs)
     outcome.wall_s = time.perf_counter() - start
     return outcome
+
+
+def forget_checkpoints(folder: Path, store: Store, runs: list[RunSpec]) -> None:
+    """Delete the study's checkpoint ``folder`` once every run of the study is stored and no
+    driver trains any: no batch can resume from what is left there (stacks that never came
+    back: re-planned after a restart, taken over, or of a design since replaced)."""
+    if not folder.exists():
+        return
+    ids = {run.id for run in runs}
+    study = runs[0].study
+    if ids <= store.finished_ids(study) and not ids & set(store.live_claims(LEASE_S, driver_gone)):
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the store's folder, once no study has files in it
+            folder.parent.rmdir()
 
 
 def _train_todo(

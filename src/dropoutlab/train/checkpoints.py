@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 
 #: The layout of a checkpoint's state; part of its file name, so another layout is not read.
 FORMAT = 2
+
+
+def checkpoint_folder(root: Path, study: str) -> Path:
+    """The folder of ``study``'s checkpoints under ``root`` (the store's): its name, made safe
+    for a file system, and a hash that keeps two names apart."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", study).strip(".-")[:40] or "study"
+    return root / f"{safe}-{hashlib.sha256(study.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
