@@ -5,12 +5,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import group_ends, stored_ids
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.store import Store
+from dropoutlab.store import NETWORK_FILE_SYSTEMS, Store
 from dropoutlab.study import expand_runs, load_study, run_study
 
 
@@ -118,3 +119,32 @@ def test_resume_after_kill_runs_each_run_once(write_study, tmp_path, stack):
     exported = json.loads(subprocess.run([*cmd[:3], "export", "--store", str(store)], capture_output=True,
                                          text=True, check=True).stdout)  # fmt: skip
     assert len(exported["runs"]) == 18
+
+
+def test_the_network_file_system_under_a_store_is_found(tmp_path):
+    from dropoutlab.store import network_file_system
+
+    mounts = (
+        "overlay / overlay rw 0 0\n"
+        f"server:/export {tmp_path} nfs4 rw,vers=4.2 0 0\n"
+        f"tmpfs {tmp_path / 'local'} tmpfs rw 0 0\n"
+        "//host/my\\040share /mnt/my\\040share cifs rw 0 0\n"
+    )
+    assert network_file_system(tmp_path / "s.db", mounts) == "nfs4"
+    assert network_file_system(tmp_path / "local" / "s.db", mounts) is None  # the nearest mount decides
+    assert network_file_system(Path("/mnt/my share/s.db"), mounts) == "cifs"
+    assert network_file_system(Path("/home/s.db"), mounts) is None
+    assert network_file_system(tmp_path / "s.db") in (None, *NETWORK_FILE_SYSTEMS)  # this machine's own
+
+
+def test_an_sqlite_store_on_a_network_file_system_points_to_postgresql(tmp_path, monkeypatch, caplog):
+    import dropoutlab.store
+
+    monkeypatch.setattr(dropoutlab.store, "network_file_system", lambda path: "nfs4")
+    with caplog.at_level("WARNING"), Store(tmp_path / "s.db"):
+        pass
+    assert "is on a network file system (nfs4)" in caplog.text and "--store postgresql://" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"), Store(tmp_path / "s.db", readonly=True):
+        pass
+    assert not caplog.text  # reading is safe anywhere

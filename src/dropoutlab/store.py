@@ -9,6 +9,7 @@ SQLAlchemy Core with the same tables, so everything above this module reads one 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import sqlite3
@@ -26,6 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import EPOCH_METRICS, FINISHED, MC_METRICS, RunResult, StudySpec, kept_epoch, spec_run_id
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
@@ -157,6 +160,30 @@ def _reason(exc: sa.exc.DBAPIError) -> str:
     return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
 
 
+NETWORK_FILE_SYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "ceph", "glusterfs",
+                        "fuse.glusterfs", "lustre", "gpfs", "beegfs", "fuse.s3fs", "fuse.gcsfuse"}  # fmt: skip
+
+
+def network_file_system(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the network file system ``path`` lies on (``nfs4``, ``cifs``...), or None
+    (a local disk, or not Linux). ``mounts`` is ``/proc/self/mounts``'s text, read when None."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return None
+    folder = path.resolve().parent
+    best, kind = -1, None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if (folder == point or point in folder.parents) and len(point.parts) > best:
+            best, kind = len(point.parts), fields[2]
+    return kind if kind in NETWORK_FILE_SYSTEMS else None
+
+
 def _sqlite_engine(path: Path, readonly: bool) -> sa.Engine:
     """One SQLite connection for the store's life. SQLAlchemy emits the BEGIN itself, so that a
     write takes the file's lock from its first statement (``BEGIN IMMEDIATE``): two drivers
@@ -243,6 +270,13 @@ class Store:
             self.name = str(self.path)
             self._check_file()
             self.engine = _sqlite_engine(self.path, self.readonly)
+            network = None if self.readonly else network_file_system(self.path)
+            if network:
+                log.warning(
+                    "%s is on a network file system (%s), where SQLite's locks are not to be trusted with "
+                    "several writers: for drivers on several machines use --store postgresql://USER@HOST/DB",
+                    self.path, network,
+                )  # fmt: skip
         md = _schema(self.postgres)
         self.tables = md.tables
         runs = self.tables["runs"]
