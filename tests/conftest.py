@@ -111,7 +111,7 @@ def postgres_url(postgres_server):
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     yield server.set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
 
 

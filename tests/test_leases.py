@@ -123,3 +123,30 @@ def test_replace_waits_for_a_live_driver_and_a_taken_over_run_is_not_written(
         monkeypatch.setattr(runner, "train_runs", lapsed)
         outcome = run_study(study, store, progress=False, workers=1, stack="off")
         assert outcome.busy == 12 and not outcome.statuses and store.finished_ids("shared") == set()
+
+
+def test_a_study_that_another_driver_extends_keeps_its_checkpoints_and_is_not_replaced(
+    write_study, tiny_study, store_at
+):
+    from conftest import TINY_STUDY
+
+    from dropoutlab.train.checkpoints import checkpoint_folder
+
+    study = load_study(tiny_study)
+    extended = load_study(write_study(TINY_STUDY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"), "more.toml"))
+    seed_2 = [r.id for r in expand_runs(extended) if r.seed == 2]
+    with Store(store_at) as store:
+        run_study(study, store, device="cpu", progress=False, workers=1)
+        folder = checkpoint_folder(store.checkpoint_folder(), "tiny")
+        folder.mkdir(parents=True)
+        (folder / "0123456789abcdef0123.pt").write_bytes(b"the other driver's stack")
+        other = f"{HERE}:{os.getpid()}:{process_space()}:other"  # alive: this process
+        assert store.claim(seed_2, other, lease_s=60, study="tiny") == seed_2  # it trains the extension
+        run_study(study, store, device="cpu", progress=False, workers=1)  # nothing to train here
+        assert folder.exists()  # the extension's stacks may still resume from it
+        changed = load_study(write_study(TINY_STUDY.replace("epochs = 2", "epochs = 3"), "changed.toml"))
+        with pytest.raises(DropoutlabError, match="another `dropoutlab run` is training 2 of its runs"):
+            run_study(changed, store, progress=False, workers=1, replace=True)
+        store.release(other)
+        run_study(study, store, device="cpu", progress=False, workers=1)
+        assert not folder.exists()

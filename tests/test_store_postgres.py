@@ -133,6 +133,7 @@ def test_six_processes_creating_one_postgresql_store_at_once_all_get_it(postgres
         ("postgresql://nobody@127.0.0.1:1/none", "cannot open the PostgreSQL store (connection failed"),
         ("mysql://user@host/db", "a store is an SQLite file path or a PostgreSQL URL"),
         ("postgresql://user@host:notaport/db", "not a database URL"),
+        ("postgresql+nosuchdriver://user@host/db", "SQLAlchemy knows no driver 'postgresql+nosuchdriver'"),
     ],
 )
 def test_a_store_url_that_cannot_serve_is_one_line(capsys, tiny_study, url, words):
@@ -158,3 +159,34 @@ def test_kept_weights_and_mc_dropout_round_trip_through_postgresql(tiny_study, p
         mc = [m for r in pg.records() for m in r["mc"]]
         assert sorted({m["samples"] for m in mc}) == [0, 2, 4] and len(mc) == 12  # 0: the usual pass
         assert all(0 <= m["acc"] <= 1 for m in mc)
+
+
+def test_odd_results_read_back_alike_from_both_stores(store_at):
+    from conftest import make_run
+
+    from dropoutlab.runs import RunResult
+
+    run = make_run(seed=3)
+    with Store(store_at) as store:
+        store.write_run(RunResult(run, "failed", error="RuntimeError: a \x00 byte\n\nTraceback ..."))
+        store.write_run(RunResult(make_run(seed=4), "diverged", test_loss=float("nan"),
+                                  learned_rates=[(1, "hidden1", 0.2), (2, "hidden1", float("nan"))]))  # fmt: skip
+        records = {r["seed"]: r for r in store.records()}
+    assert records[3]["error"] == "RuntimeError: a \\x00 byte\n\nTraceback ..."
+    assert records[4]["test"]["loss"] is None  # NaN is stored as NULL by both
+    assert records[4]["learned_rates"] == [{"epoch": 1, "slot": "hidden1", "rate": 0.2}]
+
+
+def test_a_postgresql_store_that_goes_away_is_one_line(postgres_url):
+    with Store(postgres_url) as pg:
+        admin = sa.create_engine(
+            psycopg_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{sa.make_url(postgres_url).database}" WITH (FORCE)')
+        admin.dispose()
+        with pytest.raises(DropoutlabError, match="cannot read the store") as info:
+            pg.finished_ids("tiny")
+        assert "\n" not in str(info.value)
+        with pytest.raises(DropoutlabError, match="cannot write the release"):
+            pg.release("anyone")

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "gpus_per_task, else 1 on cuda and 0 on the cpu)")  # fmt: skip
     p.add_argument("--checkpoint-every", type=_epochs, default=0, metavar="N",
                    help="save each stack's state every N epochs (in STORE.checkpoints/ beside an SQLite "
-                   "store, HOST-DB.checkpoints/ here for PostgreSQL), so that a stack tried "
+                   "store, HOST-PORT-DB.checkpoints/ here for PostgreSQL), so that a stack tried "
                    "again after a kill resumes there instead of at epoch 1 (default: off)")  # fmt: skip
     p.add_argument("--keep-weights", action="store_true",
                    help="store each tested run's weights (4 bytes per parameter: 1.5 MB for the MLP on CIFAR-10, "

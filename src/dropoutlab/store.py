@@ -85,7 +85,8 @@ def _schema(postgres: bool) -> sa.MetaData:
     sa.Table("learned_rates", md, run_ref(), sa.Column("epoch", sa.Integer, primary_key=True),
              sa.Column("slot", sa.Text, primary_key=True), sa.Column("rate", sa.Float, nullable=False))  # fmt: skip
     sa.Table("claims", md, sa.Column("run_id", sa.Text, primary_key=True),
-             sa.Column("owner", sa.Text, nullable=False), sa.Column("heartbeat", sa.Float, nullable=False))  # fmt: skip
+             sa.Column("owner", sa.Text, nullable=False), sa.Column("heartbeat", sa.Float, nullable=False),
+             sa.Column("study", sa.Text))  # fmt: skip
     sa.Table("weights", md, run_ref(), sa.Column("state", sa.LargeBinary, nullable=False))
     return md
 
@@ -225,8 +226,12 @@ def _postgres_engine(url: str, readonly: bool) -> tuple[sa.Engine, str]:
         )
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername=POSTGRES_DRIVER)
-    try:
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    try:  # a server that does not answer is said so in 10 s, not after the system's TCP timeout
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    except sa.exc.NoSuchModuleError:
+        raise DropoutlabError(
+            f"{shown}: SQLAlchemy knows no driver {parsed.drivername!r}; write postgresql://USER@HOST/DB"
+        ) from None
     except ModuleNotFoundError as exc:
         raise DropoutlabError(
             f"{shown}: a PostgreSQL store needs its driver ({exc.name} is not installed): "
@@ -297,6 +302,8 @@ class Store:
                     if tables or not self.create:
                         self._check_schema(conn, tables)
                     md.create_all(conn)
+                    if "study" not in {c["name"] for c in sa.inspect(conn).get_columns("claims")}:
+                        conn.exec_driver_sql("ALTER TABLE claims ADD COLUMN study TEXT")  # a store of before
                     conn.execute(
                         self._insert("meta")
                         .values(key="schema", value=SCHEMA_VERSION)
@@ -367,9 +374,15 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        """A connection whose reads see one snapshot; rolled back (nothing to keep) at the end."""
-        with self.engine.connect() as conn:
-            yield conn
+        """A connection whose reads see one snapshot; rolled back (nothing to keep) at the end.
+        A failed read (the server gone, the file damaged) becomes one line."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise DropoutlabError(
+                f"{self.name}: cannot read the store ({_reason(exc)}); nothing was changed"
+            ) from None
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sa.Connection]:
@@ -381,7 +394,7 @@ class Store:
                 conn.execution_options(immediate=True)
                 with conn.begin():
                     yield conn
-        except (sa.exc.OperationalError, sa.exc.InternalError) as exc:  # not a bug in a statement
+        except (sa.exc.OperationalError, sa.exc.InternalError, sa.exc.DataError) as exc:
             raise DropoutlabError(
                 f"{self.name}: cannot write {what} ({_reason(exc)}); the store keeps every run written before "
                 "this one; fix the cause and run the same command again to train the rest"
@@ -407,7 +420,8 @@ class Store:
             "id": run.id, "study": run.study, "params": json.dumps(run.params), "seed": run.seed,
             "status": result.status, "test_loss": _real(result.test_loss), "test_acc": _real(result.test_acc),
             "best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch, "wall_s": result.wall_s,
-            "spec": json.dumps(run.spec_dict()), "env": json.dumps(result.env), "error": result.error,
+            "spec": json.dumps(run.spec_dict()), "env": json.dumps(result.env),
+            "error": result.error and result.error.replace("\x00", "\\x00"),  # PostgreSQL text holds no NUL
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }  # fmt: skip
         epochs = [
@@ -417,6 +431,7 @@ class Store:
         learned = [
             {"run_id": run.id, "epoch": epoch, "slot": slot, "rate": rate}
             for epoch, slot, rate in result.learned_rates
+            if _real(rate) is not None  # a diverged epoch's NaN rate: not a rate
         ]
         with self._write(f"run {run.id} (seed {run.seed})") as conn:
             conn.execute(sa.delete(self.tables["runs"]).where(self.tables["runs"].c.id == run.id))  # cascades
@@ -437,9 +452,11 @@ class Store:
         owner: str,
         lease_s: float,
         gone: Callable[[str], bool] = lambda owner: False,
+        study: str | None = None,
     ) -> list[str]:
-        """Claim the runs of ``run_ids`` that no other driver holds and that are not finished, for
-        ``owner``, in one transaction; returns them in order (with those ``owner`` held already).
+        """Claim the runs of ``run_ids`` (of ``study``) that no other driver holds and that are not
+        finished, for ``owner``, in one transaction; returns them in order (with those ``owner``
+        held already).
 
         A claim is another driver's while its heartbeat (:meth:`renew`) is younger than
         ``lease_s`` seconds and ``gone(its owner)`` is false; an older one, or one whose
@@ -453,9 +470,12 @@ class Store:
             finished = set(conn.execute(sa.select(runs.c.id).where(runs.c.status.in_(FINISHED))).scalars())
             mine = [rid for rid in run_ids if rid not in finished and held.get(rid, owner) == owner]
             if mine:
-                now = time.time()
+                now = self._now(conn)
                 conn.execute(
-                    *self._replace("claims", [{"run_id": r, "owner": owner, "heartbeat": now} for r in mine])
+                    *self._replace(
+                        "claims",
+                        [{"run_id": r, "owner": owner, "heartbeat": now, "study": study} for r in mine],
+                    )
                 )
         return mine
 
@@ -465,25 +485,39 @@ class Store:
         claims = self.tables["claims"]
         with self._write("the heartbeat of this driver's claims") as conn:
             result = conn.execute(
-                sa.update(claims).where(claims.c.owner == owner).values(heartbeat=time.time())
+                sa.update(claims).where(claims.c.owner == owner).values(heartbeat=self._now(conn))
             )
         return result.rowcount
 
     def live_claims(
-        self, lease_s: float, gone: Callable[[str], bool] = lambda owner: False
+        self, lease_s: float, gone: Callable[[str], bool] = lambda owner: False, study: str | None = None
     ) -> dict[str, str]:
         """``{run_id: owner}`` of the claims whose driver is alive (heartbeat younger than
-        ``lease_s``, not ``gone``)."""
+        ``lease_s``, not ``gone``); only those on runs of ``study`` when given (whatever their
+        design: an extension or an older one), with those whose study is unknown."""
         if "claims" not in self._present:
             return {}
         with self._read() as conn:
-            return self._live_claims(conn, lease_s, gone)
+            return self._live_claims(conn, lease_s, gone, study)
+
+    def _now(self, conn: sa.Connection) -> float:
+        """The time heartbeats are measured in: the server's clock for PostgreSQL, whose drivers
+        may run on machines whose clocks differ; this machine's for an SQLite file."""
+        if self.postgres:
+            return float(
+                conn.execute(sa.select(sa.func.extract("epoch", sa.func.clock_timestamp()))).scalar()
+            )
+        return time.time()
 
     def _live_claims(
-        self, conn: sa.Connection, lease_s: float, gone: Callable[[str], bool]
+        self, conn: sa.Connection, lease_s: float, gone: Callable[[str], bool], study: str | None = None
     ) -> dict[str, str]:
-        now = time.time()
-        rows = conn.execute(sa.select(self.tables["claims"])).all()
+        now = self._now(conn)
+        claims = self.tables["claims"]
+        query = sa.select(claims.c.run_id, claims.c.owner, claims.c.heartbeat)
+        if study is not None:
+            query = query.where(sa.or_(claims.c.study == study, claims.c.study.is_(None)))
+        rows = conn.execute(query).all()
         return {rid: who for rid, who, beat in rows if now - beat < lease_s and not gone(who)}
 
     def release(self, owner: str) -> None:
@@ -676,11 +710,12 @@ class Store:
 
     def checkpoint_folder(self) -> Path:
         """Where ``--checkpoint-every`` saves stacks: ``STORE.checkpoints`` beside an SQLite file;
-        for a PostgreSQL store, ``HOST-DB.checkpoints`` in the current folder."""
+        for a PostgreSQL store, ``HOST-PORT-DB.checkpoints`` in the current folder."""
         if self.path is not None:
             return self.path.with_name(self.path.name + ".checkpoints").resolve()
         url = self.engine.url
-        return Path(f"{url.host or 'local'}-{url.database}.checkpoints").resolve()
+        database = url.database or url.username  # PostgreSQL's default database is the user's
+        return Path(f"{url.host or 'local'}-{url.port or 5432}-{database}.checkpoints").resolve()
 
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per run (see DEVELOPERS.md, "Store DataFrames"); ``attrs["params"]`` lists the grid keys."""

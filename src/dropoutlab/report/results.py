@@ -141,9 +141,10 @@ class StudyResults:
         return key, on_line
 
 
-def open_store(path: str | Path = DEFAULT_STORE, study: str | None = None) -> StudyResults:
-    """Open a study in an existing store for reading: ``dl.open_store("dropoutlab.db")``.
+def open_store(location: str | Path = DEFAULT_STORE, study: str | None = None) -> StudyResults:
+    """Open a study in an existing store for reading: ``dl.open_store("dropoutlab.db")``, or
+    ``dl.open_store("postgresql://USER@HOST/DB")``.
 
     ``study`` is needed only when the store holds several studies.
     """
-    return StudyResults(Store(path, readonly=True), study)
+    return StudyResults(Store(location, readonly=True), study)

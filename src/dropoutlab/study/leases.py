@@ -71,16 +71,17 @@ class Lease:
     ``path``; on exit the claims are released, whether training ended or raised.
     """
 
-    def __init__(self, store: Store, lease_s: float = LEASE_S) -> None:
+    def __init__(self, store: Store, lease_s: float = LEASE_S, study: str | None = None) -> None:
         self.store = store
         self.lease_s = lease_s
+        self.study = study  # recorded with each claim: --replace and checkpoints ask by study
         self.owner = driver_id()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, args=(store.location,), daemon=True)
 
     def claim(self, run_ids: list[str]) -> list[str]:
         """Claim what of ``run_ids`` no other live driver holds; returns the ids now ours."""
-        return self.store.claim(run_ids, self.owner, self.lease_s, driver_gone)
+        return self.store.claim(run_ids, self.owner, self.lease_s, driver_gone, self.study)
 
     def _renew(self, location: str | Path) -> None:
         with Store(location) as store:  # a connection of its own, for its own thread

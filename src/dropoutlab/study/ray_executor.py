@@ -100,8 +100,10 @@ def ray_map(
                     waiting.append(i)
                     continue
                 result = exc
+            progress.running = min(len(pending), room)
             yield items[i], result
     finally:
+        progress.running = 0
         if started:
             ray.shutdown()
 

@@ -122,8 +122,7 @@ def run_study(
     start = time.perf_counter()
     runs = expand_runs(study)
     if replace:
-        ids = {run.id for run in runs}
-        busy = [rid for rid in store.live_claims(LEASE_S, driver_gone) if rid in ids]
+        busy = store.live_claims(LEASE_S, driver_gone, study=study.name)  # of any design of the study
         if busy:
             raise DropoutlabError(
                 f"{study.name}: another `dropoutlab run` is training {len(busy)} of its runs on this store; "
@@ -142,7 +141,7 @@ def run_study(
     if not todo:
         forget_checkpoints(folder, store, runs)
         return outcome
-    with Lease(store) as lease:
+    with Lease(store, study=study.name) as lease:
         mine = set(lease.claim([run.id for run in todo]))
         if len(mine) < len(todo):
             outcome.busy = len(todo) - len(mine)
@@ -163,13 +162,14 @@ def run_study(
 
 def forget_checkpoints(folder: Path, store: Store, runs: list[RunSpec]) -> None:
     """Delete the study's checkpoint ``folder`` once every run of the study is stored and no
-    driver trains any: no batch can resume from what is left there (stacks that never came
-    back: re-planned after a restart, taken over, or of a design since replaced)."""
+    driver trains any of its runs (of this design or another: an extension, an older one): no
+    batch can resume from what is left there (stacks that never came back: re-planned after a
+    restart, taken over, or of a design since replaced)."""
     if not folder.exists():
         return
-    ids = {run.id for run in runs}
     study = runs[0].study
-    if ids <= store.finished_ids(study) and not ids & set(store.live_claims(LEASE_S, driver_gone)):
+    done = {run.id for run in runs} <= store.finished_ids(study)
+    if done and not store.live_claims(LEASE_S, driver_gone, study=study):
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # the store's folder, once no study has files in it
             folder.parent.rmdir()
