@@ -154,3 +154,9 @@ def test_resources_per_task_come_from_the_study_file_unless_a_flag_says_otherwis
         bad_study = str(write_study(STUDY.format(seeds=1) + f"\n[resources]\n{bad}\n", "b.toml"))
         assert main(["run", bad_study, "--store", store, "--executor", "ray"]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_tasks_that_no_node_fits_are_said_to_wait(caplog):
+    with caplog.at_level("WARNING", logger="dropoutlab.study.ray_executor"):
+        assert list(ray_map(lambda x: x, [], (), num_cpus=64, num_gpus=1)) == []  # nothing submitted: no wait
+    assert "each task asks for 64 CPUs and 1 GPUs: the tasks wait until a node that fits them joins" in caplog.text

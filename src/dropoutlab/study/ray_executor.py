@@ -10,6 +10,7 @@ Ray is an optional dependency: ``pip install "dropoutlab[ray]"``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from typing import Any
 
 from dropoutlab.errors import DropoutlabError
 
-#: Times Ray runs a task again after its worker process died.
+log = logging.getLogger(__name__)
+
+#: Times the driver submits a task again after its worker process died.
 MAX_RETRIES = 3
 
 
@@ -76,6 +79,13 @@ def ray_map(
                 f"--executor ray: cannot reach the Ray cluster at {address}: {exc}"
             ) from None
     try:
+        total = ray.cluster_resources()
+        if total.get("CPU", 0) < num_cpus or total.get("GPU", 0) < num_gpus:
+            log.warning(
+                "the Ray cluster has %g CPUs and %g GPUs in all, and each task asks for %g CPUs and %g GPUs: "
+                "the tasks wait until a node that fits them joins (an autoscaler may add one)",
+                total.get("CPU", 0), total.get("GPU", 0), num_cpus, num_gpus,
+            )  # fmt: skip
         refs = [ray.put(value) for value in shared]
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(fn)
         waiting = list(range(len(items)))[::-1]  # popped from the end: items in order
