@@ -302,3 +302,13 @@ def test_a_report_that_cannot_be_written_is_one_line_and_the_store_is_untouched(
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"dropoutlab: error: {blocker / 'report'}: cannot write the report (")
     assert store.read_bytes() == before
+
+
+def test_help_answers_without_importing_torch():
+    code = (
+        "import sys\nfrom dropoutlab.cli import main\n"
+        "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'sqlalchemy', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "usage: dropoutlab run" in out and out.strip().endswith("[]")

@@ -159,4 +159,7 @@ def test_resources_per_task_come_from_the_study_file_unless_a_flag_says_otherwis
 def test_tasks_that_no_node_fits_are_said_to_wait(caplog):
     with caplog.at_level("WARNING", logger="dropoutlab.study.ray_executor"):
         assert list(ray_map(lambda x: x, [], (), num_cpus=64, num_gpus=1)) == []  # nothing submitted: no wait
-    assert "each task asks for 64 CPUs and 1 GPUs: the tasks wait until a node that fits them joins" in caplog.text
+    assert (
+        "each task asks for 64 CPUs and 1 GPUs: the tasks wait until a node that fits them joins"
+        in caplog.text
+    )

@@ -11,21 +11,32 @@ The data flows one way: study file → spec → runs → store → report::
     results.summary(); results.compare(); results.plot_comparison()
 """
 
-from dropoutlab.data import load_dataset
+import importlib
+
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.store import Store
-from dropoutlab.study import expand_runs, load_study, run_study
 from dropoutlab.version import __version__
+
+# Each name is imported from its module when first asked for (PEP 562): `dropoutlab --help`
+# then answers without importing torch, and `dropoutlab run` does not import the report.
+_LAZY = {
+    "load_dataset": "dropoutlab.data",
+    "Store": "dropoutlab.store",
+    "expand_runs": "dropoutlab.study",
+    "load_study": "dropoutlab.study",
+    "run_study": "dropoutlab.study",
+    "StudyResults": "dropoutlab.report.results",
+    "open_store": "dropoutlab.report.results",
+}
 
 
 def __getattr__(name: str):
-    # the report (SciPy, matplotlib, jinja2) is imported when first asked for, so that
-    # `dropoutlab run`, which trains before it reports, starts a second sooner
-    if name in ("StudyResults", "open_store"):
-        from dropoutlab.report import results
-
-        return getattr(results, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dropoutlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.store import DEFAULT_STORE
+from dropoutlab.runs import DEFAULT_STORE
 from dropoutlab.version import __version__
 
 EPILOG = """\

@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+#: Where a study's runs are kept unless ``--store`` says otherwise (an SQLite file).
+DEFAULT_STORE = "dropoutlab.db"
+
 FINISHED = ("completed", "diverged")  # a failed run is tried again on the next `run`
 
 

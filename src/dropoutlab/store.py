@@ -19,18 +19,28 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.runs import EPOCH_METRICS, FINISHED, MC_METRICS, RunResult, StudySpec, kept_epoch, spec_run_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+from dropoutlab.runs import (
+    DEFAULT_STORE,
+    EPOCH_METRICS,
+    FINISHED,
+    MC_METRICS,
+    RunResult,
+    StudySpec,
+    kept_epoch,
+    spec_run_id,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STORE = "dropoutlab.db"
 SCHEMA_VERSION = "1"
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -762,6 +772,8 @@ def _cell(value: Any) -> Any:
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """The runs DataFrame built from export records."""
+    import pandas as pd  # here, not at the top: `dropoutlab run` trains without pandas
+
     params = _param_keys(records)
     rows = []
     for r in records:
@@ -787,6 +799,8 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """The history DataFrame (one row per run and epoch) built from export records."""
+    import pandas as pd
+
     params = _param_keys(records)
     rows = []
     for r in records:
