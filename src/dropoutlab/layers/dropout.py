@@ -107,16 +107,17 @@ def stacked_dropout(
         shape = (1, -1, *[1] * (x.dim() - 2))
     else:
         raise ValueError(f"dropout needs a member axis, got layout {layout!r}")
-    scale = scale.to(x.dtype).view(shape)
-    if layout == "grouped":  # written straight into each member's rows: no copy of the input per member
-        out = x.new_empty(r.shape)
-        start = 0
-        for x_group, size in zip(x, group_sizes, strict=True):
-            torch.mul(x_group, scale[start : start + size], out=out[start : start + size])
-            start += size
-    else:
-        out = x * scale
-    return out.masked_fill_(r > threshold.view(shape), 0.0)
+    # one multiply by a mask of 0 or 1/keep: on the CPU, twice as fast as scaling and then
+    # masked_fill_, whose backward pass is a masked_fill too
+    mask = (r <= threshold.view(shape)) * scale.to(x.dtype).view(shape)
+    if layout != "grouped":
+        return x * mask
+    out = x.new_empty(r.shape)  # written straight into each member's rows: no copy of the input per member
+    start = 0
+    for x_group, size in zip(x, group_sizes, strict=True):
+        torch.mul(x_group, mask[start : start + size], out=out[start : start + size])
+        start += size
+    return out
 
 
 @register_stacked(Dropout)
