@@ -150,3 +150,21 @@ def test_a_study_that_another_driver_extends_keeps_its_checkpoints_and_is_not_re
         store.release(other)
         run_study(study, store, device="cpu", progress=False, workers=1)
         assert not folder.exists()
+
+
+def _another_process_can_write(path) -> bool:
+    probe = "import sqlite3, sys\ntry:\n    sqlite3.connect(sys.argv[1], timeout=0).execute('BEGIN IMMEDIATE')\nexcept sqlite3.OperationalError:\n    sys.exit(1)\n"
+    return subprocess.run([sys.executable, "-c", probe, str(path)]).returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX advisory locks")
+def test_the_heartbeats_connection_leaves_this_process_s_lock_in_place(tmp_path):
+    path = tmp_path / "s.db"
+    with Store(path) as store, store.engine.connect() as conn:
+        conn.execution_options(immediate=True)
+        with conn.begin():  # a write transaction of this driver: the file is locked
+            assert not _another_process_can_write(path)
+            store.new_connection().close()  # what the lease's heartbeat thread opens
+            assert not _another_process_can_write(path)
+            Store(path, readonly=True).close()  # a first open reads the file: closing it drops our lock
+            assert _another_process_can_write(path)  # (why the heartbeat must not do that)

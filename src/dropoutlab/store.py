@@ -8,6 +8,7 @@ SQLAlchemy Core with the same tables, so everything above this module reads one 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -371,6 +372,19 @@ class Store:
             raise DropoutlabError(
                 f"{self.name}: store schema {version}, this dropoutlab reads {SCHEMA_VERSION}"
             )
+
+    def new_connection(self) -> Store:
+        """The same store through a connection of its own, for another thread (the lease's
+        heartbeat). It skips the checks of a first open on purpose: they open and close the
+        store's file, and closing any descriptor of a file drops every POSIX lock this process
+        holds on it, SQLite's included, so another process could write in the middle of one
+        of our transactions and corrupt the file."""
+        twin = copy.copy(self)
+        if self.postgres:
+            twin.engine = _postgres_engine(str(self.location), self.readonly)[0]
+        else:
+            twin.engine = _sqlite_engine(self.path, self.readonly)
+        return twin
 
     def close(self) -> None:
         """Close the database connection."""

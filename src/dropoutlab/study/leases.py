@@ -67,8 +67,7 @@ class Lease:
     """Claims held by one driver while it trains (a context manager).
 
     On entry nothing is claimed yet; :meth:`claim` claims runs. While inside, a thread renews
-    the claims every ``LEASE_S / 4`` seconds through its own connection to the store at
-    ``path``; on exit the claims are released, whether training ended or raised.
+    the claims every ``LEASE_S / 4`` seconds through its own connection to the store; on exit the claims are released, whether training ended or raised.
     """
 
     def __init__(self, store: Store, lease_s: float = LEASE_S, study: str | None = None) -> None:
@@ -77,14 +76,14 @@ class Lease:
         self.study = study  # recorded with each claim: --replace and checkpoints ask by study
         self.owner = driver_id()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, args=(store.location,), daemon=True)
+        self._thread = threading.Thread(target=self._renew, daemon=True)
 
     def claim(self, run_ids: list[str]) -> list[str]:
         """Claim what of ``run_ids`` no other live driver holds; returns the ids now ours."""
         return self.store.claim(run_ids, self.owner, self.lease_s, driver_gone, self.study)
 
-    def _renew(self, location: str | Path) -> None:
-        with Store(location) as store:  # a connection of its own, for its own thread
+    def _renew(self) -> None:
+        with self.store.new_connection() as store:  # a connection of its own, for its own thread
             while not self._stop.wait(self.lease_s / 4):
                 try:
                     store.renew(self.owner)
