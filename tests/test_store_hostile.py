@@ -101,10 +101,12 @@ def test_export_and_report_only_read_even_a_store_made_before_the_studies_table(
     assert code == 0 and "4 already stored" in out
 
 
-def _open_store(path, barrier):
+def open_store_at_barrier(location, barrier):
+    """In a forked child: open a store at ``location`` once all children reach ``barrier``;
+    exit 0 if that worked, else 1 (the parent fails the test)."""
     barrier.wait()
     try:
-        Store(path).close()
+        Store(location).close()
     except Exception as exc:  # reported to the parent, which fails the test
         print(f"FAILED {type(exc).__name__}: {exc}", flush=True)
         os._exit(1)
@@ -117,7 +119,7 @@ def test_six_processes_creating_one_store_at_once_all_get_it(tmp_path):
     for round_ in range(25):
         path = tmp_path / f"race{round_}.db"
         barrier = ctx.Barrier(6)
-        procs = [ctx.Process(target=_open_store, args=(path, barrier)) for _ in range(6)]
+        procs = [ctx.Process(target=open_store_at_barrier, args=(path, barrier)) for _ in range(6)]
         for p in procs:
             p.start()
         for p in procs:

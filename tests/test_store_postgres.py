@@ -6,13 +6,12 @@ skipped, with one line saying why, where no server is given (``.ci/run`` starts 
 
 import json
 import multiprocessing
-import os
 import sys
 
 import pytest
 import sqlalchemy as sa
 from conftest import TINY_STUDY
-from test_store_hostile import one_error, run_cli
+from test_store_hostile import one_error, open_store_at_barrier, run_cli
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store, holds_store
@@ -100,21 +99,11 @@ def test_an_empty_database_is_no_store_to_read(capsys, postgres_url):
     assert not holds_store(postgres_url)
 
 
-def _open_store(url, barrier):
-    barrier.wait()
-    try:
-        Store(url).close()
-    except Exception as exc:  # reported to the parent, which fails the test
-        print(f"FAILED {type(exc).__name__}: {exc}", flush=True)
-        os._exit(1)
-    os._exit(0)
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks")
 def test_six_processes_creating_one_postgresql_store_at_once_all_get_it(postgres_url):
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(6)
-    procs = [ctx.Process(target=_open_store, args=(postgres_url, barrier)) for _ in range(6)]
+    procs = [ctx.Process(target=open_store_at_barrier, args=(postgres_url, barrier)) for _ in range(6)]
     for p in procs:
         p.start()
     for p in procs:

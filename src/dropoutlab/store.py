@@ -158,13 +158,20 @@ def holds_store(location: str | Path) -> bool:
         with engine.connect() as conn:
             return bool(_table_names(conn))
     except sa.exc.DBAPIError as exc:
-        raise DropoutlabError(f"{shown}: cannot open the PostgreSQL store ({_reason(exc)})") from None
+        raise _cannot_open(shown, True, exc) from None
     finally:
         engine.dispose()
 
 
 def _table_names(conn: sa.Connection) -> set[str]:
     return set(sa.inspect(conn).get_table_names())
+
+
+def _cannot_open(name: str, postgres: bool, exc: sa.exc.DBAPIError) -> DropoutlabError:
+    """The one line for a database that refused to open: a PostgreSQL server's words, or an
+    SQLite file that is not a store."""
+    what = "cannot open the PostgreSQL store" if postgres else "not a dropoutlab store"
+    return DropoutlabError(f"{name}: {what} ({_reason(exc)})")
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:
@@ -323,7 +330,7 @@ class Store:
                 self._present = set(md.tables)
         except sa.exc.DBAPIError as exc:
             self.engine.dispose()
-            raise DropoutlabError(f"{self.name}: {self._cannot_open(exc)}") from None
+            raise _cannot_open(self.name, self.postgres, exc) from None
         except DropoutlabError:
             self.engine.dispose()
             raise
@@ -338,12 +345,6 @@ class Store:
         check_store_file(self.path)
         if not self.readonly:
             check_writable(self.path)
-
-    def _cannot_open(self, exc: sa.exc.DBAPIError) -> str:
-        reason = _reason(exc)
-        if self.postgres:
-            return f"cannot open the PostgreSQL store ({reason})"
-        return f"not a dropoutlab store ({reason})"
 
     def _check_schema(self, conn: sa.Connection, tables: set[str]) -> None:
         """Refuse a database that is not a dropoutlab store, or one of another schema version."""

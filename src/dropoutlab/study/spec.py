@@ -93,15 +93,13 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         min_effect = check_number(
             min_effect, "min_effect", 0.0, 1.0, open_low=True, allowed="a fraction in (0, 1), e.g. 0.01"
         )
-    resources = check_table(raw.get("resources", {}), "resources")
-    check_keys(resources, RESOURCE_KEYS, "resources")
-    resources = {
-        "cpus_per_task": check_number(resources.get("cpus_per_task", 1), "resources.cpus_per_task", 0.0,
-                                      open_low=True, allowed="a number of CPUs > 0, e.g. 1 or 0.5"),
-        **({"gpus_per_task": check_number(resources["gpus_per_task"], "resources.gpus_per_task", 0.0,
-                                          allowed="a number of GPUs >= 0; a fraction shares a card, e.g. 0.25")}
-           if "gpus_per_task" in resources else {}),
-    }  # fmt: skip
+    declared = check_table(raw.get("resources", {}), "resources")
+    check_keys(declared, RESOURCE_KEYS, "resources")
+    resources = {"cpus_per_task": check_number(declared.get("cpus_per_task", 1), "resources.cpus_per_task", 0.0,
+                                               open_low=True, allowed="a number of CPUs > 0, e.g. 1 or 0.5")}  # fmt: skip
+    if "gpus_per_task" in declared:  # absent: the device decides (1 on cuda, 0 on the cpu)
+        resources["gpus_per_task"] = check_number(declared["gpus_per_task"], "resources.gpus_per_task", 0.0,
+                                                  allowed="a number of GPUs >= 0; a fraction shares a card, e.g. 0.25")  # fmt: skip
     study = StudySpec(
         name=name.strip(),
         path=path,
