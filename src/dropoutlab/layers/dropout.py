@@ -118,7 +118,7 @@ def keep_mask(r: torch.Tensor, threshold: torch.Tensor, scale: torch.Tensor) -> 
 
     One multiply by this mask is the whole dropout: on the CPU about twice as fast as scaling
     and then ``masked_fill_``, whose backward pass is a masked fill too. On the CPU each row is
-    compared with its threshold as a scalar and written as floats at once, three times as fast
+    compared with its threshold as a scalar and written as floats at once, two to three times as fast
     as one broadcast comparison over the stack (``benchmarks/RESULTS.md``).
     """
     if r.device.type != "cpu":

@@ -67,7 +67,8 @@ class Lease:
     """Claims held by one driver while it trains (a context manager).
 
     On entry nothing is claimed yet; :meth:`claim` claims runs. While inside, a thread renews
-    the claims every ``LEASE_S / 4`` seconds through its own connection to the store; on exit the claims are released, whether training ended or raised.
+    the claims every ``LEASE_S / 4`` seconds through its own connection to the store; on exit
+    the claims are released, whether training ended or raised.
     """
 
     def __init__(self, store: Store, lease_s: float = LEASE_S, study: str | None = None) -> None:
@@ -87,10 +88,7 @@ class Lease:
             while not self._stop.wait(self.lease_s / 4):
                 try:
                     store.renew(self.owner)
-                except (
-                    DropoutlabError,
-                    sqlalchemy.exc.SQLAlchemyError,
-                ) as exc:  # a busy store: try again next beat
+                except (DropoutlabError, sqlalchemy.exc.SQLAlchemyError) as exc:  # busy: again next beat
                     log.warning("could not renew this driver's claims (trying again): %s", exc)
 
     def __enter__(self) -> Lease:

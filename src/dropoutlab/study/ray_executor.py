@@ -96,7 +96,6 @@ def ray_map(
             while waiting and len(pending) <= room:
                 i = waiting.pop()
                 pending[task.remote(items[i], *refs)] = i
-            progress.running = min(len(pending), room)
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(ref)
             try:
@@ -110,7 +109,7 @@ def ray_map(
                     waiting.append(i)
                     continue
                 result = exc
-            progress.running = min(len(pending), room)
+            progress.running = min(len(pending), room)  # read by the caller while it holds the result
             yield items[i], result
     finally:
         progress.running = 0

@@ -110,9 +110,9 @@ def run_study(
     it claimed (:mod:`dropoutlab.study.leases`), and a run another live driver holds is left
     to it (``busy`` in the outcome).
 
-    ``checkpoint_every`` N > 0 saves each stack's (or run's) state every N epochs in the folder
-    :meth:`Store.checkpoint_folder` (``STORE.checkpoints`` beside an SQLite file), one folder
-    per study, deleted once the study is complete; a stack tried again (a Ray task after its worker
+    ``checkpoint_every`` N > 0 saves each stack's (or run's) state every N epochs in the study's
+    folder under :meth:`Store.checkpoint_folder` (``STORE.checkpoints`` beside an SQLite file),
+    deleted once the study is complete; a stack tried again (a Ray task after its worker
     died, the same stack after a restart) resumes from its last checkpoint
     (:mod:`dropoutlab.train.checkpoints`). For Ray workers on other machines, that folder
     must be on a file system they share.
