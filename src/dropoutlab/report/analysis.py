@@ -42,6 +42,8 @@ from dropoutlab.report.factors import (
 from dropoutlab.report.findings import Finding, build_findings
 from dropoutlab.report.mc_dropout import McDropout, contrast_rows, mc_dropout, mc_frame
 from dropoutlab.report.stats import (
+    ALPHA,
+    CONFIDENCE,
     ACCURACY_METRICS,
     Interval,
     NotComputable,
@@ -60,9 +62,6 @@ from dropoutlab.report.stats import (
 )
 from dropoutlab.store import history_frame, runs_frame
 
-#: Defaults, stated in the report and in ``docs/report.md``.
-ALPHA = 0.05
-CONFIDENCE = 0.95
 #: The smallest difference in test accuracy worth detecting (a fraction: one point).
 MIN_EFFECT = 0.01
 #: The power ``seeds_needed`` aims at.

@@ -32,9 +32,14 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.stats import RUN_COLUMNS, accuracy_interval, param_columns, run_metrics, t_interval
-
-CONFIDENCE = 0.95
+from dropoutlab.report.stats import (
+    CONFIDENCE,
+    RUN_COLUMNS,
+    accuracy_interval,
+    param_columns,
+    run_metrics,
+    t_interval,
+)
 
 #: Okabe & Ito's colour-blind-safe palette, without its yellow (too pale on white).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")

@@ -7,8 +7,10 @@ runs with ``status == "completed"`` enter the statistics; the others are counted
 Seeds are the unit of replication: two configurations run with the same seed share their
 initialisation and data order, so two configurations are compared pairwise on the seeds
 both ran (paired t), and with Welch's t only when they share fewer than two seeds.
-Distributions and tests come from SciPy; the tests in ``tests/test_stats.py`` check them
-against statsmodels (``multipletests``, ``TTestPower``, ``TTestIndPower``, ``anova_lm``).
+Distributions and tests come from SciPy (the t and F quantiles from ``scipy.special``, which
+``scipy.stats`` calls: the summary printed after ``dropoutlab run`` then spares importing
+``scipy.stats``, half a second; the tests import it where they run); ``tests/test_stats.py``
+checks them against statsmodels (``multipletests``, ``TTestPower``, ``TTestIndPower``, ``anova_lm``).
 
 Which method gives which number is listed in ``docs/report.md``:
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from dropoutlab.errors import DropoutlabError
 
@@ -73,6 +75,10 @@ SUMMARY_METRICS: tuple[str, ...] = (
 
 #: Accuracies: fractions in [0, 1], whose intervals are taken on the logit scale.
 ACCURACY_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_acc", "train_eval_acc")
+
+#: Defaults, stated in the report and in ``docs/report.md``: the level of the tests and of the intervals.
+ALPHA = 0.05
+CONFIDENCE = 0.95
 
 #: Fewest seeds for an interval of a mean accuracy; below it the report shows the range.
 MIN_SEEDS_FOR_INTERVAL = 3
@@ -123,8 +129,16 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     mean = float(x.mean())
     if x.size == 1 or float(np.std(x, ddof=1)) <= _ZERO_SD:
         return mean, math.nan, math.nan
-    low, high = stats.t.interval(confidence, df=x.size - 1, loc=mean, scale=stats.sem(x))
-    return mean, float(low), float(high)
+    low, high = student_t_interval(x, confidence)
+    return mean, low, high
+
+
+def student_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The Student t interval of the mean of ``x`` (two values or more), exactly as
+    ``scipy.stats.t.interval(confidence, x.size - 1, x.mean(), scipy.stats.sem(x))``."""
+    quantiles = special.stdtrit(x.size - 1, np.array([(1 - confidence) / 2, (1 + confidence) / 2]))
+    low, high = float(x.mean()) + np.std(x, ddof=1) / np.sqrt(x.size) * quantiles
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -169,7 +183,7 @@ def accuracy_interval(values, confidence: float = 0.95) -> Interval:
     if lo <= 0.0 or hi >= 1.0:
         return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "boundary")
     z = special.logit(x)
-    low, high = stats.t.interval(confidence, df=z.size - 1, loc=float(z.mean()), scale=stats.sem(z))
+    low, high = student_t_interval(z, confidence)
     return Interval(
         mean, float(special.expit(low)), float(special.expit(high)), int(x.size), std, lo, hi, "logit t"
     )
@@ -572,7 +586,7 @@ def simultaneous_interval(
     """
     if not (np.isfinite(se) and np.isfinite(df) and se > 0 and df > 0):
         return math.nan, math.nan
-    half = float(stats.t.ppf(1 - (1 - confidence) / (2 * max(m, 1)), df)) * se
+    half = float(special.stdtrit(df, 1 - (1 - confidence) / (2 * max(m, 1)))) * se  # t.ppf
     return diff - half, diff + half
 
 
@@ -583,6 +597,8 @@ def power(n, effect_size: float, alpha: float = 0.05, paired: bool = True):
     (statsmodels' ``TTestPower``), else Cohen's d between two independent groups of ``n``
     each (``TTestIndPower``).
     """
+    from scipy import stats
+
     n = np.asarray(n, dtype=float)
     size = abs(float(effect_size))
     if paired:
@@ -678,6 +694,8 @@ def compare_values(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict
     (values of ``a`` and ``b`` used) and ``seeds_left_out``. ``p_value`` and the interval are
     NaN when either side has a single value or there is no spread between seeds.
     """
+    from scipy import stats
+
     a = a.dropna()
     b = b.dropna()
     shared = _shared_seeds(a, b)
@@ -966,7 +984,7 @@ def interaction_test(
         "F": float(f_value),
         "df_num": int(df_num),
         "df_den": int(df_den),
-        "p_value": float(stats.f.sf(f_value, df_num, df_den)),
+        "p_value": float(special.fdtrc(df_num, df_den, f_value)),  # f.sf
         "partial_eta_sq": float((rss_add - rss_full) / rss_add) if rss_add > 0 else math.nan,
         "blocked_by_seed": blocked,
         "n": len(y),
