@@ -312,3 +312,17 @@ def test_help_answers_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "usage: dropoutlab run" in out and out.strip().endswith("[]")
+
+
+def test_the_table_after_a_run_imports_neither_the_analysis_nor_scipy_stats(capsys, tiny_study, tmp_path):
+    store = tmp_path / "runs.db"
+    assert run_cli(capsys, "run", tiny_study, "--store", store, "--no-progress", "--workers", "1")[0] == 0
+    code = (  # the study is stored: `run` only prints the table (digits' scikit-learn imports scipy.stats)
+        "import sys\nfrom dropoutlab.cli import main\n"
+        f"status = main(['run', {str(tiny_study)!r}, '--store', {str(store)!r}, '--no-progress'])\n"
+        "print(status, sorted(m for m in ('dropoutlab.report.analysis', 'scipy.stats', 'matplotlib', 'pooch')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "4 already stored" in out and "test accuracy" in out
+    assert out.strip().endswith("0 []")

@@ -31,6 +31,7 @@ from dropoutlab.report.stats import (
     seeds_for_power,
     seeds_needed,
     simultaneous_interval,
+    student_t_interval,
     summarize,
 )
 
@@ -87,6 +88,21 @@ def test_mean_ci_matches_hand_computed_t_interval():
     assert low == pytest.approx(0.82 - half, abs=1e-6)
     assert high == pytest.approx(0.82 + half, abs=1e-6)
     assert half == pytest.approx(0.049683, abs=1e-6)
+
+
+def test_quantiles_from_scipy_special_equal_scipy_stats_exactly():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = rng.normal(0.8, 0.05, size=int(rng.integers(2, 30)))
+        confidence = float(rng.choice([0.5, 0.9, 0.95, 0.99]))
+        expected = sps.t.interval(confidence, x.size - 1, loc=x.mean(), scale=sps.sem(x))
+        assert student_t_interval(x, confidence) == tuple(map(float, expected))
+        df, q = x.size - 1.5, 1 - (1 - confidence) / 10
+        diff, se = 0.01, 0.002
+        assert simultaneous_interval(diff, se, df, confidence, m=5) == (
+            diff - float(sps.t.ppf(q, df)) * se,
+            diff + float(sps.t.ppf(q, df)) * se,
+        )
 
 
 def test_mean_ci_single_value_has_no_interval():

@@ -42,9 +42,9 @@ from dropoutlab.report.factors import (
 from dropoutlab.report.findings import Finding, build_findings
 from dropoutlab.report.mc_dropout import McDropout, contrast_rows, mc_dropout, mc_frame
 from dropoutlab.report.stats import (
+    ACCURACY_METRICS,
     ALPHA,
     CONFIDENCE,
-    ACCURACY_METRICS,
     Interval,
     NotComputable,
     adjust_family,

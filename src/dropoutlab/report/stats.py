@@ -7,10 +7,11 @@ runs with ``status == "completed"`` enter the statistics; the others are counted
 Seeds are the unit of replication: two configurations run with the same seed share their
 initialisation and data order, so two configurations are compared pairwise on the seeds
 both ran (paired t), and with Welch's t only when they share fewer than two seeds.
-Distributions and tests come from SciPy (the t and F quantiles from ``scipy.special``, which
-``scipy.stats`` calls: the summary printed after ``dropoutlab run`` then spares importing
-``scipy.stats``, half a second; the tests import it where they run); ``tests/test_stats.py``
-checks them against statsmodels (``multipletests``, ``TTestPower``, ``TTestIndPower``, ``anova_lm``).
+Distributions and tests come from SciPy. The t and F quantiles are ``scipy.special``'s,
+which ``scipy.stats`` calls, so the table printed after ``dropoutlab run`` does not import
+``scipy.stats`` (half a second); the t-tests and the power calculation import it where they
+run. ``tests/test_stats.py`` checks them against statsmodels (``multipletests``,
+``TTestPower``, ``TTestIndPower``, ``anova_lm``).
 
 Which method gives which number is listed in ``docs/report.md``:
 
