@@ -113,18 +113,24 @@ def open_store_at_barrier(location, barrier):
     os._exit(0)
 
 
+def race_to_open(location, processes: int = 6) -> list[int]:
+    """Fork ``processes`` children that open a store at ``location`` at the same instant;
+    their exit codes (0: it opened)."""
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=open_store_at_barrier, args=(location, barrier)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    return [p.exitcode for p in procs]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks")
 def test_six_processes_creating_one_store_at_once_all_get_it(tmp_path):
-    ctx = multiprocessing.get_context("fork")
     for round_ in range(25):
         path = tmp_path / f"race{round_}.db"
-        barrier = ctx.Barrier(6)
-        procs = [ctx.Process(target=open_store_at_barrier, args=(path, barrier)) for _ in range(6)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [p.exitcode for p in procs] == [0] * 6, round_
+        assert race_to_open(path) == [0] * 6, round_
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT key, value FROM meta").fetchall() == [("schema", "1")]
         conn.close()

@@ -5,13 +5,12 @@ skipped, with one line saying why, where no server is given (``.ci/run`` starts 
 """
 
 import json
-import multiprocessing
 import sys
 
 import pytest
 import sqlalchemy as sa
 from conftest import TINY_STUDY
-from test_store_hostile import one_error, open_store_at_barrier, run_cli
+from test_store_hostile import one_error, race_to_open, run_cli
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store, holds_store
@@ -101,14 +100,7 @@ def test_an_empty_database_is_no_store_to_read(capsys, postgres_url):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks")
 def test_six_processes_creating_one_postgresql_store_at_once_all_get_it(postgres_url):
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(6)
-    procs = [ctx.Process(target=open_store_at_barrier, args=(postgres_url, barrier)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0] * 6
+    assert race_to_open(postgres_url) == [0] * 6
     with sa.create_engine(psycopg_url(postgres_url)).connect() as conn:
         assert conn.exec_driver_sql("SELECT key, value FROM meta").all() == [("schema", "1")]
 
