@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dropoutlab.report.analysis import ALPHA, CONFIDENCE, Analysis, analyze, analyze_records, study_min_effect
+from dropoutlab.report.analysis import Analysis, analyze, analyze_records, study_min_effect
 from dropoutlab.report.numbers import analysis_to_json
-from dropoutlab.report.stats import resolve_baseline
+from dropoutlab.report.stats import ALPHA, CONFIDENCE, resolve_baseline
 from dropoutlab.store import Store, runs_frame
 
 
@@ -27,7 +27,7 @@ def report_numbers(
 
 def write_analysis(analysis: Analysis, out: str | Path) -> dict[str, Path]:
     """Write report.html (self-contained), report.md and the PNG figures of ``analysis`` into ``out``."""
-    # imported here: matplotlib and jinja2 cost a second of `dropoutlab run`'s start-up otherwise
+    # imported here: matplotlib and jinja2 take a second that report_numbers (JSON) does not need
     from dropoutlab.report.html import write_report
     from dropoutlab.report.sections import report_sections
 

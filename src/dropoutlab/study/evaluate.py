@@ -1,10 +1,10 @@
 """Monte Carlo dropout on stored models: ``dropoutlab evaluate --mc T,...``.
 
 A study run with ``--keep-weights`` stores each tested run's weights. This rebuilds each
-run's own model from its stored settings, loads those weights and measures it on the
-test split as a study with ``mc_samples`` would have (as :func:`~dropoutlab.train.loop.mc_test`:
-:func:`~dropoutlab.train.loop.restored_model`, then the same masks, seeded by the run's seed), then stores the entries beside the run, where the
-report and the export read them.
+run's own model from its stored settings, loads those weights and measures it on the test
+split as a study with ``mc_samples`` would have (as :func:`~dropoutlab.train.loop.mc_test`:
+:func:`~dropoutlab.train.loop.restored_model`, then the same masks, seeded by the run's
+seed), then stores the entries beside the run, where the report and the export read them.
 """
 
 from __future__ import annotations

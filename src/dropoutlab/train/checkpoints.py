@@ -47,9 +47,8 @@ class Checkpoint:
     def path(self, runs: list[RunSpec], engine: str) -> Path:
         """The file of the batch ``runs`` (in this order: a checkpoint's state is by position)
         trained by ``engine``, with this code's :data:`FORMAT`."""
-        key = hashlib.sha256(f"{FORMAT}/{engine}/{'/'.join(run.id for run in runs)}".encode()).hexdigest()[
-            :20
-        ]
+        batch = "/".join(run.id for run in runs)
+        key = hashlib.sha256(f"{FORMAT}/{engine}/{batch}".encode()).hexdigest()[:20]
         return self.folder / f"{key}.pt"
 
     def due(self, epoch: int, last: int) -> bool:
