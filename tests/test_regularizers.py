@@ -28,8 +28,8 @@ def test_a_new_setting_changes_the_run_id():
 
 
 @pytest.mark.parametrize("model", ["mlp", SMALL_CNN])
-def test_stacked_engine_applies_the_regularizers_as_the_single_engine_does(digits, model):
-    # rate 0 everywhere, so both engines must give the same histories to float rounding;
+def test_stacked_engine_applies_the_regularizers_as_the_single_engine_does(digits, model, float64):
+    # rate 0 everywhere, so both engines must give the same histories to float64 rounding;
     # seeds 0, 0, 1: two runs share batches and crops (grouped input), one draws its own
     extra = {"label_smoothing": 0.1, "augment": ["crop", "flip"], "epochs": 2,
              "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}}  # fmt: skip

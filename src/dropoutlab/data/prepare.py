@@ -18,7 +18,8 @@ TRAIN_EVAL_MAX = 2_000
 
 @dataclass(frozen=True)
 class Split:
-    """Images (float32, normalised) and labels (int64) of one split, on the training device."""
+    """Images (normalised, in torch's default float dtype: float32 unless a caller set another)
+    and labels (int64) of one split, on the training device."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -105,7 +106,10 @@ def prepare_data(
 
     def split(x: torch.Tensor, y: torch.Tensor) -> Split:
         x = x.to(device)
-        return Split(x.float().sub_(shift).div_(scale), y.to(device))  # in place: one float copy, not three
+        # in place: one float copy, not three; torch's default dtype, as nn.Linear's weights, so that
+        # the tests can train both engines in float64
+        x = x.to(torch.get_default_dtype())
+        return Split(x.sub_(shift).div_(scale), y.to(device))
 
     train = split(x_fit, dataset.y_train[train_idx])
     n_eval = min(len(train), TRAIN_EVAL_MAX)

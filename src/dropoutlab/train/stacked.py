@@ -20,13 +20,14 @@ Early stopping, divergence, restore-best and the results are the loop's
 stops leaves the stack (:meth:`StackedEngine.keep_members`) and the others go on.
 
 On CUDA the forward passes run under bf16 autocast with channels-last images; on the CPU
-everything is float32.
+everything is float32 (torch's default dtype: the tests train both engines in float64).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 from typing import Any
 
@@ -59,9 +60,8 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float 
     log-softmax is slow over a short contiguous last axis (measured on 24 x 64 x 10 logits,
     forward and backward: 66 us this way, 175 us the plain way).
     """
-    return F.cross_entropy(
-        logits.float().transpose(1, 2), y, reduction="none", label_smoothing=label_smoothing
-    )
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 up, float64 kept
+    return F.cross_entropy(wide.transpose(1, 2), y, reduction="none", label_smoothing=label_smoothing)
 
 
 def predictions(logits: torch.Tensor) -> torch.Tensor:
@@ -84,8 +84,11 @@ def order_groups(orders: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
 
 
 def mask_seed(run: RunSpec, layer: str) -> int:
-    """The seed of ``run``'s mask generator at ``layer``: its own, whatever its stack."""
-    return int(hashlib.sha256(f"{run.id}/{layer}".encode()).hexdigest()[:15], 16)
+    """The seed of ``run``'s mask generator at ``layer``: from the run's settings and seed alone, so
+    it is the same whatever the run's stack, and under any study name (the run id, which hashes
+    the name too, would make a renamed copy of a study draw other masks)."""
+    blob = json.dumps({"spec": run.settings.to_dict(), "seed": run.seed, "layer": layer}, sort_keys=True)
+    return int(hashlib.sha256(blob.encode()).hexdigest()[:15], 16)
 
 
 def build_stack(
