@@ -78,13 +78,14 @@ the choice of it over confidence sequences, and a worked example.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, stats
+from scipy import special, stats
 
 from dropoutlab.errors import DropoutlabError
 
@@ -199,9 +200,11 @@ def tails(comparisons: int) -> int:
     return max(3 * comparisons - 1, 1)
 
 
+@functools.lru_cache(maxsize=256)
 def look_levels(design: Design, comparisons: int) -> dict[int, float]:
     """Per grid point (seeds), the level of each one-sided tail: the spending increment over
-    ``tails(comparisons)``. Two-sided intervals have this level in each tail."""
+    ``tails(comparisons)``. Two-sided intervals have this level in each tail. (Cached: do not
+    change the dict returned.)"""
     grid = np.array(design.grid(), dtype=float)
     spent = spending(grid / design.max_seeds, design.alpha)
     increments = np.diff(np.concatenate([[0.0], spent]))
@@ -335,16 +338,18 @@ def _table(runs: pd.DataFrame, design: Design) -> _Table:
         raise DropoutlabError(
             f"runs table: column(s) {', '.join(missing)} missing; expected the table of Store.runs()"
         )
-    labels = list(dict.fromkeys(runs["config"].astype(str)))
+    names = [str(c) for c in runs["config"].to_numpy()]
+    labels = sorted(set(names))  # the same table in any row order gives the same decision
     design.check(labels)
     configs = [design.baseline, *(c for c in labels if c != design.baseline)]
-    seeds = list(dict.fromkeys(runs["seed"].tolist()))
+    run_seeds = runs["seed"].tolist()
+    seeds = list(dict.fromkeys(run_seeds))
     with contextlib.suppress(TypeError):  # mixed types keep the order of first appearance
         seeds = sorted(seeds)
     seed_index = {s: i for i, s in enumerate(seeds)}
     config_index = {c: i for i, c in enumerate(configs)}
-    rows = np.array([config_index[c] for c in runs["config"].astype(str)], dtype=int)
-    cols = np.array([seed_index[s] for s in runs["seed"].tolist()], dtype=int)
+    rows = np.array([config_index[c] for c in names], dtype=int)
+    cols = np.array([seed_index[s] for s in run_seeds], dtype=int)
     value = pd.to_numeric(runs["test_acc"], errors="coerce").to_numpy(dtype=float)
     ok = (runs["status"].to_numpy() == "completed") & np.isfinite(value)
     ran = np.zeros((len(configs), len(seeds)), dtype=bool)
@@ -386,6 +391,27 @@ def _rate_order(runs: pd.DataFrame, configs: list[str]) -> dict[str, float] | No
     return {c: float(total[c]) for c in configs}
 
 
+def _pair_stats(acc: np.ndarray, prefix: np.ndarray, grid: list[int]):
+    """Per grid point ``g`` and ordered pair ``(i, j)``: mean, standard error and count of the
+    paired differences ``i - j`` over the first ``g`` seeds both completed, whether the pair is
+    observed at ``g`` (both ran the first ``g`` seeds) and whether it gives an interval
+    (observed, two pairs or more, some spread). Arrays of shape ``(len(grid), k, k)``."""
+    k = acc.shape[0]
+    shape = (len(grid), k, k)
+    mean, se, n = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=int)
+    for a, g in enumerate(grid):
+        d = acc[:, None, :g] - acc[None, :, :g]
+        valid = np.isfinite(d)
+        n[a] = valid.sum(axis=2)
+        mean[a] = np.where(valid, d, 0.0).sum(axis=2) / np.maximum(n[a], 1)
+        ss = (np.where(valid, d - mean[a][..., None], 0.0) ** 2).sum(axis=2)
+        se[a] = np.sqrt(ss / np.maximum(n[a] - 1, 1) / np.maximum(n[a], 1))
+    g = np.array(grid, dtype=int)[:, None, None]
+    observed = (prefix[None, :, None] >= g) & (prefix[None, None, :] >= g)
+    usable = observed & (n >= 2) & (se > _ZERO_SD) & ~np.eye(k, dtype=bool)
+    return mean, se, n, observed, usable
+
+
 def decide(runs: pd.DataFrame, design: Design) -> Decision:
     """The decision at this look from the runs table (``Store.runs()``) and the design.
 
@@ -403,6 +429,11 @@ def decide(runs: pd.DataFrame, design: Design) -> Decision:
     levels = look_levels(design, m)
     grid = [g for g in design.grid() if g <= prefix.max()]
 
+    # Every pair's paired differences at every grid point, then one quantile call for all.
+    mean, se, n, observed, usable = _pair_stats(acc, prefix, grid)
+    level = np.array([levels[g] for g in grid])
+    q = stats.t.isf(level[:, None, None], np.maximum(n - 1, 1))
+
     low = np.full((k, k), -np.inf)
     high = np.full((k, k), np.inf)
     np.fill_diagonal(low, 0.0)
@@ -410,39 +441,12 @@ def decide(runs: pd.DataFrame, design: Design) -> Decision:
     verdict = ["undecided"] * k
     decided_at: list[int | None] = [None] * k
     path: list[list[tuple[int, str]]] = [[] for _ in range(k)]
-    last = {"n": np.zeros(k, int), "seeds": np.zeros(k, int), "diff": np.full(k, np.nan),
-            "p": np.full(k, np.nan), "tost": np.full(k, np.nan), "level": np.full(k, np.nan)}  # fmt: skip
-
-    for g in grid:
-        level = levels[g]
-        x = acc[:, :g]
-        d = x[:, None, :] - x[None, :, :]
-        valid = np.isfinite(d)
-        n = valid.sum(axis=2)
-        dz = np.where(valid, d, 0.0)
-        mean = dz.sum(axis=2) / np.maximum(n, 1)
-        var = (np.where(valid, d - mean[..., None], 0.0) ** 2).sum(axis=2) / np.maximum(n - 1, 1)
-        sd = np.sqrt(var)
-        observed = (prefix[:, None] >= g) & (prefix[None, :] >= g)
-        usable = observed & (n >= 2) & (sd > _ZERO_SD)
-        np.fill_diagonal(usable, False)
-        se = sd / np.sqrt(np.maximum(n, 1))
-        df = np.maximum(n - 1, 1)
-        q = stats.t.isf(level, df)
-        low = np.where(usable, np.maximum(low, mean - q * se), low)
-        high = np.where(usable, np.minimum(high, mean + q * se), high)
-
-        seen = np.flatnonzero(observed[:, 0])
-        seen = seen[seen > 0]
-        fit = usable[seen, 0]
-        t_stat = np.where(fit, mean[seen, 0] / np.where(fit, se[seen, 0], 1.0), np.nan)
-        lower = np.where(fit, (mean[seen, 0] + me) / np.where(fit, se[seen, 0], 1.0), np.nan)
-        upper = np.where(fit, (mean[seen, 0] - me) / np.where(fit, se[seen, 0], 1.0), np.nan)
-        last["p"][seen] = 2 * stats.t.sf(np.abs(t_stat), df[seen, 0])
-        last["tost"][seen] = np.maximum(stats.t.sf(lower, df[seen, 0]), stats.t.cdf(upper, df[seen, 0]))
-        last["n"][seen], last["seeds"][seen], last["level"][seen] = n[seen, 0], g, level
-        last["diff"][seen] = np.where(n[seen, 0] > 0, mean[seen, 0], np.nan)
-        for i in seen:
+    latest = np.full(k, -1)  # index in grid of each comparison's last observed look
+    for a, g in enumerate(grid):
+        low = np.where(usable[a], np.maximum(low, mean[a] - q[a] * se[a]), low)
+        high = np.where(usable[a], np.minimum(high, mean[a] + q[a] * se[a]), high)
+        for i in np.flatnonzero(observed[a, 1:, 0]) + 1:
+            latest[i] = a
             if verdict[i] == "undecided":
                 if low[i, 0] > 0:
                     verdict[i] = "better"
@@ -453,6 +457,17 @@ def decide(runs: pd.DataFrame, design: Design) -> Decision:
                 if verdict[i] != "undecided":
                     decided_at[i] = g
             path[i].append((g, verdict[i]))
+
+    # p-values at each comparison's last look: two-sided paired t, and TOST against -+min_effect
+    at = np.maximum(latest[1:], 0)
+    rows = np.arange(1, k)
+    fit = (latest[1:] >= 0) & usable[at, rows, 0]
+    d_last = np.where(latest[1:] >= 0, mean[at, rows, 0], np.nan) if grid else np.full(k - 1, np.nan)
+    n_last = np.where(latest[1:] >= 0, n[at, rows, 0], 0) if grid else np.zeros(k - 1, int)
+    se_last = np.where(fit, se[at, rows, 0], np.nan) if grid else np.full(k - 1, np.nan)
+    z = np.stack([np.abs(d_last) / se_last, (d_last + me) / se_last, (me - d_last) / se_last])
+    sf = stats.t.sf(z, np.maximum(n_last - 1, 1))
+    p_value, p_tost = 2 * sf[0], np.maximum(sf[1], sf[2])
 
     # The best: Hsu's constrained MCB on the running pairwise intervals, plus the amounts
     # bounded through the baseline intervals (both hold on the event C of the docstring).
@@ -511,11 +526,13 @@ def decide(runs: pd.DataFrame, design: Design) -> Decision:
                 f"undecided at the most seeds of the design ({design.max_seeds}); a larger max_seeds "
                 "(recommend_max_seeds) or a larger min_effect would decide it"
             )
+        j = i - 1
         comparisons.append(
             Comparison(
-                config=configs[i], baseline=configs[0], n=int(last["n"][i]), seeds=int(last["seeds"][i]),
-                diff=float(last["diff"][i]), low=float(low[i, 0]), high=float(high[i, 0]),
-                p_value=float(last["p"][i]), p_tost=float(last["tost"][i]), level=float(last["level"][i]),
+                config=configs[i], baseline=configs[0], n=int(n_last[j]),
+                seeds=int(grid[latest[i]]) if latest[i] >= 0 else 0, diff=float(d_last[j]),
+                low=float(low[i, 0]), high=float(high[i, 0]), p_value=float(p_value[j]), p_tost=float(p_tost[j]),
+                level=float(level[latest[i]]) if latest[i] >= 0 else math.nan,
                 verdict=verdict[i], decided_at=decided_at[i], path=tuple(path[i]), to_decide=to_decide,
             )
         )  # fmt: skip
@@ -577,28 +594,26 @@ def equivalence_power(n: int, sd: float, min_effect: float, level: float, diff: 
     inside (-min_effect, +min_effect) when the true mean difference is ``diff`` and the paired
     differences have standard deviation ``sd`` (normal).
 
-    Exact by one-dimensional integration over the sample SD (``s / sd`` is a scaled chi with
-    ``n - 1`` degrees of freedom): given ``s``, the interval ``mean +- q s / sqrt(n)`` with
-    ``q = t_{n-1}(1 - level)`` lies inside when ``mean`` is within ``min_effect - q s / sqrt(n)``
-    of 0, a normal probability.
+    Exact up to quadrature by one-dimensional integration over the sample SD: ``S = s / sd``
+    follows a chi distribution with ``n - 1`` degrees of freedom scaled by ``1 / sqrt(n - 1)``,
+    and given ``S`` the interval ``mean +- q s / sqrt(n)`` (``q = t_{n-1}(1 - level)``) lies
+    inside when ``mean`` is within ``min_effect - q s / sqrt(n)`` of 0, a normal probability.
+    The integrand vanishes past ``S = min_effect sqrt(n) / (q sd)``; Gauss-Legendre with 96
+    nodes up to there (``tests/test_decide.py`` checks it against a simulation).
     """
     if n < 2 or not (sd > 0 and min_effect > 0):
         return 0.0
     df = n - 1
     q = stats.t.isf(level, df)
-    root_n = math.sqrt(n)
-
-    def inside(x: float) -> float:
-        half = min_effect - q * sd * math.sqrt(x / df) / root_n
-        if half <= 0:
-            return 0.0
-        scale = sd / root_n
-        return stats.norm.cdf((half - diff) / scale) - stats.norm.cdf((-half - diff) / scale)
-
-    # s makes the interval too wide past x_max: integrate the chi-square density up to it.
-    x_max = df * (min_effect * root_n / (q * sd)) ** 2
-    value, _ = integrate.quad(lambda x: inside(x) * stats.chi2.pdf(x, df), 0.0, x_max, limit=200)
-    return float(min(max(value, 0.0), 1.0))
+    scale = sd / math.sqrt(n)
+    s_max = min_effect / (q * scale)
+    nodes, weights = special.roots_legendre(96)
+    s = (nodes + 1) * s_max / 2
+    half = min_effect - q * scale * s
+    inside = stats.norm.cdf((half - diff) / scale) - stats.norm.cdf((-half - diff) / scale)
+    density = stats.chi.pdf(s, df, scale=1 / math.sqrt(df))
+    value = float(np.sum(weights * inside * density) * s_max / 2)
+    return min(max(value, 0.0), 1.0)
 
 
 def final_level(max_seeds: int, alpha: float, comparisons: int, start: int, step: int) -> float:
