@@ -140,6 +140,20 @@ def test_first_look_asks_for_the_start_seeds_and_never_for_a_seed_already_run():
     assert d.comparisons[0].verdict == "undecided" and "add 2 seed(s)" in d.comparisons[0].to_decide
 
 
+def test_seeds_go_only_where_they_still_matter():
+    rng = np.random.default_rng(6)
+    acc = {
+        BASE: list(0.90 + rng.normal(0, 0.001, 5)),
+        "bad": list(0.50 + rng.normal(0, 0.001, 5)),  # decided worse, out of the best set
+        "close": list(0.90 + rng.normal(0, 0.01, 5)),  # undecided
+    }
+    d = decide(table(acc), Design(BASE, 0.01, start=5, step=2, max_seeds=9))
+    assert d.verdicts() == {"bad": "worse", "close": "undecided"}
+    assert "bad" not in d.could_be_best and d.worse_than_best["bad"] > 0.35
+    assert d.next_seeds == {BASE: (5, 6), "close": (5, 6)}
+    assert d.comparisons[0].decided_at == 5 and d.comparisons[0].to_decide == ""
+
+
 def test_the_same_table_gives_the_same_decision():
     rng = np.random.default_rng(3)
     runs = table({BASE: list(0.9 + rng.normal(0, 0.01, 7)), "b": list(0.92 + rng.normal(0, 0.01, 7))})
