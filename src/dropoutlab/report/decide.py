@@ -195,9 +195,9 @@ class Design:
 
 def spending(t, alpha: float):
     """The part of ``alpha`` spent by information time ``t`` in [0, 1] (seeds over
-    ``max_seeds``): half of the Lan-DeMets O'Brien-Fleming-type function,
-    ``FINAL_SHARE * (2 - 2 Phi(z_{1-alpha/2} / sqrt(t)))``, before the last look, and all of
-    ``alpha`` at ``t = 1`` (0 at ``t = 0``; non-decreasing)."""
+    ``max_seeds``): before the last look, ``1 - FINAL_SHARE`` (a half) of the Lan-DeMets
+    O'Brien-Fleming-type function ``2 - 2 Phi(z_{1-alpha/2} / sqrt(t))``; all of ``alpha`` at
+    ``t = 1`` (0 at ``t = 0``; non-decreasing)."""
     t = np.clip(np.asarray(t, dtype=float), 0.0, 1.0)
     z = stats.norm.isf(alpha / 2)
     with np.errstate(divide="ignore"):
@@ -211,23 +211,26 @@ def tails(comparisons: int) -> int:
     return max(3 * comparisons - 1, 1)
 
 
-@functools.lru_cache(maxsize=256)
 def look_levels(design: Design, comparisons: int) -> dict[int, float]:
     """Per grid point (seeds), the level of each one-sided tail: the spending increment over
-    ``tails(comparisons)``. Two-sided intervals have this level in each tail. (Cached: do not
-    change the dict returned.)"""
+    ``tails(comparisons)``. Two-sided intervals have this level in each tail."""
+    return dict(_look_levels(design, comparisons))
+
+
+@functools.lru_cache(maxsize=256)
+def _look_levels(design: Design, comparisons: int) -> tuple[tuple[int, float], ...]:
     grid = np.array(design.grid(), dtype=float)
     spent = spending(grid / design.max_seeds, design.alpha)
     increments = np.diff(np.concatenate([[0.0], spent]))
-    return {int(g): float(a) / tails(comparisons) for g, a in zip(grid, increments, strict=True)}
+    return tuple((int(g), float(a) / tails(comparisons)) for g, a in zip(grid, increments, strict=True))
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One configuration against the baseline, on test accuracy (fractions), paired by seed.
 
-    ``n``: paired seeds (both completed) at ``seeds``, the last look at which the pair was
-    observed; ``diff``: their mean difference config minus baseline; ``low``/``high``: the
+    ``n``: paired seeds (both completed) at ``look``, the seeds per configuration of the last
+    look at which the pair was observed; ``diff``: their mean difference config minus baseline; ``low``/``high``: the
     running interval (the intersection of the intervals of every look so far; infinite before
     any); ``p_value``: the two-sided paired t p-value at that look, a difference claimed there
     when it is below ``2 * level``; ``p_tost``: the TOST p-value (the larger of the two
@@ -240,7 +243,7 @@ class Comparison:
     config: str
     baseline: str
     n: int
-    seeds: int
+    look: int
     diff: float
     low: float
     high: float
@@ -542,7 +545,7 @@ def decide(runs: pd.DataFrame, design: Design) -> Decision:
         comparisons.append(
             Comparison(
                 config=configs[i], baseline=configs[0], n=int(n_last[j]),
-                seeds=int(grid[latest[i]]) if latest[i] >= 0 else 0, diff=float(d_last[j]),
+                look=int(grid[latest[i]]) if latest[i] >= 0 else 0, diff=float(d_last[j]),
                 low=float(low[i, 0]), high=float(high[i, 0]), p_value=float(p_value[j]), p_tost=float(p_tost[j]),
                 level=float(level[latest[i]]) if latest[i] >= 0 else math.nan,
                 verdict=verdict[i], decided_at=decided_at[i], path=tuple(path[i]), to_decide=to_decide,
@@ -651,10 +654,12 @@ def recommend_max_seeds(
 
     With ``sequential`` the design is ``Design(start=start, step=step, max_seeds=N)`` and the
     power is that of the last look alone, at its own level (``final_level``), required to
-    reach ``power + 2 * tail level``: a comparison that gets there is called equivalent unless
-    an interval excluded 0 first, at most the two tails of its alpha across all looks, and
-    earlier looks only add equivalences. Without ``sequential`` it is a fixed design with a
-    single look at ``N`` seeds holding all of ``alpha``. Returns ``inf`` past 2,000 seeds.
+    reach ``power + 2 alpha / tails(comparisons)``: a comparison whose last interval lies
+    inside +-min_effect is called equivalent unless an interval excluded 0 (at a true
+    difference of 0, probability at most its two tails summed over all looks,
+    ``2 alpha / tails``), and earlier looks only add equivalences. Without ``sequential`` it
+    is a fixed design with a single look at ``N`` seeds holding all of ``alpha``, required to
+    reach the same. Returns ``inf`` past 2,000 seeds.
     ``sd`` is taken as known: plan with an upper confidence bound of a pilot's spread, not
     its estimate.
     """
