@@ -129,8 +129,10 @@ class Design:
     ``max_seeds``: the most seeds any configuration gets (the last look).
 
     No record of earlier looks is needed: alpha is spent over the grid of planned looks
-    (``grid``), so ``decide`` recomputes every earlier look from the table.
-    Invalid values raise ``DropoutlabError`` with one line.
+    (``grid``), so ``decide`` recomputes every earlier look from the table. The design must
+    stay the same for the whole study: changing it after a look, say raising ``max_seeds``
+    because a comparison is undecided, changes every look's level after seeing the data and
+    voids the guarantee. Invalid values raise ``DropoutlabError`` with one line.
     """
 
     baseline: str
@@ -538,8 +540,8 @@ def decide(runs: pd.DataFrame, design: Design) -> Decision:
             )
         else:
             to_decide = (
-                f"undecided at the most seeds of the design ({design.max_seeds}); a larger max_seeds "
-                "(recommend_max_seeds) or a larger min_effect would decide it"
+                f"undecided at the design's most seeds ({design.max_seeds}); deciding it needs a new study "
+                "planned with more seeds (recommend_max_seeds) or a larger min_effect"
             )
         j = i - 1
         comparisons.append(
