@@ -29,7 +29,7 @@ from dropoutlab.store.connection import (
     table_names,
 )
 
-log = logging.getLogger("dropoutlab.store")
+log = logging.getLogger("dropoutlab.store")  # the package's one logger, whichever module speaks
 
 _Store = TypeVar("_Store", bound="StoreBase")
 _SCHEMA_LOCK = 0x64726F70  # pg_advisory_xact_lock key: drivers creating one PostgreSQL store take turns

@@ -3,7 +3,8 @@
 :func:`tables` declares every table and column with the schema version that added it, and
 :data:`STEPS` names each version. A migration is the difference between two consecutive
 versions of that one declaration: the tables and the columns the newer one adds (every
-change so far adds; a change that is not an addition gets its own step function here).
+change so far adds; one that does not, a renamed column or rewritten rows, would need code
+of its own in :func:`upgrade`).
 :func:`upgrade` applies the steps a store lacks, in the caller's transaction, so that an
 older store is upgraded whole or not at all; :func:`readable` gives a store opened
 read-only (and so not upgraded) the tables of today, its missing ones empty and its missing
@@ -30,14 +31,14 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import EPOCH_METRICS, MC_METRICS
 from dropoutlab.version import __version__
 
-STEPS: dict[int, str] = {
-    1: "runs, epochs: runs and their epochs",
-    2: "studies: study definitions",
-    3: "mc: Monte Carlo dropout metrics",
-    4: "learned_rates: learned dropout rates",
-    5: "weights: kept weights",
-    6: "claims: which driver trains which run",
-    7: "claims.study: the study of each claim",
+STEPS: dict[int, str] = {  # the commit that made each change, before versions were counted
+    1: "runs, epochs: runs and their epochs",  # 985120d
+    2: "studies: study definitions",  # 6e608a2
+    3: "mc: Monte Carlo dropout metrics",  # 5da716b
+    4: "learned_rates: learned dropout rates",  # 1c5a2d5
+    5: "weights: kept weights",  # 07cb431
+    6: "claims: which driver trains which run",  # 4432765 (PostgreSQL stores begin at 5c31054)
+    7: "claims.study: the study of each claim",  # 65bdd42
     8: "looks: the looks of sequential studies",
 }
 SCHEMA_VERSION: int = max(STEPS)
