@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -83,12 +84,20 @@ def test_an_older_sqlite_store_is_read_as_it_is_then_upgraded_once_with_the_same
 ):
     path = tmp_path / "old.db"
     shutil.copyfile(DATA / f"{fixture}.sqlite", path)
+    claims = {}
+    if version >= 6:  # a claim of a driver of then, whose study the claims table did not record
+        claims = {"someone's-run": "them"}
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO claims VALUES ('someone''s-run', 'them', ?)", (time.time(),))
+        conn.close()
     before = path.read_bytes()
     caplog.set_level("INFO", logger="dropoutlab.store")
     with Store(path, readonly=True) as old:
         assert old.schema_version == version
         as_it_is = frames(old)
-        assert old.looks("tiny") == [] and old.live_claims(60.0, study="tiny") == {}
+        assert old.looks("tiny") == [] and old.runs_with_weights() == set()
+        assert (old.study_definition("tiny") is None) == (version < 2)  # no studies table before 2
+        assert old.live_claims(60.0, study="tiny") == claims == old.claimed()
     assert path.read_bytes() == before and not upgrade_lines(caplog)
     assert_same_numbers(as_it_is, expected_frames(fixture))
 
@@ -96,6 +105,7 @@ def test_an_older_sqlite_store_is_read_as_it_is_then_upgraded_once_with_the_same
         assert store.schema_version == SCHEMA_VERSION
         upgraded = frames(store)
         assert store.studies() == ["tiny"] and len(store.finished_ids("tiny")) == 4
+        assert store.live_claims(60.0, study="tiny") == claims == store.live_claims(60.0, study="other")
     (line,) = upgrade_lines(caplog)
     assert line.startswith(f"{path}: {UPGRADED} {version} to {SCHEMA_VERSION} (added ")
     assert STEPS[SCHEMA_VERSION] in line and (version > 1 or STEPS[2] in line)
