@@ -6,8 +6,11 @@ sequential study are written once each and move with their study."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -282,3 +285,33 @@ def test_replace_archives_a_studys_looks_with_its_runs(capsys, tiny_study, store
         assert store.looks("tiny") == []
         assert store.looks("tiny@archived-1") == [{"decision": "continue", "look": 1}]
         assert store.count_runs("tiny@archived-1") == 4
+
+
+def take_look_at_barrier(location, barrier, who):
+    """In a forked child: write look 1 of study ``seq`` once all children reach ``barrier``;
+    exit 0 if it was written, 3 if refused as taken, 1 otherwise."""
+    with Store(location) as store:
+        barrier.wait()
+        try:
+            store.write_look("seq", 1, {"by": who})
+        except DropoutlabError as exc:
+            os._exit(3 if "stored already" in str(exc) else 1)
+        except Exception:
+            os._exit(1)
+    os._exit(0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks")
+def test_drivers_taking_one_look_at_once_take_it_once(store_at):
+    Store(store_at).close()
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=take_look_at_barrier, args=(store_at, barrier, who)) for who in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    codes = [p.exitcode for p in procs]
+    assert sorted(codes) == [0, 3, 3, 3]
+    with Store(store_at, readonly=True) as store:
+        assert store.looks("seq") == [{"by": codes.index(0), "look": 1}]
