@@ -134,6 +134,7 @@ def test_gzip_under_a_plain_idx_name_is_read_no_further_than_its_header_says(tmp
     write_idx_set(tmp_path, gz=False, n=(4, 2))
     header = struct.pack(">HBB3I", 0, 0x08, 3, 60_000, 28, 28)
     write_gzip_of_zeros(tmp_path / "train-images-idx3-ubyte", header, 1 << 30)  # 1 GiB: twice the budget
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(60_000, np.uint8)))
     assert (tmp_path / "train-images-idx3-ubyte").stat().st_size < 8 << 20
     line = run_limited(f"dropoutlab.data.load_dataset('mnist', {str(tmp_path)!r}, download=False)")
     assert "train-images-idx3-ubyte has trailing bytes: header says (60000, 28, 28) values" in line
