@@ -7,12 +7,14 @@ fails there with a MemoryError instead of passing on a machine with memory to sp
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import os
 import pickle
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import textwrap
 import zipfile
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib import format as npy
@@ -66,8 +69,9 @@ print(f"took {time.perf_counter() - start:.2f} s", file=sys.stderr)
 """
 
 
-def run_limited(code: str, budget: int = BUDGET) -> str:
-    """The one line a reproduction printed under the memory cap; fails on anything else."""
+def run_limited(code: str, budget: int = BUDGET, error: bool = True) -> str:
+    """The one line a reproduction printed under the memory cap (a DropoutlabError unless
+    ``error`` is False); fails on anything else."""
     threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env = {
         k: v for k, v in os.environ.items() if k not in ("DROPOUTLAB_DATA", "KERAS_HOME", "XDG_CACHE_HOME")
@@ -82,7 +86,7 @@ def run_limited(code: str, budget: int = BUDGET) -> str:
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("DropoutlabError: "), done.stdout[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("DropoutlabError: ") == error, done.stdout[-3000:]
     return lines[0]
 
 
@@ -111,6 +115,70 @@ def test_cifar_labels_of_the_wrong_length_or_type_are_refused(tmp_path):
             DropoutlabError, match=rf"test_batch: b'labels' must hold 2 integer labels, found {found}"
         ):
             read_cifar(tmp_path / CIFAR["cifar10"][0], "cifar10")
+
+
+def sparse_file(path: Path, start: bytes, size: int) -> None:
+    """A file of ``size`` bytes that begins with ``start`` and takes a few KB of disk (holes)."""
+    with open(path, "wb") as out:
+        out.write(start)
+        out.truncate(size)
+
+
+@linux_only
+def test_sparse_cifar_batch_file_is_refused_by_its_size_before_it_is_read(tmp_path):
+    write_cifar_folder(tmp_path, "cifar10", batches=cifar_batches("cifar10", per_batch=2))
+    batch = tmp_path / CIFAR["cifar10"][0] / "data_batch_1"
+    sparse_file(batch, b"\x80\x02" + bytes(20_000), 4 << 30)  # 4 GiB on 20 KB of disk
+    line = run_limited(f"dropoutlab.data.load_dataset('cifar10', {str(tmp_path)!r}, download=False)")
+    assert f"the CIFAR batches up to {batch} hold 4,294,967,296 bytes, more than the limit of" in line
+    assert "DROPOUTLAB_MAX_DATASET_BYTES" in line
+
+
+@linux_only
+def test_cifar_archive_member_declaring_gigabytes_is_refused_before_it_is_read(tmp_path):
+    info = tarfile.TarInfo(f"{CIFAR['cifar10'][0]}/data_batch_1")
+    info.size = 4 << 30
+    (tmp_path / "c.tar.gz").write_bytes(gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT) + bytes(512)))
+    line = run_limited(
+        f"from dropoutlab.data.cifar import read_cifar; read_cifar({str(tmp_path / 'c.tar.gz')!r}, 'cifar10')"
+    )
+    assert "c.tar.gz:cifar-10-batches-py/data_batch_1 hold 4,294,967,296 bytes, more than the limit" in line
+
+
+class Encoded:
+    """Pickles as ``_codecs.encode(text, "latin1")``: one string, stored once, encoded at each use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __reduce__(self):
+        return codecs.encode, (self.text, "latin1")
+
+
+@linux_only
+def test_cifar_pickle_encoding_one_string_again_and_again_is_refused(tmp_path):
+    write_cifar_folder(tmp_path, "cifar10", batches=cifar_batches("cifar10", per_batch=2))
+    text = "\0" * (1 << 20)
+    copies = [Encoded(text) for _ in range(4096)]  # 4 GiB of bytes from a pickle of about 1 MB
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"filenames": copies}
+    blob = pickle.dumps(batch, protocol=2)
+    assert len(blob) < 2 << 20
+    (tmp_path / CIFAR["cifar10"][0] / "test_batch").write_bytes(blob)
+    line = run_limited(f"dropoutlab.data.load_dataset('cifar10', {str(tmp_path)!r}, download=False)")
+    assert (
+        "test_batch is not a readable CIFAR batch: it makes more bytes from its strings than the pickle"
+        in line
+    )
+
+
+def test_cifar_test_batch_with_no_images_is_refused_at_load(tmp_path):
+    write_cifar_folder(tmp_path, "cifar10", batches=cifar_batches("cifar10", per_batch=2))
+    blob = pickle.dumps({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, protocol=4)
+    (tmp_path / CIFAR["cifar10"][0] / "test_batch").write_bytes(blob)
+    with pytest.raises(
+        DropoutlabError, match=r"the cifar10 test set in .* holds no images; no run could be tested"
+    ):
+        load_dataset("cifar10", tmp_path, download=False)
 
 
 # ---------------------------------------------------------------- IDX
@@ -166,6 +234,42 @@ def test_idx_training_files_with_no_images_are_refused_at_load(tmp_path):
     with pytest.raises(DropoutlabError, match=r"the mnist training set in .* holds no images") as err:
         load_dataset("mnist", tmp_path, download=False)
     assert "\n" not in str(err.value)
+
+
+@linux_only
+def test_sparse_idx_declaring_one_huge_image_is_refused_by_its_header(tmp_path):
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 1, 60_000, 60_000)
+    sparse_file(tmp_path / "train-images-idx3-ubyte", header + bytes(20_000), len(header) + 60_000**2)
+    line = run_limited(f"dropoutlab.data.load_dataset('mnist', {str(tmp_path)!r}, download=False)")
+    assert "train-images-idx3-ubyte declares (1, 60000, 60000) values, 3,600,000,000 bytes, more than" in line
+
+
+@linux_only
+def test_sparse_idx_of_other_images_is_refused_by_its_shape_before_it_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", str(10**10))  # the size bound allows it
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 4, 30_000, 30_000)
+    sparse_file(tmp_path / "train-images-idx3-ubyte", header + bytes(20_000), len(header) + 4 * 30_000**2)
+    line = run_limited(f"dropoutlab.data.load_dataset('mnist', {str(tmp_path)!r}, download=False)")
+    assert "mnist training images in " in line and "are (1, 30000, 30000) (channels, height, width)" in line
+
+
+def test_idx_images_of_no_pixels_are_refused(tmp_path):
+    (tmp_path / "img").write_bytes(idx_bytes(np.zeros((3, 0, 0), np.uint8)))
+    (tmp_path / "lab").write_bytes(idx_bytes(np.zeros(3, np.uint8)))
+    with pytest.raises(DropoutlabError, match=r"img declares images of \(0, 0\) pixels; none can be empty"):
+        read_idx_split(tmp_path / "img", tmp_path / "lab")
+
+
+def test_idx_test_files_with_no_images_are_refused_at_load(tmp_path):
+    write_idx_set(tmp_path, gz=False, n=(4, 2))
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(0, np.uint8)))
+    with pytest.raises(
+        DropoutlabError, match=r"the mnist test set in .* holds no images; no run could be tested"
+    ):
+        load_dataset("mnist", tmp_path, download=False)
 
 
 # ---------------------------------------------------------------- npz
@@ -225,6 +329,80 @@ def test_text_file_named_npz_is_said_not_to_be_an_npz_archive(tmp_path):
     with pytest.raises(DropoutlabError, match=r"notes\.npz: it is not an npz archive") as err:
         load_dataset(f"npz:{tmp_path / 'notes.npz'}")
     assert "allow_pickle" not in str(err.value) and "\n" not in str(err.value)
+
+
+def write_float_npz(path: Path, n: int) -> None:
+    """An npz whose x_train is ``n`` float64 images of 28 x 28 zeros: 6 KB of deflate per 1,000 images."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        arrays = {
+            "y_train": np.arange(n) % 3,
+            "x_test": np.zeros((6, 28, 28), np.uint8),
+            "y_test": np.arange(6) % 3,
+        }
+        for key, array in arrays.items():
+            with archive.open(f"{key}.npy", "w") as member:
+                npy.write_array(member, array)
+        with archive.open("x_train.npy", "w") as member:
+            npy.write_array(member, np.zeros((n, 28, 28)))
+
+
+@linux_only
+def test_npz_float_pixels_are_inflated_and_converted_a_chunk_at_a_time(tmp_path):
+    # 63 MB of float64 from a 62 KB file, within 32 MB of address space: only the 7.8 MB of
+    # uint8 images and a few chunks may be held (inflating it whole, then converting, takes 130 MB)
+    write_float_npz(tmp_path / "f.npz", 10_000)
+    assert (tmp_path / "f.npz").stat().st_size < 100_000
+    code = f"print(dropoutlab.data.load_dataset('npz:{tmp_path / 'f.npz'}').x_train.shape)"
+    assert run_limited(code, budget=32 << 20, error=False) == "torch.Size([10000, 1, 28, 28])"
+
+
+def test_npz_images_beyond_the_dataset_bound_are_refused_from_their_headers(tmp_path, monkeypatch):
+    monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", "10000")
+    write_npz(tmp_path / "d.npz", n=(10, 4))  # 14 images of 784 pixels
+    with pytest.raises(DropoutlabError, match=r"x_train and x_test as uint8 images would hold 10,976 bytes, more "
+                       r"than the limit of 10,000; .*DROPOUTLAB_MAX_DATASET_BYTES=10976"):  # fmt: skip
+        read_npz(tmp_path / "d.npz", "d")
+
+
+def test_npz_uint64_label_of_2_to_the_64_minus_1_is_refused_not_wrapped(tmp_path):
+    labels = np.zeros(10, np.uint64)
+    labels[3] = 2**64 - 1  # -1 once converted to int64, which a check after conversion would miss
+    write_npz(tmp_path / "u.npz", y_train=labels)
+    with pytest.raises(DropoutlabError, match=r"y_train has labels up to 18446744073709551615, so the dataset "
+                       r"would have 18,446,744,073,709,551,616 classes, more than the limit of 100,000"):  # fmt: skip
+        read_npz(tmp_path / "u.npz", "u")
+
+
+def test_npz_labels_of_any_integer_dtype_within_bounds_are_read(tmp_path):
+    write_npz(tmp_path / "u.npz", y_train=np.arange(10, dtype=">u8"), y_test=np.arange(4, dtype=np.int8))
+    ds = read_npz(tmp_path / "u.npz", "u")
+    assert ds.y_train.tolist() == list(range(10)) and ds.y_test.tolist() == [0, 1, 2, 3]
+    assert ds.y_train.dtype == torch.int64 and ds.num_classes == 10
+
+
+def test_npz_test_split_with_no_images_is_refused_at_load(tmp_path):
+    write_npz(tmp_path / "e.npz", x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.int64))
+    with pytest.raises(DropoutlabError, match=r"e\.npz: x_test holds no images; no run could be tested"):
+        load_dataset(f"npz:{tmp_path / 'e.npz'}")
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (28, 0), (28, 28, 0)])
+def test_npz_images_of_no_pixels_or_channels_are_refused(tmp_path, shape):
+    write_npz(
+        tmp_path / "z.npz", x_train=np.zeros((10, *shape), np.uint8), x_test=np.zeros((4, *shape), np.uint8)
+    )
+    with pytest.raises(
+        DropoutlabError, match=r"x_train has shape .*; an image needs at least one pixel and one"
+    ):
+        load_dataset(f"npz:{tmp_path / 'z.npz'}")
+
+
+def test_npz_fortran_ordered_channels_last_images_read_as_c_ordered(tmp_path):
+    arrays = write_npz(tmp_path / "c.npz", shape=(5, 6, 3))
+    np.savez(tmp_path / "f.npz", **{k: np.asfortranarray(v) for k, v in arrays.items()})
+    c, f = read_npz(tmp_path / "c.npz", "c"), read_npz(tmp_path / "f.npz", "f")
+    assert torch.equal(c.x_train, f.x_train) and torch.equal(c.x_test, f.x_test)
+    assert np.array_equal(f.x_train.numpy(), arrays["x_train"].transpose(0, 3, 1, 2))
 
 
 # ---------------------------------------------------------------- any bytes under any name
