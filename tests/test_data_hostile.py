@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import math
 import os
 import pickle
 import struct
@@ -17,13 +18,14 @@ import sys
 import tarfile
 import tempfile
 import textwrap
+import tracemalloc
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from numpy.lib import format as npy
 from test_data_helpers import (  # noqa: F401  (isolated is an autouse fixture)
@@ -37,9 +39,9 @@ from test_data_helpers import (  # noqa: F401  (isolated is an autouse fixture)
     write_npz,
 )
 
-from dropoutlab.data import fetch, load_dataset, registry
+from dropoutlab.data import ImageDataset, fetch, load_dataset, registry
 from dropoutlab.data.cifar import read_cifar
-from dropoutlab.data.idx import read_idx_split
+from dropoutlab.data.idx import read_idx, read_idx_split
 from dropoutlab.data.npz import read_npz
 from dropoutlab.errors import DropoutlabError
 
@@ -403,6 +405,170 @@ def test_npz_fortran_ordered_channels_last_images_read_as_c_ordered(tmp_path):
     c, f = read_npz(tmp_path / "c.npz", "c"), read_npz(tmp_path / "f.npz", "f")
     assert torch.equal(c.x_train, f.x_train) and torch.equal(c.x_test, f.x_test)
     assert np.array_equal(f.x_train.numpy(), arrays["x_train"].transpose(0, 3, 1, 2))
+
+
+# ---------------------------------------------------------------- declared apart from present
+#
+# Each strategy draws what a file declares (shape, dtype) apart from the bytes it holds, so
+# that declared and present disagree in every way: short, long, sparse, huge. Whatever is
+# drawn, reading gives the array the header declares or one line, and never allocates more
+# than the bound (lowered to 1 MiB here) allows: tracemalloc sees every NumPy allocation.
+
+SMALL_BOUND = 1 << 20
+IDX_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+DIMENSIONS = st.one_of(st.integers(0, 40), st.sampled_from([1000, 60_000, 2**31, 2**32 - 1]))
+
+
+def traced_peak(read):
+    """``(result or the DropoutlabError, peak bytes NumPy allocated)`` of calling ``read``."""
+    tracemalloc.start()
+    try:
+        result = read()
+    except DropoutlabError as exc:
+        assert "\n" not in str(exc)
+        result = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    event("refused" if isinstance(result, DropoutlabError) else "read")
+    return result, peak
+
+
+@st.composite
+def present_bytes(draw, declared: int) -> tuple[bytes, int]:
+    """``(bytes written, file size)``: exactly ``declared``, fewer, more, or a sparse file of
+    ``declared`` bytes whose first few are written (the rest holes)."""
+    how = draw(st.sampled_from(["exact", "short", "long", "sparse"]))
+    if how == "exact" and declared <= 1 << 16:
+        body = draw(st.binary(min_size=declared, max_size=declared))
+        return body, len(body)
+    if how == "sparse" and 0 < declared <= 256 << 20:  # holes: a regression that reads them costs little
+        body = draw(st.binary(max_size=64))
+        return body, max(declared, len(body))
+    if how == "long" and declared <= 1 << 16:
+        body = draw(st.binary(min_size=declared + 1, max_size=declared + 64))
+        return body, len(body)
+    body = draw(st.binary(max_size=min(declared, 4096)))
+    return body, len(body)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dims=st.lists(DIMENSIONS, min_size=1, max_size=4), code=st.sampled_from(sorted(IDX_CODES)), gz=st.booleans(),
+       data=st.data())  # fmt: skip
+def test_idx_declared_shape_and_present_bytes_give_the_declared_array_or_one_line(
+    monkeypatch, dims, code, gz, data
+):
+    monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", str(SMALL_BOUND))
+    dtype = np.dtype(IDX_CODES[code])
+    declared = math.prod(dims) * dtype.itemsize
+    header = struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+    body, size = data.draw(present_bytes(declared))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f"
+        if gz:
+            path.write_bytes(gzip.compress(header + body + bytes(size - len(body)), mtime=0))
+        else:
+            sparse_file(path, header + body, len(header) + size)
+        result, peak = traced_peak(lambda: read_idx(path))
+    if size == declared and math.prod(d or 1 for d in dims) * dtype.itemsize <= SMALL_BOUND:
+        values = np.frombuffer(body + bytes(size - len(body)), dtype=dtype).reshape(dims)
+        assert np.array_equal(result, values, equal_nan=dtype.kind == "f")
+    else:
+        assert isinstance(result, DropoutlabError)
+    # a refusal allocates nothing; an array at most itself and its byte-swapped copy
+    assert peak <= 2 * min(declared, SMALL_BOUND) + (4 << 20)  # plus gzip's buffers of a few chunks
+
+
+def npz_with_member(path: Path, key: str, header: dict, body: bytes, method: int) -> None:
+    """A valid Keras-layout npz whose ``key`` member has ``header`` (.npy) followed by ``body``."""
+    write_npz(path, n=(3, 2))
+    with zipfile.ZipFile(path) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    with zipfile.ZipFile(path, "w", method) as out:
+        for name, blob in members.items():
+            if name != f"{key}.npy":
+                out.writestr(name, blob)
+                continue
+            with out.open(name, "w", force_zip64=True) as member:
+                npy.write_array_header_1_0(member, header)
+                member.write(body)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    key=st.sampled_from(["x_train", "x_test", "y_train"]),
+    descr=st.one_of(st.just("|u1"), st.sampled_from(["<i2", ">u8", "<f4", ">f8", "|b1", "<f2"])),
+    fortran=st.booleans(),
+    method=st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+    data=st.data(),
+)
+def test_npz_declared_shape_and_present_bytes_give_the_declared_images_or_one_line(
+    monkeypatch, key, descr, fortran, method, data
+):
+    monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", str(SMALL_BOUND))
+    # the other members hold 3 training and 2 test images of 28 x 28: draw those sizes often
+    count = st.one_of(st.just(3 if key.endswith("train") else 2), DIMENSIONS)
+    rest = st.lists(st.one_of(st.just(28), st.just(1), DIMENSIONS), max_size=3)
+    shape = data.draw(st.tuples(count, rest).map(lambda drawn: [drawn[0], *drawn[1]]))
+    declared = math.prod(shape) * np.dtype(descr).itemsize
+    body, size = data.draw(present_bytes(declared))
+    body += bytes(size - len(body))  # zip members are not sparse: the holes are written as zeros
+    header = {"descr": descr, "fortran_order": fortran, "shape": tuple(shape)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.npz"
+        npz_with_member(path, key, header, body, method)
+        result, peak = traced_peak(lambda: read_npz(path, "d"))
+    if isinstance(result, ImageDataset):  # then what it declared is what it holds, within the bound
+        assert size == declared
+        images = result.x_train if key == "x_train" else result.x_test
+        assert key.startswith("y") or images.shape[0] == shape[0]
+    # the uint8 images, a channels-first copy, and a few chunks of inflated values
+    assert peak <= 2 * SMALL_BOUND + 4 * (4 << 20)
+
+
+class Declared:
+    """An array pickled as NumPy pickles one, but with ``shape`` and ``dtype`` declared apart
+    from ``raw``, the bytes that follow."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, raw: bytes) -> None:
+        self.shape, self.dtype, self.raw = shape, dtype, raw
+
+    def __reduce__(self):
+        rebuild, args, _ = np.zeros(1, np.uint8).__reduce__()
+        return rebuild, args, (1, self.shape, np.dtype(self.dtype), False, self.raw)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.one_of(
+        st.tuples(st.integers(0, 4), st.just(3072)).map(list),
+        st.lists(
+            st.one_of(st.integers(0, 4), st.just(3072), st.sampled_from([2**31, 2**40])),
+            min_size=1,
+            max_size=3,
+        ),
+    ),
+    dtype=st.sampled_from(["|u1", "<u2", "<f4"]),
+    data=st.data(),
+)
+def test_cifar_declared_shape_and_present_bytes_give_the_declared_images_or_one_line(
+    monkeypatch, shape, dtype, data
+):
+    monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", str(SMALL_BOUND))
+    declared = math.prod(shape) * np.dtype(dtype).itemsize
+    raw, size = data.draw(present_bytes(declared))
+    raw += bytes(size - len(raw))
+    labels = list(range(shape[0] if shape[0] <= 4 else 2))
+    blob = pickle.dumps({b"data": Declared(tuple(shape), dtype, raw), b"labels": labels}, protocol=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_cifar_folder(Path(tmp), "cifar10", batches=cifar_batches("cifar10", per_batch=2))
+        (Path(tmp) / CIFAR["cifar10"][0] / "data_batch_1").write_bytes(blob)
+        result, peak = traced_peak(lambda: read_cifar(Path(tmp) / CIFAR["cifar10"][0], "cifar10"))
+    if not isinstance(result, DropoutlabError):
+        assert (tuple(shape), dtype, size) == ((shape[0], 3072), "|u1", declared)
+        assert result[0].shape[0] == 2 * 4 + shape[0]
+    # the batches' bytes, their decoded pixels and the concatenated splits
+    assert peak <= 3 * (len(blob) + 6 * 7000) + (1 << 20)
 
 
 # ---------------------------------------------------------------- any bytes under any name
