@@ -49,9 +49,10 @@ class Limit:
             raise self.refuse(found, count)
 
 
-# The bytes one dataset may declare: its images as uint8 (each IDX file, each npz member, all
-# of them together) or the CIFAR batch files that hold them. 2 GiB: CIFAR-10 holds 184 MB, so real datasets pass ten times over, while a
-# study's prepared float32 copy of the largest allowed dataset (8 GiB) still fits a workstation.
+# The bytes one dataset may declare: its images as uint8 (each IDX file and all four together,
+# an npz's x_train and x_test) or the CIFAR batch files that hold them. 2 GiB: CIFAR-10 holds
+# 184 MB, so real datasets pass ten times over, while a study's prepared float32 copy of the
+# largest allowed dataset (8 GiB) still fits a workstation.
 MAX_DATASET_BYTES = Limit("DROPOUTLAB_MAX_DATASET_BYTES", 2 << 30, "bytes")
 # A classifier's last layer has one output per class; ImageNet-21k has 21,841 classes.
 MAX_CLASSES = Limit("DROPOUTLAB_MAX_CLASSES", 100_000, "classes")

@@ -8,7 +8,11 @@ stores them; they are turned into ``(N, C, H, W)``. Pixels may be
   other dataset here has, and a float image rounded this way changes by at most 1/510.
 
 Labels are non-negative integers of shape ``(N,)`` or ``(N, 1)``; the class count is
-the largest label of either split plus one.
+the largest label of either split plus one (at most ``DROPOUTLAB_MAX_CLASSES``).
+
+The four members' ``.npy`` headers are read and checked together before any is inflated;
+then each member is inflated and converted a chunk at a time (``_CHUNK``), so a small file
+of float pixels costs its uint8 images, not its inflated floats and their copies.
 """
 
 from __future__ import annotations
