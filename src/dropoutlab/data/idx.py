@@ -51,7 +51,7 @@ class IdxHeader:
     header: int  # bytes before the values
 
     @property
-    def values(self) -> int:
+    def nbytes(self) -> int:
         """Bytes of values the header declares."""
         return math.prod(self.dims) * self.dtype.itemsize
 
@@ -86,7 +86,7 @@ def _header(stream: BinaryIO, path: Path, bound: int, exact: bool) -> IdxHeader:
         raise DropoutlabError(f"IDX file {path} is truncated inside its header")
     dims = struct.unpack(f">{ndim}I", raw_dims)
     found = IdxHeader(path, dims, dtype, 4 + 4 * ndim)
-    expected = found.values
+    expected = found.nbytes
     if exact and found.header + expected != bound:
         problem = "is truncated" if found.header + expected > bound else "has trailing bytes"
         raise DropoutlabError(
@@ -132,7 +132,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _values(stream: BinaryIO, found: IdxHeader) -> np.ndarray:
     """The values after ``found``'s header, exactly as many as it declares."""
-    expected = found.values
+    expected = found.nbytes
     values = np.empty(expected, dtype=np.uint8)
     view = memoryview(values)
     got_total = 0

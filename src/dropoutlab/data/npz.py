@@ -199,7 +199,12 @@ def _images(archive: zipfile.ZipFile, x: Member, path: Path) -> torch.Tensor:
 def _labels(archive: zipfile.ZipFile, y: Member, path: Path) -> torch.Tensor:
     """``int64 (N,)`` labels of member ``y``, checked in their own dtype before conversion, so
     a uint64 label of 2**64 - 1 is refused rather than wrapped to -1."""
-    values = np.concatenate([*_chunks(archive, y, path), np.empty(0, y.dtype)])
+    values = np.empty(y.count, dtype=y.dtype.newbyteorder("="))
+    done = 0
+    for chunk in _chunks(archive, y, path):
+        values[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    values = values.reshape(-1)  # (N,) or (N, 1): N labels either way
     if len(values):
         low, high = int(values.min()), int(values.max())  # exact Python ints, whatever the dtype
         if low < 0:

@@ -107,7 +107,8 @@ def check_split(n: int, validation: float, dataset: str) -> None:
     else:
         # four decimals, rounded inwards, so that both ends of the advice are themselves allowed
         low, high = math.ceil(MIN_SPLIT / n * 1e4) / 1e4, math.floor((n - MIN_SPLIT) / n * 1e4) / 1e4
-        allowed = f"set validation = 0 (no split) or {f'{low:g}' if low == high else f'between {low:g} and {high:g}'}"
+        span = f"{low:g}" if low == high else f"between {low:g} and {high:g}"
+        allowed = f"set validation = 0 (no split) or {span}"
     raise DropoutlabError(
         f"validation: {validation:g} of the {n:,} training images of {dataset} leaves {n - n_val:,} to train on "
         f"and {n_val:,} to validate on; each part needs at least {MIN_SPLIT} images: {allowed}"

@@ -156,7 +156,7 @@ def _check_idx_headers(name: str, paths: list[Path]) -> None:
                 f"{name} {split} images in {images} are {shape} (channels, height, width); "
                 f"{name} images are {info.input_shape}"
             )
-        total += x.values
+        total += x.nbytes
     MAX_DATASET_BYTES.check(f"the {name} images in {paths[0].parent} hold", total)
 
 
