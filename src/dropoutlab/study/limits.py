@@ -5,6 +5,8 @@ points, a layer of 2^62 units). Each such size is computed from the file alone a
 with a bound here, so ``load_study`` and ``--dry-run`` stay fast and small whatever the file
 says. The bounds that a real study may want to exceed are read from environment variables
 (the person running dropoutlab sets them, not the file's author); the others are fixed.
+The bounds on dataset files, and the ``Limit`` type, live in :mod:`dropoutlab.data.limits`
+(the readers below this room need them) and are listed in ``LIMITS`` with the rest.
 docs/security.md lists them all.
 """
 
