@@ -8,7 +8,11 @@ stores them; they are turned into ``(N, C, H, W)``. Pixels may be
   other dataset here has, and a float image rounded this way changes by at most 1/510.
 
 Labels are non-negative integers of shape ``(N,)`` or ``(N, 1)``; the class count is
-the largest label of either split plus one.
+the largest label of either split plus one (at most ``DROPOUTLAB_MAX_CLASSES``).
+
+The four members' ``.npy`` headers are read and checked together before any is inflated;
+then each member is inflated and converted a chunk at a time (``_CHUNK``), so a small file
+of float pixels costs its uint8 images, not its inflated floats and their copies.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import logging
 import math
 import zipfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +30,7 @@ import torch
 from numpy.lib import format as npy
 
 from dropoutlab.data.base import ImageDataset, one_line
+from dropoutlab.data.limits import MAX_CLASSES, MAX_DATASET_BYTES
 from dropoutlab.errors import DropoutlabError
 
 log = logging.getLogger(__name__)
@@ -32,50 +39,29 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 # Deflate's best case is 1032 output bytes per input byte.
 _DEFLATE_MAX_RATIO = 1032
+_CHUNK = 1 << 22  # bytes of a member inflated and converted at a time
 
 
-def _images(x: np.ndarray, path: Path, key: str) -> torch.Tensor:
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4:
-        x = x.transpose(0, 3, 1, 2)
-    else:
-        raise DropoutlabError(
-            f"{path}: {key} has shape {x.shape}; expected (N, H, W) or channels-last (N, H, W, C)"
-        )
-    if x.dtype.kind in "iu":
-        if x.size and (x.min() < 0 or x.max() > 255):
-            raise DropoutlabError(f"{path}: {key} has integer pixels outside 0..255")
-        x = x.astype(np.uint8)
-    elif x.dtype.kind == "f":
-        if x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-            raise DropoutlabError(
-                f"{path}: {key} has float pixels outside [0, 1]; store uint8 0..255 or floats in [0, 1]"
-            )
-        log.info("%s: %s holds floats in [0, 1]; rounding them to 8-bit pixels", path, key)
-        x = np.rint(x * 255).astype(np.uint8)
-    else:
-        raise DropoutlabError(f"{path}: {key} has {x.dtype} pixels; expected uint8 or float in [0, 1]")
-    return torch.from_numpy(np.ascontiguousarray(x))
+@dataclass(frozen=True)
+class Member:
+    """One ``.npy`` member of an npz archive as its header declares it, checked against the
+    bytes the archive holds for it before anything is inflated."""
+
+    key: str
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int  # bytes of .npy header before the values
+
+    @property
+    def count(self) -> int:
+        """Values the header declares."""
+        return math.prod(self.shape)
 
 
-def _labels(y: np.ndarray, n: int, path: Path, key: str) -> torch.Tensor:
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DropoutlabError(f"{path}: {key} has shape {y.shape}; expected (N,) or (N, 1)")
-    if len(y) != n:
-        x_key = key.replace("y_", "x_")
-        raise DropoutlabError(f"{path}: {key} has {len(y)} labels but {x_key} has {n} images")
-    if y.dtype.kind not in "iu":
-        raise DropoutlabError(f"{path}: {key} has {y.dtype} values; labels must be integers")
-    if len(y) and y.min() < 0:
-        raise DropoutlabError(f"{path}: {key} has negative labels; labels must be 0, 1, 2, ...")
-    return torch.from_numpy(y.astype(np.int64))
-
-
-def _read_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
-    """The array ``key`` of an npz archive, its declared size checked before it is allocated.
+def read_member_header(archive: zipfile.ZipFile, key: str, path: Path) -> Member:
+    """The header of member ``key``, its declared size checked before anything is allocated.
 
     The ``.npy`` header inside the zip declares shape and dtype; their product must be the
     bytes the member holds, and the member's size what its compressed bytes can hold, so
@@ -101,9 +87,9 @@ def _read_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
     with archive.open(info) as member:
         version = npy.read_magic(member)
         if version == (1, 0):
-            shape, _, dtype = npy.read_array_header_1_0(member)
+            shape, fortran, dtype = npy.read_array_header_1_0(member)
         elif version == (2, 0):
-            shape, _, dtype = npy.read_array_header_2_0(member)
+            shape, fortran, dtype = npy.read_array_header_2_0(member)
         else:
             raise DropoutlabError(f"{where} is .npy format version {version}; 1.0 and 2.0 are read")
         header = member.tell()
@@ -119,15 +105,122 @@ def _read_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
             f"{where}: header says {dtype} of shape {shape} ({declared} bytes), the archive holds "
             f"{info.file_size - header} bytes"
         )
-    with archive.open(info) as member:
-        return npy.read_array(member, allow_pickle=False)
+    return Member(key, info, tuple(shape), dtype, bool(fortran), header)
+
+
+def _chunks(archive: zipfile.ZipFile, member: Member, path: Path) -> Iterator[np.ndarray]:
+    """The member's values in file order, about ``_CHUNK`` bytes at a time, so inflating a
+    member never holds more than one chunk beyond what the caller keeps."""
+    itemsize = member.dtype.itemsize
+    step = max(1, _CHUNK // itemsize)
+    with archive.open(member.info) as stream:
+        stream.read(member.offset)
+        done = 0
+        while done < member.count:
+            k = min(step, member.count - done)
+            raw = stream.read(k * itemsize)
+            if len(raw) != k * itemsize:
+                raise DropoutlabError(f"{path}: {member.key} is truncated inside the archive")
+            yield np.frombuffer(raw, dtype=member.dtype)
+            done += k
+
+
+def _check_headers(members: dict[str, Member], path: Path) -> None:
+    """Shapes and dtypes of the four members, checked together before any value is read."""
+    for split in ("train", "test"):
+        x, y = members[f"x_{split}"], members[f"y_{split}"]
+        if len(x.shape) not in (3, 4):
+            raise DropoutlabError(
+                f"{path}: {x.key} has shape {x.shape}; expected (N, H, W) or channels-last (N, H, W, C)"
+            )
+        if 0 in x.shape[1:]:
+            raise DropoutlabError(
+                f"{path}: {x.key} has shape {x.shape}; an image needs at least one pixel and one channel"
+            )
+        if x.dtype.kind not in "iuf":
+            raise DropoutlabError(f"{path}: {x.key} has {x.dtype} pixels; expected uint8 or float in [0, 1]")
+        if not (len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[1] == 1)):
+            raise DropoutlabError(f"{path}: {y.key} has shape {y.shape}; expected (N,) or (N, 1)")
+        if y.shape[0] != x.shape[0]:
+            raise DropoutlabError(
+                f"{path}: {y.key} has {y.shape[0]} labels but {x.key} has {x.shape[0]} images"
+            )
+        if y.dtype.kind not in "iu":
+            raise DropoutlabError(f"{path}: {y.key} has {y.dtype} values; labels must be integers")
+        if x.shape[0] == 0:
+            raise DropoutlabError(
+                f"{path}: {x.key} holds no images; "
+                + ("nothing could train on it" if split == "train" else "no run could be tested")
+            )
+    train, test = members["x_train"], members["x_test"]
+    if _channels_first(train.shape) != _channels_first(test.shape):
+        raise DropoutlabError(
+            f"{path}: x_train images are {_channels_first(train.shape)} but x_test images are "
+            f"{_channels_first(test.shape)} (channels, height, width); they must match"
+        )
+    MAX_DATASET_BYTES.check(
+        f"{path}: x_train and x_test as uint8 images would hold", train.count + test.count
+    )
+
+
+def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (1, *shape[1:]) if len(shape) == 3 else (shape[3], shape[1], shape[2])
+
+
+def _images(archive: zipfile.ZipFile, x: Member, path: Path) -> torch.Tensor:
+    """``uint8 (N, C, H, W)`` images of member ``x``, checked and converted a chunk at a time.
+
+    Nothing larger than the uint8 result is allocated (plus one chunk); channels-last or
+    Fortran-ordered members take one more uint8 copy to reach ``(N, C, H, W)``.
+    """
+    staged = np.empty(x.count, dtype=np.uint8)  # file order
+    done = 0
+    floats = x.dtype.kind == "f"
+    for chunk in _chunks(archive, x, path):
+        if floats:
+            if not (np.isfinite(chunk).all() and chunk.min() >= 0 and chunk.max() <= 1):
+                raise DropoutlabError(
+                    f"{path}: {x.key} has float pixels outside [0, 1]; store uint8 0..255 or floats in [0, 1]"
+                )
+            np.rint(chunk * 255, out=staged[done : done + len(chunk)], casting="unsafe")
+        else:
+            if chunk.min() < 0 or chunk.max() > 255:  # compared in the member's own dtype
+                raise DropoutlabError(f"{path}: {x.key} has integer pixels outside 0..255")
+            staged[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    if floats and done:
+        log.info("%s: %s holds floats in [0, 1]; rounding them to 8-bit pixels", path, x.key)
+    # Fortran order is C order of the reversed shape
+    images = staged.reshape(x.shape[::-1]).T if x.fortran else staged.reshape(x.shape)
+    images = images[:, None] if len(x.shape) == 3 else images.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(images))  # a copy only when not already (N, C, H, W)
+
+
+def _labels(archive: zipfile.ZipFile, y: Member, path: Path) -> torch.Tensor:
+    """``int64 (N,)`` labels of member ``y``, checked in their own dtype before conversion, so
+    a uint64 label of 2**64 - 1 is refused rather than wrapped to -1."""
+    values = np.empty(y.count, dtype=y.dtype.newbyteorder("="))
+    done = 0
+    for chunk in _chunks(archive, y, path):
+        values[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    values = values.reshape(-1)  # (N,) or (N, 1): N labels either way
+    if len(values):
+        low, high = int(values.min()), int(values.max())  # exact Python ints, whatever the dtype
+        if low < 0:
+            raise DropoutlabError(f"{path}: {y.key} has negative labels; labels must be 0, 1, 2, ...")
+        MAX_CLASSES.check(f"{path}: {y.key} has labels up to {high}, so the dataset would have", high + 1)
+    return torch.from_numpy(values.astype(np.int64))
 
 
 def read_npz(path: Path, name: str) -> ImageDataset:
     """Decode a Keras-layout ``.npz`` file into an :class:`ImageDataset` called ``name``.
 
-    Raises :class:`DropoutlabError` naming the file (and key) when the file is missing,
-    not an npz archive, lacks a key, or holds arrays of the wrong shape or type.
+    The four members' headers are read and checked first (shapes, dtypes, counts, sizes
+    against the archive and ``DROPOUTLAB_MAX_DATASET_BYTES``); then each member is inflated
+    and converted a chunk at a time. Raises :class:`DropoutlabError` naming the file (and key)
+    when the file is missing, not an npz archive, lacks a key, or holds arrays of the wrong
+    shape or type, an empty split, or labels that are negative or too large.
     """
     path = Path(path)
     if not path.is_file():
@@ -141,7 +234,12 @@ def read_npz(path: Path, name: str) -> ImageDataset:
                     f"{path} lacks {', '.join(missing)}; an npz dataset needs the keys "
                     f"{', '.join(KEYS)} (found: {', '.join(found[:20]) or 'none'})"
                 )
-            arrays = {k: _read_member(archive, k, path) for k in KEYS}
+            members = {k: read_member_header(archive, k, path) for k in KEYS}
+            _check_headers(members, path)
+            y_train = _labels(archive, members["y_train"], path)
+            y_test = _labels(archive, members["y_test"], path)
+            x_train = _images(archive, members["x_train"], path)
+            x_test = _images(archive, members["x_test"], path)
     except zipfile.BadZipFile as exc:
         raise DropoutlabError(
             f"cannot read npz file {path}: it is not an npz archive (a zip of .npy files, as np.savez "
@@ -149,16 +247,5 @@ def read_npz(path: Path, name: str) -> ImageDataset:
         ) from exc
     except (OSError, ValueError, EOFError, zlib.error, NotImplementedError) as exc:
         raise DropoutlabError(f"cannot read npz file {path}: {one_line(exc)}") from exc
-    x_train = _images(arrays["x_train"], path, "x_train")
-    x_test = _images(arrays["x_test"], path, "x_test")
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise DropoutlabError(
-            f"{path}: x_train images are {tuple(x_train.shape[1:])} but x_test images are "
-            f"{tuple(x_test.shape[1:])} (channels, height, width); they must match"
-        )
-    y_train = _labels(arrays["y_train"], len(x_train), path, "y_train")
-    y_test = _labels(arrays["y_test"], len(x_test), path, "y_test")
-    if len(y_train) == 0:
-        raise DropoutlabError(f"{path}: x_train holds no images")
     num_classes = int(torch.cat([y_train, y_test]).max()) + 1
     return ImageDataset(name, x_train, y_train, x_test, y_test, num_classes=num_classes)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from dropoutlab.data.base import ImageDataset
+from dropoutlab.errors import DropoutlabError
 
 NORMALIZATIONS = ("unit", "symmetric", "standard")
 # samples of training data evaluated in eval mode each epoch (eval_train): a fixed random
@@ -14,6 +16,9 @@ NORMALIZATIONS = ("unit", "symmetric", "standard")
 # per epoch (1% of a Fashion-MNIST epoch's training, 7% of a 10k-image CIFAR epoch's) and
 # measures an accuracy of 90% to about +-0.7 points (one standard error).
 TRAIN_EVAL_MAX = 2_000
+# the fewest images a split may hold: a validation loss of one image is that image's loss, and
+# batch norm cannot train on a batch of one
+MIN_SPLIT = 2
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,34 @@ def scaling(
     raise ValueError(f"unknown normalization {normalize!r}")
 
 
+def check_split(n: int, validation: float, dataset: str) -> None:
+    """Refuse a split of ``n`` training images that leaves either part degenerate.
+
+    The training part must keep at least ``MIN_SPLIT`` images, and so must the validation
+    part unless ``validation`` is 0 (no validation split). Called where a study is validated
+    (with the dataset's declared size, so ``--dry-run`` refuses it) and again by
+    :func:`prepare_data` (with the size of the files actually read), before anything trains.
+    """
+    n_val = round(n * validation)
+    if n - n_val >= MIN_SPLIT and (validation == 0 or n_val >= MIN_SPLIT):
+        return
+    if n < 2 * MIN_SPLIT:
+        allowed = (
+            "set validation = 0"
+            if n >= MIN_SPLIT
+            else f"use a dataset of at least {MIN_SPLIT} training images"
+        )
+    else:
+        # four decimals, rounded inwards, so that both ends of the advice are themselves allowed
+        low, high = math.ceil(MIN_SPLIT / n * 1e4) / 1e4, math.floor((n - MIN_SPLIT) / n * 1e4) / 1e4
+        span = f"{low:g}" if low == high else f"between {low:g} and {high:g}"
+        allowed = f"set validation = 0 (no split) or {span}"
+    raise DropoutlabError(
+        f"validation: {validation:g} of the {n:,} training images of {dataset} leaves {n - n_val:,} to train on "
+        f"and {n_val:,} to validate on; each part needs at least {MIN_SPLIT} images: {allowed}"
+    )
+
+
 def split_indices(n: int, validation: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and validation parts of ``n`` samples, fixed by ``split_seed``."""
     n_val = round(n * validation)
@@ -96,8 +129,10 @@ def prepare_data(
     """Split off validation, normalise once and move every split to ``device``.
 
     The uint8 images go to the device first and are converted there, so a GPU run never
-    copies float32 images over the bus.
+    copies float32 images over the bus. Raises :class:`DropoutlabError` for a degenerate
+    split (:func:`check_split`).
     """
+    check_split(len(dataset.y_train), validation, dataset.name)
     train_idx, val_idx = split_indices(len(dataset.y_train), validation, split_seed)
     x_fit = dataset.x_train[train_idx]
     shift, scale = scaling(dataset, normalize, x_fit)

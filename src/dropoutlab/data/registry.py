@@ -12,7 +12,8 @@ from dropoutlab.data import fetch
 from dropoutlab.data.base import ImageDataset
 from dropoutlab.data.cifar import read_cifar
 from dropoutlab.data.digits import read_digits
-from dropoutlab.data.idx import read_idx_split
+from dropoutlab.data.idx import idx_split_header, read_idx_split
+from dropoutlab.data.limits import MAX_DATASET_BYTES
 from dropoutlab.data.npz import read_npz
 from dropoutlab.errors import DropoutlabError
 
@@ -141,6 +142,24 @@ def _read_npz_cached(name: str, path: str, size: int, mtime_ns: int) -> ImageDat
     return read_npz(Path(path), name)
 
 
+def _check_idx_headers(name: str, paths: list[Path]) -> None:
+    """The four IDX files' headers against ``name``'s image shape and the dataset bound,
+    before any file's values are read: a header that declares other images is refused
+    after reading 16 bytes, not after allocating what it declares."""
+    info = DATASETS[name]
+    total = 0
+    for split, (images, labels) in (("training", paths[:2]), ("test", paths[2:])):
+        x, _ = idx_split_header(images, labels)
+        shape = (1, *x.dims[1:])
+        if shape != info.input_shape:
+            raise DropoutlabError(
+                f"{name} {split} images in {images} are {shape} (channels, height, width); "
+                f"{name} images are {info.input_shape}"
+            )
+        total += x.nbytes
+    MAX_DATASET_BYTES.check(f"the {name} images in {paths[0].parent} hold", total)
+
+
 @lru_cache(maxsize=8)
 def _decode(name: str, kind: str, stamps: tuple[tuple[str, int, int], ...]) -> ImageDataset:
     paths = [Path(s[0]) for s in stamps]
@@ -150,21 +169,25 @@ def _decode(name: str, kind: str, stamps: tuple[tuple[str, int, int], ...]) -> I
     elif kind == "cifar":
         x_train, y_train, x_test, y_test = read_cifar(paths[0], name)
     else:
+        _check_idx_headers(name, paths)
         x_train, y_train = read_idx_split(paths[0], paths[1])
         x_test, y_test = read_idx_split(paths[2], paths[3])
     info = DATASETS[name]
     where = ", ".join(str(p) for p in paths)
-    if len(y_train) == 0:  # nothing could train; say so now rather than after a study starts
-        raise DropoutlabError(
-            f"the {name} training set in {where} holds no images; nothing could train on it"
-        )
+    # nothing could train, or no run could be tested: say so now rather than after a study starts
+    for split, y, why in (
+        ("training", y_train, "nothing could train on it"),
+        ("test", y_test, "no run could be tested"),
+    ):
+        if len(y) == 0:
+            raise DropoutlabError(f"the {name} {split} set in {where} holds no images; {why}")
     for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
         if tuple(x.shape[1:]) != info.input_shape:
             raise DropoutlabError(
                 f"{name} {split} images in {where} are {tuple(x.shape[1:])} (channels, height, "
                 f"width); {name} images are {info.input_shape}"
             )
-        if len(y) and int(y.max()) >= info.num_classes:
+        if int(y.max()) >= info.num_classes:
             raise DropoutlabError(
                 f"{name} {split} labels in {where} go up to {int(y.max())}; "
                 f"{name} has {info.num_classes} classes (0..{info.num_classes - 1})"

@@ -401,6 +401,7 @@ def check_model_fits(settings: RunSettings) -> None:
     allocated, so a layer that declares 2**62 units is refused as fast as a small one passes.
     """
     from dropoutlab.data import dataset_info
+    from dropoutlab.data.prepare import check_split
     from dropoutlab.models import (
         check_family_kinds,
         check_slot_kinds,
@@ -410,6 +411,7 @@ def check_model_fits(settings: RunSettings) -> None:
     )
 
     info = dataset_info(settings.dataset)
+    check_split(info.train_size, settings.validation, settings.dataset)
     if settings.model in FAMILIES:
         check_family_kinds(settings.model, settings.kind_of)
         size = family_size(settings.model, info.input_shape, info.num_classes)
