@@ -15,7 +15,7 @@ RANKS = {
     "runs": 0, "errors": 0, "version": 0,
     "data": 1, "layers": 1,
     "models": 2,
-    "train": 3,
+    "train": 3, "testing": 3,  # testing: the contract of a dropout kind (layers, models)
     "store": 4,
     "study": 5,
     "report": 6,

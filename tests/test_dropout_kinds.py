@@ -1,5 +1,5 @@
 """The dropout kinds of issue #10 (``layers/kinds.py``): each does what its paper says, and its
-stacked form gives each member what the member's own module gives.
+stacked form (``layers/stacked_kinds.py``) gives each member what the member's own module gives.
 
 Statistical checks use fixed seeds and bounds of 5 standard errors computed from the sample
 size (a correct layer fails one with probability below 1e-6).
@@ -18,7 +18,6 @@ from scipy import integrate
 from torch import nn
 from torch.nn import functional as F
 
-from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers import STACKED_FORMS, Activations, Dropout
 from dropoutlab.layers.kinds import (
     DROPOUT_KINDS,
@@ -36,11 +35,11 @@ from dropoutlab.layers.kinds import (
     drop_block,
     dropconnect_linear,
     gaussian_dropout,
-    kind_applies,
     scaled_dropout,
     spatial_dropout,
 )
 from dropoutlab.layers.stacked import stacked_form
+from dropoutlab.models.builder import kind_fits, kind_places
 
 Z = 5.0  # standard errors a statistic may stray
 
@@ -554,16 +553,23 @@ def test_every_kind_is_registered_by_name_with_its_stacked_form():
             assert cls.kind == name and cls.applies_to <= {"dense", "image"} and cls.applies_to
 
 
-def test_kind_applies_says_where_a_kind_makes_sense():
-    assert kind_applies("standard", "dense") and kind_applies("standard", "image")
-    assert kind_applies("spatial", "image") and not kind_applies("spatial", "dense")
-    assert kind_applies("dropblock", "image") and not kind_applies("dropblock", "dense")
-    assert kind_applies("dropconnect", "dense") and not kind_applies("dropconnect", "image")
-    assert kind_applies("gaussian", "image") and kind_applies("concrete", "dense")
-    with pytest.raises(DropoutlabError, match="unknown dropout kind 'bogus'.*spatial"):
-        kind_applies("bogus", "dense")
-    with pytest.raises(DropoutlabError, match="'weights'"):
-        kind_applies("scaled", "weights")
+def test_kind_fits_is_the_one_rule_of_where_a_kind_may_sit():
+    assert (
+        kind_fits("standard", "dense") and kind_fits("standard", "image") and kind_fits("standard", "weights")
+    )
+    assert kind_fits("spatial", "image") and not kind_fits("spatial", "dense")
+    assert kind_fits("dropblock", "image") and not kind_fits("dropblock", "weights")
+    # dropconnect masks the weights of the dense layer right after its slot, so only such a slot takes it
+    assert kind_fits("dropconnect", "weights") and not kind_fits("dropconnect", "dense")
+    assert not kind_fits("dropconnect", "image") and kind_places("dropconnect") == {"weights"}
+    assert kind_fits("alpha", "weights") and not kind_fits(
+        "alpha", "image"
+    )  # a weights slot is a dense one too
+    assert kind_fits("gaussian", "image") and kind_fits("concrete", "dense")
+    assert not any(
+        kind_fits(kind, site) for kind in ("droppath", "variational") for site in ("dense", "image")
+    )
+    assert kind_places("droppath") == {"residual"} and kind_places("variational") == {"sequence"}
 
 
 @pytest.mark.parametrize("cls", [ScaledDropout, GaussianDropout, AlphaDropout, SpatialDropout, DropBlock])

@@ -16,9 +16,9 @@ from dropoutlab.layers.variational import VariationalDropout, variational_mask
 from dropoutlab.models.families import (
     FAMILIES,
     AttentionDropout,
-    build_family,
     count_parameters,
     family_summary,
+    get_family,
     patch_size,
 )
 
@@ -29,7 +29,7 @@ SLOTS = [(name, slot) for name in NAMES for slot in FAMILIES[name].slots]
 
 def build(name, rates=None, shape=(1, 8, 8), classes=10, seed=0):
     torch.manual_seed(seed)
-    return build_family(name, shape, classes, rates or {})
+    return FAMILIES[name].build(shape, classes, rates or {})
 
 
 def images(shape=(1, 8, 8), batch=16, seed=1):
@@ -125,9 +125,9 @@ def test_unknown_slots_and_bad_rates_are_refused_with_the_allowed_slots():
     with pytest.raises(DropoutlabError, match=r"\[0, 1\)"):
         build("gru", {"recurrent": 1.0})
     with pytest.raises(DropoutlabError, match="families: "):
-        build_family("vgg", (1, 8, 8), 10)
+        get_family("vgg")
     with pytest.raises(DropoutlabError, match="image input"):
-        build_family("lstm", (64,), 10)
+        FAMILIES["lstm"].build((64,), 10, {})
 
 
 @pytest.mark.parametrize("shape", [*SHAPES, (1, 28, 28)], ids=str)
@@ -140,7 +140,7 @@ def test_meta_device_parameter_count_equals_the_real_models(name, shape):
     assert {row.kind for row in rows if row.params == 0} <= {"Dropout", "DropPath", "VariationalDropout",
                                                              "AttentionDropout"}  # fmt: skip
     with torch.device("meta"):  # a forward pass on the meta device sizes the activations (family_size)
-        meta = build_family(name, shape, 10, dict.fromkeys(FAMILIES[name].slots, 0.5))
+        meta = FAMILIES[name].build(shape, 10, dict.fromkeys(FAMILIES[name].slots, 0.5))
         out = meta.train()(torch.empty(2, *shape))
     assert out.shape == (2, 10) and out.device.type == "meta"
 

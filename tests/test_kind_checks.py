@@ -179,6 +179,25 @@ def test_dropconnect_right_before_a_dense_layer_masks_its_weights(write_study):
         load_study(write_study(text + f'{slot} = {{rate = 0.2, kind = "dropconnect"}}\n', f"{preset}.toml"))
 
 
+@pytest.mark.parametrize(
+    ("model", "slot", "kind", "message"),
+    [
+        ("mlp", "hidden1", "spatial", "dropout.hidden1: kind 'spatial' needs image activations, but slot 'hidden1' "
+         "sits on feature vectors; allowed there: standard, scaled, gaussian, alpha, dropconnect, concrete"),
+        ("cnn", "conv", "alpha", "dropout.conv: kind 'alpha' needs feature vectors, but slot 'conv' sits on images "
+         "(before flatten); allowed there: standard, scaled, gaussian, spatial, dropblock, concrete"),
+        ("cnn", "dense2", "droppath", "dropout.dense2: kind 'droppath' needs a residual block (model resnet), but "
+         "slot 'dense2' sits on feature vectors; allowed there: standard, scaled, gaussian, alpha, dropconnect, "
+         "concrete"),
+    ],
+)  # fmt: skip
+def test_a_kind_where_its_slot_cannot_take_it_is_refused_naming_what_the_slot_takes(
+    write_study, model, slot, kind, message
+):
+    text = f'name = "p"\ndataset = "digits"\nmodel = "{model}"\nseeds = 1\n[dropout]\n'
+    assert refused(write_study, text + f'{slot} = {{rate = 0.2, kind = "{kind}"}}\n') == message
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. a family's slot takes its own kind only
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+WHY = "running the notebooks needs nbformat and nbclient (pip install 'dropoutlab[dev]')"
+nbformat = pytest.importorskip("nbformat", reason=WHY)
+nbclient = pytest.importorskip("nbclient", reason=WHY)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import pytest
 
 from dropoutlab.errors import DropoutlabError
+from dropoutlab.runs import EarlyStoppingSpec, RunSettings
 from dropoutlab.study import expand_runs, load_study
 
 BASE = """
@@ -48,6 +51,15 @@ def test_issue_example_study_expands_to_grid_times_seeds(write_study):
     spec = run.spec_dict()
     assert spec["optimizer"] == {"name": "adam", "lr": 0.001, "momentum": 0.0, "weight_decay": 0.0}
     assert spec["seed"] == 0 and spec["normalize"] == "unit" and spec["validation"] == 0.1667
+
+
+def test_a_setting_left_out_takes_the_default_of_its_field_in_run_settings(write_study):
+    # the defaults live in the dataclasses of runs.py only; a study naming nothing gets each of them
+    path = write_study('name = "d"\ndataset = "digits"\n[early_stopping]\n[optimizer]\n[dropout]\n')
+    settings = expand_runs(load_study(path))[0].settings
+    defaults = RunSettings(dataset="digits", model="mlp", layers=settings.layers, dropout=settings.dropout)
+    assert settings == replace(defaults, early_stopping=EarlyStoppingSpec())
+    assert settings.dropout == {"input": 0.0, "hidden1": 0.0, "hidden2": 0.0}
 
 
 def test_a_slot_given_as_a_rate_and_a_grid_over_its_table_meet(write_study):

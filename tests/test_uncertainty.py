@@ -1,19 +1,17 @@
-"""MC dropout: the metrics on hand-made and reference cases, the two samplers, the figures."""
+"""MC dropout: the metrics on hand-made and reference cases, the sampler, the figures."""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from sklearn.metrics import brier_score_loss, log_loss
 from torch import nn
 
-from dropoutlab.layers import Dropout, StackedNet
+from dropoutlab.layers import Dropout
 from dropoutlab.report.uncertainty_plots import metric_against_samples, reliability_diagram
 from dropoutlab.train.uncertainty import (
     PROB_FLOOR,
@@ -21,15 +19,12 @@ from dropoutlab.train.uncertainty import (
     brier,
     expected_calibration_error,
     mc_predict,
-    mc_predict_stack,
     mutual_information,
     nll,
     predictive_entropy,
     reliability,
     uncertainty_metrics,
 )
-
-CPU = torch.device("cpu")
 
 
 def two_class(confidences, correct):
@@ -250,146 +245,6 @@ def test_mc_predict_keeps_batch_norm_statistics_and_restores_every_mode():
         module.p = 0.0
     torch.testing.assert_close(mc_predict(model, x, 2)[1], model.eval()(x).softmax(-1))
     assert not torch.equal(samples[0], samples[1])
-
-
-# ----------------------------------------------------------------------------------------
-# mc_predict_stack: a StackedNet against its members' own models
-
-
-@pytest.fixture(scope="module")
-def digits_xy():
-    data = load_digits()
-    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8)
-    return x, torch.tensor(data.target)
-
-
-def mlp(rates):
-    layers = [("flatten", nn.Flatten()), ("drop_in", Dropout(rates.get("in", 0.0))),
-              ("fc1", nn.Linear(64, 64)), ("relu", nn.ReLU()), ("drop1", Dropout(rates.get("hidden", 0.0))),
-              ("fc2", nn.Linear(64, 10))]  # fmt: skip
-    return nn.Sequential(
-        OrderedDict((name, m) for name, m in layers if not (isinstance(m, Dropout) and m.p == 0))
-    )
-
-
-def cnn(rates):
-    layers = [("conv", nn.Conv2d(1, 8, 3, padding=1)), ("bn", nn.BatchNorm2d(8)), ("relu1", nn.ReLU()),
-              ("drop_conv", Dropout(rates.get("conv", 0.0))), ("pool", nn.MaxPool2d(2)), ("flatten", nn.Flatten()),
-              ("fc1", nn.Linear(128, 32)), ("relu2", nn.ReLU()), ("drop_fc", Dropout(rates.get("hidden", 0.0))),
-              ("fc2", nn.Linear(32, 10))]  # fmt: skip
-    return nn.Sequential(
-        OrderedDict((name, m) for name, m in layers if not (isinstance(m, Dropout) and m.p == 0))
-    )
-
-
-RATES = {
-    mlp: [{"in": 0.2, "hidden": 0.5}, {"hidden": 0.3}, {}],  # the last member has no dropout at all
-    cnn: [{"conv": 0.2, "hidden": 0.5}, {"hidden": 0.3}, {}],
-}
-
-
-@pytest.fixture(scope="module")
-def trained(digits_xy):
-    """Each member of each network trained on its own (Adam, one epoch of digits, dropout on)."""
-    x, y = digits_xy
-    members = {}
-    for build, rates_of_members in RATES.items():
-        members[build] = []
-        for seed, rates in enumerate(rates_of_members):
-            torch.manual_seed(seed)
-            model = build(rates)
-            optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-            for batch in torch.randperm(len(x)).split(64):
-                optimizer.zero_grad()
-                nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-                optimizer.step()
-            members[build].append(model.eval())
-    return members
-
-
-def stack(build, members):
-    """``members`` as one StackedNet, each random layer with a seeded generator per member."""
-    template = build({"in": 0.5, "conv": 0.5, "hidden": 0.5})
-    net = StackedNet.from_members(template, members, CPU)
-    for j, layer in enumerate(net.layers):
-        if layer.random:
-            layer.generators = [torch.Generator().manual_seed(100 * j + i) for i in range(len(members))]
-    return net
-
-
-def z_scores(a, b, cls):
-    """Two-sample z of the MC mean and of the MC spread of class ``cls[n]``'s probability, over the
-    samples n: ``a``, ``b`` ``(T, N, C)``. Samples are independent (each draws its own masks)."""
-    a, b = (s.double()[:, torch.arange(len(cls)), cls] for s in (a, b))
-    t = a.shape[0]
-    z_mean = (a.mean(0) - b.mean(0)).sum() / ((a.var(0) + b.var(0)).sum() / t).sqrt()
-    spread = a.var(0) - b.var(0)
-    z_spread = spread.mean() / (spread.std() / math.sqrt(len(spread)))
-    return z_mean.item(), z_spread.item()
-
-
-@pytest.mark.parametrize("build", [mlp, cnn])
-def test_stacked_mc_matches_each_members_own_mc_in_distribution(build, digits_xy, trained):
-    """Per member, MC mean and spread of the stack's passes agree with the member's own model's
-    within |z| <= 4.5 (same distribution, different random streams; all seeded, so no flakes).
-    The same statistic sees a member run at a wrong rate: the test has power."""
-    members = trained[build]
-    net = stack(build, members)
-    x = digits_xy[0][::4]  # 450 images
-    stacked = mc_predict_stack(net, x, 32, chunk=256, seed=0)
-    assert stacked.shape == (3, 32, len(x), 10)
-    for i, model in enumerate(members[:2]):
-        own = mc_predict(model, x, 32, seed=i)
-        cls = mc_predict(model, x, 0)[0].argmax(1)
-        z_mean, z_spread = z_scores(stacked[i], own, cls)
-        assert abs(z_mean) <= 4.5 and abs(z_spread) <= 4.5, (build.__name__, i, z_mean, z_spread)
-    wrong = copy.deepcopy(members[0])
-    for module in wrong.modules():
-        if isinstance(module, Dropout):
-            module.p /= 2
-    z_mean, z_spread = z_scores(
-        stacked[0], mc_predict(wrong, x, 32, seed=5), cls=mc_predict(wrong, x, 0)[0].argmax(1)
-    )
-    assert max(abs(z_mean), abs(z_spread)) > 10, (z_mean, z_spread)
-    # the member without dropout: every pass the same, its own model's eval output
-    assert torch.equal(stacked[2], stacked[2, :1].expand_as(stacked[2]))
-    torch.testing.assert_close(stacked[2, 0], mc_predict(members[2], x, 0)[0], rtol=1e-4, atol=1e-5)
-
-
-def test_stacked_mc_with_zero_samples_is_exactly_the_eval_output(digits_xy, trained):
-    members = trained[cnn]
-    net = stack(cnn, members)
-    x = digits_xy[0][:200]
-    got = mc_predict_stack(net, x, 0, chunk=500)
-    assert got.shape == (3, 1, 200, 10)
-    assert net.training  # modes restored
-    with torch.no_grad():
-        assert torch.equal(got[:, 0], net.eval()(x, "shared").softmax(-1))
-    torch.testing.assert_close(
-        got[:, 0], torch.stack([mc_predict(m, x, 0)[0] for m in members]), rtol=1e-4, atol=1e-5
-    )
-
-
-def test_stacked_mc_keeps_batch_norm_modes_and_with_a_seed_the_generators(digits_xy, trained):
-    net = stack(cnn, trained[cnn])
-    net.train()
-    net.layers.relu1.eval()
-    modes = [m.training for m in net.modules()]
-    state = copy.deepcopy(net.state_dict())
-    generators = [(layer, list(layer.generators)) for layer in net.layers if layer.random]
-    rng_states = [[g.get_state() for g in gens] for _, gens in generators]
-    x = digits_xy[0][:100]
-    a = mc_predict_stack(net, x, 3, seed=1)
-    assert [m.training for m in net.modules()] == modes
-    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())  # bn statistics untouched
-    for (layer, gens), states in zip(generators, rng_states, strict=True):
-        assert layer.generators == gens  # the very same objects, in the same state
-        assert all(torch.equal(g.get_state(), s) for g, s in zip(gens, states, strict=True))
-    assert torch.equal(a, mc_predict_stack(net, x, 3, seed=1))
-    assert not torch.equal(a[0, 0], a[0, 1])
-    b = mc_predict_stack(net, x, 3)  # no seed: the members' own generators, which advance
-    assert not torch.equal(generators[0][1][0].get_state(), rng_states[0][0])
-    assert not torch.equal(a, b)
 
 
 # ----------------------------------------------------------------------------------------

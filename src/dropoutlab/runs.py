@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +166,24 @@ class RunSettings:
         })  # fmt: skip
 
 
-# Settings added after the first release, with their defaults (see RunSettings.to_dict).
+# Settings added after the first release (see RunSettings.to_dict).
+ADDED_SETTINGS = (
+    "dropout_kind", "slot_kinds", "slot_options", "label_smoothing", "max_norm", "augment", "batchnorm",
+    "mc_samples",
+)  # fmt: skip
+
+
+def _json_default(f: Field) -> Any:
+    """The default of dataclass field ``f`` as :meth:`RunSettings.to_dict` writes it (a tuple as a list)."""
+    value = f.default_factory() if f.default is MISSING else f.default
+    return list(value) if isinstance(value, tuple) else value
+
+
+#: The settings added after the first release with their defaults, as ``to_dict`` writes them:
+#: read from :class:`RunSettings`'s fields, where every default lives.
 ADDED_DEFAULTS: dict[str, Any] = {
-    "dropout_kind": "standard", "slot_kinds": {}, "slot_options": {}, "label_smoothing": 0.0,
-    "max_norm": None, "augment": [], "batchnorm": False, "mc_samples": [],
-}  # fmt: skip
+    f.name: _json_default(f) for f in fields(RunSettings) if f.name in ADDED_SETTINGS
+}
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:

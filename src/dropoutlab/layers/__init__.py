@@ -3,7 +3,8 @@
 Importing this package registers every stacked form (see :mod:`dropoutlab.layers.stacked`).
 """
 
-from dropoutlab.layers import droppath, kinds, standard, variational  # importing registers the stacked forms
+# importing registers the stacked forms
+from dropoutlab.layers import droppath, kinds, stacked_kinds, standard, variational
 from dropoutlab.layers.dropout import Dropout, StackedDropout, dropout, stacked_dropout
 from dropoutlab.layers.stacked import STACKED_FORMS, Activations, StackedLayer, StackedNet, register_stacked
 
@@ -19,6 +20,7 @@ __all__ = [
     "stacked_dropout",
     "droppath",
     "kinds",
+    "stacked_kinds",
     "standard",
     "variational",
 ]

@@ -1,5 +1,5 @@
-"""Dropout kinds beyond standard dropout (issue #10): a plain function, a thin ``nn.Module`` and a
-stacked form each.
+"""Dropout kinds beyond standard dropout (issue #10): a plain function and a thin ``nn.Module``
+each, the paper in the docstring. Their stacked forms are in :mod:`dropoutlab.layers.stacked_kinds`.
 
 ==============  ==========================  ============================================================
 kind            module                      a training step
@@ -13,30 +13,26 @@ kind            module                      a training step
 ``concrete``    :class:`ConcreteDropout`    relaxed Bernoulli mask whose rate is learned
 ==============  ==========================  ============================================================
 
-:data:`DROPOUT_KINDS` names every kind a study may use (``standard`` is
-:class:`~dropoutlab.layers.dropout.Dropout`); :func:`kind_applies` says whether a kind makes
-sense on dense or image activations.
+:data:`DROPOUT_KINDS` names every kind a study may use on a layer list (``standard`` is
+:class:`~dropoutlab.layers.dropout.Dropout`); each class says where it makes sense in
+``applies_to`` (``dense``: feature vectors, ``image``: feature maps), and the model builder
+decides from it where a slot may take the kind (:func:`dropoutlab.models.builder.kind_fits`).
 
 Randomness: each function draws from ``generator`` (PyTorch's global generator when None).
-Each stacked form draws member ``m``'s noise from ``generators[m]`` alone, in the member's own
-shape and sample order, so member ``m`` gets exactly the noise its own function would draw
-from that generator, whatever its neighbours in the stack. Masks are drawn as float32
-uniforms compared with the keep probability, whatever the activations' dtype.
+Masks are drawn as float32 uniforms compared with the keep probability, whatever the
+activations' dtype.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers.dropout import Dropout
-from dropoutlab.layers.stacked import Activations, StackedLayer, drawing_members, register_stacked
-from dropoutlab.layers.standard import StackedLinear, stacked_linear
 
 DENSE = frozenset({"dense"})
 IMAGE = frozenset({"image"})
@@ -250,7 +246,7 @@ def block_gamma(p: float, size: int, height: int, width: int) -> float:
     return min(1.0, p / size**2 * (height * width) / valid)
 
 
-def _block_keep(seeds: torch.Tensor, size: int) -> torch.Tensor:
+def block_keep(seeds: torch.Tensor, size: int) -> torch.Tensor:
     """Keep mask ``(N, C, H, W)`` of block ``seeds`` ``(N, C, H - size + 1, W - size + 1)`` (0/1):
     each seed drops the ``size`` x ``size`` block whose top-left corner it marks."""
     return 1.0 - F.max_pool2d(F.pad(seeds, [size - 1] * 4), size, stride=1)
@@ -280,7 +276,7 @@ def drop_block(
     b, c, h, w = x.shape
     size = min(block_size, h, w)
     u = _uniform((b, c, h - size + 1, w - size + 1), x.device, generator)
-    keep = _block_keep((u < block_gamma(p, size, h, w)).float(), size)
+    keep = block_keep((u < block_gamma(p, size, h, w)).float(), size)
     return x * (keep * (keep.numel() / keep.sum().clamp(min=1.0))).to(x.dtype)
 
 
@@ -372,14 +368,14 @@ class DropConnectLinear(nn.Linear):
 # concrete
 
 
-def _concrete_keep(u: torch.Tensor, p_logit: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+def concrete_keep(u: torch.Tensor, p_logit: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
     """Relaxed inverted keep factor ``(1 - z) / (1 - p)`` of uniforms ``u``, where ``z`` is the
     Concrete relaxation of a Bernoulli(p) drop at ``temperature`` (``p = sigmoid(p_logit)``)."""
     logit = p_logit + torch.log(u + CONCRETE_EPS) - torch.log(1.0 - u + CONCRETE_EPS)
     return (1.0 - torch.sigmoid(logit / temperature)) / torch.sigmoid(-p_logit)
 
 
-def _negative_entropy(p_logit: torch.Tensor) -> torch.Tensor:
+def negative_entropy(p_logit: torch.Tensor) -> torch.Tensor:
     """``p log p + (1 - p) log(1 - p)`` of ``p = sigmoid(p_logit)``, computed stably."""
     p = torch.sigmoid(p_logit)
     return p * F.logsigmoid(p_logit) + (1.0 - p) * F.logsigmoid(-p_logit)
@@ -401,7 +397,7 @@ def concrete_dropout(
     if not training:
         return x
     u = _uniform(x.shape, x.device, generator)
-    return x * _concrete_keep(u, p_logit, temperature).to(x.dtype)
+    return x * concrete_keep(u, p_logit, temperature).to(x.dtype)
 
 
 class ConcreteDropout(nn.Module):
@@ -459,7 +455,7 @@ class ConcreteDropout(nn.Module):
         (minus the scaled entropy of the rate; 0 before any input was seen), a scalar tensor
         differentiable in ``p_logit``; ``features`` counts the elements of one sample of the
         last input."""
-        return self.dropout_regularizer * self.features * _negative_entropy(self.p_logit)
+        return self.dropout_regularizer * self.features * negative_entropy(self.p_logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.features = x[0].numel()
@@ -467,378 +463,6 @@ class ConcreteDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{_rate_repr(self.current_rate(), self.slot)}, temperature={self.temperature:g}"
-
-
-# ---------------------------------------------------------------------------------------------
-# stacked forms
-
-
-def _apart(a: Activations) -> tuple[str, torch.Tensor]:
-    """``a``'s members apart: the output layout and a member-major view ``(M, B, ...)`` of
-    ``a.x``, in which member ``m``'s slice has the shape of its own activations.
-
-    A grouped input is copied out to each member; a shared one is given to each member as a
-    stride-0 view (a batch of images comes out ``member``, anything else ``flat``, as
-    :class:`~dropoutlab.layers.dropout.StackedDropout` does); ``image`` ``(B, M*C, H, W)`` is
-    viewed as ``(M, B, C, H, W)`` without a copy.
-    """
-    a = a.per_member()
-    if a.layout == "shared":
-        if a.x.dim() == 4:
-            return "member", a.x.unsqueeze(0).expand(a.members, *a.x.shape)
-        return "flat", a.flat()
-    if a.layout == "image":
-        return "image", a.x.unflatten(1, (a.members, -1)).transpose(0, 1)
-    if a.layout in ("member", "flat"):
-        return a.layout, a.x
-    raise ValueError(f"unknown layout {a.layout!r}")
-
-
-def _together(a: Activations, layout: str, out: torch.Tensor) -> Activations:
-    """Member-major ``out`` ``(M, B, ...)`` back in ``layout`` (the first result of :func:`_apart`)."""
-    if layout == "image":
-        out = out.transpose(0, 1).flatten(1, 2)
-    return a.to(out, layout)
-
-
-def _per_member(values: torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Per-member ``values`` ``(M,)`` shaped to broadcast over member-major ``like`` ``(M, ...)``."""
-    return values.to(dtype or like.dtype).view(-1, *[1] * (like.dim() - 1))
-
-
-def _draw(
-    shape: Sequence[int],
-    generators: Sequence[torch.Generator | None],
-    device: torch.device,
-    fill: Callable[[torch.Tensor, torch.Generator | None], object],
-    rows: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Noise ``(len(generators), *shape)`` (float32): row ``m`` filled by ``fill(row, generators[m])``
-    for ``m`` in ``rows`` (all rows when None), zeros elsewhere.
-
-    Each row is a contiguous tensor of one member's own shape, so its draws are exactly those
-    of the member's own function with the same generator.
-    """
-    rows = range(len(generators)) if rows is None else rows
-    full = len(rows) == len(generators)
-    out = (torch.empty if full else torch.zeros)(
-        (len(generators), *shape), dtype=torch.float32, device=device
-    )
-    for m in rows:
-        fill(out[m], generators[m])
-    return out
-
-
-def _fill_uniform(row: torch.Tensor, generator: torch.Generator | None) -> None:
-    row.uniform_(generator=generator)
-
-
-def _fill_normal(row: torch.Tensor, generator: torch.Generator | None) -> None:
-    row.normal_(generator=generator)
-
-
-class _StackedRate(StackedLayer):
-    """The stacked form of a fixed-rate kind: member ``m``'s rate ``1 - keep[m]`` (0, the
-    identity, for a member without this layer) and its own generator ``generators[m]``.
-
-    Members at rate 0 draw nothing and are left exactly as they are. A rate is a setting
-    of its run, not a weight: :meth:`member_state` gives nothing back.
-    """
-
-    random = True
-    any_layout = True
-    mixable = True
-
-    def __init__(self, rates: Sequence[float]) -> None:
-        super().__init__()
-        self.rates = [float(r) for r in rates]  # as given, for constants computed at each step
-        self.register_buffer("keep", torch.tensor([1.0 - r for r in rates], dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor([1.0 / (1.0 - r) for r in rates], dtype=torch.float32))
-        self.generators: list[torch.Generator | None] = [None] * len(rates)
-        self._rows_of_keep()
-
-    def _rows_of_keep(self) -> None:
-        self.rows = drawing_members(self.keep)
-        self.identity = not self.rows
-
-    @classmethod
-    def from_members(cls, template, members, **options):
-        return cls([m.p if m is not None else 0.0 for m in members])
-
-    def select(self, index: torch.Tensor) -> None:
-        self.generators = [self.generators[i] for i in index.tolist()]
-        self.rates = [self.rates[i] for i in index.tolist()]
-        super().select(index)
-        self._rows_of_keep()
-
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        return {}
-
-    def extra_repr(self) -> str:
-        return "rates=[" + ", ".join(f"{r:g}" for r in self.rates) + "]"
-
-
-@register_stacked(ScaledDropout)
-class StackedScaledDropout(_StackedRate):
-    """:class:`ScaledDropout` of M members. Not the identity in eval mode: each member is
-    multiplied by its keep probability, so a ``shared`` input becomes one per member."""
-
-    def forward(self, a: Activations) -> Activations:
-        if self.identity:
-            return a
-        layout, x = _apart(a)
-        if not self.training:
-            return _together(a, layout, x * _per_member(self.keep, x))
-        u = _draw(x.shape[1:], self.generators, x.device, _fill_uniform, self.rows)
-        return _together(a, layout, x * (u < _per_member(self.keep, u)))
-
-
-@register_stacked(GaussianDropout)
-class StackedGaussianDropout(_StackedRate):
-    """:class:`GaussianDropout` of M members, each with its own noise variance ``p / (1 - p)``."""
-
-    def __init__(self, rates: Sequence[float]) -> None:
-        super().__init__(rates)
-        self.register_buffer("sigma", torch.tensor([math.sqrt(r / (1.0 - r)) for r in rates]))
-
-    def forward(self, a: Activations) -> Activations:
-        if not self.training or self.identity:
-            return a
-        layout, x = _apart(a)
-        noise = _draw(x.shape[1:], self.generators, x.device, _fill_normal, self.rows)
-        return _together(a, layout, x * (noise * _per_member(self.sigma, noise) + 1.0).to(x.dtype))
-
-
-@register_stacked(AlphaDropout)
-class StackedAlphaDropout(_StackedRate):
-    """:class:`AlphaDropout` of M members, each with its own constants (:func:`alpha_constants`)."""
-
-    def __init__(self, rates: Sequence[float]) -> None:
-        super().__init__(rates)
-        a, offset, dropped = zip(*[alpha_constants(r) for r in rates], strict=True)
-        self.register_buffer("a", torch.tensor(a, dtype=torch.float32))
-        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
-        self.register_buffer("dropped", torch.tensor(dropped, dtype=torch.float32))
-
-    def forward(self, a: Activations) -> Activations:
-        if not self.training or self.identity:
-            return a
-        layout, x = _apart(a)
-        u = _draw(x.shape[1:], self.generators, x.device, _fill_uniform, self.rows)
-        kept = u < _per_member(self.keep, u)
-        out = torch.where(
-            kept, x * _per_member(self.a, x) + _per_member(self.offset, x), _per_member(self.dropped, x)
-        )
-        return _together(a, layout, out)
-
-
-@register_stacked(SpatialDropout)
-class StackedSpatialDropout(_StackedRate):
-    """:class:`SpatialDropout` of M members: a mask ``(B, C)`` per member, over each map."""
-
-    def forward(self, a: Activations) -> Activations:
-        if not self.training or self.identity:
-            return a
-        layout, x = _apart(a)
-        if x.dim() < 4:
-            raise ValueError(f"spatial dropout needs channels, got activations of shape {tuple(a.x.shape)}")
-        u = _draw((*x.shape[1:3], *[1] * (x.dim() - 3)), self.generators, x.device, _fill_uniform, self.rows)
-        factor = (u < _per_member(self.keep, u)).to(x.dtype) * _per_member(self.scale, x)
-        return _together(a, layout, x * factor)
-
-
-@register_stacked(DropBlock)
-class StackedDropBlock(_StackedRate):
-    """:class:`DropBlock` of M members, each with its own rate and block size.
-
-    The members' block masks are computed together for each block size (usually one), and
-    each member's kept units are scaled by its own kept fraction.
-    """
-
-    def __init__(self, rates: Sequence[float], block_sizes: Sequence[int]) -> None:
-        super().__init__(rates)
-        self.block_sizes = list(block_sizes)
-
-    @classmethod
-    def from_members(cls, template, members, **options):
-        return cls([m.p if m is not None else 0.0 for m in members],
-                   [m.block_size if m is not None else template.block_size for m in members])  # fmt: skip
-
-    def select(self, index: torch.Tensor) -> None:
-        self.block_sizes = [self.block_sizes[i] for i in index.tolist()]
-        super().select(index)
-
-    def forward(self, a: Activations) -> Activations:
-        if not self.training or self.identity:
-            return a
-        layout, x = _apart(a)
-        if x.dim() != 5:
-            raise ValueError(f"dropblock needs image activations, got shape {tuple(a.x.shape)}")
-        b, c, h, w = x.shape[1:]
-        keep = torch.ones(x.shape, dtype=torch.float32, device=x.device)
-        for block_size in sorted({self.block_sizes[m] for m in self.rows}):
-            rows = [m for m in self.rows if self.block_sizes[m] == block_size]
-            size = min(block_size, h, w)
-            u = _draw((b, c, h - size + 1, w - size + 1), [self.generators[m] for m in rows], x.device,
-                      _fill_uniform)  # fmt: skip
-            gamma = torch.tensor([block_gamma(self.rates[m], size, h, w) for m in rows], device=x.device)
-            seeds = (u < _per_member(gamma, u)).float().flatten(0, 1)
-            keep[rows] = _block_keep(seeds, size).unflatten(0, (len(rows), b))
-        kept = keep.flatten(1).sum(1).clamp(min=1.0)
-        factor = keep * _per_member(keep[0].numel() / kept, keep)
-        return _together(a, layout, x * factor.to(x.dtype))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, block_sizes={self.block_sizes}"
-
-
-@register_stacked(DropConnectLinear)
-class StackedDropConnectLinear(StackedLinear):
-    """:class:`DropConnectLinear` of M members: :class:`~dropoutlab.layers.standard.StackedLinear`
-    whose weights are masked in training, one mask per member and minibatch.
-
-    A member whose model has a plain ``nn.Linear`` here (rate 0) keeps all its weights.
-    Each member's mask is drawn in its own ``(out, in)`` layout from its own generator.
-    ``member_state`` gives ``weight`` and ``bias`` back in ``nn.Linear``'s layout.
-    """
-
-    random = True
-
-    def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor, in_out: bool, rates: Sequence[float] = ()
-    ) -> None:
-        super().__init__(weight, bias, in_out)
-        rates = list(rates) or [0.0] * weight.shape[0]
-        self.register_buffer("keep", torch.tensor([1.0 - r for r in rates], dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor([1.0 / (1.0 - r) for r in rates], dtype=torch.float32))
-        self.generators: list[torch.Generator | None] = [None] * len(rates)
-        self._rows_of_keep()
-
-    def _rows_of_keep(self) -> None:
-        self.rows = drawing_members(self.keep)
-        self.identity = not self.rows
-
-    @classmethod
-    def from_members(cls, template, members, **options):
-        if any(m is None for m in members):
-            raise ValueError(
-                "dropconnect replaces a dense layer: every member needs one (nn.Linear at rate 0)"
-            )
-        layer = StackedLinear.from_members(
-            template, members, **options
-        )  # the weights, stacked as for nn.Linear
-        rates = [m.p if isinstance(m, DropConnectLinear) else 0.0 for m in members]
-        return cls(layer.weight.data, layer.bias.data, layer.in_out, rates)
-
-    def select(self, index: torch.Tensor) -> None:
-        self.generators = [self.generators[i] for i in index.tolist()]
-        super().select(index)
-        self._rows_of_keep()
-
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        state = super().member_state(i)
-        return {"weight": state["weight"], "bias": state["bias"]}
-
-    def forward(self, a: Activations) -> Activations:
-        if not self.training or self.identity:
-            return super().forward(a)
-        w = self.weight
-        out_in = w.shape[1:][::-1] if self.in_out else w.shape[1:]
-        u = _draw(out_in, self.generators, w.device, _fill_uniform, self.rows)
-        factor = (u < _per_member(self.keep, u)).to(w.dtype) * _per_member(self.scale, u, w.dtype)
-        w = w * (factor.transpose(1, 2) if self.in_out else factor)
-        if a.layout == "grouped":
-            return a.to(stacked_linear(a.x.flatten(2), w, self.bias, self.in_out, a.group_sizes), "flat")
-        return a.to(stacked_linear(a.flat(), w, self.bias, self.in_out), "flat")
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, rates=[" + ", ".join(f"{1 - k:g}" for k in self.keep.tolist()) + "]"
-
-
-@register_stacked(ConcreteDropout)
-class StackedConcreteDropout(StackedLayer):
-    """:class:`ConcreteDropout` of M members: ``p_logit`` is a parameter ``(M,)``, one learned
-    rate per member.
-
-    A member without this layer (``active`` false) is left exactly as it is; its entry of
-    ``p_logit`` is unused (no gradient reaches it) and gives nothing back in
-    :meth:`member_state`. :meth:`penalty` sums the members' own penalties
-    (:meth:`penalties`): since each member's loss depends on its own weights only, adding the
-    sum to the summed loss adds each member's penalty to its own loss.
-    """
-
-    random = True
-    any_layout = True
-
-    def __init__(
-        self,
-        p_logit: torch.Tensor,
-        active: torch.Tensor,
-        temperature: torch.Tensor,
-        dropout_regularizer: torch.Tensor,
-    ) -> None:
-        super().__init__()
-        self.p_logit = nn.Parameter(p_logit)
-        self.register_buffer("active", active)
-        self.register_buffer("temperature", temperature)
-        self.register_buffer("dropout_regularizer", dropout_regularizer)
-        self.generators: list[torch.Generator | None] = [None] * len(p_logit)
-        self.features = 0  # elements of one sample of the last input, as each member's own module counts
-        self._rows_of_active()
-
-    def _rows_of_active(self) -> None:
-        self.rows = [m for m, on in enumerate(self.active.tolist()) if on]
-        self.identity = not self.rows
-
-    @classmethod
-    def from_members(cls, template, members, **options):
-        own = [m if m is not None else template for m in members]
-        return cls(
-            torch.stack([m.p_logit.detach().clone() if m is not None else torch.zeros(()) for m in members]),
-            torch.tensor([m is not None for m in members]),
-            torch.tensor([m.temperature for m in own], dtype=torch.float32),
-            torch.tensor([m.dropout_regularizer for m in own], dtype=torch.float32),
-        )
-
-    def select(self, index: torch.Tensor) -> None:
-        self.generators = [self.generators[i] for i in index.tolist()]
-        super().select(index)
-        self._rows_of_active()
-
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        return {"p_logit": self.p_logit[i].detach().clone()} if self.active[i] else {}
-
-    def current_rates(self) -> list[float]:
-        """Each member's learned rate (0.0 for a member without this layer)."""
-        rates = torch.sigmoid(self.p_logit.detach()) * self.active
-        return rates.tolist()
-
-    def penalties(self) -> torch.Tensor:
-        """Each member's :meth:`ConcreteDropout.penalty` ``(M,)`` (0 for a member without this layer)."""
-        terms = self.dropout_regularizer * self.features * _negative_entropy(self.p_logit)
-        return torch.where(self.active, terms, torch.zeros_like(terms))
-
-    def penalty(self) -> torch.Tensor:
-        """The sum of the members' penalties, a scalar tensor."""
-        return self.penalties().sum()
-
-    def forward(self, a: Activations) -> Activations:
-        if self.identity:
-            return a
-        x = a.x
-        per_sample = x[0].numel() if a.layout in ("shared", "image") else x[0, 0].numel()
-        self.features = per_sample // a.members if a.layout == "image" else per_sample
-        if not self.training:
-            return a
-        layout, x = _apart(a)
-        u = _draw(x.shape[1:], self.generators, x.device, _fill_uniform, self.rows)
-        factor = _concrete_keep(u, _per_member(self.p_logit, u), _per_member(self.temperature, u))
-        if len(self.rows) < len(self.generators):  # members without the layer: exactly the identity
-            factor = torch.where(_per_member(self.active, u, torch.bool), factor, 1.0)
-        return _together(a, layout, x * factor.to(x.dtype))
-
-    def extra_repr(self) -> str:
-        return "rates=[" + ", ".join(f"{r:.4g}" for r in self.current_rates()) + "]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -862,16 +486,6 @@ DROPOUT_KINDS: dict[str, type[nn.Module]] = {
 """Every dropout kind of this module by name; ``standard`` is inverted Bernoulli dropout."""
 
 
-def kind_applies(kind: str, where: str) -> bool:
-    """Whether dropout ``kind`` (a key of :data:`DROPOUT_KINDS`) makes sense on ``where``
-    activations (``"dense"``: feature vectors, ``"image"``: feature maps)."""
-    if kind not in DROPOUT_KINDS:
-        raise DropoutlabError(f"unknown dropout kind {kind!r}; choose one of {', '.join(DROPOUT_KINDS)}")
-    if where not in DENSE_AND_IMAGE:
-        raise DropoutlabError(f"dropout can sit on 'dense' or 'image' activations, not {where!r}")
-    return where in getattr(DROPOUT_KINDS[kind], "applies_to", DENSE_AND_IMAGE)  # Dropout: everywhere
-
-
 __all__ = [
     "DROPOUT_KINDS",
     "AlphaDropout",
@@ -881,21 +495,16 @@ __all__ = [
     "GaussianDropout",
     "ScaledDropout",
     "SpatialDropout",
-    "StackedAlphaDropout",
-    "StackedConcreteDropout",
-    "StackedDropBlock",
-    "StackedDropConnectLinear",
-    "StackedGaussianDropout",
-    "StackedScaledDropout",
-    "StackedSpatialDropout",
     "alpha_constants",
     "alpha_dropout",
     "block_gamma",
+    "block_keep",
     "concrete_dropout",
+    "concrete_keep",
     "drop_block",
     "dropconnect_linear",
     "gaussian_dropout",
-    "kind_applies",
+    "negative_entropy",
     "scaled_dropout",
     "spatial_dropout",
 ]

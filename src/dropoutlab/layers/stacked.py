@@ -5,8 +5,9 @@ data order. Run one by one, each step is a handful of small matrix products and 
 Python; run as a stack, each layer becomes one batched operation over a leading member axis.
 Each layer kind of a per-run model has a stacked form, an ``nn.Module`` registered with
 :func:`register_stacked` for that kind (``layers/standard.py`` for PyTorch's layers,
-``layers/dropout.py`` for dropout); :class:`StackedNet` builds a stack from the members'
-own models by looking each of their layers up in that registry.
+``layers/dropout.py`` for dropout, ``layers/stacked_kinds.py`` for the other dropout kinds);
+:class:`StackedNet` builds a stack from the members' own models by looking each of their
+layers up in that registry.
 
 Activations travel between stacked layers as :class:`Activations`, in one of five layouts,
 converted only where a layer needs it:

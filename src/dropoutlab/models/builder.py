@@ -157,11 +157,30 @@ def slot_sites(layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...]) -> d
     return sites
 
 
+def kind_places(kind: str) -> frozenset[str]:
+    """Where a slot of dropout ``kind`` (a name of :func:`~dropoutlab.models.spec.dropout_kinds`)
+    may sit: its class's ``applies_to`` (``dense``, ``image``, ``residual``, ``sequence``), but
+    ``weights`` (a dense layer right after the slot) for ``dropconnect``, whose class names the
+    feature vectors that layer reads."""
+    cls = dropout_kinds()[kind]
+    return frozenset({"weights"}) if _masks_weights(cls) else cls.applies_to
+
+
+def kind_fits(kind: str, site: str) -> bool:
+    """Whether dropout ``kind`` fits a slot at ``site`` (as :func:`slot_sites` names it: ``image``,
+    ``dense`` or ``weights``): the one rule of where a kind may sit, used by
+    :func:`check_slot_kinds` and by :mod:`dropoutlab.testing`. A ``weights`` slot (feature
+    vectors right before a dense layer) also takes every kind that feature vectors take."""
+    places = kind_places(kind)
+    return site in places or (site == "weights" and "dense" in places)
+
+
 def check_slot_kinds(
     layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...], kind_of: Callable[[str], str]
 ) -> None:
     """Refuse, in one line naming the slot, a dropout kind that makes no sense where its slot
-    sits (``spatial`` on feature vectors, ``droppath`` outside a residual block...).
+    sits (``spatial`` on feature vectors, ``droppath`` outside a residual block...; the rule is
+    :func:`kind_fits`).
 
     ``dropconnect`` masks the weights of the dense layer right after its slot (past other
     dropout layers, which act on that layer's input), so it is refused at a slot followed by
@@ -169,20 +188,15 @@ def check_slot_kinds(
     nothing, and at a second slot before the same dense layer, which would replace the first.
     """
     kinds = dropout_kinds()
-
-    def fits(kind: str, site: str) -> bool:  # a "weights" slot also takes what feature vectors take
-        where = _applies_to(kinds[kind])
-        return site in where or (site == "weights" and "dense" in where)
-
     sites = slot_sites(layers, input_shape)
 
     def allowed(site: str) -> str:
-        return ", ".join(k for k in kinds if fits(k, site))
+        return ", ".join(k for k in kinds if kind_fits(k, site))
 
     for slot, site in sites.items():
         kind = kind_of(slot)
-        if not fits(kind, site) and not _masks_weights(kinds[kind]):
-            wants = " or ".join(NEEDS[w] for w in sorted(_applies_to(kinds[kind])))
+        if not kind_fits(kind, site) and not _masks_weights(kinds[kind]):
+            wants = " or ".join(NEEDS[w] for w in sorted(kind_places(kind)))
             where = "on images (before flatten)" if site == "image" else "on feature vectors"
             raise DropoutlabError(
                 f"dropout.{slot}: kind {kind!r} needs {wants}, but slot {slot!r} sits {where}; "
@@ -215,12 +229,6 @@ def check_slot_kinds(
 def _masks_weights(cls: type) -> bool:
     """Whether dropout kind ``cls`` masks the weights of the dense layer after its slot (``dropconnect``)."""
     return issubclass(cls, DropConnectLinear)
-
-
-def _applies_to(cls: type) -> frozenset[str]:
-    """Where dropout kind ``cls`` makes sense: its ``applies_to``, but ``weights`` (a dense layer
-    right after the slot) for ``dropconnect``, whose class says the vectors that layer reads."""
-    return frozenset({"weights"}) if _masks_weights(cls) else cls.applies_to
 
 
 def _slot_followers(layers: tuple[LayerSpec, ...]) -> list[tuple[str, int | None, str]]:

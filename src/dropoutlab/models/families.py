@@ -430,13 +430,6 @@ def get_family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def build_family(
-    name: str, input_shape: tuple[int, int, int], num_classes: int, rates: Mapping[str, float] | None = None
-) -> nn.Module:
-    """Build family ``name`` for ``input_shape`` = (C, H, W) images and ``num_classes`` classes."""
-    return get_family(name).build(tuple(input_shape), num_classes, dict(rates or {}))
-
-
 class FamilyRow(NamedTuple):
     """One line of a family's summary: dotted module name, class name, parameters it holds itself."""
 

@@ -21,6 +21,7 @@ from dropoutlab.runs import EPOCH_METRICS, EarlyStoppingSpec, OptimizerSpec, Run
 from dropoutlab.study.limits import MAX_ACTIVATIONS, MAX_PARAMS, MAX_WHOLE
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+DEFAULT_MODEL = "mlp"  # a study file that names no model; every other default is a field of RunSettings
 INITS = ("torch", "keras")
 MONITORS = EPOCH_METRICS
 
@@ -179,8 +180,8 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
             f"dataset: cannot read {shown(raw['dataset'])} ({exc.strerror or exc})"
         ) from None
 
-    model = raw.get("model", "mlp")
-    batchnorm = raw.get("batchnorm", False)
+    model = raw.get("model", DEFAULT_MODEL)
+    batchnorm = raw.get("batchnorm", RunSettings.batchnorm)
     if not isinstance(batchnorm, bool):
         raise type_error("batchnorm", "true or false", batchnorm)
     names = [*PRESETS, *FAMILIES]
@@ -209,15 +210,19 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
     opt_raw = check_table(raw.get("optimizer", {}), "optimizer")
     check_keys(opt_raw, {"name", "lr", "momentum", "weight_decay"}, "optimizer")
     optimizer = OptimizerSpec(
-        name=check_choice(opt_raw.get("name", "adam"), "optimizer.name", OPTIMIZERS),
-        lr=check_number(opt_raw.get("lr", 1e-3), "optimizer.lr", 0.0, open_low=True),
-        momentum=check_number(opt_raw.get("momentum", 0.0), "optimizer.momentum", 0.0, 1.0),
-        weight_decay=check_number(opt_raw.get("weight_decay", 0.0), "optimizer.weight_decay", 0.0),
+        name=check_choice(opt_raw.get("name", OptimizerSpec.name), "optimizer.name", OPTIMIZERS),
+        lr=check_number(opt_raw.get("lr", OptimizerSpec.lr), "optimizer.lr", 0.0, open_low=True),
+        momentum=check_number(
+            opt_raw.get("momentum", OptimizerSpec.momentum), "optimizer.momentum", 0.0, 1.0
+        ),
+        weight_decay=check_number(
+            opt_raw.get("weight_decay", OptimizerSpec.weight_decay), "optimizer.weight_decay", 0.0
+        ),
     )
     if optimizer.momentum and optimizer.name != "sgd":
         raise DropoutlabError(f"optimizer.momentum: only sgd takes a momentum, not {optimizer.name}")
 
-    validation = check_number(raw.get("validation", 0.1667), "validation", 0.0, 1.0)
+    validation = check_number(raw.get("validation", RunSettings.validation), "validation", 0.0, 1.0)
     early_stopping = None
     if "early_stopping" in raw:
         es_raw = check_table(raw["early_stopping"], "early_stopping")
@@ -227,17 +232,23 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
                 "early_stopping: needs a validation split, but validation = 0; "
                 "set validation > 0 (e.g. 0.1667) or remove [early_stopping]"
             )
-        restore = es_raw.get("restore_best", True)
+        restore = es_raw.get("restore_best", EarlyStoppingSpec.restore_best)
         if not isinstance(restore, bool):
             raise type_error("early_stopping.restore_best", "true or false", restore)
         early_stopping = EarlyStoppingSpec(
-            monitor=check_choice(es_raw.get("monitor", "val_loss"), "early_stopping.monitor", MONITORS),
-            patience=check_whole(es_raw.get("patience", 3), "early_stopping.patience", 0),
-            min_delta=check_number(es_raw.get("min_delta", 0.0), "early_stopping.min_delta", 0.0),
+            monitor=check_choice(
+                es_raw.get("monitor", EarlyStoppingSpec.monitor), "early_stopping.monitor", MONITORS
+            ),
+            patience=check_whole(
+                es_raw.get("patience", EarlyStoppingSpec.patience), "early_stopping.patience", 0
+            ),
+            min_delta=check_number(
+                es_raw.get("min_delta", EarlyStoppingSpec.min_delta), "early_stopping.min_delta", 0.0
+            ),
             restore_best=restore,
         )
 
-    eval_train = raw.get("eval_train", True)
+    eval_train = raw.get("eval_train", RunSettings.eval_train)
     if not isinstance(eval_train, bool):
         raise type_error("eval_train", "true or false", eval_train)
     if early_stopping and early_stopping.monitor.startswith("train_eval") and not eval_train:
@@ -248,24 +259,25 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         model=model,
         layers=layers,
         dropout=rates,
-        epochs=check_whole(raw.get("epochs", 10), "epochs", 1),
-        batch_size=check_whole(raw.get("batch_size", 64), "batch_size", 1),
-        normalize=check_choice(raw.get("normalize", "unit"), "normalize", NORMALIZATIONS),
+        epochs=check_whole(raw.get("epochs", RunSettings.epochs), "epochs", 1),
+        batch_size=check_whole(raw.get("batch_size", RunSettings.batch_size), "batch_size", 1),
+        normalize=check_choice(raw.get("normalize", RunSettings.normalize), "normalize", NORMALIZATIONS),
         validation=validation,
-        split_seed=check_whole(raw.get("split_seed", 0), "split_seed", 0),
-        init=check_choice(raw.get("init", "torch"), "init", INITS),
+        split_seed=check_whole(raw.get("split_seed", RunSettings.split_seed), "split_seed", 0),
+        init=check_choice(raw.get("init", RunSettings.init), "init", INITS),
         eval_train=eval_train,
         optimizer=optimizer,
         early_stopping=early_stopping,
         dropout_kind=kind,
         slot_kinds=slot_kinds,
         slot_options=slot_options,
-        label_smoothing=check_number(raw.get("label_smoothing", 0.0), "label_smoothing", 0.0, 1.0),
+        label_smoothing=check_number(
+            raw.get("label_smoothing", RunSettings.label_smoothing), "label_smoothing", 0.0, 1.0),
         max_norm=None if raw.get("max_norm") is None else check_number(
             raw["max_norm"], "max_norm", 0.0, open_low=True, allowed="> 0 (the 2014 paper used 3 to 4)"),
-        augment=parse_augment(raw.get("augment", [])),
+        augment=parse_augment(raw.get("augment", list(RunSettings.augment))),
         batchnorm=batchnorm,
-        mc_samples=parse_mc_samples(raw.get("mc_samples", [])),
+        mc_samples=parse_mc_samples(raw.get("mc_samples", list(RunSettings.mc_samples))),
     )  # fmt: skip
     check_model_fits(settings)
     return settings
@@ -289,7 +301,7 @@ def parse_dropout(raw: Any, slots: dict[str, float], model: str):
     """
     table = check_table(raw, "dropout")
     kinds = dropout_kinds()
-    kind = check_choice(table.get("kind", "standard"), "dropout.kind", list(kinds))
+    kind = check_choice(table.get("kind", RunSettings.dropout_kind), "dropout.kind", list(kinds))
     rates, slot_kinds, named, block_sizes = dict(slots), {}, {}, {}
     if "rate" in table:
         rates = dict.fromkeys(slots, check_rate(table["rate"], "dropout.rate"))
@@ -335,8 +347,12 @@ def slot_kind(raw: dict[str, Any], slot: str) -> str:
     left at ``standard`` is its own kind (``droppath``, ``variational``)."""
     table = raw.get("dropout", {})
     value = table.get(slot)
-    kind = value.get("kind") if isinstance(value, dict) and "kind" in value else table.get("kind", "standard")
-    model = raw.get("model", "mlp")
+    kind = (
+        value.get("kind")
+        if isinstance(value, dict) and "kind" in value
+        else table.get("kind", RunSettings.dropout_kind)
+    )
+    model = raw.get("model", DEFAULT_MODEL)
     if kind == "standard" and isinstance(model, str) and model in FAMILIES:
         from dropoutlab.models.builder import FAMILY_KINDS
 

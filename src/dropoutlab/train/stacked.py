@@ -37,8 +37,8 @@ from torch.nn import functional as F
 
 from dropoutlab.data.prepare import PreparedData, Split
 from dropoutlab.layers import StackedNet
-from dropoutlab.layers.kinds import StackedConcreteDropout
 from dropoutlab.layers.stacked import ungroup
+from dropoutlab.layers.stacked_kinds import StackedConcreteDropout
 from dropoutlab.models import build_network
 from dropoutlab.runs import RunSpec
 from dropoutlab.train.augment import (

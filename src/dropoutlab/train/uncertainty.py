@@ -8,36 +8,31 @@ posterior predictive; their mean is the MC dropout prediction. Srivastava et al.
 the usual deterministic pass ("weight scaling": every unit kept, which inverted dropout
 makes the plain eval-mode pass) and find the two close at about 50 samples.
 
-Two samplers, one per engine:
-
-* :func:`mc_predict` for a run's own ``nn.Module``: dropout layers in training mode, every
-  other module (batch norm above all) in eval mode;
-* :func:`mc_predict_stack` for a :class:`~dropoutlab.layers.StackedNet`: the same rule for
-  its layers, each member drawing its masks from its own generators.
-
-Both give softmax probabilities (fractions, float32) with a sample axis; ``samples = 0`` is
-the deterministic pass. The metrics below are pure functions of such probabilities and the
-labels; every scalar comes back as a Python float, computed in float64. Log-probabilities
-and entropies are in nats.
+One sampler, :func:`mc_predict`, for a run's own ``nn.Module``: dropout layers in training
+mode, every other module (batch norm above all) in eval mode. Whichever engine trained a run,
+MC dropout rebuilds the run's own model with the weights it kept (``mc_test`` in
+``train/loop.py``), so one sampler serves both. It gives softmax probabilities (fractions,
+float32) with a sample axis; ``samples = 0`` is the deterministic pass. The metrics below
+are pure functions of such probabilities and the labels; every scalar comes back as a
+Python float, computed in float64. Log-probabilities and entropies are in nats.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
-from dropoutlab.layers import Dropout, StackedLayer, StackedNet
+from dropoutlab.layers import Dropout
 
 #: Probabilities are clamped to at least this before a logarithm in :func:`nll`, so that a
 #: confident wrong prediction costs at most ``-log(1e-12) = 27.6`` nats instead of infinity.
 PROB_FLOOR = 1e-12
 
-#: Samples per forward pass of the samplers (rows of ``x``).
+#: Samples per forward pass of the sampler (rows of ``x``).
 MC_BATCH = 1000
 
 #: PyTorch's own dropout layers (public classes), treated as dropout along with ours.
@@ -260,80 +255,6 @@ def _seeded(device: torch.device, seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
-
-
-@torch.no_grad()
-def mc_predict_stack(
-    net: StackedNet,
-    x: torch.Tensor,
-    samples: int,
-    chunk: int = MC_BATCH,
-    seed: int | None = None,
-    autocast: bool = False,
-) -> torch.Tensor:
-    """Softmax probabilities of ``samples`` passes of every member of ``net`` over ``x``, dropout on.
-
-    Returns ``(M, T, N, C)`` float32: for each of the ``M`` members, what :func:`mc_predict`
-    gives for its own model, in distribution (the masks come from other random streams).
-    Layers that draw random numbers (``random = True``: the stacked dropout kinds) run in
-    training mode, the others in eval mode; every mode is restored afterwards. ``x`` is one
-    input for all members (``shared`` layout), read ``chunk`` rows at a time; a random layer
-    copies it out per member. ``samples = 0`` is the deterministic eval pass, ``(M, 1, N, C)``.
-
-    Each member draws its masks from its own generators (``generators`` of each random
-    layer, one per member; the global generator where one is ``None``). Those are the
-    training engine's mask streams, which this advances; with ``seed``, each member draws
-    instead from fresh generators derived from ``seed`` and its own generator's seed (or
-    its position, without one), and the layers' generators are left untouched, so a run's
-    MC masks depend neither on its stack nor on when this is called. ``autocast`` runs the
-    passes under bf16 autocast (as :func:`~dropoutlab.train.stacked.evaluate_stack`).
-    """
-    _check_samples(samples)
-    passes = max(samples, 1)
-    random_layers = [(name, layer) for name, layer in net.layers.named_children() if layer.random]
-    kept = [(layer, layer.generators) for _, layer in random_layers]
-    if seed is not None:
-        for name, layer in random_layers:
-            layer.generators = [
-                _mc_generator(seed, name, m, g, x.device) for m, g in enumerate(layer.generators)
-            ]
-    try:
-        with _modes(net, _is_random if samples else _never):
-            out = None
-            start = 0
-            for rows in x.split(chunk):
-                for t in range(passes):
-                    with _autocast(x.device, autocast):
-                        logits = net(rows, "shared")
-                    probs = logits.float().softmax(-1)
-                    if out is None:
-                        out = probs.new_empty(net.size, passes, len(x), probs.shape[-1])
-                    out[:, t, start : start + len(rows)] = probs
-                start += len(rows)
-    finally:
-        for layer, generators in kept:
-            layer.generators = generators
-    if out is None:
-        raise ValueError("x holds no samples")
-    return out
-
-
-def _is_random(module: nn.Module) -> bool:
-    return isinstance(module, StackedLayer) and module.random
-
-
-def _mc_generator(
-    seed: int, layer: str, position: int, own: torch.Generator | None, device: torch.device
-) -> torch.Generator:
-    """A fresh generator for one member's MC masks at ``layer``: from ``seed`` and the member's own
-    generator's seed (which names its run), or its position when it has none."""
-    member = own.initial_seed() if own is not None else f"{layer}/{position}"
-    digest = hashlib.sha256(f"mc/{seed}/{member}".encode()).hexdigest()
-    return torch.Generator(device=device).manual_seed(int(digest[:15], 16))
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 @torch.no_grad()
