@@ -1,11 +1,14 @@
 """``--executor ray``: the same runs as the local executor, a killed worker's task retried, every run once."""
 
+import contextlib
 import importlib.util
+import os
 import sqlite3
 import sys
 import time
 
 import pytest
+from test_stacked import F64_RTOL
 
 from dropoutlab.cli import main
 from dropoutlab.errors import DropoutlabError
@@ -34,28 +37,51 @@ def records(store):
     return {r["id"]: r for r in store.records()}
 
 
+@contextlib.contextmanager
+def ray_in_float64():
+    """A local Ray instance whose workers train in float64, as the ``float64`` fixture makes this
+    process do, so that the runs of Ray and of the local executor agree to 1e-9 on any CPU
+    (ray_map uses it instead of starting its own; the DROPOUTLAB_* variables travel as it does)."""
+    import ray
+
+    def float64_worker():  # nested, so that Ray's workers get it by value, not from this module
+        import torch
+
+        torch.set_default_dtype(torch.float64)
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("DROPOUTLAB_")}
+    ray.init(include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": env, "worker_process_setup_hook": float64_worker})  # fmt: skip
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 @needs_ray
-def test_ray_gives_the_local_executors_runs(write_study, tmp_path):
+def test_ray_gives_the_local_executors_runs(write_study, tmp_path, float64):
     study = load_study(write_study(STUDY.format(seeds=3)))
-    with Store(tmp_path / "local.db") as local, Store(tmp_path / "ray.db") as remote:
+    with Store(tmp_path / "local.db") as local, Store(tmp_path / "ray.db") as remote, ray_in_float64():
         run_study(study, local, device="cpu", progress=False, workers=1)
         outcome = run_study(study, remote, device="cpu", progress=False, executor="ray", ray=RayOptions())
         assert outcome.statuses == {"completed": 9}
         want, got = records(local), records(remote)
     assert got.keys() == want.keys()
     for rid, record in got.items():
-        assert record["test"]["acc"] == pytest.approx(want[rid]["test"]["acc"], abs=1e-6)
+        assert record["test"]["acc"] == want[rid]["test"]["acc"]
         for mine, theirs in zip(record["history"], want[rid]["history"], strict=True):
-            assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
+            assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=F64_RTOL)
 
 
 @needs_ray
-def test_a_killed_worker_has_its_task_retried_and_every_run_stored_once(write_study, tmp_path, monkeypatch):
+def test_a_killed_worker_has_its_task_retried_and_every_run_stored_once(
+    write_study, tmp_path, monkeypatch, float64
+):
     study = load_study(write_study(STUDY.format(seeds=2)))
     victim = expand_runs(study)[0].id
     marker = tmp_path / "killed-once"
     monkeypatch.setenv(FAULT_ENV, f"kill:{victim}:1:{marker}")  # the worker dies after epoch 1, once
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db") as store, ray_in_float64():
         outcome = run_study(study, store, device="cpu", progress=False, executor="ray", ray=RayOptions(),
                             checkpoint_every=1)  # fmt: skip
         assert marker.exists(), "the fault did not fire"
@@ -66,8 +92,8 @@ def test_a_killed_worker_has_its_task_retried_and_every_run_stored_once(write_st
             want = {r["id"]: r["history"] for r in reference.records()}
         got = {r["id"]: r["history"] for r in store.records()}[victim]
         assert [h["epoch"] for h in got] == [1, 2]
-        for mine, theirs in zip(got, want[victim], strict=True):  # stacks may differ: float rounding
-            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-5)
+        for mine, theirs in zip(got, want[victim], strict=True):  # stacks may differ: float64 rounding
+            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=F64_RTOL)
     assert not (tmp_path / "s.db.checkpoints").exists()  # the study is complete: nothing left to resume
     with sqlite3.connect(tmp_path / "s.db") as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM runs")]
