@@ -16,126 +16,30 @@ unadjusted numbers, make no claim and stay out of the headline.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dropoutlab.report.model import Analysis, Comparison, FactorInteraction, Finding, TestResult
 from dropoutlab.report.stats import (
     SEEDS_SEARCH_LIMIT,
     compare_configs,
     mean_ci,
     no_dropout_configs,
-    rate_axis,
     run_metrics,
 )
-
-if TYPE_CHECKING:
-    from dropoutlab.report.analysis import Analysis, Comparison
-    from dropoutlab.report.factors import Contrast, FactorInteraction
-
-__all__ = ["Finding", "build_findings", "rate_axis"]
-
-MINUS = "\u2212"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One sentence of the report and the data behind it.
-
-    ``kind`` names what it says (``"best"``, ``"not_distinguishable"``, ``"interaction"``...,
-    see ``docs/report.md``); ``configs`` the configurations it speaks of; ``numbers`` every
-    number the sentence quotes (accuracies and differences as fractions, p-values, counts);
-    ``claim``: it says that two things differ (always backed by the Holm family);
-    ``exploratory``: a pair picked by looking at the data, unadjusted, kept out of the headline.
-    """
-
-    kind: str
-    text: str
-    configs: tuple[str, ...] = ()
-    numbers: dict[str, Any] = field(default_factory=dict)
-    claim: bool = False
-    exploratory: bool = False
-
-
-# ----------------------------------------------------------------------------------------
-# Formatting: fractions in, percent / percentage points out
-
-
-def pct(x: float) -> str:
-    """``0.9691`` -> ``"96.9%"``."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def signed(x: float) -> str:
-    """``0.013`` -> ``"+1.3"`` (percentage points, true minus sign, no ``-0.0``); a value that
-    rounds to 0.0 keeps its sign with two decimals (``-0.0004`` -> ``"−0.04"``), so an interval's
-    bound shows on which side of 0 it lies."""
-    text = f"{100 * x:+.1f}"
-    if text in ("+0.0", "-0.0"):
-        text = f"{100 * x:+.2f}"
-        if text in ("+0.00", "-0.00"):
-            text = "0.0"
-    return text.replace("-", MINUS)
-
-
-def pp(x: float) -> str:
-    """``0.013`` -> ``"+1.3 pp"``."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{signed(x)} pp"
-
-
-def level(confidence: float) -> str:
-    """``0.95`` -> ``"95%"``, ``0.995`` -> ``"99.5%"``, ``0.992857`` -> ``"99.29%"``."""
-    return f"{100 * confidence:.4g}%"
-
-
-def p_text(p: float, prefix: str = "p") -> str:
-    """``"p = 0.16"``, ``"p = 0.004"``, ``"p < 0.001"``."""
-    if p is None or not np.isfinite(p):
-        return f"{prefix} n/a"
-    if p < 0.001:
-        return f"{prefix} < 0.001"
-    return f"{prefix} = {p:.2f}" if p >= 0.01 else f"{prefix} = {p:.3f}"
-
-
-def seeds_text(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
-def value_text(x) -> str:
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return str(x)
-
-
-def ci_pp(low: float, high: float, confidence: float, kind: str = "simultaneous") -> str:
-    """``"simultaneous 95% CI −0.1 to +2.5 pp"``; ``kind`` is ``simultaneous`` or ``unadjusted``."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "no interval"
-    return f"{kind} {level(confidence)} CI {signed(low)} to {signed(high)} pp"
-
-
-def accuracy_level(interval, confidence: float, what: str = "accuracy") -> str:
-    """A mean accuracy with what can be said of its spread, e.g. ``"96.9% (95% CI 95.6 to 98.1%)"``."""
-    mean = pct(interval.mean)
-    method = interval.method
-    if method == "logit t":
-        return f"{mean} ({level(confidence)} CI {100 * interval.low:.1f} to {100 * interval.high:.1f}%)"
-    if method == "same":
-        return f"{mean} (all {interval.n} seeds gave the same {what}; no interval)"
-    if method == "range" and interval.n == 1:
-        return f"{mean} (one seed, no interval)"
-    if method == "range":
-        return (
-            f"{mean} ({interval.n} seeds ranged {100 * interval.min:.1f} to {100 * interval.max:.1f}%; "
-            "too few for an interval, run at least 3)"
-        )
-    if method == "boundary":
-        return (
-            f"{mean} (seeds ranged {100 * interval.min:.1f} to {100 * interval.max:.1f}%; a seed at "
-            "exactly 0% or 100% leaves no interval on the logit scale)"
-        )
-    return mean
+from dropoutlab.report.text import (
+    accuracy_level,
+    and_list,
+    ci_pp,
+    level,
+    nats,
+    p_text,
+    pct,
+    pp,
+    seeds_text,
+    setting,
+    value_text,
+)
 
 
 def _interval_numbers(prefix: str, interval) -> dict:
@@ -231,7 +135,7 @@ def _headline(a: Analysis, done) -> list[Finding]:
             Finding(
                 "stratified_baseline",
                 f"No single baseline: {len(bases)} configurations have no dropout and differ in "
-                f"{_and([p for p in a.varied if not p.startswith('dropout.')])}, so each configuration with "
+                f"{and_list([p for p in a.varied if not p.startswith('dropout.')])}, so each configuration with "
                 "dropout is compared with the one that has the same settings without dropout "
                 f"({'; '.join(map(a.label, bases))}).",
                 tuple(bases),
@@ -662,14 +566,14 @@ def _mc_dropout(a: Analysis) -> list[Finding]:
         nll_words, nll_claim = _mc_verdict(nll, better_when_lower=True)
         at_t, at_0 = mc.level(config, t, "acc"), mc.level(config, 0, "acc")
         nll_ci = (
-            f"{level(a.confidence)} CI {_nats(nll.ci_low, unit=False)} to {_nats(nll.ci_high)}"
+            f"{level(a.confidence)} CI {nats(nll.ci_low, unit=False)} to {nats(nll.ci_high)}"
             if np.isfinite(nll.ci_low) else "no interval"
         )  # fmt: skip
         text = (
             f"{a.label(config)}: averaging {t} Monte Carlo dropout passes gives a test accuracy of "
             f"{pct(at_t.mean)} against {pct(at_0.mean)} for the usual deterministic pass, {pp(acc.diff)} "
             f"({ci_pp(acc.ci_low, acc.ci_high, a.confidence)}, {acc_words}); the negative log-likelihood "
-            f"changes by {_nats(nll.diff)} (simultaneous {nll_ci}, {nll_words})."
+            f"changes by {nats(nll.diff)} (simultaneous {nll_ci}, {nll_words})."
         )
         numbers = {"samples": t, "acc_mc": at_t.mean, "acc_deterministic": at_0.mean,
                    **{f"acc_{k}": v for k, v in _comparison_numbers(acc).items()},
@@ -678,28 +582,15 @@ def _mc_dropout(a: Analysis) -> list[Finding]:
     return out
 
 
-def _nats(x: float, unit: bool = True) -> str:
-    """``-0.0123`` -> ``"−0.012 nats"`` (true minus sign)."""
-    return (f"{x:+.3f}" + (" nats" if unit else "")).replace("-", MINUS)
-
-
 # ----------------------------------------------------------------------------------------
 # Grids of three or more parameters: effects averaged over the others, two-way interactions
 
 
-def _setting(factor: str, value) -> str:
-    return f"{factor}={value_text(value)}"
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def _averaged(others: list[str]) -> str:
-    return f"Averaged over {_and(others)}, " if others else ""
+    return f"Averaged over {and_list(others)}, " if others else ""
 
 
-def _seed_test(c: Contrast, confidence: float, note: str = "") -> str:
+def _seed_test(c: TestResult, confidence: float, note: str = "") -> str:
     """``(simultaneous 95% CI +1.1 to +2.9 pp, paired t over 5 seeds, Holm p = 0.003)``."""
     return (
         f"({ci_pp(c.ci_low, c.ci_high, confidence)}, paired t over {seeds_text(c.n)}, "
@@ -707,7 +598,7 @@ def _seed_test(c: Contrast, confidence: float, note: str = "") -> str:
     )
 
 
-def _untestable(c: Contrast) -> str:
+def _untestable(c: TestResult) -> str:
     if c.n == 0:
         return (
             "no seed completed every configuration it averages over (see the runs that failed or diverged)."
@@ -717,7 +608,7 @@ def _untestable(c: Contrast) -> str:
     return "identical across seeds, no spread to test against."
 
 
-def _left_out_text(c: Contrast) -> str:
+def _left_out_text(c: TestResult) -> str:
     if not c.seeds_left_out or c.n == 0:
         return ""
     word = "Seed" if len(c.seeds_left_out) == 1 else "Seeds"
@@ -725,7 +616,7 @@ def _left_out_text(c: Contrast) -> str:
     return f" {word} {seeds} left out: a run failed or diverged in a configuration this averages over."
 
 
-def _contrast_numbers(a: Analysis, c: Contrast) -> dict:
+def _contrast_numbers(a: Analysis, c: TestResult) -> dict:
     return {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
             "p_adjusted": c.p_adjusted, "n": c.n, "effect_size": c.effect_size,
             "seeds_left_out": list(c.seeds_left_out), **_needed_numbers(a, c)}  # fmt: skip
@@ -739,7 +630,7 @@ def _factor_effects(a: Analysis) -> list[Finding]:
     out = []
     for e in fx.effects:
         over = _averaged(fx.others(e.factor))
-        this, ref = _setting(e.factor, e.level), _setting(e.factor, e.reference)
+        this, ref = setting(e.factor, e.level), setting(e.factor, e.reference)
         if e.n == 0:
             text = f"{over}{this} vs {ref} cannot be computed: {_untestable(e)}"
         elif not np.isfinite(e.p_value):
@@ -757,7 +648,7 @@ def _factor_effects(a: Analysis) -> list[Finding]:
             _other(i, e.factor) for i in fx.interactions if i.significant and e.factor in (i.factor, i.by)
         ]
         if moderators:
-            text += f" This is an average: the effect of {e.factor} depends on {_and(list(dict.fromkeys(moderators)))} (below)."
+            text += f" This is an average: the effect of {e.factor} depends on {and_list(list(dict.fromkeys(moderators)))} (below)."
         out.append(Finding("factor_effect", text + _left_out_text(e), (), numbers, claim=e.significant))
     return out
 
@@ -769,9 +660,9 @@ def _other(i: FactorInteraction, factor: str) -> str:
 def _effect_by(r: FactorInteraction, joint: str) -> str:
     """``the effect of dropout.rate=0.5 (against dropout.rate=0) is +3.2 pp with model=mlp but +1.0 pp with model=resnet``."""
     return (
-        f"the effect of {_setting(r.factor, r.level)} (against {_setting(r.factor, r.reference)}) on test "
-        f"accuracy is {pp(r.effect_at_reference)} with {_setting(r.by, r.by_reference)} {joint} "
-        f"{pp(r.effect_at_level)} with {_setting(r.by, r.by_level)}"
+        f"the effect of {setting(r.factor, r.level)} (against {setting(r.factor, r.reference)}) on test "
+        f"accuracy is {pp(r.effect_at_reference)} with {setting(r.by, r.by_reference)} {joint} "
+        f"{pp(r.effect_at_level)} with {setting(r.by, r.by_level)}"
     )
 
 

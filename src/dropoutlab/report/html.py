@@ -35,6 +35,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from dropoutlab.report.plots import png_bytes
+from dropoutlab.report.text import slug
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NA = "\u2013"  # shown for missing values
@@ -229,12 +230,6 @@ def format_table(frame: pd.DataFrame, merge_ci: bool = True) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------------------
 # Figures: file names and bytes
-
-
-def slug(text: str, default: str = "figure") -> str:
-    """A file-name-safe form of ``text``: lowercase ASCII letters, digits, dots and hyphens."""
-    text = re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-.")
-    return text[:60].rstrip("-.") or default
 
 
 def _figure_names(sections: Sequence[Section]) -> list[list[str]]:

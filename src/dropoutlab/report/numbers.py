@@ -11,49 +11,29 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from dropoutlab.report.analysis import Analysis, Comparison
+from dropoutlab.report.model import Analysis, TestResult
 from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.report.text import clean
 from dropoutlab.runs import MC_METRICS
-
-
-def clean(value: Any) -> Any:
-    """JSON-ready: NaN and infinities become None, numpy scalars plain numbers, tuples lists."""
-    if hasattr(value, "item") and not isinstance(value, dict | list | tuple):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
 
 
 def _stat(interval) -> dict:
     return {"mean": interval.mean, "std": interval.std, "ci_low": interval.low, "ci_high": interval.high}
 
 
-def _comparison(a: Analysis, c: Comparison) -> dict:
-    out = asdict(c)
-    out["params"] = a.config(c.config).params
-    out["baseline_config"] = c.baseline
-    out["baseline"] = a.config(c.baseline).params
-    out["label"] = a.label(c.config)
-    out["seeds_needed_more_than"] = SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None
-    return out
+def _test(c: TestResult, **more) -> dict:
+    """The fields of a test, with ``seeds_needed_more_than`` for an infinite ``seeds_needed``."""
+    return {
+        **asdict(c),
+        **more,
+        "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
+    }
 
 
 def _factors(a: Analysis) -> dict | None:
     fx = a.factors
     if fx is None:
         return None
-
-    def contrast(c) -> dict:
-        return {
-            **asdict(c),
-            "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
-        }
-
     return {
         "factors": list(fx.factors),
         "levels": fx.levels,
@@ -74,8 +54,8 @@ def _factors(a: Analysis) -> dict | None:
             }
             for m in fx.means
         ],
-        "effects": [contrast(e) for e in fx.effects],
-        "interactions": [contrast(i) for i in fx.interactions],
+        "effects": [_test(e) for e in fx.effects],
+        "interactions": [_test(i) for i in fx.interactions],
     }
 
 
@@ -96,14 +76,7 @@ def _mc(a: Analysis) -> dict | None:
     return {
         "samples": list(mc.samples),
         "levels": levels,
-        "contrasts": [
-            {
-                **asdict(c),
-                "label": a.label(c.config),
-                "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
-            }
-            for c in mc.contrasts
-        ],  # fmt: skip
+        "contrasts": [_test(c, label=a.label(c.config)) for c in mc.contrasts],
         "reliability": [
             {"config": config, "samples": t, "bins": [list(b) for b in bins]}
             for (config, t), bins in mc.reliability.items()
@@ -125,8 +98,8 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
     seed) per accuracy. ``factors`` (None unless three or more parameters vary and cross):
     ``factors, levels, reference, cells, seeds, empty_cells``, ``means`` (per value of each
     parameter, averaged over the others, with ``test_acc`` as ``{mean, std, ci_low,
-    ci_high}``), ``effects`` and ``interactions`` (the fields of ``factors.FactorEffect`` and
-    ``factors.FactorInteraction``, with ``seeds_needed_more_than``). ``mc`` (None unless the
+    ci_high}``), ``effects`` and ``interactions`` (the fields of ``model.FactorEffect`` and
+    ``model.FactorInteraction``, with ``seeds_needed_more_than``). ``mc`` (None unless the
     study set ``mc_samples``): ``samples`` (0 is the deterministic pass), ``levels`` (per
     configuration and number of passes, each of ``runs.MC_METRICS`` as ``{mean, std, ci_low,
     ci_high, interval}``), ``contrasts`` (the largest T minus the deterministic pass, fields
@@ -172,7 +145,16 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "baseline_config": a.baseline,
             "family_size": a.family_size,
             "configs": configs,
-            "comparisons": [_comparison(a, c) for c in a.comparisons],
+            "comparisons": [
+                _test(
+                    c,
+                    params=a.config(c.config).params,
+                    baseline_config=c.baseline,
+                    baseline=a.config(c.baseline).params,
+                    label=a.label(c.config),
+                )
+                for c in a.comparisons
+            ],  # fmt: skip
             "interaction": asdict(a.interaction) if a.interaction is not None else None,
             "factors": _factors(a),
             "mc": _mc(a),

@@ -13,12 +13,11 @@ import math
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report import plots, uncertainty_plots
-from dropoutlab.report.analysis import NOT_RECORDED, Analysis, FigurePlan
-from dropoutlab.report.findings import level, p_text, pp, value_text
+from dropoutlab.report import plots
 from dropoutlab.report.html import Section
-from dropoutlab.report.mc_dropout import METRIC_NAMES as MC_METRIC_NAMES
+from dropoutlab.report.model import NOT_RECORDED, Analysis
 from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.report.text import and_list, level, p_text, pp, setting, value_text
 from dropoutlab.runs import MC_METRICS
 
 SUMMARY_COLUMNS = {
@@ -54,7 +53,7 @@ def report_sections(analysis: Analysis) -> list[Section]:
     """The report's sections, in order: summary, comparisons, rate sweep, grid (two parameters),
     the effect of each parameter (three or more), Monte Carlo dropout, curves, methods."""
     a = analysis
-    if not (a.runs.get("status", pd.Series(dtype=str)) == "completed").any():
+    if not a.completed:
         return [_summary(a), _methods(a)]  # nothing finished: no comparison and no figure to draw
     sections = [_summary(a), _comparisons(a)]
     if a.rate_key is not None:
@@ -72,42 +71,15 @@ def report_sections(analysis: Analysis) -> list[Section]:
     return [s for s in sections if s is not None]
 
 
-def _draw(a: Analysis, plan: FigurePlan):
-    """The plan's figure, or the reason it cannot be drawn (a ``DropoutlabError`` message)."""
-    on_line = a.rate_on_line
-    try:
-        if plan.kind == "rate_accuracy":
-            return plots.accuracy_vs_rate(a.runs, a.rate_key, on_line, a.params, a.confidence)
-        if plan.kind == "rate_gap":
-            return plots.gap_vs_rate(a.runs, a.rate_key, on_line, a.params, a.confidence)
-        if plan.kind == "heatmap":
-            x_key, y_key = a.grid
-            return plots.heatmap(a.runs, x_key, y_key, confidence=a.confidence)
-        if plan.kind == "comparison":
-            return plots.comparison(a.history, a.params)
-        if plan.kind == "curves":
-            return plots.learning_curves(a.history, plan.config, a.confidence, title=a.label(plan.config))
-        if plan.kind.startswith("mc_"):
-            return _mc_figure(a, plan.kind.removeprefix("mc_"))
-        if plan.kind == "reliability":
-            return _reliability_figure(a, plan.config)
-        if plan.kind == "learned_rates":
-            return plots.learned_rates(a.learned_rates, a.labels, a.confidence)
-    except DropoutlabError as error:
-        return str(error)
-    raise ValueError(f"unknown figure kind {plan.kind!r}")
-
-
 def _figures(a: Analysis, kinds: tuple[str, ...]) -> tuple[list, list[str]]:
     figures, notes = [], []
     for plan in a.figures:
         if plan.kind not in kinds:
             continue
-        drawn = _draw(a, plan)
-        if isinstance(drawn, str):
-            notes.append(unavailable_line(f"The figure {plan.title!r}", drawn))
-        else:
-            figures.append((plan.title, drawn, plan.alt, plan.name))
+        try:
+            figures.append((plan.title, plots.draw(a, plan), plan.alt, plan.name))
+        except DropoutlabError as error:
+            notes.append(unavailable_line(f"The figure {plan.title!r}", str(error)))
     return figures, notes
 
 
@@ -208,7 +180,7 @@ def _rate(a: Analysis) -> Section:
     try:
         tables.append(
             ("Numbers behind the plots",
-             _with_labels(a, plots.rate_table(a.runs, key, a.rate_on_line, a.params, a.confidence)))
+             _with_labels(a, plots.rate_table(a)))
         )  # fmt: skip
     except DropoutlabError as error:
         notes.append(unavailable_line("The table behind the plots", str(error)))
@@ -228,7 +200,7 @@ def _grid(a: Analysis) -> Section:
     try:
         tables.append(
             ("Numbers behind the heatmap",
-             _with_labels(a, plots.heatmap_table(a.runs, x_key, y_key, confidence=a.confidence)))
+             _with_labels(a, plots.heatmap_table(a)))
         )  # fmt: skip
     except DropoutlabError as error:
         notes.append(unavailable_line("The table behind the heatmap", str(error)))
@@ -250,11 +222,6 @@ FACTORS_TITLE = "Effect of each parameter, averaged over the others"
 _PP = "pp"
 
 
-def _and(names) -> str:
-    names = list(names)
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def _seeds_cell(seeds) -> str:
     return ", ".join(map(str, seeds))
 
@@ -264,9 +231,9 @@ def _factors(a: Analysis) -> Section:
         line = unavailable_line("The effects averaged over the other parameters", a.unavailable["factors"])
         return Section(FACTORS_TITLE, [line])
     fx = a.factors
-    refs = ", ".join(f"{f}={value_text(fx.reference[f])}" for f in fx.factors)
+    refs = ", ".join(setting(f, fx.reference[f]) for f in fx.factors)
     text = [
-        f"The grid crosses {len(fx.factors)} parameters ({_and(fx.factors)}) in {fx.cells} configurations. "
+        f"The grid crosses {len(fx.factors)} parameters ({and_list(fx.factors)}) in {fx.cells} configurations. "
         "For each value of a parameter, the mean test accuracy over every configuration with that value, "
         "each combination of the other parameters counted once: first within each seed, then over the "
         f"seeds, with a {level(a.confidence)} t interval on the logit scale.",
@@ -282,7 +249,7 @@ def _factors(a: Analysis) -> Section:
         "diverged) is left out of that number and named.",
     ]
     if fx.empty_cells:
-        cells = "; ".join(", ".join(f"{k}={value_text(v)}" for k, v in c.items()) for c in fx.empty_cells)
+        cells = "; ".join(", ".join(setting(k, v) for k, v in c.items()) for c in fx.empty_cells)
         text.append(f"No completed run for {cells}: the numbers that average over it cannot be computed.")
     return Section(FACTORS_TITLE, text, tables=_factor_tables(a))
 
@@ -365,7 +332,7 @@ MC_TITLE = "Monte Carlo dropout"
 
 
 def _learned_rates(a: Analysis) -> Section:
-    table = plots.learned_rate_table(a.learned_rates, a.confidence)
+    table = plots.learned_rate_table(a)
     last = table.loc[table.groupby(["config", "slot"], sort=False)["epoch"].idxmax()]
     shown = pd.DataFrame({"config": [a.label(c) for c in last["config"]], "slot": last["slot"],
                           "epoch": last["epoch"], "seeds": last["n"], "learned rate": last["rate_mean"],
@@ -385,25 +352,6 @@ def _learned_rates(a: Analysis) -> Section:
     figures, notes = _figures(a, ("learned_rates",))
     return Section("Learned dropout rates", text + notes, figures=figures,
                    tables=[("Learned rate at the last epoch", shown)])  # fmt: skip
-
-
-def _mc_figure(a: Analysis, metric: str):
-    scale = 100 if metric == "acc" else 1
-    rows = [
-        {"label": a.label(r.config), "samples": r.samples, "mean": scale * r[metric].mean,
-         "low": scale * r[metric].low, "high": scale * r[metric].high}
-        for _, r in a.mc.levels.iterrows()
-    ]  # fmt: skip
-    name = "test accuracy (%)" if metric == "acc" else MC_METRIC_NAMES[metric]
-    return uncertainty_plots.metric_against_samples(rows, name)
-
-
-def _reliability_figure(a: Analysis, config: str):
-    largest = a.mc.largest
-    bins = {"deterministic pass": a.mc.reliability[(config, 0)]}
-    if largest:
-        bins[f"MC dropout, T={largest}"] = a.mc.reliability[(config, largest)]
-    return uncertainty_plots.reliability_diagram(bins, f"Reliability: {a.label(config)}")
 
 
 def _mc_dropout(a: Analysis) -> Section:
@@ -458,7 +406,7 @@ def _mc_dropout(a: Analysis) -> Section:
             frame.attrs["units"] = {"diff": unit, "ci_low": unit, "ci_high": unit}
             tables.append((f"{what}: MC dropout (T={mc.largest}) minus the deterministic pass", frame))
     if mc.no_dropout:
-        names = _and([a.label(c) for c in mc.no_dropout])
+        names = and_list([a.label(c) for c in mc.no_dropout])
         text.append(f"Without a layer that draws at test time ({names}), every pass is the deterministic one: "
                     "nothing to test.")  # fmt: skip
     figures, notes = _figures(a, ("mc_acc", "mc_nll", "mc_ece", "reliability"))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dropoutlab.report.stats import CONFIDENCE, summarize, varied_params
+from dropoutlab.report.model import CONFIDENCE
+from dropoutlab.report.stats import summarize, varied_params
 
 
 def summary_table(runs: pd.DataFrame, confidence: float = CONFIDENCE) -> str:

@@ -2,8 +2,7 @@
 
 The functions take plain numbers (what :func:`dropoutlab.train.uncertainty.reliability`
 gives, or rows of a table) and return a ``matplotlib.figure.Figure`` drawn with the object
-API on an Agg canvas (no pyplot, no GUI, nothing shown): save it with
-``dropoutlab.report.plots.save_png`` or ``fig.savefig``. matplotlib is imported inside the
+API on an Agg canvas (no pyplot, no GUI, nothing shown): save it with ``fig.savefig``. matplotlib is imported inside the
 functions, so importing this module costs nothing. Each drawn line carries a ``gid``
 (``"diagonal"``, ``"reliability:<label>"``, ``"mean:<label>"``, ``"det:<label>"``) so that
 tests and callers can find it.
