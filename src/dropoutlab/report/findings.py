@@ -780,50 +780,34 @@ def _train_below_test(a: Analysis, done) -> list[Finding]:
 EXPLORATORY = "Exploratory (a pair picked by ranking these same results; unadjusted, not a claim): "
 
 
+def _pair(a: Analysis, kind: str, lead: str, first: str, second: str, numbers: dict, untestable: str | None):
+    """An exploratory comparison of ``first`` minus ``second`` (unadjusted, no claim); None when
+    it cannot be tested and ``untestable`` (the words for that) is None."""
+    pair = compare_configs(a.runs, first, second, confidence=a.confidence)
+    numbers = {**numbers, **{k: pair[k] for k in ("diff", "ci_low", "ci_high", "p_value")}}
+    if np.isfinite(pair["p_value"]):
+        detail = (f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
+                  f"{pair['test']}, unadjusted {p_text(pair['p_value'])})")  # fmt: skip
+    elif untestable is None:
+        return None
+    else:
+        detail = f"{pp(pair['diff'])}, {untestable}"
+    return Finding(kind, f"{EXPLORATORY}{lead}{detail}.", (first, second), numbers, exploratory=True)
+
+
 def _runner_up(a: Analysis, done) -> list[Finding]:
     ranked = sorted(done, key=lambda c: c.test_acc.mean, reverse=True)
     out = []
     if len(ranked) > 1 and ranked[0].config != a.baseline and ranked[1].config != a.baseline:
         best, runner = ranked[0], ranked[1]
-        pair = compare_configs(a.runs, best.config, runner.config, confidence=a.confidence)
-        numbers = {"runner_up_test_acc": runner.test_acc.mean, "diff": pair["diff"], "ci_low": pair["ci_low"],
-                   "ci_high": pair["ci_high"], "p_value": pair["p_value"]}  # fmt: skip
-        if np.isfinite(pair["p_value"]):
-            detail = (
-                f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
-                f"{pair['test']}, unadjusted {p_text(pair['p_value'])})"
-            )
-        else:
-            detail = f"{pp(pair['diff'])}, which cannot be tested (one seed, or no spread between seeds)"
-        out.append(
-            Finding(
-                "runner_up",
-                f"{EXPLORATORY}the highest mean, {a.label(best.config)}, is ahead of the runner-up {a.label(runner.config)} "
-                f"({pct(runner.test_acc.mean)}) by {detail}.",
-                (best.config, runner.config),
-                numbers,
-                exploratory=True,
-            )
-        )
+        lead = (f"the highest mean, {a.label(best.config)}, is ahead of the runner-up {a.label(runner.config)} "
+                f"({pct(runner.test_acc.mean)}) by ")  # fmt: skip
+        out.append(_pair(a, "runner_up", lead, best.config, runner.config,
+                         {"runner_up_test_acc": runner.test_acc.mean},
+                         "which cannot be tested (one seed, or no spread between seeds)"))  # fmt: skip
     ranked_slots = _placement_best(a)
     if ranked_slots is not None:
         (_, _, top), (_, _, second) = ranked_slots[:2]
-        pair = compare_configs(a.runs, top, second, confidence=a.confidence)
-        if np.isfinite(pair["p_value"]):
-            out.append(
-                Finding(
-                    "placement_pair",
-                    f"{EXPLORATORY}the best placements compared directly ({a.label(top)} minus {a.label(second)}): "
-                    f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
-                    f"{pair['test']}, unadjusted {p_text(pair['p_value'])}).",
-                    (top, second),
-                    {
-                        "diff": pair["diff"],
-                        "ci_low": pair["ci_low"],
-                        "ci_high": pair["ci_high"],
-                        "p_value": pair["p_value"],
-                    },  # fmt: skip
-                    exploratory=True,
-                )
-            )
-    return out
+        lead = f"the best placements compared directly ({a.label(top)} minus {a.label(second)}): "
+        out.append(_pair(a, "placement_pair", lead, top, second, {}, None))
+    return [f for f in out if f is not None]
