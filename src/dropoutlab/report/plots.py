@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -34,7 +35,6 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report import uncertainty_plots
 from dropoutlab.report.mc_dropout import METRIC_NAMES
 from dropoutlab.report.model import Analysis, FigurePlan
 from dropoutlab.report.stats import metric_interval, run_metrics, sorted_levels, t_interval
@@ -529,15 +529,83 @@ def learned_rates(a: Analysis) -> Figure:
 # Monte Carlo dropout, and every figure of a plan
 
 
+def reliability_diagram(
+    bins_by_label: Mapping[str, Sequence[tuple[int, float, float]]], title: str = "Reliability"
+) -> Figure:
+    """Accuracy against confidence per bin, one line of points per label, and the diagonal.
+
+    ``bins_by_label`` maps a label (say ``"MC, T=50"`` or ``"weight scaling"``) to its bins'
+    ``(count, mean confidence, accuracy)``, fractions, as
+    :func:`~dropoutlab.train.uncertainty.reliability` gives them; empty bins (count 0) are
+    left out. Both axes are drawn in percent. A calibrated model lies on the diagonal
+    (Guo et al., ICML 2017, fig. 1); points below it are overconfident.
+    """
+    with _style():
+        fig, (ax,) = _figure(5.0, 4.6)
+        ax.plot([0, 100], [0, 100], color="#555555", linestyle="--", linewidth=1.0, gid="diagonal")
+        for i, (label, bins) in enumerate(bins_by_label.items()):
+            points = [(conf, acc) for count, conf, acc in bins if count > 0]
+            ax.plot([100 * conf for conf, _ in points], [100 * acc for _, acc in points],
+                    marker=_MARKERS[i % len(_MARKERS)], color=OKABE_ITO[i % len(OKABE_ITO)], linewidth=1.5,
+                    label=label, gid=f"reliability:{label}")  # fmt: skip
+        ax.set(xlim=(0, 100), ylim=(0, 100), xlabel="confidence (%)", ylabel="accuracy (%)", title=title)
+        ax.set_aspect("equal")
+        if bins_by_label:
+            ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+def metric_against_samples(rows: Sequence[Mapping[str, Any]], metric: str) -> Figure:
+    """``metric`` against the number of MC samples, one line per label with its interval band.
+
+    ``rows`` are dicts ``{"label", "samples", "mean", "low", "high"}``: the mean of ``metric``
+    (say over seeds) and its interval, at ``samples`` MC passes. ``samples = 0`` is the
+    deterministic pass (weight scaling, Srivastava et al. 2014, §7.5): drawn as a separate
+    hollow marker with an error bar at the left, at an x labelled "det."; the MC points
+    (``samples >= 1``) are a line on a log-2 axis with the interval as a band. Values are
+    drawn as given, in the metric's own units (``metric`` names the y axis).
+    """
+    with _style():
+        fig, (ax,) = _figure(6.5, 4.0)
+        labels = list(dict.fromkeys(row["label"] for row in rows))
+        mc_samples = sorted({int(row["samples"]) for row in rows if int(row["samples"]) > 0})
+        det_x = mc_samples[0] / 2 if mc_samples else 1.0  # one octave left of the first MC point
+        for i, label in enumerate(labels):
+            color, marker = OKABE_ITO[i % len(OKABE_ITO)], _MARKERS[i % len(_MARKERS)]
+            mine = sorted((row for row in rows if row["label"] == label), key=lambda row: int(row["samples"]))
+            mc = [row for row in mine if int(row["samples"]) > 0]
+            if mc:
+                x = [int(row["samples"]) for row in mc]
+                ax.fill_between(x, [row["low"] for row in mc], [row["high"] for row in mc],
+                                color=color, alpha=0.18, linewidth=0)  # fmt: skip
+                ax.plot(x, [row["mean"] for row in mc], color=color, marker=marker, markersize=5,
+                        label=label, gid=f"mean:{label}")  # fmt: skip
+            for row in mine:
+                if int(row["samples"]) == 0:
+                    drawn = ax.errorbar([det_x], [row["mean"]],
+                                        yerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]],
+                                        color=color, marker=marker, markerfacecolor="white", capsize=3,
+                                        linestyle="none", label=None if mc else label)  # fmt: skip
+                    drawn.lines[0].set_gid(f"det:{label}")
+        ax.set_xscale("log", base=2)
+        det = [det_x] if any(int(row["samples"]) == 0 for row in rows) else []
+        ax.set_xticks(det + mc_samples, ["det."] * len(det) + [str(t) for t in mc_samples])
+        ax.minorticks_off()
+        ax.set(
+            xlabel="MC samples (det.: one deterministic pass)", ylabel=metric, title=f"{metric} vs MC samples"
+        )
+        if labels:
+            ax.legend(frameon=False)
+    return fig
+
+
 def mc_metric(a: Analysis, metric: str) -> Figure:
     """A Monte Carlo metric (``acc``, ``nll``, ``ece``...) against the number of passes, per
-    configuration, from ``Analysis.mc`` (``uncertainty_plots.metric_against_samples``)."""
+    configuration, from ``Analysis.mc`` (``metric_against_samples``)."""
     scale = 100 if metric == "acc" else 1
     rows = [{"label": a.label(r.config), "samples": r.samples, "mean": scale * r[metric].mean,
              "low": scale * r[metric].low, "high": scale * r[metric].high} for _, r in a.mc.levels.iterrows()]  # fmt: skip
-    return uncertainty_plots.metric_against_samples(
-        rows, "test accuracy (%)" if metric == "acc" else METRIC_NAMES[metric]
-    )
+    return metric_against_samples(rows, "test accuracy (%)" if metric == "acc" else METRIC_NAMES[metric])
 
 
 def reliability(a: Analysis, config: str) -> Figure:
@@ -545,7 +613,7 @@ def reliability(a: Analysis, config: str) -> Figure:
     bins = {"deterministic pass": a.mc.reliability[(config, 0)]}
     if a.mc.largest:
         bins[f"MC dropout, T={a.mc.largest}"] = a.mc.reliability[(config, a.mc.largest)]
-    return uncertainty_plots.reliability_diagram(bins, f"Reliability: {a.label(config)}")
+    return reliability_diagram(bins, f"Reliability: {a.label(config)}")
 
 
 def draw(a: Analysis, plan: FigurePlan) -> Figure:
