@@ -86,31 +86,9 @@ def _mc(a: Analysis) -> dict | None:
 
 
 def analysis_to_json(a: Analysis) -> dict[str, Any]:
-    """The analysis as JSON-ready data.
-
-    ``{"study", "alpha", "confidence", "min_effect", "power", "baseline", "baseline_config",
-    "family_size", "configs": [...], "comparisons": [...], "interaction", "factors", "mc", "learned_rates",
-    "gap_trend", "findings": [{"kind", "text", "configs", "numbers", "claim", "exploratory"}],
-    "unavailable": {section: reason}, "methods": {...}}``. Each config has ``params,
-    config, label, seeds, n, n_diverged, n_failed`` and ``test_acc, train_acc,
-    train_eval_acc, val_acc, gap`` as ``{mean, std, ci_low, ci_high}``, with ``interval``
-    (how each interval was made, see ``stats.Interval``) and ``range`` (lowest and highest
-    seed) per accuracy. ``factors`` (None unless three or more parameters vary and cross):
-    ``factors, levels, reference, cells, seeds, empty_cells``, ``means`` (per value of each
-    parameter, averaged over the others, with ``test_acc`` as ``{mean, std, ci_low,
-    ci_high}``), ``effects`` and ``interactions`` (the fields of ``model.FactorEffect`` and
-    ``model.FactorInteraction``, with ``seeds_needed_more_than``). ``mc`` (None unless the
-    study set ``mc_samples``): ``samples`` (0 is the deterministic pass), ``levels`` (per
-    configuration and number of passes, each of ``runs.MC_METRICS`` as ``{mean, std, ci_low,
-    ci_high, interval}``), ``contrasts`` (the largest T minus the deterministic pass, fields
-    of ``Comparison``, metric ``mc_acc`` or ``mc_nll``), ``reliability`` (pooled bins
-    ``[count, confidence, accuracy]`` per configuration at 0 and the largest T) and
-    ``no_dropout``; an NLL contrast has no ``seeds_needed`` (``min_effect`` is an accuracy).
-    ``learned_rates``: ``{config, seed, epoch, slot, rate}`` per completed run, epoch and slot
-    of ``concrete`` dropout (empty without). Each comparison names its own ``baseline``: the
-    study's, or with a grid over models (or other settings) x dropout and no single
-    baseline, the same settings without dropout.
-    """
+    """The analysis as JSON-ready data, laid out as ``docs/report.md`` ("JSON") shows:
+    accuracies and differences as fractions, NaN and infinity as None, each test with
+    ``seeds_needed_more_than`` for an infinite ``seeds_needed``."""
     configs = []
     for c in a.configs:
         accuracies = {"test_acc": c.test_acc, "train_acc": c.train_acc, "train_eval_acc": c.train_eval_acc,

@@ -11,16 +11,8 @@ Distributions and tests come from SciPy. The t and F quantiles are ``scipy.speci
 which ``scipy.stats`` calls, so the table printed after ``dropoutlab run`` does not import
 ``scipy.stats`` (half a second); the t-tests and the power calculation import it where they
 run. ``tests/test_stats.py`` checks them against statsmodels (``multipletests``,
-``TTestPower``, ``TTestIndPower``, ``anova_lm``).
-
-Which method gives which number is listed in ``docs/report.md``:
-
-- a mean accuracy's interval: Student t on the logit scale from 3 seeds on (it stays in
-  (0, 1)); with fewer seeds only the range; with no spread at all, no interval;
-- other means (losses, gaps, epochs): Student t;
-- comparisons: paired or Welch t, Holm-adjusted p-values over one family, intervals
-  simultaneous over that family (Bonferroni), seeds needed for a smallest effect worth
-  detecting at the Bonferroni level (``seeds_needed``).
+``TTestPower``, ``TTestIndPower``, ``anova_lm``). Which method gives which number is listed
+in ``docs/report.md``.
 """
 
 from __future__ import annotations
@@ -51,28 +43,14 @@ class NotComputable(DropoutlabError):
 #: Per-run metric names (as used by ``summarize`` and ``compare``) and the runs column each
 #: one reads. ``gap_acc`` and ``gap_loss`` are derived, see ``run_metrics``.
 RUN_COLUMNS: dict[str, str] = {
-    "test_acc": "test_acc",
-    "test_loss": "test_loss",
-    "val_acc": "final_val_acc",
-    "val_loss": "final_val_loss",
-    "train_acc": "final_train_acc",
-    "train_loss": "final_train_loss",
-    "train_eval_acc": "final_train_eval_acc",
-    "train_eval_loss": "final_train_eval_loss",
-    "best_epoch": "best_epoch",
-}
+    "test_acc": "test_acc", "test_loss": "test_loss", "val_acc": "final_val_acc", "val_loss": "final_val_loss",
+    "train_acc": "final_train_acc", "train_loss": "final_train_loss", "train_eval_acc": "final_train_eval_acc",
+    "train_eval_loss": "final_train_eval_loss", "best_epoch": "best_epoch",
+}  # fmt: skip
 
 #: Metrics that ``summarize`` gives mean, std and CI for.
-SUMMARY_METRICS: tuple[str, ...] = (
-    "test_acc",
-    "val_acc",
-    "train_acc",
-    "train_eval_acc",
-    "gap_acc",
-    "gap_loss",
-    "best_epoch",
-    "test_loss",
-)
+SUMMARY_METRICS = ("test_acc", "val_acc", "train_acc", "train_eval_acc", "gap_acc", "gap_loss", "best_epoch",
+                   "test_loss")  # fmt: skip
 
 #: Accuracies: fractions in [0, 1], whose intervals are taken on the logit scale.
 ACCURACY_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_acc", "train_eval_acc")
@@ -84,27 +62,10 @@ MIN_SEEDS_FOR_INTERVAL = 3
 #: answer is ``inf``, which the report words as "more than SEEDS_SEARCH_LIMIT".
 SEEDS_SEARCH_LIMIT = 100_000
 
-COMPARE_COLUMNS: tuple[str, ...] = (
-    "config",
-    "baseline",
-    "metric",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "ci_low_unadjusted",
-    "ci_high_unadjusted",
-    "test",
-    "p_value",
-    "p_adjusted",
-    "significant",
-    "effect_size",
-    "effect_size_kind",
-    "sd",
-    "n",
-    "n_baseline",
-    "seeds_left_out",
-    "seeds_needed",
-)
+#: The columns of ``compare``: the fields of ``model.Comparison``, in reading order.
+COMPARE_COLUMNS = ("config", "baseline", "metric", "diff", "ci_low", "ci_high", "ci_low_unadjusted",
+                   "ci_high_unadjusted", "test", "p_value", "p_adjusted", "significant", "effect_size",
+                   "effect_size_kind", "sd", "n", "n_baseline", "seeds_left_out", "seeds_needed")  # fmt: skip
 
 # Below this standard deviation (accuracy fractions, losses) values count as identical:
 # float subtraction of equal accuracies leaves ~1e-17 of noise, which SciPy would turn into
@@ -113,21 +74,9 @@ _ZERO_SD = 1e-12
 
 
 def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """Mean of ``values`` and its Student-t confidence interval ``(mean, low, high)``.
-
-    For quantities without bounds (differences, losses, epochs); accuracies take
-    ``accuracy_interval``. NaNs are dropped. With one value, or no spread at all, the
-    interval is ``(nan, nan)``; with no value all three are NaN.
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size == 1 or float(np.std(x, ddof=1)) <= _ZERO_SD:
-        return mean, math.nan, math.nan
-    low, high = student_t_interval(x, confidence)
-    return mean, low, high
+    """``(mean, low, high)`` of ``t_interval``."""
+    interval = t_interval(values, confidence)
+    return interval.mean, interval.low, interval.high
 
 
 def student_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -138,42 +87,38 @@ def student_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _interval(values, confidence: float, logit: bool) -> Interval:
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
+    n, mean, lo, hi = int(x.size), float(x.mean()), float(x.min()), float(x.max())
+    std = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    why = ("same" if n > 1 and std <= _ZERO_SD else "range" if n < (MIN_SEEDS_FOR_INTERVAL if logit else 2)
+           else "boundary" if logit and (lo <= 0.0 or hi >= 1.0) else None)  # fmt: skip
+    if why is not None:
+        return Interval(mean, math.nan, math.nan, n, std, lo, hi, why)
+    if not logit:
+        return Interval(mean, *student_t_interval(x, confidence), n, std, lo, hi, "t")
+    low, high = student_t_interval(special.logit(x), confidence)
+    return Interval(mean, float(special.expit(low)), float(special.expit(high)), n, std, lo, hi, "logit t")
+
+
 def accuracy_interval(values, confidence: float = CONFIDENCE) -> Interval:
     """Mean accuracy over seeds with an interval that stays in [0, 1] (see ``Interval``).
 
     From ``MIN_SEEDS_FOR_INTERVAL`` seeds on: a Student t interval of the mean logit,
     mapped back with the logistic function (an interval for the typical accuracy; never
-    clipped). ``mean`` is the plain mean of the accuracies.
+    clipped). ``mean`` is the plain mean of the accuracies. NaNs are dropped.
     """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
-    mean, lo, hi = float(x.mean()), float(x.min()), float(x.max())
-    std = float(np.std(x, ddof=1)) if x.size > 1 else math.nan
-    if x.size > 1 and std <= _ZERO_SD:
-        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "same")
-    if x.size < MIN_SEEDS_FOR_INTERVAL:
-        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "range")
-    if lo <= 0.0 or hi >= 1.0:
-        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "boundary")
-    z = special.logit(x)
-    low, high = student_t_interval(z, confidence)
-    return Interval(
-        mean, float(special.expit(low)), float(special.expit(high)), int(x.size), std, lo, hi, "logit t"
-    )
+    return _interval(values, confidence, logit=True)
 
 
 def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
-    """``mean_ci`` as an ``Interval`` (method ``"t"``, or why there is none)."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
-    mean, low, high = mean_ci(x, confidence)
-    std = float(np.std(x, ddof=1)) if x.size > 1 else math.nan
-    method = "t" if np.isfinite(low) else ("same" if x.size > 1 else "range")
-    return Interval(mean, low, high, int(x.size), std, float(x.min()), float(x.max()), method)
+    """Mean over seeds with its Student t interval (method ``"t"``), for quantities without
+    bounds (differences, losses, gaps, epochs). NaNs are dropped; with one value (``"range"``)
+    or no spread at all (``"same"``) ``low`` and ``high`` are NaN."""
+    return _interval(values, confidence, logit=False)
 
 
 def metric_interval(metric: str, values, confidence: float = CONFIDENCE) -> Interval:
@@ -812,24 +757,13 @@ def compare(
     min_effect: float = MIN_EFFECT,
     power_wanted: float = POWER,
 ) -> pd.DataFrame:
-    """Each configuration against the baseline on ``metric``: one row per comparison, one family.
+    """Each configuration against the baseline on ``metric``: one row per comparison, one family
+    of its own (the report's family also holds its other tests, see ``analysis.py``).
 
     ``baseline`` is resolved by ``resolve_baseline`` (None: the configuration without
-    dropout). Columns (``COMPARE_COLUMNS``): ``config, baseline, metric``; ``diff`` the mean
-    difference config minus baseline in the metric's units (fractions for accuracies);
-    ``ci_low, ci_high`` its simultaneous interval (Bonferroni over the comparisons, so that
-    all hold together with probability ``confidence``) and ``ci_low_unadjusted,
-    ci_high_unadjusted`` the interval of that comparison alone; ``test`` (``"paired t"`` on
-    the seeds both ran, ``"Welch t"`` when they share fewer than two); ``p_value``;
-    ``p_adjusted`` (Holm over the comparisons); ``significant`` (``p_adjusted < alpha``);
-    ``effect_size`` with ``effect_size_kind``; ``sd`` (see ``compare_values``); ``n,
-    n_baseline`` (values used); ``seeds_left_out`` (seeds only one side ran, left out of the
-    pairing); ``seeds_needed``: seeds per configuration that a difference of ``min_effect``
-    would need for ``power_wanted`` at ``alpha / m`` (``seeds_needed``; NaN without spread,
-    inf past ``SEEDS_SEARCH_LIMIT``).
-
-    With no baseline the frame is empty (same columns). With one seed, or no spread between
-    seeds, the p-value is NaN and the row is never significant.
+    dropout). The columns (``COMPARE_COLUMNS``) are the fields of ``model.Comparison``, in
+    the metric's units (fractions for accuracies); ``seeds_needed`` is for a difference of
+    ``min_effect`` with ``power_wanted``. With no baseline the frame is empty (same columns).
     """
     _check_metric(metric)
     levels = Levels(alpha, confidence, min_effect, power_wanted)
