@@ -121,18 +121,11 @@ def _comparisons(a: Analysis) -> Section:
         return Section(
             title, [f"Only the baseline ({a.baseline_name}) has been run: nothing to compare it with."]
         )
-    rows = pd.DataFrame([c.__dict__ for c in a.comparisons])
-    rows["seeds_left_out"] = [", ".join(map(str, s)) for s in rows["seeds_left_out"]]
-    rows["config"] = [a.label(c) for c in rows["config"]]
-    rows["baseline"] = [a.baseline_of(c) for c in a.comparisons]
-    cols = ["config", *(["baseline"] if a.strata else []), "diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "test",
-            "p_value", "p_adjusted", "significant", "effect_size", "seeds_left_out", "seeds_needed"]  # fmt: skip
-    table = rows[cols].rename(columns={"ci_low_unadjusted": "unadjusted ci_low",
-                                       "ci_high_unadjusted": "unadjusted ci_high"})  # fmt: skip
-    if not table["seeds_left_out"].astype(bool).any():
-        table = table.drop(columns="seeds_left_out")
-    table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp", "unadjusted ci_low": "pp",
-                            "unadjusted ci_high": "pp"}  # fmt: skip
+    leads = [{"config": a.label(c.config), **({"baseline": a.baseline_of(c)} if a.strata else {})}
+             for c in a.comparisons]  # fmt: skip
+    table = _tests_table(leads, a.comparisons, ("diff", "ci_low", "ci_high", "unadjusted ci_low",
+                         "unadjusted ci_high", "test", "p_value", "p_adjusted", "significant", "effect_size",
+                         "seeds left out", "seeds_needed"))  # fmt: skip
     m = a.family_size
     members = "each configuration against " + ("its own baseline" if a.strata else "the baseline")
     if a.interaction is not None:
@@ -219,12 +212,6 @@ def _grid(a: Analysis) -> Section:
 
 FACTORS_TITLE = "Effect of each parameter, averaged over the others"
 
-_PP = "pp"
-
-
-def _seeds_cell(seeds) -> str:
-    return ", ".join(map(str, seeds))
-
 
 def _factors(a: Analysis) -> Section:
     if "factors" in a.unavailable:
@@ -256,76 +243,58 @@ def _factors(a: Analysis) -> Section:
 
 def _factor_tables(a: Analysis) -> list:
     fx = a.factors
-    means = pd.DataFrame(
-        [
-            {
-                "parameter": m.factor,
-                "value": value_text(m.level),
-                "seeds": m.test_acc.n,
-                "test acc": m.test_acc.mean,
-                "test acc ci_low": m.test_acc.low,
-                "test acc ci_high": m.test_acc.high,
-                "test acc interval": INTERVAL_WORDS.get(m.test_acc.method, m.test_acc.method),
-                "seeds left out": _seeds_cell(m.seeds_left_out),
-            }
-            for m in fx.means
-        ]
-    )
+    means = pd.DataFrame([{"parameter": m.factor, "value": value_text(m.level), "seeds": m.test_acc.n,
+                           "test acc": m.test_acc.mean, "test acc ci_low": m.test_acc.low,
+                           "test acc ci_high": m.test_acc.high,
+                           "test acc interval": INTERVAL_WORDS.get(m.test_acc.method, m.test_acc.method),
+                           "seeds left out": ", ".join(map(str, m.seeds_left_out))} for m in fx.means])  # fmt: skip
     if (means["test acc interval"] == INTERVAL_WORDS["logit t"]).all():
         means = means.drop(columns="test acc interval")
-    common = ["diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "p_value", "p_adjusted",
-              "significant", "d_z", "seeds_needed", "seeds left out"]  # fmt: skip
-    units = {"diff": _PP, "ci_low": _PP, "ci_high": _PP, "unadjusted ci_low": _PP, "unadjusted ci_high": _PP,
-             "effect at reference": _PP, "effect at value": _PP, "d_z": "float"}  # fmt: skip
-
-    def tests(c) -> dict:
-        return {"seeds": c.n, "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                "unadjusted ci_low": c.ci_low_unadjusted, "unadjusted ci_high": c.ci_high_unadjusted,
-                "p_value": c.p_value, "p_adjusted": c.p_adjusted, "significant": c.significant,
-                "d_z": c.effect_size, "seeds_needed": c.seeds_needed,
-                "seeds left out": _seeds_cell(c.seeds_left_out)}  # fmt: skip
-
-    effects = pd.DataFrame(
-        [
-            {
-                "parameter": e.factor,
-                "value": value_text(e.level),
-                "against": value_text(e.reference),
-                **tests(e),
-            }
-            for e in fx.effects
-        ]
-    )
-    effects = effects[["parameter", "value", "against", "seeds", *common]]
-    interactions = pd.DataFrame(
-        [
-            {
-                "effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
-                "at reference": f"{i.by}={value_text(i.by_reference)}",
-                "effect at reference": i.effect_at_reference,
-                "at value": f"{i.by}={value_text(i.by_level)}",
-                "effect at value": i.effect_at_level,
-                **tests(i),
-            }
-            for i in fx.interactions
-        ]
-    )
-    interactions = interactions[["effect of", "at reference", "effect at reference", "at value", "effect at value",
-                                 "seeds", *common]]  # fmt: skip
-    tables = []
-    for caption, frame in (
+    common = ("seeds", "diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "p_value",
+              "p_adjusted", "significant", "d_z", "seeds_needed", "seeds left out")  # fmt: skip
+    effects = _tests_table([{"parameter": e.factor, "value": value_text(e.level), "against": value_text(e.reference)}
+                            for e in fx.effects], fx.effects, common)  # fmt: skip
+    interactions = _tests_table(
+        [{"effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
+          "at reference": setting(i.by, i.by_reference), "effect at reference": i.effect_at_reference,
+          "at value": setting(i.by, i.by_level), "effect at value": i.effect_at_level} for i in fx.interactions],
+        fx.interactions, common)  # fmt: skip
+    if not means["seeds left out"].astype(bool).any():
+        means = means.drop(columns="seeds left out")
+    return [
         ("Mean test accuracy at each value, averaged over the other parameters", means),
         ("Each value against the reference value, averaged over the other parameters", effects),
         (
             "Two-way interactions: the effect at a value of the other parameter minus at its reference",
             interactions,
         ),
-    ):
-        if "seeds left out" in frame and not frame["seeds left out"].astype(bool).any():
-            frame = frame.drop(columns="seeds left out")
-        frame.attrs["units"] = {k: v for k, v in units.items() if k in frame}
-        tables.append((caption, frame))
-    return tables
+    ]
+
+
+def _tests_table(leads: list[dict], tests, columns, unit: str = "pp") -> pd.DataFrame:
+    """One row per test: its ``leads`` columns, then ``columns`` of ``_TEST_COLUMNS``; differences
+    in ``unit``; the column of seeds left out only when a seed was."""
+    frame = pd.DataFrame([{**lead, **{k: _TEST_COLUMNS[k](c) for k in columns}}
+                          for lead, c in zip(leads, tests, strict=True)])  # fmt: skip
+    if "seeds left out" in frame and not frame["seeds left out"].astype(bool).any():
+        frame = frame.drop(columns="seeds left out")
+    frame.attrs["units"] = {
+        **{k: unit for k in _DIFFERENCES if k in frame},
+        **({"d_z": "float"} if "d_z" in frame else {}),
+    }
+    return frame
+
+
+#: The columns a table of tests can show, each read from a ``model.TestResult``.
+_TEST_COLUMNS = {
+    "seeds": lambda c: c.n, "diff": lambda c: c.diff, "ci_low": lambda c: c.ci_low, "ci_high": lambda c: c.ci_high,
+    "unadjusted ci_low": lambda c: c.ci_low_unadjusted, "unadjusted ci_high": lambda c: c.ci_high_unadjusted,
+    "test": lambda c: c.test, "p_value": lambda c: c.p_value, "p_adjusted": lambda c: c.p_adjusted,
+    "significant": lambda c: c.significant, "effect_size": lambda c: c.effect_size, "d_z": lambda c: c.effect_size,
+    "seeds_needed": lambda c: c.seeds_needed, "seeds left out": lambda c: ", ".join(map(str, c.seeds_left_out)),
+}  # fmt: skip
+_DIFFERENCES = ("diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "effect at reference",
+                "effect at value")  # fmt: skip
 
 
 MC_TITLE = "Monte Carlo dropout"
@@ -391,19 +360,12 @@ def _mc_dropout(a: Analysis) -> Section:
             "(pp) and NLL (nats): these tests belong to the report's one Holm family (alpha = "
             f"{a.alpha:g}), with simultaneous {level(a.confidence)} intervals, as in the comparisons above."
         )
-        for metric, what, unit in (("mc_acc", "test accuracy", _PP), ("mc_nll", "NLL", "loss")):
+        for metric, what, unit in (("mc_acc", "test accuracy", "pp"), ("mc_nll", "NLL", "loss")):
             chosen = [c for c in mc.contrasts if c.metric == metric]
             if not chosen:
                 continue
-            frame = pd.DataFrame(
-                [
-                    {"config": a.label(c.config), "seeds": c.n, "diff": c.diff, "ci_low": c.ci_low,
-                     "ci_high": c.ci_high, "p_value": c.p_value, "p_adjusted": c.p_adjusted,
-                     "significant": c.significant}
-                    for c in chosen
-                ]
-            )  # fmt: skip
-            frame.attrs["units"] = {"diff": unit, "ci_low": unit, "ci_high": unit}
+            frame = _tests_table([{"config": a.label(c.config)} for c in chosen], chosen,
+                                 ("seeds", "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "significant"), unit)  # fmt: skip
             tables.append((f"{what}: MC dropout (T={mc.largest}) minus the deterministic pass", frame))
     if mc.no_dropout:
         names = and_list([a.label(c) for c in mc.no_dropout])
