@@ -375,20 +375,16 @@ def render_html(
 # Markdown
 
 
-def _md_cell(text: str) -> str:
-    return md_escape(text)
-
-
 def pipe_table(frame: pd.DataFrame) -> str:
     """``frame`` (formatted by ``format_table``) as a GitHub-flavoured Markdown pipe table.
 
     Numeric columns are right-aligned; cells are Markdown-escaped (``|`` too).
     """
     columns = _formatted(frame, merge_ci=True)
-    header = "| " + " | ".join(_md_cell(h) for h, _, _ in columns) + " |"
+    header = "| " + " | ".join(md_escape(h) for h, _, _ in columns) + " |"
     rule = "|" + "|".join("---:" if numeric else ":---" for _, _, numeric in columns) + "|"
     rows = [
-        "| " + " | ".join(_md_cell(cell) for cell in row) + " |"
+        "| " + " | ".join(md_escape(cell) for cell in row) + " |"
         for row in zip(*(cells for _, cells, _ in columns), strict=True)
     ]
     return "\n".join([header, rule, *rows])

@@ -53,7 +53,7 @@ def _factors(a: Analysis) -> dict | None:
                 "range": {"min": m.test_acc.min, "max": m.test_acc.max},
             }
             for m in fx.means
-        ],
+        ],  # fmt: skip
         "effects": [_test(e) for e in fx.effects],
         "interactions": [_test(i) for i in fx.interactions],
     }
@@ -63,16 +63,9 @@ def _mc(a: Analysis) -> dict | None:
     mc = a.mc
     if mc is None:
         return None
-    levels = []
-    for _, r in mc.levels.iterrows():
-        row = {
-            "config": r["config"],
-            "label": a.label(r["config"]),
-            "samples": int(r["samples"]),
-            "n": int(r["n"]),
-        }
-        row.update({m: {**_stat(r[m]), "interval": r[m].method} for m in MC_METRICS})
-        levels.append(row)
+    levels = [{"config": r["config"], "label": a.label(r["config"]), "samples": int(r["samples"]), "n": int(r["n"]),
+               **{m: {**_stat(r[m]), "interval": r[m].method} for m in MC_METRICS}}
+              for _, r in mc.levels.iterrows()]  # fmt: skip
     return {
         "samples": list(mc.samples),
         "levels": levels,
@@ -93,25 +86,11 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
     for c in a.configs:
         accuracies = {"test_acc": c.test_acc, "train_acc": c.train_acc, "train_eval_acc": c.train_eval_acc,
                       "val_acc": c.val_acc}  # fmt: skip
-        configs.append(
-            {
-                "params": c.params,
-                "config": c.config,
-                "label": a.label(c.config),
-                "seeds": list(c.seeds),
-                "n": c.n,
-                "n_diverged": c.n_diverged,
-                "n_failed": c.n_failed,
-                **{name: _stat(interval) for name, interval in accuracies.items()},
-                "gap": _stat(c.gap_acc),
-                "interval": {name: interval.method for name, interval in accuracies.items()},
-                "range": {name: {"min": i.min, "max": i.max} for name, i in accuracies.items()},
-            }
-        )
-    gap = None
-    if a.gap_trend is not None:
-        gap = asdict(a.gap_trend)
-        gap["change"] = asdict(a.gap_trend.change)
+        configs.append({"params": c.params, "config": c.config, "label": a.label(c.config), "seeds": list(c.seeds),
+                        "n": c.n, "n_diverged": c.n_diverged, "n_failed": c.n_failed,
+                        **{name: _stat(interval) for name, interval in accuracies.items()}, "gap": _stat(c.gap_acc),
+                        "interval": {name: interval.method for name, interval in accuracies.items()},
+                        "range": {name: {"min": i.min, "max": i.max} for name, i in accuracies.items()}})  # fmt: skip
     return clean(
         {
             "study": a.study,
@@ -137,7 +116,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "factors": _factors(a),
             "mc": _mc(a),
             "learned_rates": a.learned_rates.to_dict("records"),
-            "gap_trend": gap,
+            "gap_trend": asdict(a.gap_trend) if a.gap_trend is not None else None,
             "findings": [asdict(f) for f in a.findings],
             "unavailable": a.unavailable,
             "methods": asdict(a.methods),

@@ -43,53 +43,23 @@ from dropoutlab.report.text import level, setting
 #: Okabe & Ito's colour-blind-safe palette, without its yellow (too pale on white).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 
-#: One colour per quantity, the same in every figure.
-SERIES_COLORS = {
-    "train_acc": "#E69F00",
-    "train_eval_acc": "#D55E00",
-    "val_acc": "#0072B2",
-    "test_acc": "#009E73",
-    "gap_acc": "#CC79A7",
-    "train_loss": "#E69F00",
-    "train_eval_loss": "#D55E00",
-    "val_loss": "#0072B2",
-}
-
-SERIES_LABELS = {
-    "train_acc": "train (dropout on)",
-    "train_eval_acc": "train (eval mode)",
-    "val_acc": "validation",
-    "test_acc": "test",
-    "gap_acc": "train \u2212 test",
-    "train_loss": "train (dropout on)",
-    "train_eval_loss": "train (eval mode)",
-    "val_loss": "validation",
-}
+#: One colour and one name per series, for its accuracy and its loss alike, the same in every figure.
+_SERIES = {"train": ("#E69F00", "train (dropout on)"), "train_eval": ("#D55E00", "train (eval mode)"),
+           "val": ("#0072B2", "validation"), "test": ("#009E73", "test"), "gap": ("#CC79A7", "train \u2212 test")}  # fmt: skip
+SERIES_COLORS = {f"{series}_{m}": color for series, (color, _) in _SERIES.items() for m in ("acc", "loss")}
+SERIES_LABELS = {f"{series}_{m}": name for series, (_, name) in _SERIES.items() for m in ("acc", "loss")}
 
 _OFF_LINE_MARKERS = ("D", "s", "^", "v", "P", "X", "h")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 _FONT = 12
 _SMALL = 11
 _STYLE = {
-    "font.size": _FONT,
-    "axes.titlesize": _FONT + 1,
-    "axes.labelsize": _FONT,
-    "xtick.labelsize": _SMALL,
-    "ytick.labelsize": _SMALL,
-    "legend.fontsize": _SMALL,
-    "figure.titlesize": _FONT + 2,
-    "axes.grid": True,
-    "grid.color": "#b0b0b0",
-    "grid.alpha": 0.4,
-    "grid.linewidth": 0.6,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.prop_cycle": cycler(color=list(OKABE_ITO)),
-    "lines.linewidth": 2.0,
-    "legend.frameon": False,
-    "figure.facecolor": "white",
-    "savefig.facecolor": "white",
-}
+    "font.size": _FONT, "axes.titlesize": _FONT + 1, "axes.labelsize": _FONT, "xtick.labelsize": _SMALL,
+    "ytick.labelsize": _SMALL, "legend.fontsize": _SMALL, "figure.titlesize": _FONT + 2, "axes.grid": True,
+    "grid.color": "#b0b0b0", "grid.alpha": 0.4, "grid.linewidth": 0.6, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.prop_cycle": cycler(color=list(OKABE_ITO)), "lines.linewidth": 2.0,
+    "legend.frameon": False, "figure.facecolor": "white", "savefig.facecolor": "white",
+}  # fmt: skip
 
 
 @contextlib.contextmanager
