@@ -397,19 +397,15 @@ def _methods(runs: pd.DataFrame, records: Sequence[dict]) -> Methods:
         values = {repr(s.get(key)) for s in specs if key in s}
         if specs and len(values) == 1 and all(key in s for s in specs):
             training[key] = specs[0][key]
+    recorded = {k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("device", "dtype", "threads")}
     return Methods(
-        runs=len(runs),
-        statuses={str(k): int(v) for k, v in statuses.items()},
+        runs=len(runs), statuses={str(k): int(v) for k, v in statuses.items()},
         engines=_count(_engine(e) for e in envs),
         stack_sizes={int(k): v for k, v in _count(s for s in stacks if s is not None).items()},
-        devices=_count(str(e.get("device", NOT_RECORDED)) for e in envs),
-        dtypes=_count(str(e.get("dtype", NOT_RECORDED)) for e in envs),
-        threads=_count(str(e.get("threads", NOT_RECORDED)) for e in envs),
-        versions={
-            k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("dropoutlab", "torch", "python")
-        },
+        devices=recorded["device"], dtypes=recorded["dtype"], threads=recorded["threads"],
+        versions={k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("dropoutlab", "torch", "python")},
         training=training,
-    )
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------

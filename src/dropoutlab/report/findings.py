@@ -43,15 +43,9 @@ from dropoutlab.report.text import (
 
 
 def _interval_numbers(prefix: str, interval) -> dict:
-    return {
-        f"{prefix}_mean": interval.mean,
-        f"{prefix}_ci_low": interval.low,
-        f"{prefix}_ci_high": interval.high,
-        f"{prefix}_min": interval.min,
-        f"{prefix}_max": interval.max,
-        f"{prefix}_n": interval.n,
-        f"{prefix}_interval": interval.method,
-    }
+    names = {"mean": "mean", "ci_low": "low", "ci_high": "high", "min": "min", "max": "max", "n": "n",
+             "interval": "method"}  # fmt: skip
+    return {f"{prefix}_{key}": getattr(interval, field) for key, field in names.items()}
 
 
 def _vs(c: Comparison, base_name: str, confidence: float) -> str:
@@ -62,17 +56,14 @@ def _vs(c: Comparison, base_name: str, confidence: float) -> str:
     )
 
 
+def _numbers(c: TestResult, *fields: str) -> dict:
+    """The numbers of a test a sentence quotes (``diff, ci_low, ci_high, p_value, p_adjusted, n``)
+    and ``fields``."""
+    return {f: getattr(c, f) for f in ("diff", "ci_low", "ci_high", "p_value", "p_adjusted", "n", *fields)}
+
+
 def _comparison_numbers(c: Comparison) -> dict:
-    return {
-        "diff": c.diff,
-        "ci_low": c.ci_low,
-        "ci_high": c.ci_high,
-        "p_value": c.p_value,
-        "p_adjusted": c.p_adjusted,
-        "n": c.n,
-        "n_baseline": c.n_baseline,
-        "seeds_needed": c.seeds_needed,
-    }
+    return _numbers(c, "n_baseline", "seeds_needed")
 
 
 # ----------------------------------------------------------------------------------------
@@ -339,16 +330,9 @@ def _significant(a: Analysis, done) -> list[Finding]:
 
 
 def _needed_numbers(a: Analysis, c: Comparison) -> dict:
-    return {
-        "min_effect": a.min_effect,
-        "power": a.power,
-        "alpha": a.alpha,
-        "family_size": a.family_size,
-        "level": a.alpha / max(a.family_size, 1),
-        "seeds_needed": c.seeds_needed,
-        "seeds_limit": SEEDS_SEARCH_LIMIT,
-        "sd": c.sd,
-    }
+    return {"min_effect": a.min_effect, "power": a.power, "alpha": a.alpha, "family_size": a.family_size,
+            "level": a.alpha / max(a.family_size, 1), "seeds_needed": c.seeds_needed,
+            "seeds_limit": SEEDS_SEARCH_LIMIT, "sd": c.sd}  # fmt: skip
 
 
 def _needed(a: Analysis, c: Comparison) -> str:
@@ -617,9 +601,7 @@ def _left_out_text(c: TestResult) -> str:
 
 
 def _contrast_numbers(a: Analysis, c: TestResult) -> dict:
-    return {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
-            "p_adjusted": c.p_adjusted, "n": c.n, "effect_size": c.effect_size,
-            "seeds_left_out": list(c.seeds_left_out), **_needed_numbers(a, c)}  # fmt: skip
+    return {**_numbers(c, "effect_size", "seeds_left_out"), **_needed_numbers(a, c)}
 
 
 def _factor_effects(a: Analysis) -> list[Finding]:

@@ -27,14 +27,8 @@ from dropoutlab.runs import MC_METRICS
 TESTED_METRICS = ("acc", "nll")
 
 #: How the report names each metric, with its unit.
-METRIC_NAMES = {
-    "acc": "test accuracy",
-    "nll": "NLL (nats)",
-    "brier": "Brier score",
-    "ece": "ECE",
-    "entropy": "predictive entropy (nats)",
-    "mutual_information": "mutual information (nats)",
-}
+METRIC_NAMES = {"acc": "test accuracy", "nll": "NLL (nats)", "brier": "Brier score", "ece": "ECE",
+                "entropy": "predictive entropy (nats)", "mutual_information": "mutual information (nats)"}  # fmt: skip
 
 
 def mc_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:

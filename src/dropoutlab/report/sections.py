@@ -20,19 +20,14 @@ from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
 from dropoutlab.report.text import and_list, level, p_text, pp, setting, value_text
 from dropoutlab.runs import MC_METRICS
 
+#: The columns of the summary table: ``Analysis.summary``'s name -> the name shown.
 SUMMARY_COLUMNS = {
-    "n": "seeds",
-    "test_acc_mean": "test acc",
-    "test_acc_ci_low": "test acc ci_low",
-    "test_acc_ci_high": "test acc ci_high",
-    "test_acc_min": "test acc lowest",
-    "test_acc_max": "test acc highest",
-    "val_acc_mean": "val acc",
-    "train_acc_mean": "train acc (dropout on)",
-    "train_eval_acc_mean": "train acc (eval mode)",
-    "gap_acc_mean": "gap acc (train - test)",
+    "n": "seeds", "test_acc_mean": "test acc", "test_acc_ci_low": "test acc ci_low",
+    "test_acc_ci_high": "test acc ci_high", "test_acc_min": "test acc lowest", "test_acc_max": "test acc highest",
+    "val_acc_mean": "val acc", "train_acc_mean": "train acc (dropout on)",
+    "train_eval_acc_mean": "train acc (eval mode)", "gap_acc_mean": "gap acc (train - test)",
     "best_epoch_mean": "best epoch",
-}
+}  # fmt: skip
 
 INTERVAL_WORDS = {
     "logit t": "t on the logit scale",
