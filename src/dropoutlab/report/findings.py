@@ -143,7 +143,7 @@ def _headline(a: Analysis, done) -> list[Finding]:
             else "no configuration has every dropout rate at 0"
         )
         example = a.config(zero[0] if zero else a.configs[0].config).params
-        named = ",".join(f"{p}={value_text(example.get(p))}" for p in a.varied)
+        named = ",".join(setting(p, example.get(p)) for p in a.varied)
         return [
             Finding(
                 "no_baseline",
@@ -511,7 +511,7 @@ def _gap_trend(a: Analysis) -> list[Finding]:
         change += f", {p_text(c.p_adjusted, 'Holm p')}): the gap {shape} with more dropout"
         claim = True
     fixed = a.config(g.low_config).params
-    others = [f"{p}={value_text(fixed.get(p))}" for p in a.varied if p != g.key]
+    others = [setting(p, fixed.get(p)) for p in a.varied if p != g.key]
     where = f" at {', '.join(others)}" if others else ""
     text = (
         f"Along {g.key} from {value_text(g.low_value)} to {value_text(g.high_value)}{where}, mean test accuracy "
