@@ -167,8 +167,7 @@ class _Family:
 def _analyze(data: StudyData, study: str = "", baseline=None, levels: Levels | None = None) -> Analysis:
     """The ``Analysis`` of ``data`` at ``levels`` (default: ``Levels()``); ``analyze`` reads it from a store."""
     levels = levels or Levels()
-    runs, params = data.runs.copy(), list(data.params)
-    runs.attrs["params"] = params
+    runs, params = data.runs, list(data.params)  # the parameters travel here, never in runs.attrs
     empty = runs.empty
     summary = pd.DataFrame() if empty else summarize(runs, params, levels.confidence)
     configs = tuple(_config_summaries(summary, params))
