@@ -8,7 +8,7 @@ time for each number of passes ``T`` and for the usual deterministic pass (``T =
   (accuracy on the logit scale, the others Student t), as the summary table does;
 * ``contrast_rows``: per configuration with dropout, the largest ``T`` minus the
   deterministic pass, paired over seeds, for test accuracy and negative log-likelihood:
-  rows of the analysis' one Holm family (member ``"mc"``);
+  rows the analysis adds to its one Holm family;
 * ``pooled_reliability``: the reliability-diagram bins of a configuration, counts summed
   over seeds.
 """

@@ -1,9 +1,10 @@
 """The report's sections, built from an ``Analysis``: paragraphs, figures and tables to render.
 
-Each section only shows what the ``Analysis`` holds; figures are drawn here from its runs
-and history by ``plots``. A section that applies to the study but cannot be computed says
-so in one line with the reason (``Analysis.unavailable``, or a figure whose data refuses
-it: a ``DropoutlabError``); anything else is a bug and keeps its traceback.
+Each section only shows what the ``Analysis`` holds, and only where it applies; its figures
+are the analysis' ``FigurePlan``s drawn by ``plots.draw``. A section that applies to the
+study but cannot be computed says so in one line with the reason (``Analysis.unavailable``,
+or a figure whose data refuses it: a ``DropoutlabError``); anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
