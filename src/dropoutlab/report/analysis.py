@@ -459,16 +459,10 @@ def _figure_plans(analysis: Analysis):
         return
     yield FigurePlan("curves-all", "comparison", "All configurations",
                      "Loss and accuracy per epoch of every configuration")  # fmt: skip
-    seen: set[str] = set()
-    for summary in analysis.configs:
+    for summary in analysis.configs:  # a name given twice gets -2, -3... when written (html._figure_names)
         if summary.n == 0:
             continue
-        stem = "curves-" + _short_name(analysis, summary.config)
-        name, k = stem, 2
-        while name in seen:
-            name, k = f"{stem}-{k}", k + 1
-        seen.add(name)
         label = analysis.label(summary.config)
-        yield FigurePlan(name, "curves", f"Learning curves: {label}",
+        yield FigurePlan("curves-" + _short_name(analysis, summary.config), "curves", f"Learning curves: {label}",
                          f"Loss and accuracy per epoch for {label}, train and validation",
                          config=summary.config)  # fmt: skip

@@ -1,39 +1,24 @@
 """The effect of each grid parameter averaged over the others, and the two-way interactions.
 
-For a grid that crosses three or more parameters (dropout kind x rate x model family,
-dropout x L2 x batch norm...) the report asks of each parameter: what does changing it do
-to test accuracy, averaged over the other parameters? And of each pair: does the effect of
-one depend on the value of the other ("does dropout help a ResNet as much as an MLP?")?
-
-Seeds are the unit. Every seed runs every configuration of the grid (same seed, same
-initialisation and data order), so each number here is first computed within a seed, then
-summarized over seeds:
+For a grid that crosses three or more parameters, the report asks of each parameter what
+changing it does to test accuracy, averaged over the others, and of each pair whether the
+effect of one depends on the other ("does dropout help a ResNet as much as an MLP?").
+Seeds are the unit (every seed runs every configuration): each number is first computed
+within a seed, then summarized over seeds:
 
 - the mean at a value (a *marginal mean*): per seed, the mean test accuracy over the
-  configurations with that value, each combination of the other parameters weighted
-  equally; over seeds, the mean and a t interval on the logit scale
-  (``stats.accuracy_interval``, as for a configuration);
-- the effect of a value: per seed, its marginal mean minus the marginal mean at the
-  reference value; over seeds, a t-test and t interval (a paired t: each seed is a pair);
-- the interaction of two parameters A and B: per seed, the effect of a value of A at a
-  value of B minus the same effect at B's reference value, both averaged over the remaining
-  parameters (a difference of differences); over seeds, as above.
+  configurations with that value, each combination of the others weighted equally; over
+  seeds, the mean and a t interval on the logit scale (``stats.accuracy_interval``);
+- the effect of a value: per seed, its marginal mean minus the one at the reference value;
+  over seeds, a paired t (``stats.paired_t``);
+- the interaction of A and B: per seed, the effect of a value of A at a value of B minus
+  the same effect at B's reference value (a difference of differences); over seeds, as above.
 
-This is the repeated-measures analysis with its own error term for every contrast (the seed
-x contrast variation, "the multivariate approach"): with two-value parameters t squared
-equals the F of statsmodels' ``AnovaRM`` (``tests/test_factors.py`` checks it). Unlike a
-pooled factorial ANOVA it does not assume that every configuration has the same
-seed-to-seed spread or that a lucky seed is equally lucky in every configuration; the price
-is n - 1 degrees of freedom for n seeds. Three-way and higher interactions are not tested;
-the marginal effects average over them.
-
-A seed that did not complete every configuration a number averages over (a failed or
-diverged run) is left out of that number and named in ``seeds_left_out``; a configuration
-with no completed run at all leaves the numbers that average over it untestable.
-
-Nothing here is adjusted for multiple testing: ``factor_contrasts`` gives unadjusted rows
-that join the report's one Holm family in ``analysis.py``; ``factor_results`` turns the
-adjusted rows into ``Factors``. Accuracies and differences are fractions.
+Why this repeated-measures analysis, and what it assumes: ``docs/report.md``, "Grids of
+three or more parameters". A seed that did not complete every configuration a number
+averages over is left out of that number (``seeds_left_out``). ``factor_contrasts`` gives
+the unadjusted tests the analysis adds to its one Holm family; ``factor_results`` makes
+``Factors`` of the adjusted rows. Accuracies and differences are fractions.
 """
 
 from __future__ import annotations
