@@ -26,10 +26,6 @@ from dropoutlab.runs import MC_METRICS
 #: The metrics the Holm family tests (the largest T against the deterministic pass).
 TESTED_METRICS = ("acc", "nll")
 
-#: How the report names each metric, with its unit.
-METRIC_NAMES = {"acc": "test accuracy", "nll": "NLL (nats)", "brier": "Brier score", "ece": "ECE",
-                "entropy": "predictive entropy (nats)", "mutual_information": "mutual information (nats)"}  # fmt: skip
-
 
 def mc_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
     """One row per completed run and number of passes: ``config, seed, samples``, the metrics

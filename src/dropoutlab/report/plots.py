@@ -35,10 +35,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.mc_dropout import METRIC_NAMES
 from dropoutlab.report.model import Analysis, FigurePlan
 from dropoutlab.report.stats import metric_interval, run_metrics, sorted_levels, t_interval
-from dropoutlab.report.text import level, setting
+from dropoutlab.report.text import MC_METRIC_NAMES, level, setting
 
 #: Okabe & Ito's colour-blind-safe palette, without its yellow (too pale on white).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
@@ -575,7 +574,7 @@ def mc_metric(a: Analysis, metric: str) -> Figure:
     scale = 100 if metric == "acc" else 1
     rows = [{"label": a.label(r.config), "samples": r.samples, "mean": scale * r[metric].mean,
              "low": scale * r[metric].low, "high": scale * r[metric].high} for _, r in a.mc.levels.iterrows()]  # fmt: skip
-    return metric_against_samples(rows, "test accuracy (%)" if metric == "acc" else METRIC_NAMES[metric])
+    return metric_against_samples(rows, "test accuracy (%)" if metric == "acc" else MC_METRIC_NAMES[metric])
 
 
 def reliability(a: Analysis, config: str) -> Figure:

@@ -13,6 +13,10 @@ from typing import Any
 
 MINUS = "\u2212"
 
+#: How the report names each Monte Carlo dropout metric (``runs.MC_METRICS``), with its unit.
+MC_METRIC_NAMES = {"acc": "test accuracy", "nll": "NLL (nats)", "brier": "Brier score", "ece": "ECE",
+                   "entropy": "predictive entropy (nats)", "mutual_information": "mutual information (nats)"}  # fmt: skip
+
 
 def _finite(x) -> bool:
     return x is not None and math.isfinite(x)
