@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropoutlab.report import write_analysis
-from dropoutlab.report.analysis import analyze_frames
-from dropoutlab.report.factors import factor_contrasts, factor_design, factor_effects
+from dropoutlab.report.analysis import StudyData, _analyze, _crossed
+from dropoutlab.report.factors import factor_contrasts, factor_design, factor_results, level_means
+from dropoutlab.report.model import Levels
 from dropoutlab.report.numbers import analysis_to_json
 from dropoutlab.report.sections import FACTORS_TITLE, report_sections
+from dropoutlab.report.stats import adjust_family, varied_params
+from dropoutlab.report.write import write_analysis
 
 LEVELS = {
     "dropout.rate": [0.0, 0.5],
@@ -54,6 +56,18 @@ def grid_runs(mean=planted, levels=LEVELS, seeds=5, rng=0, seed_sd=0.01, noise_s
     return runs
 
 
+def analyze_runs(runs: pd.DataFrame, baseline=None):
+    """The report's analysis of a runs table (parameters in attrs)."""
+    return _analyze(StudyData.from_runs(runs), baseline=baseline)
+
+
+def factor_effects(runs: pd.DataFrame, alpha: float = 0.05):
+    """The factor analysis of ``runs`` as a family of its own (Holm over its tests alone)."""
+    design = factor_design(runs, varied_params(runs))
+    rows = adjust_family(pd.DataFrame(factor_contrasts(design, 0.95)), Levels(alpha=alpha))
+    return factor_results(design, level_means(design, 0.95), [row for _, row in rows.iterrows()])
+
+
 def true_contrast(weights: dict) -> float:
     """The noiseless value of a contrast: ``weights`` maps a selection ``{factor: value}`` to
     +1 / -1; each selection is the mean of ``planted`` over the matching cells."""
@@ -75,7 +89,7 @@ def covers(c, value: float) -> bool:
 
 @pytest.mark.parametrize("rng", [0, 1, 2])
 def test_planted_effects_are_found_and_absent_ones_are_not_claimed(rng):
-    a = analyze_frames(grid_runs(rng=rng))
+    a = analyze_runs(grid_runs(rng=rng))
     fx = a.factors
     assert fx is not None and a.grid is None and fx.cells == 12
     assert fx.reference == {"dropout.rate": 0.0, "optimizer.weight_decay": 0.0, "model": "mlp"}
@@ -110,7 +124,7 @@ def test_planted_effects_are_found_and_absent_ones_are_not_claimed(rng):
 
 
 def test_the_question_does_dropout_help_a_resnet_as_much_as_an_mlp_gets_a_sentence():
-    a = analyze_frames(grid_runs(rng=0))
+    a = analyze_runs(grid_runs(rng=0))
     (sentence,) = [f.text for f in a.headline if f.kind == "factor_interaction" and f.claim]
     assert sentence.startswith(
         "Averaged over optimizer.weight_decay, the effect of dropout.rate=0.5 (against dropout.rate=0) on "
@@ -124,7 +138,7 @@ def test_the_question_does_dropout_help_a_resnet_as_much_as_an_mlp_gets_a_senten
 
     # Without the interaction the same question is answered "not detected", with the seeds it needs.
     runs = grid_runs(mean=lambda r, w, m: 0.80 + 0.02 * (r > 0), rng=3)
-    b = analyze_frames(runs)
+    b = analyze_runs(runs)
     (answer,) = [f for f in b.headline if f.kind == "factor_interaction"
                  and (f.numbers["factor"], f.numbers["by"]) == ("dropout.rate", "model")]  # fmt: skip
     assert not answer.claim
@@ -138,7 +152,7 @@ def test_the_question_does_dropout_help_a_resnet_as_much_as_an_mlp_gets_a_senten
 
 
 def test_a_factor_with_no_effect_is_said_not_distinguishable_with_its_seeds_needed():
-    a = analyze_frames(grid_runs(rng=0))
+    a = analyze_runs(grid_runs(rng=0))
     sentences = [
         f.text
         for f in a.headline
@@ -187,7 +201,7 @@ def test_t_squared_equals_the_F_of_statsmodels_repeated_measures_anova():
     runs = grid_runs(
         mean=lambda r, w, m: planted(r, w, m) + 0.01 * (w > 0) * (m == "mlp"), levels=levels, seeds=6
     )
-    rows = factor_contrasts(factor_design(runs, list(levels)))
+    rows = pd.DataFrame(factor_contrasts(factor_design(runs, list(levels)), 0.95))
     data = runs.assign(R=runs["dropout.rate"].astype(str), W=runs["optimizer.weight_decay"].astype(str),
                        M=runs["model"])  # fmt: skip
     table = AnovaRM(data, "test_acc", "seed", within=["R", "W", "M"]).fit().anova_table
@@ -215,10 +229,10 @@ def test_marginal_means_are_per_seed_means_over_the_other_parameters_then_over_s
 def test_reference_values_are_the_baselines():
     levels = {"dropout.conv": [0.0, 0.3], "dropout.dense": [0.0, 0.5], "optimizer.weight_decay": [0.0, 0.001]}
     runs = grid_runs(mean=lambda c, d, w: 0.8 + 0.02 * (d > 0), levels=levels, rng=1)
-    a = analyze_frames(runs)
+    a = analyze_runs(runs)
     assert a.baseline_name == "no regularization"  # no dropout and no weight decay
     assert a.factors.reference == {"dropout.conv": 0.0, "dropout.dense": 0.0, "optimizer.weight_decay": 0.0}
-    b = analyze_frames(runs, baseline="dropout.conv=0.3,dropout.dense=0.5,optimizer.weight_decay=0.001")
+    b = analyze_runs(runs, baseline="dropout.conv=0.3,dropout.dense=0.5,optimizer.weight_decay=0.001")
     assert b.factors.reference == {"dropout.conv": 0.3, "dropout.dense": 0.5, "optimizer.weight_decay": 0.001}
     (dense,) = b.factors.effects_of("dropout.dense")
     assert dense.level == 0.0 and dense.diff < 0
@@ -240,7 +254,7 @@ def test_failed_and_diverged_runs_leave_their_seed_out_of_what_averages_over_the
     runs.loc[
         mid & (runs["seed"] == 4) & (runs["model"] == "resnet") & (runs["dropout.rate"] == 0.0), "status"
     ] = "diverged"
-    a = analyze_frames(runs)
+    a = analyze_runs(runs)
     fx = a.factors
     (dropout,) = fx.effects_of("dropout.rate")
     assert dropout.n == 3 and dropout.seeds_left_out == (2, 4)
@@ -267,7 +281,7 @@ def test_a_configuration_without_any_completed_run_leaves_only_its_numbers_untes
         & (runs["dropout.rate"] == 0.5)
     )
     runs.loc[dead, "status"] = "diverged"
-    a = analyze_frames(runs)
+    a = analyze_runs(runs)
     fx = a.factors
     assert fx.empty_cells == ({"dropout.rate": 0.5, "optimizer.weight_decay": 0.001, "model": "resnet"},)
     (dropout,) = fx.effects_of("dropout.rate")
@@ -308,7 +322,7 @@ def one_at_a_time() -> pd.DataFrame:
 
 
 def test_a_grid_that_does_not_cross_its_parameters_says_why_in_one_line():
-    a = analyze_frames(one_at_a_time())
+    a = analyze_runs(one_at_a_time())
     assert a.factors is None
     assert a.unavailable["factors"] == (
         "the configurations do not cross every value of dropout.input, dropout.hidden1 and dropout.hidden2: "
@@ -325,6 +339,20 @@ def test_a_grid_that_does_not_cross_its_parameters_says_why_in_one_line():
     assert data["factors"] is None and data["unavailable"]["factors"] == a.unavailable["factors"]
 
 
+def test_a_study_file_that_crosses_no_three_parameters_gets_no_factor_section():
+    """The demo sweeps slots one at a time: no factorial design was asked for, so none is missed."""
+    grid = [{"dropout": [{"input": 0.0, "hidden1": 0.0}, {"input": 0.2, "hidden1": 0.5}]},
+            {"dropout.hidden1": [0.1, 0.2, 0.3]}, {"seed_only": [1]}]  # fmt: skip
+    assert _crossed({"grid": grid}) == 1 and _crossed({"grid": {"a": [1, 2], "b": [1, 2], "c": [3, 4]}}) == 3
+    assert _crossed({}) is None
+    a = _analyze(StudyData.from_runs(one_at_a_time(), crossed=1))
+    assert a.factors is None and "factors" not in a.unavailable
+    assert FACTORS_TITLE not in [s.title for s in report_sections(a)]
+    assert not [f for f in a.findings if "could not be computed" in f.text]
+    crossed = _analyze(StudyData.from_runs(one_at_a_time(), crossed=3))  # asked for, not run: said why
+    assert "4 of 8 combinations were run" in crossed.unavailable["factors"]
+
+
 def _two_keys() -> pd.DataFrame:
     runs = grid_runs(levels={"dropout.rate": [0.0, 0.5], "model": ["mlp", "resnet"]},
                      mean=lambda r, m: planted(r, 0.0, m))  # fmt: skip
@@ -338,7 +366,7 @@ def _two_keys() -> pd.DataFrame:
     ids=["three keys", "two keys", "one key"],
 )  # fmt: skip
 def test_the_factor_section_is_rendered_only_when_three_or_more_parameters_vary(tmp_path, runs, shown):
-    a = analyze_frames(runs())
+    a = analyze_runs(runs())
     paths = write_analysis(a, tmp_path)
     html, markdown = paths["html"].read_text(), paths["markdown"].read_text()
     data = json.loads(json.dumps(analysis_to_json(a)))
@@ -368,7 +396,7 @@ def test_a_grid_over_models_compares_each_models_dropout_with_the_same_model_wit
     levels = {"model": ["mlp", "resnet"], "dropout.rate": [0.0, 0.2]}
     # dropout costs the MLP 3 points and the ResNet nothing
     runs = grid_runs(mean=lambda m, r: 0.9 - 0.03 * (m == "mlp") * (r > 0), levels=levels, rng=2)
-    a = analyze_frames(runs)
+    a = analyze_runs(runs)
     assert a.baseline is None and a.strata == {
         "model=mlp,dropout.rate=0.2": "model=mlp,dropout.rate=0.0",
         "model=resnet,dropout.rate=0.2": "model=resnet,dropout.rate=0.0",
@@ -396,5 +424,5 @@ def test_a_grid_over_models_compares_each_models_dropout_with_the_same_model_wit
 def test_a_grid_over_kinds_has_no_rate_axis():
     runs = grid_runs(mean=lambda k: 0.9, levels={"dropout.conv.kind": ["spatial", "standard", "dropblock"]})
     runs["dropout.conv"] = 0.2
-    a = analyze_frames(runs)
+    a = analyze_runs(runs)
     assert a.rate_key is None and a.gap_trend is None

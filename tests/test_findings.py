@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropoutlab.report.analysis import analyze_frames, findings
-from dropoutlab.report.findings import rate_axis
+from dropoutlab.errors import DropoutlabError
+from dropoutlab.report.analysis import StudyData, _analyze
+from dropoutlab.report.model import Levels
+from dropoutlab.report.stats import rate_axis
 
 MINUS = "\u2212"
 
@@ -56,6 +58,16 @@ def study(
     runs = pd.DataFrame(rows)
     runs.attrs["params"] = params or list(configs[0][0])
     return runs
+
+
+def analyze_runs(runs: pd.DataFrame, params=None, baseline=None, **levels):
+    """The report's analysis of a runs table (parameters in attrs unless given)."""
+    return _analyze(StudyData.from_runs(runs, params), baseline=baseline, levels=Levels(**levels))
+
+
+def findings(runs: pd.DataFrame, params=None, baseline=None, **levels) -> list[str]:
+    """The headline sentences of the report on ``runs``."""
+    return [f.text for f in analyze_runs(runs, params, baseline, **levels).headline]
 
 
 def conv(rate):
@@ -144,7 +156,7 @@ def test_runner_up_comparison_says_whether_the_best_is_ahead():
     )
     set_test_acc(runs, 0.1, [0.748, 0.752, 0.747])
     set_test_acc(runs, 0.2, [0.751, 0.747, 0.753])
-    analysis = analyze_frames(runs)
+    analysis = analyze_runs(runs)
     assert not [f for f in analysis.headline if "runner-up" in f.text]
     lead = one([f.text for f in analysis.exploratory], "runner-up dropout.conv=0.1")
     assert lead.startswith("Exploratory") and "unadjusted p = " in lead
@@ -180,6 +192,8 @@ def test_explicit_baseline_and_params_without_attrs():
     plain = pd.DataFrame(runs.to_dict("list"))
     text = findings(plain, params=["dropout.conv"], baseline="dropout.conv=0.2")
     assert one(text, "dropout.conv=0 has lower test accuracy than dropout.conv=0.2")
+    with pytest.raises(DropoutlabError, match="pass params"):  # never guessed from the column names
+        findings(plain)
 
 
 def test_diverged_runs_are_counted_per_configuration():
@@ -261,7 +275,7 @@ def test_placement_names_the_slot_that_helped_most():
         ],
         noise_sd=0.0002,
     )
-    analysis = analyze_frames(runs)
+    analysis = analyze_runs(runs)
     placement = one([f.text for f in analysis.headline], "Placement:")
     assert placement.startswith(
         "Placement: dropout in the dense slot and the conv slot is distinguishably better"

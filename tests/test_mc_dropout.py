@@ -7,9 +7,10 @@ import torch
 from conftest import make_run, prepared
 from torch import nn
 
-from dropoutlab.report import analyze, write_study_report
+from dropoutlab.report import analyze
 from dropoutlab.report.numbers import analysis_to_json
 from dropoutlab.report.sections import report_sections
+from dropoutlab.report.write import write_study_report
 from dropoutlab.store import Store
 from dropoutlab.study import load_study, run_study
 from dropoutlab.train import train_run, train_runs

@@ -13,6 +13,8 @@ from matplotlib.text import Text
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.report import plots
+from dropoutlab.report.analysis import StudyData, _analyze
+from dropoutlab.report.model import FigurePlan
 
 matplotlib.use("Agg")
 
@@ -100,6 +102,17 @@ def make_history(configs=((0.0, 0.0), (0.2, 0.0), (0.5, 0.0)), eval_for=(0.2, 0.
     return history
 
 
+def analysis(runs=None, history=None):
+    """The report's analysis of ``runs`` (default: the four-cell grid) and ``history``."""
+    runs = make_runs() if runs is None else runs
+    return _analyze(StudyData.from_runs(runs, PARAMS, history=make_history() if history is None else history))
+
+
+def sweep(**options):
+    """The analysis of the three configurations without dense dropout: one rate line."""
+    return analysis(make_runs({k: v for k, v in TEST.items() if k[1] == 0.0}, **options))
+
+
 def by_gid(ax, gid):
     found = [line for line in ax.lines if line.get_gid() == gid]
     assert len(found) == 1, f"{gid}: {[line.get_gid() for line in ax.lines]}"
@@ -117,8 +130,9 @@ def band_at(band, x):
 
 
 def test_learning_curves_draw_seed_means_per_epoch_with_t_band():
-    fig = plots.learning_curves(make_history(), label(0.5, 0.0))
+    fig = plots.learning_curves(analysis(), label(0.5, 0.0))
     assert isinstance(fig, Figure)
+    assert fig.get_suptitle().startswith("dropout.conv=0.5\n")  # the report's label
     ax_loss, ax_acc = fig.axes
     assert [line.get_gid() for line in ax_acc.lines] == ["mean:train_acc", "mean:val_acc"]
     assert [line.get_gid() for line in ax_loss.lines] == ["mean:train_loss", "mean:val_loss"]
@@ -137,7 +151,7 @@ def test_learning_curves_draw_seed_means_per_epoch_with_t_band():
 
 
 def test_learning_curves_add_dashed_eval_mode_train_when_measured():
-    fig = plots.learning_curves(make_history(), label(0.2, 0.0))
+    fig = plots.learning_curves(analysis(), label(0.2, 0.0))
     ax_loss, ax_acc = fig.axes
     assert len(ax_acc.lines) == 3 and len(ax_loss.lines) == 3
     eval_line = by_gid(ax_acc, "mean:train_eval_acc")
@@ -148,11 +162,11 @@ def test_learning_curves_add_dashed_eval_mode_train_when_measured():
 
 def test_learning_curves_name_the_missing_configuration():
     with pytest.raises(DropoutlabError, match="dropout.conv=0.0, dropout.dense=0.0"):
-        plots.learning_curves(make_history(), "dropout.conv=0.9")
+        plots.learning_curves(analysis(), "dropout.conv=0.9")
 
 
 def test_curve_table_holds_the_plotted_fractions():
-    table = plots.curve_table(make_history(), label(0.0, 0.0))
+    table = plots.curve_table(analysis(), label(0.0, 0.0))
     assert list(table["n"]) == [3] * 5
     assert "train_eval_acc_mean" not in table  # not measured for this configuration
     np.testing.assert_allclose(table["val_acc_mean"], val_acc(0.0, np.arange(1, 6)))
@@ -166,12 +180,12 @@ def test_bands_need_three_seeds():
     history = make_history()
     two = history[history["seed"] != 2]
     two.attrs["params"] = PARAMS
-    table = plots.curve_table(two, label(0.0, 0.0))
+    table = plots.curve_table(analysis(history=two), label(0.0, 0.0))
     assert table["val_acc_ci_low"].isna().all() and table["val_acc_mean"].notna().all()
 
 
 def test_comparison_gives_each_configuration_one_colour_solid_val_dashed_train():
-    fig = plots.comparison(make_history())
+    fig = plots.comparison(analysis())
     ax_loss, ax_acc = fig.axes
     assert len(ax_acc.lines) == len(ax_loss.lines) == 6
     colors = set()
@@ -186,9 +200,9 @@ def test_comparison_gives_each_configuration_one_colour_solid_val_dashed_train()
         np.testing.assert_allclose(loss.get_ydata(), 2.2 / np.arange(1, 6) + conv)
     assert len(colors) == 3
     legend_texts = [t.get_text() for t in fig.legends[0].get_texts()]
-    # Only the parameter that varies names the configurations.
+    # The report's labels name the configurations (the one without a run has no line).
     assert legend_texts == [
-        "dropout.conv=0.0",
+        "no dropout",
         "dropout.conv=0.2",
         "dropout.conv=0.5",
         "validation",
@@ -198,7 +212,8 @@ def test_comparison_gives_each_configuration_one_colour_solid_val_dashed_train()
 
 def test_comparison_keeps_twelve_configurations_apart():
     configs = [(c / 10, 0.0) for c in range(12)]
-    fig = plots.comparison(make_history(configs=configs, eval_for=None))
+    runs = make_runs({c: 0.9 for c in configs})
+    fig = plots.comparison(analysis(runs, make_history(configs=configs, eval_for=None)))
     lines = fig.axes[1].lines
     assert len(lines) == 24
     styles = {(str(line.get_color()), line.get_marker()) for line in lines}
@@ -208,8 +223,7 @@ def test_comparison_keeps_twelve_configurations_apart():
 
 
 def test_accuracy_vs_rate_draws_means_bands_and_single_seeds():
-    runs = make_runs({k: v for k, v in TEST.items() if k[1] == 0.0})
-    fig = plots.accuracy_vs_rate(runs, "dropout.conv")
+    fig = plots.accuracy_vs_rate(sweep())
     (ax,) = fig.axes
     rates = [0.0, 0.2, 0.5]
     assert [line.get_gid() for line in ax.lines] == [
@@ -233,10 +247,20 @@ def test_accuracy_vs_rate_draws_means_bands_and_single_seeds():
     )
 
 
+def test_rate_figures_draw_the_numbers_of_the_analysis_and_its_table():
+    a = analysis()
+    table = plots.rate_table(a)
+    summary = a.summary.set_index("config").loc[table["config"]]
+    for column in ("test_acc_mean", "test_acc_ci_low", "gap_acc_mean", "train_eval_acc_ci_high"):
+        np.testing.assert_array_equal(table[column], summary[column])  # the same numbers, not recomputed
+    line = table[table["on_line"]]
+    np.testing.assert_allclose(
+        by_gid(plots.accuracy_vs_rate(a).axes[0], "mean:test_acc").get_ydata(), line["test_acc_mean"] * 100
+    )
+
+
 def test_accuracy_vs_rate_draws_configurations_off_the_line_as_labelled_markers():
-    runs = make_runs()
-    on_line = runs["dropout.dense"] == 0.0
-    fig = plots.accuracy_vs_rate(runs, "dropout.conv", on_line_mask=on_line)
+    fig = plots.accuracy_vs_rate(analysis())
     (ax,) = fig.axes
     marker = by_gid(ax, f"off_line:{label(0.2, 0.5)}")
     np.testing.assert_allclose(np.asarray(marker.get_xdata(), float), [0.2])
@@ -244,35 +268,26 @@ def test_accuracy_vs_rate_draws_configurations_off_the_line_as_labelled_markers(
     assert marker.get_linestyle() == "None" and marker.get_marker() == "D"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "dropout.dense=0.5 (test)" in legend
-    # The line itself still holds only the dense=0 configurations.
+    # The line itself holds only the dense=0 configurations (the rate axis of the analysis).
     np.testing.assert_allclose(by_gid(ax, "mean:test_acc").get_ydata(), [90, 92, 88])
 
 
-def test_accuracy_vs_rate_accepts_a_mask_per_configuration():
+def test_rate_plots_refuse_a_study_without_a_rate_axis():
     runs = make_runs()
-    mask = {label(c, d): d == 0.0 for (c, d) in TEST}
-    (ax,) = plots.accuracy_vs_rate(runs, "dropout.conv", on_line_mask=mask).axes
-    assert len([line for line in ax.lines if str(line.get_gid()).startswith("off_line:")]) == 1
-
-
-def test_rate_plots_refuse_two_configurations_at_one_rate_on_the_line():
-    with pytest.raises(DropoutlabError, match="on_line_mask"):
-        plots.accuracy_vs_rate(make_runs(), "dropout.conv")
-    with pytest.raises(DropoutlabError, match="dropout.nope"):
-        plots.accuracy_vs_rate(make_runs(), "dropout.nope")
+    for key in PARAMS:  # kinds, not rates
+        runs[key] = runs[key].map({0.0: "a", 0.2: "b", 0.5: "c"})
+    with pytest.raises(DropoutlabError, match="varies no dropout rate"):
+        plots.accuracy_vs_rate(analysis(runs))
 
 
 def test_accuracy_vs_rate_leaves_out_eval_mode_train_when_not_measured():
-    runs = make_runs({k: v for k, v in TEST.items() if k[1] == 0.0}, eval_mode=False)
-    (ax,) = plots.accuracy_vs_rate(runs, "dropout.conv").axes
+    (ax,) = plots.accuracy_vs_rate(sweep(eval_mode=False)).axes
     assert "mean:train_eval_acc" not in [line.get_gid() for line in ax.lines]
 
 
 def test_gap_vs_rate_uses_eval_mode_train_where_measured_and_draws_zero():
-    cells = {k: v for k, v in TEST.items() if k[1] == 0.0}
     for eval_mode, extra in ((True, 0.02), (False, 0.0)):
-        fig = plots.gap_vs_rate(make_runs(cells, eval_mode=eval_mode), "dropout.conv")
-        (ax,) = fig.axes
+        (ax,) = plots.gap_vs_rate(sweep(eval_mode=eval_mode)).axes
         gap = by_gid(ax, "mean:gap_acc")
         expected = [(TRAIN[(r, 0.0)] + extra - TEST[(r, 0.0)]) * 100 for r in (0.0, 0.2, 0.5)]
         np.testing.assert_allclose(gap.get_ydata(), expected)
@@ -280,17 +295,14 @@ def test_gap_vs_rate_uses_eval_mode_train_where_measured_and_draws_zero():
 
 
 def test_gap_vs_rate_marks_configurations_off_the_line():
-    runs = make_runs()
-    fig = plots.gap_vs_rate(runs, "dropout.conv", on_line_mask=runs["dropout.dense"] == 0.0)
-    marker = by_gid(fig.axes[0], f"off_line:{label(0.2, 0.5)}")
+    marker = by_gid(plots.gap_vs_rate(analysis()).axes[0], f"off_line:{label(0.2, 0.5)}")
     np.testing.assert_allclose(np.asarray(marker.get_ydata(), float), [(0.93 + 0.02 - 0.91) * 100])
 
 
 def test_heatmap_annotates_each_cell_with_mean_and_interval():
     runs = make_runs()
     single = runs[(runs["config"] != label(0.5, 0.0)) | (runs["seed"] == 0)]
-    single.attrs["params"] = PARAMS
-    fig = plots.heatmap(single, "dropout.conv", "dropout.dense")
+    fig = plots.heatmap(analysis(single))
     ax = fig.axes[0]
     texts = {t.get_gid(): t.get_text() for t in ax.texts}
 
@@ -310,31 +322,28 @@ def test_heatmap_annotates_each_cell_with_mean_and_interval():
     assert np.ma.is_masked(image[1, 0])
 
 
-def test_heatmap_refuses_cells_that_pool_configurations():
-    runs = make_runs()
-    runs["dropout.extra"] = np.where(runs["seed"] == 0, 1, 2)
-    runs["config"] = runs["config"] + ", extra=" + runs["dropout.extra"].astype(str)
-    with pytest.raises(DropoutlabError, match="several configurations"):
-        plots.heatmap(runs, "dropout.conv", "dropout.dense")
-
-
-def test_save_png_writes_the_same_png_bytes_each_time(tmp_path):
-    fig = plots.learning_curves(make_history(), label(0.0, 0.0))
-    first = plots.save_png(fig, tmp_path / "a" / "curves.png")
-    second = plots.save_png(fig, tmp_path / "b.png", dpi=120)
-    assert first.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    assert first.read_bytes() == second.read_bytes()
+def test_every_figure_of_the_plan_is_drawn_and_its_png_is_the_same_each_time():
+    a = analysis()
+    kinds = {plan.kind for plan in a.figures}
+    assert {"rate_accuracy", "rate_gap", "heatmap", "comparison", "curves"} <= kinds
+    for plan in a.figures:
+        if plan.config != label(0.2, 0.5):  # no history stored for it
+            assert isinstance(plots.draw(a, plan), Figure)
+    with pytest.raises(ValueError, match="unknown figure kind"):
+        plots.draw(a, FigurePlan("x", "pie", "x", "x"))
+    fig = plots.learning_curves(a, label(0.0, 0.0))
+    assert plots.png_bytes(fig).startswith(b"\x89PNG\r\n\x1a\n")
+    assert plots.png_bytes(fig) == plots.png_bytes(fig)
 
 
 def test_every_figure_is_print_and_phone_sized_with_no_tiny_text():
-    runs, history = make_runs(), make_history()
-    line = runs["dropout.dense"] == 0.0
+    a = analysis()
     figures = [
-        plots.learning_curves(history, label(0.2, 0.0)),
-        plots.comparison(history),
-        plots.accuracy_vs_rate(runs, "dropout.conv", line),
-        plots.gap_vs_rate(runs, "dropout.conv", line),
-        plots.heatmap(runs, "dropout.conv", "dropout.dense"),
+        plots.learning_curves(a, label(0.2, 0.0)),
+        plots.comparison(a),
+        plots.accuracy_vs_rate(a),
+        plots.gap_vs_rate(a),
+        plots.heatmap(a),
     ]
     for fig in figures:
         assert 6.5 <= fig.get_figwidth() <= 10

@@ -12,7 +12,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 from torch import nn
 
 from dropoutlab.layers import Dropout
-from dropoutlab.report.uncertainty_plots import metric_against_samples, reliability_diagram
+from dropoutlab.report.plots import metric_against_samples, reliability_diagram
 from dropoutlab.train.uncertainty import (
     PROB_FLOOR,
     accuracy,

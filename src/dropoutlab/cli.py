@@ -323,7 +323,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _print_outcome(outcome, store) -> None:
-    from dropoutlab.report import summary_table
+    from dropoutlab.report.summary import summary_table
 
     done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
     if outcome.note:
@@ -353,7 +353,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from dropoutlab.report import report_numbers
+    from dropoutlab.report.write import report_numbers
     from dropoutlab.store import Store
 
     with Store(args.store, readonly=True) as store:
@@ -369,7 +369,7 @@ def cmd_report(args) -> int:
 
 def _write_report(store, study: str, out: Path, **options) -> dict[str, Path]:
     """``write_study_report``, with a folder that cannot be written (or a full disk) as one line."""
-    from dropoutlab.report import write_study_report
+    from dropoutlab.report.write import write_study_report
 
     try:
         return write_study_report(store, study, out, **options)

@@ -1,50 +1,62 @@
 """One analysis of a study, computed once; every report (HTML, Markdown, JSON, notebook) renders it.
 
-``analyze(store, study)`` reads the study's runs from the store and returns an ``Analysis``:
-per-configuration summaries, the comparisons with the baseline, the interaction test of a
-two-parameter grid, the effect of each parameter averaged over the others and their two-way
-interactions in a grid of three or more (``factors.py``), Monte Carlo dropout against the
-deterministic pass (``mc_dropout.py``), the trend of the train-test gap
-along a swept rate, the findings as data (``Finding``: kind, configurations, numbers,
-sentence), how the runs were trained (``Methods``, from each run's stored ``env`` and
-``spec``) and the figures to draw (``FigurePlan``). Nothing here draws, formats a table or
-writes a file.
+``analyze(store, study)`` reads the study's runs from the store and returns an ``Analysis``
+(``model.py``): per-configuration summaries, the comparisons with the baseline, the
+interaction test of a two-parameter grid, the effect of each parameter averaged over the
+others and their two-way interactions in a grid of three or more (``factors.py``), Monte
+Carlo dropout against the deterministic pass (``mc_dropout.py``), the trend of the train-test
+gap along a swept rate, the findings as data (``findings.py``), how the runs were trained
+(``Methods``, from each run's stored ``env`` and ``spec``) and the figures to draw
+(``FigurePlan``). Nothing here draws, formats a table or writes a file.
 
-All claims of a difference the report makes come from one family of tests, adjusted
-together with Holm's method at ``alpha``: each configuration against the baseline, the
-interaction test, the effects and interactions of the parameters, Monte Carlo dropout's
-largest number of passes against the deterministic pass, and the gap trend. Their
-intervals are simultaneous over that family (Bonferroni), so an interval that excludes 0 never sits beside "not distinguishable" when
-``confidence == 1 - alpha``. Anything else that compares configurations (the runner-up, the
-two best placements) was picked by looking at the data: those findings are marked
-``exploratory`` and kept out of the headline.
+All claims of a difference the report makes come from one family of tests (``_Family``),
+adjusted together with Holm's method at ``alpha``: each section below adds its tests (each
+configuration against the baseline, the interaction test, the effects and interactions of
+the parameters, the gap trend, Monte Carlo dropout's largest number of passes against the
+deterministic pass), and reads them back once the family is adjusted. Their intervals are
+simultaneous over that family (Bonferroni), so an interval that excludes 0 never sits beside
+"not distinguishable" when ``confidence == 1 - alpha``. Anything else that compares
+configurations (the runner-up, the two best placements) was picked by looking at the data:
+those findings are marked ``exploratory`` and kept out of the headline.
+
+A section applies to a study or stays silent: the interaction test and the factor effects
+apply to a study whose file crosses two (three) parameters in one sub-grid (or, without a
+stored definition, wherever that many parameters vary). A section that applies but cannot
+be computed says why in ``Analysis.unavailable``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.factors import (
-    MIN_FACTORS,
-    Factors,
-    factor_contrasts,
-    factor_design,
-    factor_results,
-    level_means,
-)
-from dropoutlab.report.findings import Finding, build_findings
-from dropoutlab.report.mc_dropout import McDropout, contrast_rows, mc_dropout, mc_frame
-from dropoutlab.report.stats import (
-    ACCURACY_METRICS,
+from dropoutlab.report import factors as fx
+from dropoutlab.report.findings import build_findings
+from dropoutlab.report.mc_dropout import contrast_rows, mc_dropout, mc_frame
+from dropoutlab.report.model import (
     ALPHA,
     CONFIDENCE,
+    MIN_EFFECT,
+    NOT_RECORDED,
+    POWER,
+    Analysis,
+    Comparison,
+    ConfigSummary,
+    Factors,
+    FigurePlan,
+    GapTrend,
+    Interaction,
+    Levels,
+    Methods,
+    plain,
+)
+from dropoutlab.report.stats import (
+    ACCURACY_METRICS,
     Interval,
     NotComputable,
     adjust_family,
@@ -60,215 +72,47 @@ from dropoutlab.report.stats import (
     summarize,
     varied_params,
 )
+from dropoutlab.report.text import setting, slug, value_text
 from dropoutlab.store import history_frame, runs_frame
 
-#: The smallest difference in test accuracy worth detecting (a fraction: one point).
-MIN_EFFECT = 0.01
-#: The power ``seeds_needed`` aims at.
-POWER = 0.8
-
 
 @dataclass(frozen=True)
-class ConfigSummary:
-    """One configuration over its completed seeds. Accuracies are fractions."""
+class StudyData:
+    """One study as the analysis reads it. The grid parameters travel here, typed, rather
+    than in ``DataFrame.attrs`` (which pandas drops in many operations).
 
-    config: str
-    params: dict[str, Any]
-    seeds: tuple
-    n: int
-    n_diverged: int
-    n_failed: int
-    test_acc: Interval
-    val_acc: Interval
-    train_acc: Interval
-    train_eval_acc: Interval
-    gap_acc: Interval
-    best_epoch: Interval
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``config`` minus ``baseline`` on ``metric``, one member of the report's family of tests.
-
-    ``ci_low, ci_high``: simultaneous interval over the family (Bonferroni at
-    ``confidence``); ``ci_low_unadjusted, ci_high_unadjusted``: this comparison alone.
-    ``p_adjusted``: Holm over the family; ``significant``: ``p_adjusted < alpha``.
-    ``seeds_needed``: seeds per configuration for the analysis' ``power`` to detect
-    ``min_effect`` at ``alpha / family_size`` (inf: more than ``SEEDS_SEARCH_LIMIT``).
-    ``seeds_left_out``: seeds only one of the two completed, left out of the pairing.
+    ``runs``: ``Store.runs()`` layout, one row per run; ``params``: its grid parameter
+    columns (dotted keys); ``history``: ``Store.history()`` layout; ``records``: the export
+    layout (``Store.records``), for the methods, Monte Carlo dropout and learned rates;
+    ``crossed``: the most parameters one sub-grid of the study file crosses (None when the
+    store kept no study definition: then every section that the varied parameters allow applies).
     """
 
-    config: str
-    baseline: str
-    metric: str
-    diff: float
-    ci_low: float
-    ci_high: float
-    ci_low_unadjusted: float
-    ci_high_unadjusted: float
-    test: str
-    p_value: float
-    p_adjusted: float
-    significant: bool
-    effect_size: float
-    effect_size_kind: str
-    sd: float
-    n: int
-    n_baseline: int
-    seeds_left_out: tuple
-    seeds_needed: float
+    runs: pd.DataFrame
+    params: tuple[str, ...]
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    records: tuple[dict, ...] = ()
+    crossed: int | None = None
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict], definition: dict | None = None) -> StudyData:
+        """From store records (``Store.records(study)``) and the study's stored definition."""
+        runs = runs_frame(list(records))
+        return cls(runs, tuple(runs.attrs["params"]), history_frame(list(records)), tuple(records),
+                   _crossed(definition))  # fmt: skip
+
+    @classmethod
+    def from_runs(cls, runs: pd.DataFrame, params: Sequence[str] | None = None, **more) -> StudyData:
+        """From a runs table; ``params`` default to ``runs.attrs["params"]`` (``Store.runs()``)."""
+        return cls(runs, tuple(param_columns(runs, params)), **more)
 
 
-@dataclass(frozen=True)
-class Interaction:
-    """The two-way ANOVA interaction F-test of a two-parameter grid (a family member)."""
-
-    factors: tuple[str, str]
-    levels: tuple[list, list]
-    F: float
-    df_num: int
-    df_den: int
-    p_value: float
-    p_adjusted: float
-    significant: bool
-    partial_eta_sq: float
-    blocked_by_seed: bool
-    n: int
-
-
-@dataclass(frozen=True)
-class GapTrend:
-    """The train-test accuracy gap at the two ends of the swept rate (a family member).
-
-    ``change`` compares the gap at ``high_value`` minus the gap at ``low_value``.
-    """
-
-    key: str
-    low_value: Any
-    high_value: Any
-    low_config: str
-    high_config: str
-    low_test_acc: float
-    high_test_acc: float
-    low_gap: float
-    high_gap: float
-    change: Comparison
-
-
-@dataclass(frozen=True)
-class Methods:
-    """How the runs were trained, read from each run's stored ``env`` and ``spec``.
-
-    Each ``dict`` counts runs per value (``{"stacked": 21}``); a missing key in an older
-    store counts under ``"not recorded"``. ``training`` holds the settings every run
-    shares (dataset, model, epochs, batch size, optimizer...).
-    """
-
-    runs: int
-    statuses: dict[str, int]
-    engines: dict[str, int]
-    stack_sizes: dict[int, int]
-    devices: dict[str, int]
-    dtypes: dict[str, int]
-    threads: dict[str, int]
-    versions: dict[str, dict[str, int]]
-    training: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FigurePlan:
-    """A figure for the renderers to draw: ``name`` is its file stem (``curves-hidden1-0.5``)."""
-
-    name: str
-    kind: str  # "rate_accuracy", "rate_gap", "heatmap", "comparison", "curves", "mc_<metric>", "reliability"
-    title: str
-    alt: str
-    config: str | None = None
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything the report says about one study, computed once (see the module docstring).
-
-    ``alpha`` is the family-wise error rate of the tests, ``confidence`` the coverage of
-    every interval (simultaneous for the family), ``min_effect`` the smallest difference in
-    test accuracy worth detecting (a fraction), ``power`` the power "seeds needed" aims at.
-    ``unavailable`` maps a section (``"comparisons"``, ``"interaction"``, ``"factors"``,
-    ``"gap_trend"``, ``"rate"``, ``"grid"``, ``"curves"``) that applies to this study but
-    could not be computed to the reason, in words. ``factors``: the effect of each varied
-    parameter averaged over the others and their two-way interactions, when at least
-    ``factors.MIN_FACTORS`` (3) parameters vary and their values are crossed. ``mc``: the test
-    metrics of Monte Carlo dropout per number of passes (``mc_dropout.McDropout``), when the
-    study asked for ``mc_samples``. ``learned_rates``: one row per completed run, epoch and slot
-    of ``concrete`` dropout (``config, seed, epoch, slot, rate``), empty without.
-    """
-
-    study: str
-    alpha: float
-    confidence: float
-    min_effect: float
-    power: float
-    params: list[str]
-    varied: list[str]
-    baseline: str | None
-    baseline_name: str | None
-    configs: tuple[ConfigSummary, ...]
-    summary: pd.DataFrame
-    comparisons: tuple[Comparison, ...]
-    family_size: int
-    interaction: Interaction | None
-    gap_trend: GapTrend | None
-    rate_key: str | None
-    grid: tuple[str, str] | None
-    findings: tuple[Finding, ...]
-    methods: Methods
-    figures: tuple[FigurePlan, ...]
-    unavailable: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    runs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-    history: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-    factors: Factors | None = None
-    mc: McDropout | None = None
-    learned_rates: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-    strata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def headline(self) -> list[Finding]:
-        """The findings that are not exploratory, in order."""
-        return [f for f in self.findings if not f.exploratory]
-
-    @property
-    def exploratory(self) -> list[Finding]:
-        """Findings on pairs picked by looking at the data: not corrected, no claims."""
-        return [f for f in self.findings if f.exploratory]
-
-    def label(self, config: str) -> str:
-        """How the report names ``config``: the parameters where it differs from the baseline
-        (``"dropout.hidden1=0.5"``), ``"no dropout"`` for a baseline without dropout; every
-        varied parameter when there is no baseline. Falls back to the full label."""
-        return self.labels.get(config, config)
-
-    def baseline_of(self, comparison: Comparison) -> str:
-        """How the report names what ``comparison`` is measured against: the baseline, or with
-        :attr:`strata` the same settings without dropout (``"model=mlp without dropout"``)."""
-        if self.baseline_name is not None:
-            return self.baseline_name
-        params = self.config(comparison.baseline).params
-        same = [f"{p}={_value_text(params.get(p))}" for p in self.varied if not p.startswith("dropout.")]
-        return f"{', '.join(same)} without dropout" if same else self.label(comparison.baseline)
-
-    def comparison(self, config: str) -> Comparison | None:
-        """The comparison of ``config`` with the baseline, if there is one."""
-        return next((c for c in self.comparisons if c.config == config), None)
-
-    def config(self, label: str) -> ConfigSummary:
-        """The summary of configuration ``label``."""
-        return next(c for c in self.configs if c.config == label)
-
-    @property
-    def rate_on_line(self) -> pd.Series:
-        """Runs on the rate-sweep line (see ``stats.rate_axis``)."""
-        return rate_axis(self.runs, self.params)[1]
+def _crossed(definition: dict | None) -> int | None:
+    """The most keys with two or more values in one sub-grid (a table of rates is one key)."""
+    if not definition or "grid" not in definition:
+        return None
+    grids = definition["grid"] if isinstance(definition["grid"], list) else [definition["grid"]]
+    return max((sum(isinstance(v, list) and len(v) > 1 for v in g.values()) for g in grids), default=0)
 
 
 def analyze(
@@ -280,192 +124,203 @@ def analyze(
     min_effect: float | None = None,
     power: float = POWER,
 ) -> Analysis:
-    """The analysis of ``study`` in ``store`` (a ``dropoutlab.store.Store``).
+    """The analysis of ``study`` in ``store`` (a ``dropoutlab.Store``): everything the report says.
 
     ``baseline``: None (the configuration without dropout), a ``config`` label, a
     ``"key=value,..."`` string or a dict. ``alpha``: family-wise error rate of the tests;
     ``confidence``: coverage of the intervals; ``min_effect``: smallest difference in test
     accuracy worth detecting, a fraction (0.01 = one percentage point; None: the study
-    file's, see :func:`study_min_effect`); ``power``: the power "seeds needed" aims at.
+    file's, else 0.01); ``power``: the power "seeds needed" aims at.
     Raises ``DropoutlabError`` for a bad baseline or level.
     """
-    min_effect = study_min_effect(store, study) if min_effect is None else min_effect
-    return analyze_records(store.records(study), study, baseline, alpha, confidence, min_effect, power)
-
-
-def study_min_effect(store, study: str) -> float:
-    """The smallest effect worth detecting for ``study``: its study file's ``min_effect``
-    (kept in the store), else ``MIN_EFFECT`` (0.01, one percentage point)."""
     definition = store.study_definition(study) or {}
-    return definition.get("min_effect") or MIN_EFFECT
+    min_effect = (definition.get("min_effect") or MIN_EFFECT) if min_effect is None else min_effect
+    levels = Levels(alpha, confidence, min_effect, power)
+    return _analyze(StudyData.from_records(store.records(study), definition), study, baseline, levels)
 
 
-def analyze_records(
-    records: list[dict],
-    study: str,
-    baseline=None,
-    alpha: float = ALPHA,
-    confidence: float = CONFIDENCE,
-    min_effect: float = MIN_EFFECT,
-    power: float = POWER,
-) -> Analysis:
-    """``analyze`` on store records (``Store.records(study)``, the export layout)."""
-    runs, history = runs_frame(records), history_frame(records)
-    return analyze_frames(runs, history, records, study, baseline, alpha, confidence, min_effect, power)
+class _Family:
+    """The report's one family of tests. Each section ``add``s its unadjusted tests (rows of
+    ``stats.compare_values`` and the like) and keeps the function it gets back; ``adjust``
+    applies Holm, the simultaneous intervals and the seeds needed to all of them together;
+    then each section's function gives its rows, adjusted."""
+
+    def __init__(self, levels: Levels) -> None:
+        self.levels = levels
+        self._rows: list[dict] = []
+        self._table = pd.DataFrame()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, rows: Iterable[dict]) -> Callable[[], list[pd.Series]]:
+        start = len(self._rows)
+        self._rows.extend(rows)
+        stop = len(self._rows)
+        return lambda: [self._table.iloc[i] for i in range(start, stop)]
+
+    def adjust(self) -> None:
+        if self._rows:
+            self._table = adjust_family(pd.DataFrame(self._rows), self.levels, len(self._rows))
 
 
-def analyze_frames(
-    runs: pd.DataFrame,
-    history: pd.DataFrame | None = None,
-    records: Sequence[dict] = (),
-    study: str = "",
-    baseline=None,
-    alpha: float = ALPHA,
-    confidence: float = CONFIDENCE,
-    min_effect: float = MIN_EFFECT,
-    power: float = POWER,
-    params: Sequence[str] | None = None,
-) -> Analysis:
-    """``analyze`` on the store's DataFrames (``Store.runs()``, ``Store.history()``).
-
-    ``records`` (the export layout) give the methods section; without them it says
-    "not recorded". ``params`` defaults to ``runs.attrs["params"]``.
-    """
-    _check_settings(alpha, confidence, min_effect, power)
-    params = param_columns(runs, params)
-    runs = runs.copy()
-    runs.attrs["params"] = params
-    history = pd.DataFrame() if history is None else history
-    unavailable: dict[str, str] = {}
-    summary = summarize(runs, params, confidence) if not runs.empty else pd.DataFrame()
-    configs = tuple(_config_summaries(summary, params)) if not runs.empty else ()
-    varied = varied_params(runs, params) if not runs.empty else []
-    base = resolve_baseline(runs, baseline, params) if not runs.empty else None
-    strata = dropout_strata(runs, params) if base is None and baseline is None and not runs.empty else {}
-    base_name = base
-    if base is not None and base in no_dropout_configs(runs):
-        base_name = _no_dropout_name(runs, base, varied)
-    any_completed = bool((runs.get("status", pd.Series(dtype=str)) == "completed").any())
-
-    # The family: baseline comparisons, the interaction test, the factor effects and
-    # interactions, then the gap trend.
-    family: list[pd.DataFrame] = []
-    if base is not None and any_completed:
-        rows = baseline_comparisons(runs, base, params, "test_acc", confidence)
-        rows["member"] = "baseline"
-        family.append(rows)
-    elif strata and any_completed:  # each configuration against the same settings without dropout
-        rows = baseline_comparisons(runs, strata, params, "test_acc", confidence)
-        rows["member"] = "baseline"
-        family.append(rows)
-    elif any_completed:
-        one = len(configs) == 1
-        unavailable["comparisons"] = (
-            "the study has one configuration" if one else "no baseline to compare with"
-        )
-    interaction_raw = None
+def _analyze(data: StudyData, study: str = "", baseline=None, levels: Levels | None = None) -> Analysis:
+    """The ``Analysis`` of ``data`` at ``levels`` (default: ``Levels()``); ``analyze`` reads it from a store."""
+    levels = levels or Levels()
+    runs, params = data.runs, list(data.params)  # the parameters travel here, never in runs.attrs
+    empty = runs.empty
+    summary = pd.DataFrame() if empty else summarize(runs, params, levels.confidence)
+    configs = tuple(_config_summaries(summary, params))
+    varied = [] if empty else varied_params(runs, params)
+    base = None if empty else resolve_baseline(runs, baseline, params)
+    strata = dropout_strata(runs, params) if base is None and baseline is None and not empty else {}
+    base_name = _no_dropout_name(runs, base, varied) if base in no_dropout_configs(runs) else base
+    completed = any(c.n > 0 for c in configs)
+    rate_key, on_line = (None, pd.Series(False, index=runs.index)) if empty else rate_axis(runs, params)
     grid = (varied[0], varied[1]) if len(varied) == 2 else None
-    if grid is not None and any_completed:
+
+    family, unavailable = _Family(levels), {}
+    sections: dict[str, Callable[[], Any]] = {}
+    if completed:
+        applies = {n: data.crossed is None or data.crossed >= n for n in (2, fx.MIN_FACTORS)}
+        sections["comparisons"] = _comparisons(runs, params, base or strata, len(configs), family)
+        if grid is not None and applies[2]:
+            sections["interaction"] = _interaction(runs, params, grid, family)
+        if len(varied) >= fx.MIN_FACTORS and applies[fx.MIN_FACTORS]:
+            sections["factors"] = _factors(runs, varied, _reference_levels(runs, base, varied), family)
+        if rate_key is not None:
+            sections["gap_trend"] = _gap_trend(runs, summary, rate_key, on_line, family)
+        sections["mc"] = _mc(runs, data.records, family)
+    family.adjust()
+    results = {}
+    for name, finish in sections.items():
         try:
-            interaction_raw = interaction_test(runs, params, grid)
+            results[name] = finish()
         except NotComputable as error:
-            unavailable["interaction"] = str(error)
-        else:
-            family.append(_family_row("interaction", interaction_raw["p_value"]))
-    design = factor_means = None
-    if len(varied) >= MIN_FACTORS and any_completed:
-        reference = _reference_levels(runs, base, varied)
-        try:
-            design = factor_design(runs, varied, reference, params)
-        except NotComputable as error:
-            unavailable["factors"] = str(error)
-        else:
-            factor_means = level_means(design, confidence)
-            rows = factor_contrasts(design, confidence)
-            rows["member"] = "factor"
-            family.append(rows)
-    rate_key, on_line = rate_axis(runs, params) if not runs.empty else (None, None)
-    gap_raw = None
-    if rate_key is not None and any_completed:
-        try:
-            gap_raw = _gap_ends(runs, summary, rate_key, on_line, confidence)
-        except NotComputable as error:
-            unavailable["gap_trend"] = str(error)
-        else:
-            row = pd.DataFrame([gap_raw["change"]])
-            row["member"] = "gap_trend"
-            family.append(row)
-    mc_runs = mc_frame(list(records), runs) if any_completed else pd.DataFrame()
-    if not mc_runs.empty:
-        rows = contrast_rows(mc_runs, confidence)
-        if not rows.empty:
-            rows["member"] = "mc"
-            family.append(rows)
-    table = pd.concat(family, ignore_index=True) if family else pd.DataFrame()
-    if not table.empty:
-        table = adjust_family(table, alpha, confidence, min_effect, power, family_size=len(table))
-        # min_effect is a difference in accuracy: seeds needed for it mean nothing for a loss
-        if "metric" in table:
-            table.loc[table["metric"].astype(str).str.endswith("nll"), "seeds_needed"] = math.nan
-    comparisons = tuple(_comparison(r) for _, r in table.iterrows() if r["member"] == "baseline")
-    interaction = None
-    if interaction_raw is not None:
-        row = table[table["member"] == "interaction"].iloc[0]
-        interaction = Interaction(
-            **{k: interaction_raw[k] for k in ("factors", "levels", "F", "df_num", "df_den", "p_value")},
-            p_adjusted=float(row["p_adjusted"]),
-            significant=bool(row["significant"]),
-            partial_eta_sq=interaction_raw["partial_eta_sq"],
-            blocked_by_seed=interaction_raw["blocked_by_seed"],
-            n=interaction_raw["n"],
-        )
-    gap_trend = None
-    if gap_raw is not None:
-        change = _comparison(table[table["member"] == "gap_trend"].iloc[0])
-        gap_trend = GapTrend(**{k: v for k, v in gap_raw.items() if k != "change"}, change=change)
-    factors = None
-    if design is not None:
-        factors = factor_results(design, factor_means, table[table["member"] == "factor"])
-    mc = None
-    if not mc_runs.empty:
-        mc_table = table[table["member"] == "mc"] if not table.empty else table
-        mc = mc_dropout(mc_runs, tuple(_comparison(r) for _, r in mc_table.iterrows()), confidence)
-    methods = _methods(runs, records)
+            unavailable[name] = str(error)
+    if completed and (data.history.empty or "epoch" not in data.history):
+        unavailable["curves"] = "no per-epoch history was stored for these runs"
+
     analysis = Analysis(
-        study=study,
-        alpha=alpha,
-        confidence=confidence,
-        min_effect=min_effect,
-        power=power,
-        params=params,
-        varied=varied,
-        baseline=base,
-        baseline_name=base_name,
-        configs=configs,
-        summary=summary,
-        comparisons=comparisons,
-        family_size=len(table),
-        interaction=interaction,
-        gap_trend=gap_trend,
-        rate_key=rate_key,
-        grid=grid,
-        findings=(),
-        methods=methods,
-        figures=(),
-        unavailable=unavailable,
-        runs=runs,
-        history=history,
-        factors=factors,
-        mc=mc,
-        learned_rates=learned_rate_frame(list(records), runs),
-        strata=strata,
+        study=study, alpha=levels.alpha, confidence=levels.confidence, min_effect=levels.min_effect,
+        power=levels.power, params=params, varied=varied, baseline=base, baseline_name=base_name,
+        configs=configs, summary=summary, comparisons=results.get("comparisons", ()), family_size=len(family),
+        interaction=results.get("interaction"), gap_trend=results.get("gap_trend"), rate_key=rate_key,
+        grid=grid, methods=_methods(runs, data.records), unavailable=unavailable,
+        labels=_labels(configs, base, base_name, varied), runs=runs, history=data.history,
+        rate_on_line=on_line, factors=results.get("factors"), mc=results.get("mc"),
+        learned_rates=learned_rate_frame(data.records, runs), strata=strata,
+    )  # fmt: skip
+    figures = tuple(_figure_plans(analysis)) if completed else ()
+    return replace(analysis, findings=tuple(build_findings(analysis)), figures=figures)
+
+
+# ----------------------------------------------------------------------------------------
+# The sections of the family: each adds its tests (or raises NotComputable, now or when it
+# reads them back) and returns the function that makes its records from the adjusted rows.
+
+
+def _deferred(error: NotComputable) -> Callable[[], Any]:
+    def fail():
+        raise error
+
+    return fail
+
+
+def _comparisons(runs, params, base, n_configs: int, family: _Family) -> Callable[[], tuple[Comparison, ...]]:
+    """Each configuration against the baseline (or, with strata, the same settings without dropout)."""
+    if not base:
+        why = "the study has one configuration" if n_configs == 1 else "no baseline to compare with"
+        return _deferred(NotComputable(why))
+    rows = family.add(
+        baseline_comparisons(runs, base, params, "test_acc", family.levels.confidence).to_dict("records")
     )
-    analysis = _replace(analysis, labels=_labels(analysis))
-    if any_completed and (history.empty or "epoch" not in history):
-        analysis.unavailable["curves"] = "no per-epoch history was stored for these runs"
-    findings = tuple(build_findings(analysis))
-    figures = tuple(_figure_plans(analysis)) if any_completed else ()
-    return _replace(analysis, findings=findings, figures=figures)
+    return lambda: tuple(Comparison.from_row(row) for row in rows())
+
+
+def _interaction(runs, params, grid, family: _Family) -> Callable[[], Interaction]:
+    """The two-way ANOVA interaction test of a two-parameter grid."""
+    try:
+        raw = interaction_test(runs, params, grid)
+    except NotComputable as error:
+        return _deferred(error)
+    rows = family.add([{"p_value": raw["p_value"], "diff": math.nan, "se": math.nan, "df": math.nan,
+                        "ci_low": math.nan, "ci_high": math.nan, "sd": math.nan, "test": "F"}])  # fmt: skip
+
+    def finish() -> Interaction:
+        (row,) = rows()
+        return Interaction(**raw, p_adjusted=float(row["p_adjusted"]), significant=bool(row["significant"]))
+
+    return finish
+
+
+def _factors(runs, varied, reference, family: _Family) -> Callable[[], Factors]:
+    """The effect of each parameter averaged over the others, and their two-way interactions."""
+    try:
+        design = fx.factor_design(runs, varied, reference)
+    except NotComputable as error:
+        return _deferred(error)
+    means = fx.level_means(design, family.levels.confidence)
+    rows = family.add(fx.factor_contrasts(design, family.levels.confidence))
+    return lambda: fx.factor_results(design, means, rows())
+
+
+def _gap_trend(runs, summary, key, on_line, family: _Family) -> Callable[[], GapTrend]:
+    """The train-test gap at the two ends of the swept rate, and its change."""
+    configs = set(runs.loc[on_line, "config"])
+    line = summary[summary["config"].isin(configs) & (summary["n"] > 0)]
+    line = line.dropna(subset=["gap_acc_mean"]).sort_values(key, kind="stable")
+    if len(line) < 2:
+        return _deferred(
+            NotComputable(f"fewer than two values of {key} have completed runs with a measured gap")
+        )
+    low, high = line.iloc[0], line.iloc[-1]
+    change = family.add(
+        [compare_configs(runs, high["config"], low["config"], "gap_acc", family.levels.confidence)]
+    )
+    return lambda: GapTrend(
+        key=key, low_value=plain(low[key]), high_value=plain(high[key]), low_config=str(low["config"]),
+        high_config=str(high["config"]), low_test_acc=float(low["test_acc_mean"]),
+        high_test_acc=float(high["test_acc_mean"]), low_gap=float(low["gap_acc_mean"]),
+        high_gap=float(high["gap_acc_mean"]), change=Comparison.from_row(change()[0]),
+    )  # fmt: skip
+
+
+def _mc(runs, records, family: _Family) -> Callable[[], Any]:
+    """Monte Carlo dropout: its largest number of passes against the deterministic pass."""
+    frame = mc_frame(list(records), runs)
+    if frame.empty:
+        return lambda: None
+    rows = family.add(contrast_rows(frame, family.levels.confidence))
+    return lambda: mc_dropout(frame, tuple(Comparison.from_row(r) for r in rows()), family.levels.confidence)
+
+
+def _reference_levels(runs: pd.DataFrame, base: str | None, varied: list[str]) -> dict | None:
+    """The baseline's value of each varied parameter: what factor effects are measured against."""
+    if base is None:
+        return None
+    row = runs[runs["config"] == base].iloc[0]
+    return {p: plain(row[p]) for p in varied}
+
+
+# ----------------------------------------------------------------------------------------
+# Configurations and their names
+
+
+def _config_summaries(summary: pd.DataFrame, params: list[str]):
+    for _, row in summary.iterrows():
+
+        def interval(m: str, row=row) -> Interval:
+            extra = (row[f"{m}_min"], row[f"{m}_max"]) if m in ACCURACY_METRICS else (math.nan, math.nan)
+            return Interval(float(row[f"{m}_mean"]), float(row[f"{m}_ci_low"]), float(row[f"{m}_ci_high"]),
+                            int(row["n"]), float(row[f"{m}_std"]), float(extra[0]), float(extra[1]),
+                            str(row[f"{m}_interval"]))  # fmt: skip
+
+        yield ConfigSummary(
+            config=str(row["config"]), params={p: plain(row[p]) for p in params}, seeds=tuple(row["seeds"]),
+            n=int(row["n"]), n_diverged=int(row["n_diverged"]), n_failed=int(row["n_failed"]),
+            **{m: interval(m) for m in ("test_acc", "val_acc", "train_acc", "train_eval_acc", "gap_acc", "best_epoch")},
+        )  # fmt: skip
 
 
 def _no_dropout_name(runs: pd.DataFrame, base: str, varied: list[str]) -> str:
@@ -478,10 +333,25 @@ def _no_dropout_name(runs: pd.DataFrame, base: str, varied: list[str]) -> str:
         return "no dropout"
     if all(is_off(v) for v in others.values()):
         return "no regularization"
-    return f"no dropout ({', '.join(f'{p}={_value_text(v)}' for p, v in others.items())})"
+    return f"no dropout ({', '.join(setting(p, v) for p, v in others.items())})"
 
 
-def learned_rate_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+def _labels(configs, base: str | None, base_name: str | None, varied: list[str]) -> dict[str, str]:
+    """Short, unique names for the configurations (see ``Analysis.label``)."""
+    out: dict[str, str] = {}
+    ref = next(c.params for c in configs if c.config == base) if base is not None else None
+    for c in configs:
+        if c.config == base:
+            out[c.config] = base_name or c.config
+            continue
+        keys = [p for p in varied if ref is None or c.params.get(p) != ref.get(p)]
+        out[c.config] = ", ".join(setting(p, c.params.get(p)) for p in keys) or c.config
+    if len(set(out.values())) < len(out):
+        return {c.config: c.config for c in configs}  # ambiguous: keep the full labels
+    return out
+
+
+def learned_rate_frame(records: Sequence[dict], runs: pd.DataFrame) -> pd.DataFrame:
     """One row per completed run, epoch and slot of concrete dropout: ``config, seed, epoch,
     slot, rate`` (empty when no run learned a rate)."""
     if "id" not in runs:
@@ -497,151 +367,9 @@ def learned_rate_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _replace(analysis: Analysis, **changes) -> Analysis:
-    from dataclasses import replace
-
-    return replace(analysis, **changes)
-
-
-def _labels(a: Analysis) -> dict[str, str]:
-    """Short, unique names for the configurations (see ``Analysis.label``)."""
-    out: dict[str, str] = {}
-    ref = a.config(a.baseline).params if a.baseline is not None else None
-    for c in a.configs:
-        if c.config == a.baseline:
-            out[c.config] = a.baseline_name or c.config
-            continue
-        keys = [p for p in a.varied if ref is None or c.params.get(p) != ref.get(p)]
-        out[c.config] = ", ".join(f"{p}={_value_text(c.params.get(p))}" for p in keys) or c.config
-    if len(set(out.values())) < len(out):
-        return {c.config: c.config for c in a.configs}  # ambiguous: keep the full labels
-    return out
-
-
-def _check_settings(alpha: float, confidence: float, min_effect: float, power: float) -> None:
-    for name, value in (("alpha", alpha), ("confidence", confidence), ("power", power)):
-        if not (isinstance(value, int | float) and 0 < value < 1):
-            raise DropoutlabError(f"{name} must be between 0 and 1 (exclusive), got {value!r}")
-    if not (isinstance(min_effect, int | float) and 0 < min_effect < 1):
-        raise DropoutlabError(
-            f"min_effect is a difference in accuracy as a fraction, between 0 and 1 (0.01 = one "
-            f"percentage point), got {min_effect!r}"
-        )
-
-
-def _reference_levels(runs: pd.DataFrame, base: str | None, varied: list[str]) -> dict | None:
-    """The baseline's value of each varied parameter: what factor effects are measured against."""
-    if base is None:
-        return None
-    row = runs[runs["config"] == base].iloc[0]
-    return {p: _plain(row[p]) for p in varied}
-
-
-def _family_row(member: str, p_value: float) -> pd.DataFrame:
-    nan = math.nan
-    return pd.DataFrame(
-        [
-            {
-                "member": member,
-                "diff": nan,
-                "se": nan,
-                "df": nan,
-                "ci_low": nan,
-                "ci_high": nan,
-                "p_value": p_value,
-                "sd": nan,
-                "test": "F",
-            }
-        ]  # fmt: skip
-    )
-
-
-def _comparison(row: pd.Series) -> Comparison:
-    return Comparison(
-        config=str(row["config"]),
-        baseline=str(row["baseline"]),
-        metric=str(row["metric"]),
-        **{
-            k: float(row[k]) for k in ("diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted")
-        },
-        test=str(row["test"]),
-        p_value=float(row["p_value"]),
-        p_adjusted=float(row["p_adjusted"]),
-        significant=bool(row["significant"]),
-        effect_size=float(row["effect_size"]),
-        effect_size_kind=str(row["effect_size_kind"]),
-        sd=float(row["sd"]),
-        n=int(row["n"]),
-        n_baseline=int(row["n_baseline"]),
-        seeds_left_out=tuple(row["seeds_left_out"]),
-        seeds_needed=float(row["seeds_needed"]),
-    )
-
-
-def _config_summaries(summary: pd.DataFrame, params: list[str]):
-    for _, row in summary.iterrows():
-
-        def interval(m: str, row=row) -> Interval:
-            extra = (row[f"{m}_min"], row[f"{m}_max"]) if m in ACCURACY_METRICS else (math.nan, math.nan)
-            return Interval(
-                float(row[f"{m}_mean"]),
-                float(row[f"{m}_ci_low"]),
-                float(row[f"{m}_ci_high"]),
-                int(row["n"]),
-                float(row[f"{m}_std"]),
-                float(extra[0]),
-                float(extra[1]),
-                str(row[f"{m}_interval"]),
-            )
-
-        yield ConfigSummary(
-            config=str(row["config"]),
-            params={p: _plain(row[p]) for p in params},
-            seeds=tuple(row["seeds"]),
-            n=int(row["n"]),
-            n_diverged=int(row["n_diverged"]),
-            n_failed=int(row["n_failed"]),
-            test_acc=interval("test_acc"),
-            val_acc=interval("val_acc"),
-            train_acc=interval("train_acc"),
-            train_eval_acc=interval("train_eval_acc"),
-            gap_acc=interval("gap_acc"),
-            best_epoch=interval("best_epoch"),
-        )
-
-
-def _plain(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def _gap_ends(runs, summary, key, on_line, confidence) -> dict:
-    configs = set(runs.loc[on_line, "config"])
-    line = summary[summary["config"].isin(configs) & (summary["n"] > 0)]
-    line = line.dropna(subset=["gap_acc_mean"]).sort_values(key, kind="stable")
-    if len(line) < 2:
-        raise NotComputable(f"fewer than two values of {key} have completed runs with a measured gap")
-    low, high = line.iloc[0], line.iloc[-1]
-    change = compare_configs(runs, high["config"], low["config"], metric="gap_acc", confidence=confidence)
-    return {
-        "key": key,
-        "low_value": _plain(low[key]),
-        "high_value": _plain(high[key]),
-        "low_config": str(low["config"]),
-        "high_config": str(high["config"]),
-        "low_test_acc": float(low["test_acc_mean"]),
-        "high_test_acc": float(high["test_acc_mean"]),
-        "low_gap": float(low["gap_acc_mean"]),
-        "high_gap": float(high["gap_acc_mean"]),
-        "change": change,
-    }
-
-
 # ----------------------------------------------------------------------------------------
 # Methods: how the runs were trained
 
-NOT_RECORDED = "not recorded"
 #: Training settings named in the methods section, as ``spec`` keys.
 TRAINING_KEYS = ("dataset", "model", "epochs", "batch_size", "optimizer", "normalize", "validation",
                  "early_stopping", "init", "eval_train")  # fmt: skip
@@ -668,64 +396,35 @@ def _methods(runs: pd.DataFrame, records: Sequence[dict]) -> Methods:
         values = {repr(s.get(key)) for s in specs if key in s}
         if specs and len(values) == 1 and all(key in s for s in specs):
             training[key] = specs[0][key]
+    recorded = {k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("device", "dtype", "threads")}
     return Methods(
-        runs=len(runs),
-        statuses={str(k): int(v) for k, v in statuses.items()},
+        runs=len(runs), statuses={str(k): int(v) for k, v in statuses.items()},
         engines=_count(_engine(e) for e in envs),
         stack_sizes={int(k): v for k, v in _count(s for s in stacks if s is not None).items()},
-        devices=_count(str(e.get("device", NOT_RECORDED)) for e in envs),
-        dtypes=_count(str(e.get("dtype", NOT_RECORDED)) for e in envs),
-        threads=_count(str(e.get("threads", NOT_RECORDED)) for e in envs),
-        versions={
-            k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("dropoutlab", "torch", "python")
-        },
+        devices=recorded["device"], dtypes=recorded["dtype"], threads=recorded["threads"],
+        versions={k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("dropoutlab", "torch", "python")},
         training=training,
-    )
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
 # Figures and their file names
 
 
-def _short(param: str) -> str:
-    return param.rsplit(".", 1)[-1]
-
-
-def _value_text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def file_stem(text: str) -> str:
-    """Lowercase letters, digits, dots and hyphens: ``"hidden1=0.5"`` -> ``"hidden1-0.5"``."""
-    import re
-
-    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-.") or "figure"
-
-
-def config_short_name(analysis: Analysis, config: str) -> str:
-    """The parameters where ``config`` differs from the baseline: ``"hidden1-0.5"``.
-
+def _short_name(analysis: Analysis, config: str) -> str:
+    """The parameters where ``config`` differs from the baseline, for a file name: ``"hidden1-0.5"``;
     ``"no-dropout"`` (or ``"baseline"``) for the baseline itself; every varied parameter
-    when there is no baseline.
-    """
+    when there is no baseline."""
     row = analysis.config(config).params
+    if config == analysis.baseline:
+        name = analysis.baseline_name or ""
+        return name.replace(" ", "-") if name in ("no dropout", "no regularization") else "baseline"
     if analysis.baseline is not None:
-        if config == analysis.baseline:
-            name = analysis.baseline_name or ""
-            return (
-                "no-dropout"
-                if name == "no dropout"
-                else "no-regularization"
-                if name == "no regularization"
-                else "baseline"
-            )
         ref = analysis.config(analysis.baseline).params
         keys = [p for p in analysis.varied if row.get(p) != ref.get(p)]
     else:
         keys = list(analysis.varied)
-    return file_stem("-".join(f"{_short(p)}-{_value_text(row.get(p))}" for p in keys)) if keys else "all"
+    return slug("-".join(f"{p.rsplit('.', 1)[-1]}-{value_text(row.get(p))}" for p in keys)) if keys else "all"
 
 
 def _figure_plans(analysis: Analysis):
@@ -752,7 +451,7 @@ def _figure_plans(analysis: Analysis):
             if config in analysis.mc.no_dropout:
                 continue
             label = analysis.label(config)
-            yield FigurePlan("reliability-" + config_short_name(analysis, config), "reliability",
+            yield FigurePlan("reliability-" + _short_name(analysis, config), "reliability",
                              f"Reliability: {label}",
                              f"Reliability diagram of {label}: accuracy against confidence per bin, "
                              "deterministic pass and Monte Carlo dropout", config=config)  # fmt: skip
@@ -760,33 +459,10 @@ def _figure_plans(analysis: Analysis):
         return
     yield FigurePlan("curves-all", "comparison", "All configurations",
                      "Loss and accuracy per epoch of every configuration")  # fmt: skip
-    seen: set[str] = set()
-    for summary in analysis.configs:
+    for summary in analysis.configs:  # a name given twice gets -2, -3... when written (html._figure_names)
         if summary.n == 0:
             continue
-        stem = "curves-" + config_short_name(analysis, summary.config)
-        name, k = stem, 2
-        while name in seen:
-            name, k = f"{stem}-{k}", k + 1
-        seen.add(name)
         label = analysis.label(summary.config)
-        yield FigurePlan(name, "curves", f"Learning curves: {label}",
+        yield FigurePlan("curves-" + _short_name(analysis, summary.config), "curves", f"Learning curves: {label}",
                          f"Loss and accuracy per epoch for {label}, train and validation",
                          config=summary.config)  # fmt: skip
-
-
-def findings(
-    runs: pd.DataFrame,
-    params: Sequence[str] | None = None,
-    baseline=None,
-    alpha: float = 0.05,
-    confidence: float = 0.95,
-    min_effect: float = 0.01,
-) -> list[str]:
-    """The headline sentences for a runs table (``Store.runs()``): ``analyze_frames`` rendered.
-
-    Kept for notebooks and scripts; :func:`analyze` gives the findings as data.
-    """
-    analysis = analyze_frames(runs, baseline=baseline, alpha=alpha, confidence=confidence,
-                              min_effect=min_effect, params=params)  # fmt: skip
-    return [f.text for f in analysis.headline]

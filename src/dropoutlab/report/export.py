@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from typing import Any
 
 import pandas as pd
 
+from dropoutlab.report.text import clean
 from dropoutlab.store import EPOCH_METRICS
-
-
-def _clean(value: Any) -> Any:
-    """NaN and infinities become null, so the JSON is standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def export_json(records: list[dict[str, Any]]) -> str:
@@ -32,7 +21,7 @@ def export_json(records: list[dict[str, Any]]) -> str:
     see docs/study-files.md. ``mc``: the test metrics of Monte Carlo dropout, one entry per
     number of passes (``samples``; 0 is the deterministic pass), with ``runs.MC_METRICS`` and
     the reliability bins; ``learned_rates``: ``{epoch, slot, rate}`` of concrete dropout."""
-    return json.dumps({"runs": _clean(records)}, indent=2) + "\n"
+    return json.dumps({"runs": clean(records)}, indent=2) + "\n"
 
 
 def export_csv(records: list[dict[str, Any]]) -> str:

@@ -1,44 +1,28 @@
 """The effect of each grid parameter averaged over the others, and the two-way interactions.
 
-For a grid that crosses three or more parameters (dropout kind x rate x model family,
-dropout x L2 x batch norm...) the report asks of each parameter: what does changing it do
-to test accuracy, averaged over the other parameters? And of each pair: does the effect of
-one depend on the value of the other ("does dropout help a ResNet as much as an MLP?")?
-
-Seeds are the unit. Every seed runs every configuration of the grid (same seed, same
-initialisation and data order), so each number here is first computed within a seed, then
-summarized over seeds:
+For a grid that crosses three or more parameters, the report asks of each parameter what
+changing it does to test accuracy, averaged over the others, and of each pair whether the
+effect of one depends on the other ("does dropout help a ResNet as much as an MLP?").
+Seeds are the unit (every seed runs every configuration): each number is first computed
+within a seed, then summarized over seeds:
 
 - the mean at a value (a *marginal mean*): per seed, the mean test accuracy over the
-  configurations with that value, each combination of the other parameters weighted
-  equally; over seeds, the mean and a t interval on the logit scale
-  (``stats.accuracy_interval``, as for a configuration);
-- the effect of a value: per seed, its marginal mean minus the marginal mean at the
-  reference value; over seeds, a t-test and t interval (a paired t: each seed is a pair);
-- the interaction of two parameters A and B: per seed, the effect of a value of A at a
-  value of B minus the same effect at B's reference value, both averaged over the remaining
-  parameters (a difference of differences); over seeds, as above.
+  configurations with that value, each combination of the others weighted equally; over
+  seeds, the mean and a t interval on the logit scale (``stats.accuracy_interval``);
+- the effect of a value: per seed, its marginal mean minus the one at the reference value;
+  over seeds, a paired t (``stats.paired_t``);
+- the interaction of A and B: per seed, the effect of a value of A at a value of B minus
+  the same effect at B's reference value (a difference of differences); over seeds, as above.
 
-This is the repeated-measures analysis with its own error term for every contrast (the seed
-x contrast variation, "the multivariate approach"): with two-value parameters t squared
-equals the F of statsmodels' ``AnovaRM`` (``tests/test_factors.py`` checks it). Unlike a
-pooled factorial ANOVA it does not assume that every configuration has the same
-seed-to-seed spread or that a lucky seed is equally lucky in every configuration; the price
-is n - 1 degrees of freedom for n seeds. Three-way and higher interactions are not tested;
-the marginal effects average over them.
-
-A seed that did not complete every configuration a number averages over (a failed or
-diverged run) is left out of that number and named in ``seeds_left_out``; a configuration
-with no completed run at all leaves the numbers that average over it untestable.
-
-Nothing here is adjusted for multiple testing: ``factor_contrasts`` gives unadjusted rows
-that join the report's one Holm family in ``analysis.py``; ``factor_results`` turns the
-adjusted rows into ``Factors``. Accuracies and differences are fractions.
+Why this repeated-measures analysis, and what it assumes: ``docs/report.md``, "Grids of
+three or more parameters". A seed that did not complete every configuration a number
+averages over is left out of that number (``seeds_left_out``). ``factor_contrasts`` gives
+the unadjusted tests the analysis adds to its one Holm family; ``factor_results`` makes
+``Factors`` of the adjusted rows. Accuracies and differences are fractions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -47,146 +31,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from dropoutlab.report.stats import (
-    Interval,
-    NotComputable,
-    accuracy_interval,
-    adjust_family,
-    param_columns,
-    run_metrics,
-    simultaneous_interval,
-    varied_params,
-)
+from dropoutlab.report.model import FactorEffect, FactorInteraction, Factors, LevelMean, plain
+from dropoutlab.report.stats import NotComputable, accuracy_interval, paired_t, run_metrics, sorted_levels
 
 #: The fewest varied parameters for which the report shows effects averaged over the others.
 #: With two, the grid section shows every cell and its interaction F-test.
 MIN_FACTORS = 3
-
-# Below this standard deviation the per-seed values count as identical (see stats._ZERO_SD).
-_ZERO_SD = 1e-12
-
-
-# ----------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass(frozen=True)
-class LevelMean:
-    """Mean test accuracy at ``factor == level``, averaged over the other parameters.
-
-    ``test_acc``: over the seeds of ``seeds``, each seed's mean over the configurations
-    with this value (fractions; the interval as ``stats.accuracy_interval``).
-    ``seeds_left_out``: seeds that ran some of these configurations but did not complete all.
-    """
-
-    factor: str
-    level: Any
-    test_acc: Interval
-    seeds: tuple
-    seeds_left_out: tuple
-
-
-@dataclass(frozen=True)
-class Contrast:
-    """A per-seed contrast tested over seeds, one member of the report's family of tests.
-
-    ``diff`` (a fraction of accuracy) is the mean over the ``n`` seeds that completed every
-    configuration it averages over. ``ci_low, ci_high``: simultaneous interval over the
-    family (Bonferroni at the analysis' confidence); ``*_unadjusted``: this test alone.
-    ``p_adjusted``: Holm over the family; ``significant``: below alpha. ``effect_size``:
-    Cohen's d_z (``diff`` over ``sd``, the seed-to-seed SD of the per-seed contrast).
-    ``seeds_needed``: seeds per configuration for the analysis' power to detect
-    ``min_effect`` at the corrected level (inf: more than ``stats.SEEDS_SEARCH_LIMIT``).
-    """
-
-    diff: float
-    ci_low: float
-    ci_high: float
-    ci_low_unadjusted: float
-    ci_high_unadjusted: float
-    test: str
-    p_value: float
-    p_adjusted: float
-    significant: bool
-    effect_size: float
-    effect_size_kind: str
-    sd: float
-    n: int
-    seeds_left_out: tuple
-    seeds_needed: float
-
-
-@dataclass(frozen=True)
-class FactorEffect(Contrast):
-    """Test accuracy at ``factor == level`` minus at ``factor == reference``, averaged over the others."""
-
-    factor: str = ""
-    level: Any = None
-    reference: Any = None
-
-
-@dataclass(frozen=True)
-class FactorInteraction(Contrast):
-    """Does the effect of ``factor`` depend on ``by``? A difference of differences.
-
-    ``effect_at_reference``: the effect of ``factor == level`` (minus ``reference``) where
-    ``by == by_reference``; ``effect_at_level``: the same where ``by == by_level``; both
-    averaged over the remaining parameters, on the same seeds. ``diff`` is the second minus
-    the first.
-    """
-
-    factor: str = ""
-    level: Any = None
-    reference: Any = None
-    by: str = ""
-    by_level: Any = None
-    by_reference: Any = None
-    effect_at_reference: float = math.nan
-    effect_at_level: float = math.nan
-
-
-@dataclass(frozen=True)
-class Factors:
-    """The effects of each varied parameter averaged over the others, and their interactions.
-
-    ``factors``: the parameters, in the study's order; ``levels``: their values, sorted;
-    ``reference``: the value each effect is measured against (the baseline's, else the
-    first); ``cells``: configurations in the grid; ``seeds``: every seed that ran;
-    ``empty_cells``: configurations without a completed run (their numbers are missing).
-    """
-
-    factors: tuple[str, ...]
-    levels: dict[str, list]
-    reference: dict[str, Any]
-    cells: int
-    seeds: tuple
-    empty_cells: tuple[dict, ...]
-    means: tuple[LevelMean, ...]
-    effects: tuple[FactorEffect, ...]
-    interactions: tuple[FactorInteraction, ...]
-
-    def others(self, *factors: str) -> list[str]:
-        """The parameters other than ``factors``: what a number is averaged over."""
-        return [f for f in self.factors if f not in factors]
-
-    def effects_of(self, factor: str) -> list[FactorEffect]:
-        """The effects of each value of ``factor`` against its reference."""
-        return [e for e in self.effects if e.factor == factor]
-
-    def means_of(self, factor: str) -> list[LevelMean]:
-        """The marginal means of ``factor``, one per value."""
-        return [m for m in self.means if m.factor == factor]
-
-    @property
-    def pairs(self) -> list[tuple[str, str]]:
-        """``(factor, by)`` of each pair of parameters, in the order their interactions are listed."""
-        return list(dict.fromkeys((i.factor, i.by) for i in self.interactions))
-
-    def interactions_of(self, factor: str, by: str) -> list[FactorInteraction]:
-        """The interaction contrasts of one pair."""
-        return [i for i in self.interactions if (i.factor, i.by) == (factor, by)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -224,24 +75,10 @@ def _key(value) -> str:
     return str(value)
 
 
-def _sorted_levels(column: pd.Series) -> list:
-    values = list(dict.fromkeys(_plain(v) for v in column))
-    with contextlib.suppress(TypeError):
-        values = sorted(values)
-    return values
-
-
-def _plain(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def factor_design(
     runs: pd.DataFrame,
     factors: Sequence[str],
     reference: Mapping[str, Any] | None = None,
-    params: Sequence[str] | None = None,
     metric: str = "test_acc",
 ) -> FactorDesign:
     """The seeds x configurations table of a grid that crosses ``factors``.
@@ -253,18 +90,17 @@ def factor_design(
     combination of the factors' values was never run (the grid is not crossed, or not
     finished): effects averaged over the others need every combination.
     """
-    params = param_columns(runs, params)
     factors = tuple(factors)
     if len(factors) < 2:
         raise NotComputable("fewer than two parameters vary")
-    levels = {f: _sorted_levels(runs[f]) for f in factors}
+    levels = {f: sorted_levels(plain(v) for v in runs[f]) for f in factors}
     single = [f for f in factors if len(levels[f]) < 2]
     if single:
         raise NotComputable(f"{', '.join(single)} takes a single value")
     ref = {}
     for f in factors:
         wanted = (reference or {}).get(f, levels[f][0])
-        match = [v for v in levels[f] if _key(v) == _key(_plain(wanted))]
+        match = [v for v in levels[f] if _key(v) == _key(plain(wanted))]
         ref[f] = match[0] if match else levels[f][0]
     keys = {f: [_key(v) for v in levels[f]] for f in factors}
     combos = list(itertools.product(*(range(len(levels[f])) for f in factors)))
@@ -272,7 +108,7 @@ def factor_design(
         tuple(keys[f][i] for f, i in zip(factors, combo, strict=True)): c for c, combo in enumerate(combos)
     }
     cell_of_run = [
-        index.get(tuple(_key(_plain(v)) for v in row)) for row in runs[list(factors)].itertuples(index=False)
+        index.get(tuple(_key(plain(v)) for v in row)) for row in runs[list(factors)].itertuples(index=False)
     ]
     present = {c for c in cell_of_run if c is not None}
     if len(present) < len(combos):
@@ -283,9 +119,7 @@ def factor_design(
             "needs every combination"
         )
     metrics = run_metrics(runs)
-    seeds_all = [s for s in dict.fromkeys(metrics["seed"].tolist()) if not _missing(s)]
-    with contextlib.suppress(TypeError):
-        seeds_all = sorted(seeds_all)
+    seeds_all = sorted_levels(s for s in metrics["seed"].tolist() if plain(s) is not None)
     row_of = {s: k for k, s in enumerate(seeds_all)}
     values = np.full((len(seeds_all), len(combos)), math.nan)
     ran = np.zeros(values.shape, dtype=bool)
@@ -293,7 +127,7 @@ def factor_design(
     counts = np.zeros(values.shape)
     for cell, seed, status, value in zip(cell_of_run, metrics["seed"], metrics["status"], metrics[metric],
                                          strict=True):  # fmt: skip
-        if _missing(seed):
+        if plain(seed) is None:
             continue
         s = row_of[seed]
         ran[s, cell] = True
@@ -304,11 +138,7 @@ def factor_design(
     done = counts > 0
     values[done] = sums[done] / counts[done]
     codes = {f: np.array([combo[k] for combo in combos]) for k, f in enumerate(factors)}
-    return FactorDesign(factors, levels, ref, codes, tuple(_plain(s) for s in seeds_all), values, ran)
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return FactorDesign(factors, levels, ref, codes, tuple(plain(s) for s in seeds_all), values, ran)
 
 
 # ----------------------------------------------------------------------------------------
@@ -336,39 +166,11 @@ def _per_seed(design: FactorDesign, weights: np.ndarray, *more: np.ndarray):
     return filled @ weights, [filled @ w for w in more], used, left_out
 
 
-def seed_t(values: np.ndarray, confidence: float = 0.95) -> dict:
-    """A t-test of mean zero and the t interval over per-seed contrast values (a paired t).
-
-    Returns the columns of ``stats.compare_values`` (``diff, se, df, ci_low, ci_high, test,
-    p_value, effect_size, effect_size_kind, sd, n``): NaN p-value and interval with fewer
-    than two seeds or no spread between them.
-    """
-    x = np.asarray(values, dtype=float)
-    out = {"diff": math.nan, "se": math.nan, "df": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "test": "paired t", "p_value": math.nan, "effect_size": math.nan, "effect_size_kind": "d_z",
-           "sd": math.nan, "n": int(x.size)}  # fmt: skip
-    if x.size == 0:
-        return out
-    out["diff"] = float(x.mean())
-    if x.size < 2:
-        return out
-    sd = float(np.std(x, ddof=1))
-    if sd <= _ZERO_SD:
-        return out
-    out["sd"] = sd
-    out["se"] = sd / math.sqrt(x.size)
-    out["df"] = float(x.size - 1)
-    out["ci_low"], out["ci_high"] = simultaneous_interval(out["diff"], out["se"], out["df"], confidence)
-    out["p_value"] = float(stats.ttest_1samp(x, 0.0).pvalue)
-    out["effect_size"] = out["diff"] / sd
-    return out
-
-
 # ----------------------------------------------------------------------------------------
 # The numbers
 
 
-def level_means(design: FactorDesign, confidence: float = 0.95) -> list[LevelMean]:
+def level_means(design: FactorDesign, confidence: float) -> list[LevelMean]:
     """The mean test accuracy at each value of each factor, averaged over the other factors."""
     out = []
     for f in design.factors:
@@ -389,12 +191,12 @@ def _pair_order(factors: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def factor_contrasts(design: FactorDesign, confidence: float = 0.95) -> pd.DataFrame:
+def factor_contrasts(design: FactorDesign, confidence: float) -> list[dict]:
     """The unadjusted tests: each value of each factor against its reference (``kind ==
     "main"``), and each two-way interaction contrast (``kind == "interaction"``).
 
     One row per test with ``kind, factor, level, reference, by, by_level, by_reference,
-    effect_at_reference, effect_at_level, seeds_left_out`` and the columns of ``seed_t``
+    effect_at_reference, effect_at_level, seeds_left_out`` and the fields of ``stats.paired_t``
     (``n_baseline`` repeats ``n``), ready for ``stats.adjust_family``. Interaction rows exist
     for every value of ``factor`` and of ``by`` other than their references:
     (values of factor - 1) x (values of by - 1) per pair.
@@ -410,7 +212,7 @@ def factor_contrasts(design: FactorDesign, confidence: float = 0.95) -> pd.DataF
             rows.append({"kind": "main", "factor": f, "level": level, "reference": design.reference[f],
                          "by": None, "by_level": None, "by_reference": None,
                          "effect_at_reference": math.nan, "effect_at_level": math.nan,
-                         **seed_t(values, confidence), "seeds_left_out": left_out})  # fmt: skip
+                         **paired_t(values, confidence), "seeds_left_out": left_out})  # fmt: skip
     for f, by in _pair_order(design.factors):
         rf, rb = design.ref_index(f), design.ref_index(by)
         for j, by_level in enumerate(design.levels[by]):
@@ -426,44 +228,18 @@ def factor_contrasts(design: FactorDesign, confidence: float = 0.95) -> pd.DataF
                              "by": by, "by_level": by_level, "by_reference": design.reference[by],
                              "effect_at_reference": float(x_ref.mean()) if x_ref.size else math.nan,
                              "effect_at_level": float(x_level.mean()) if x_level.size else math.nan,
-                             **seed_t(values, confidence), "seeds_left_out": left_out})  # fmt: skip
-    frame = pd.DataFrame(rows)
-    frame["n_baseline"] = frame["n"]
-    return frame
+                             **paired_t(values, confidence), "seeds_left_out": left_out})  # fmt: skip
+    for row in rows:
+        row["n_baseline"] = row["n"]
+    return rows
 
 
-def factor_results(design: FactorDesign, means: Sequence[LevelMean], adjusted: pd.DataFrame) -> Factors:
+def factor_results(design: FactorDesign, means: Sequence[LevelMean], adjusted: Sequence[Mapping]) -> Factors:
     """``Factors`` from the design, its marginal means and the rows of ``factor_contrasts``
-    after ``stats.adjust_family`` (with ``ci_low_unadjusted``, ``p_adjusted``, ``significant``
-    and ``seeds_needed``)."""
-    effects, interactions = [], []
-    floats = ("diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "p_value", "p_adjusted",
-              "effect_size", "sd", "seeds_needed")  # fmt: skip
-    for _, row in adjusted.iterrows():
-        common = {
-            **{k: float(row[k]) for k in floats},
-            "test": str(row["test"]),
-            "significant": bool(row["significant"]),
-            "effect_size_kind": str(row["effect_size_kind"]),
-            "n": int(row["n"]),
-            "seeds_left_out": tuple(row["seeds_left_out"]),
-            "factor": str(row["factor"]),
-            "level": _plain(row["level"]),
-            "reference": _plain(row["reference"]),
-        }
-        if row["kind"] == "main":
-            effects.append(FactorEffect(**common))
-        else:
-            interactions.append(
-                FactorInteraction(
-                    **common,
-                    by=str(row["by"]),
-                    by_level=_plain(row["by_level"]),
-                    by_reference=_plain(row["by_reference"]),
-                    effect_at_reference=float(row["effect_at_reference"]),
-                    effect_at_level=float(row["effect_at_level"]),
-                )
-            )
+    once adjusted in the report's family (with ``ci_low_unadjusted``, ``p_adjusted``,
+    ``significant`` and ``seeds_needed``)."""
+    effects = [FactorEffect.from_row(row) for row in adjusted if row["kind"] == "main"]
+    interactions = [FactorInteraction.from_row(row) for row in adjusted if row["kind"] == "interaction"]
     return Factors(
         factors=design.factors,
         levels={f: list(v) for f, v in design.levels.items()},
@@ -475,25 +251,3 @@ def factor_results(design: FactorDesign, means: Sequence[LevelMean], adjusted: p
         effects=tuple(effects),
         interactions=tuple(interactions),
     )
-
-
-def factor_effects(
-    runs: pd.DataFrame,
-    factors: Sequence[str] | None = None,
-    reference: Mapping[str, Any] | None = None,
-    alpha: float = 0.05,
-    confidence: float = 0.95,
-    min_effect: float = 0.01,
-    power_wanted: float = 0.8,
-    params: Sequence[str] | None = None,
-) -> Factors:
-    """The factor analysis of a runs table on its own: its tests form a family of their own
-    (Holm at ``alpha``, simultaneous intervals at ``confidence``). ``factors`` defaults to
-    the varied parameters. The report puts these tests in its one family instead
-    (``analysis.analyze``)."""
-    params = param_columns(runs, params)
-    factors = varied_params(runs, params) if factors is None else list(factors)
-    design = factor_design(runs, factors, reference, params)
-    rows = factor_contrasts(design, confidence)
-    adjusted = adjust_family(rows, alpha, confidence, min_effect, power_wanted)
-    return factor_results(design, level_means(design, confidence), adjusted)

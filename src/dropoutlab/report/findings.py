@@ -16,138 +16,36 @@ unadjusted numbers, make no claim and stay out of the headline.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dropoutlab.report.model import Analysis, Comparison, FactorInteraction, Finding, TestResult
 from dropoutlab.report.stats import (
     SEEDS_SEARCH_LIMIT,
     compare_configs,
     mean_ci,
     no_dropout_configs,
-    rate_axis,
     run_metrics,
 )
-
-if TYPE_CHECKING:
-    from dropoutlab.report.analysis import Analysis, Comparison
-    from dropoutlab.report.factors import Contrast, FactorInteraction
-
-__all__ = ["Finding", "build_findings", "rate_axis"]
-
-MINUS = "\u2212"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One sentence of the report and the data behind it.
-
-    ``kind`` names what it says (``"best"``, ``"not_distinguishable"``, ``"interaction"``...,
-    see ``docs/report.md``); ``configs`` the configurations it speaks of; ``numbers`` every
-    number the sentence quotes (accuracies and differences as fractions, p-values, counts);
-    ``claim``: it says that two things differ (always backed by the Holm family);
-    ``exploratory``: a pair picked by looking at the data, unadjusted, kept out of the headline.
-    """
-
-    kind: str
-    text: str
-    configs: tuple[str, ...] = ()
-    numbers: dict[str, Any] = field(default_factory=dict)
-    claim: bool = False
-    exploratory: bool = False
-
-
-# ----------------------------------------------------------------------------------------
-# Formatting: fractions in, percent / percentage points out
-
-
-def pct(x: float) -> str:
-    """``0.9691`` -> ``"96.9%"``."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def signed(x: float) -> str:
-    """``0.013`` -> ``"+1.3"`` (percentage points, true minus sign, no ``-0.0``); a value that
-    rounds to 0.0 keeps its sign with two decimals (``-0.0004`` -> ``"−0.04"``), so an interval's
-    bound shows on which side of 0 it lies."""
-    text = f"{100 * x:+.1f}"
-    if text in ("+0.0", "-0.0"):
-        text = f"{100 * x:+.2f}"
-        if text in ("+0.00", "-0.00"):
-            text = "0.0"
-    return text.replace("-", MINUS)
-
-
-def pp(x: float) -> str:
-    """``0.013`` -> ``"+1.3 pp"``."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{signed(x)} pp"
-
-
-def level(confidence: float) -> str:
-    """``0.95`` -> ``"95%"``, ``0.995`` -> ``"99.5%"``, ``0.992857`` -> ``"99.29%"``."""
-    return f"{100 * confidence:.4g}%"
-
-
-def p_text(p: float, prefix: str = "p") -> str:
-    """``"p = 0.16"``, ``"p = 0.004"``, ``"p < 0.001"``."""
-    if p is None or not np.isfinite(p):
-        return f"{prefix} n/a"
-    if p < 0.001:
-        return f"{prefix} < 0.001"
-    return f"{prefix} = {p:.2f}" if p >= 0.01 else f"{prefix} = {p:.3f}"
-
-
-def seeds_text(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
-def value_text(x) -> str:
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return str(x)
-
-
-def ci_pp(low: float, high: float, confidence: float, kind: str = "simultaneous") -> str:
-    """``"simultaneous 95% CI −0.1 to +2.5 pp"``; ``kind`` is ``simultaneous`` or ``unadjusted``."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "no interval"
-    return f"{kind} {level(confidence)} CI {signed(low)} to {signed(high)} pp"
-
-
-def accuracy_level(interval, confidence: float, what: str = "accuracy") -> str:
-    """A mean accuracy with what can be said of its spread, e.g. ``"96.9% (95% CI 95.6 to 98.1%)"``."""
-    mean = pct(interval.mean)
-    method = interval.method
-    if method == "logit t":
-        return f"{mean} ({level(confidence)} CI {100 * interval.low:.1f} to {100 * interval.high:.1f}%)"
-    if method == "same":
-        return f"{mean} (all {interval.n} seeds gave the same {what}; no interval)"
-    if method == "range" and interval.n == 1:
-        return f"{mean} (one seed, no interval)"
-    if method == "range":
-        return (
-            f"{mean} ({interval.n} seeds ranged {100 * interval.min:.1f} to {100 * interval.max:.1f}%; "
-            "too few for an interval, run at least 3)"
-        )
-    if method == "boundary":
-        return (
-            f"{mean} (seeds ranged {100 * interval.min:.1f} to {100 * interval.max:.1f}%; a seed at "
-            "exactly 0% or 100% leaves no interval on the logit scale)"
-        )
-    return mean
+from dropoutlab.report.text import (
+    accuracy_level,
+    and_list,
+    ci_pp,
+    level,
+    nats,
+    p_text,
+    pct,
+    pp,
+    seeds_text,
+    setting,
+    value_text,
+)
 
 
 def _interval_numbers(prefix: str, interval) -> dict:
-    return {
-        f"{prefix}_mean": interval.mean,
-        f"{prefix}_ci_low": interval.low,
-        f"{prefix}_ci_high": interval.high,
-        f"{prefix}_min": interval.min,
-        f"{prefix}_max": interval.max,
-        f"{prefix}_n": interval.n,
-        f"{prefix}_interval": interval.method,
-    }
+    names = {"mean": "mean", "ci_low": "low", "ci_high": "high", "min": "min", "max": "max", "n": "n",
+             "interval": "method"}  # fmt: skip
+    return {f"{prefix}_{key}": getattr(interval, field) for key, field in names.items()}
 
 
 def _vs(c: Comparison, base_name: str, confidence: float) -> str:
@@ -158,17 +56,14 @@ def _vs(c: Comparison, base_name: str, confidence: float) -> str:
     )
 
 
+def _numbers(c: TestResult, *fields: str) -> dict:
+    """The numbers of a test a sentence quotes (``diff, ci_low, ci_high, p_value, p_adjusted, n``)
+    and ``fields``."""
+    return {f: getattr(c, f) for f in ("diff", "ci_low", "ci_high", "p_value", "p_adjusted", "n", *fields)}
+
+
 def _comparison_numbers(c: Comparison) -> dict:
-    return {
-        "diff": c.diff,
-        "ci_low": c.ci_low,
-        "ci_high": c.ci_high,
-        "p_value": c.p_value,
-        "p_adjusted": c.p_adjusted,
-        "n": c.n,
-        "n_baseline": c.n_baseline,
-        "seeds_needed": c.seeds_needed,
-    }
+    return _numbers(c, "n_baseline", "seeds_needed")
 
 
 # ----------------------------------------------------------------------------------------
@@ -231,7 +126,7 @@ def _headline(a: Analysis, done) -> list[Finding]:
             Finding(
                 "stratified_baseline",
                 f"No single baseline: {len(bases)} configurations have no dropout and differ in "
-                f"{_and([p for p in a.varied if not p.startswith('dropout.')])}, so each configuration with "
+                f"{and_list([p for p in a.varied if not p.startswith('dropout.')])}, so each configuration with "
                 "dropout is compared with the one that has the same settings without dropout "
                 f"({'; '.join(map(a.label, bases))}).",
                 tuple(bases),
@@ -248,7 +143,7 @@ def _headline(a: Analysis, done) -> list[Finding]:
             else "no configuration has every dropout rate at 0"
         )
         example = a.config(zero[0] if zero else a.configs[0].config).params
-        named = ",".join(f"{p}={value_text(example.get(p))}" for p in a.varied)
+        named = ",".join(setting(p, example.get(p)) for p in a.varied)
         return [
             Finding(
                 "no_baseline",
@@ -435,16 +330,9 @@ def _significant(a: Analysis, done) -> list[Finding]:
 
 
 def _needed_numbers(a: Analysis, c: Comparison) -> dict:
-    return {
-        "min_effect": a.min_effect,
-        "power": a.power,
-        "alpha": a.alpha,
-        "family_size": a.family_size,
-        "level": a.alpha / max(a.family_size, 1),
-        "seeds_needed": c.seeds_needed,
-        "seeds_limit": SEEDS_SEARCH_LIMIT,
-        "sd": c.sd,
-    }
+    return {"min_effect": a.min_effect, "power": a.power, "alpha": a.alpha, "family_size": a.family_size,
+            "level": a.alpha / max(a.family_size, 1), "seeds_needed": c.seeds_needed,
+            "seeds_limit": SEEDS_SEARCH_LIMIT, "sd": c.sd}  # fmt: skip
 
 
 def _needed(a: Analysis, c: Comparison) -> str:
@@ -623,7 +511,7 @@ def _gap_trend(a: Analysis) -> list[Finding]:
         change += f", {p_text(c.p_adjusted, 'Holm p')}): the gap {shape} with more dropout"
         claim = True
     fixed = a.config(g.low_config).params
-    others = [f"{p}={value_text(fixed.get(p))}" for p in a.varied if p != g.key]
+    others = [setting(p, fixed.get(p)) for p in a.varied if p != g.key]
     where = f" at {', '.join(others)}" if others else ""
     text = (
         f"Along {g.key} from {value_text(g.low_value)} to {value_text(g.high_value)}{where}, mean test accuracy "
@@ -662,14 +550,14 @@ def _mc_dropout(a: Analysis) -> list[Finding]:
         nll_words, nll_claim = _mc_verdict(nll, better_when_lower=True)
         at_t, at_0 = mc.level(config, t, "acc"), mc.level(config, 0, "acc")
         nll_ci = (
-            f"{level(a.confidence)} CI {_nats(nll.ci_low, unit=False)} to {_nats(nll.ci_high)}"
+            f"{level(a.confidence)} CI {nats(nll.ci_low, unit=False)} to {nats(nll.ci_high)}"
             if np.isfinite(nll.ci_low) else "no interval"
         )  # fmt: skip
         text = (
             f"{a.label(config)}: averaging {t} Monte Carlo dropout passes gives a test accuracy of "
             f"{pct(at_t.mean)} against {pct(at_0.mean)} for the usual deterministic pass, {pp(acc.diff)} "
             f"({ci_pp(acc.ci_low, acc.ci_high, a.confidence)}, {acc_words}); the negative log-likelihood "
-            f"changes by {_nats(nll.diff)} (simultaneous {nll_ci}, {nll_words})."
+            f"changes by {nats(nll.diff)} (simultaneous {nll_ci}, {nll_words})."
         )
         numbers = {"samples": t, "acc_mc": at_t.mean, "acc_deterministic": at_0.mean,
                    **{f"acc_{k}": v for k, v in _comparison_numbers(acc).items()},
@@ -678,28 +566,15 @@ def _mc_dropout(a: Analysis) -> list[Finding]:
     return out
 
 
-def _nats(x: float, unit: bool = True) -> str:
-    """``-0.0123`` -> ``"−0.012 nats"`` (true minus sign)."""
-    return (f"{x:+.3f}" + (" nats" if unit else "")).replace("-", MINUS)
-
-
 # ----------------------------------------------------------------------------------------
 # Grids of three or more parameters: effects averaged over the others, two-way interactions
 
 
-def _setting(factor: str, value) -> str:
-    return f"{factor}={value_text(value)}"
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def _averaged(others: list[str]) -> str:
-    return f"Averaged over {_and(others)}, " if others else ""
+    return f"Averaged over {and_list(others)}, " if others else ""
 
 
-def _seed_test(c: Contrast, confidence: float, note: str = "") -> str:
+def _seed_test(c: TestResult, confidence: float, note: str = "") -> str:
     """``(simultaneous 95% CI +1.1 to +2.9 pp, paired t over 5 seeds, Holm p = 0.003)``."""
     return (
         f"({ci_pp(c.ci_low, c.ci_high, confidence)}, paired t over {seeds_text(c.n)}, "
@@ -707,7 +582,7 @@ def _seed_test(c: Contrast, confidence: float, note: str = "") -> str:
     )
 
 
-def _untestable(c: Contrast) -> str:
+def _untestable(c: TestResult) -> str:
     if c.n == 0:
         return (
             "no seed completed every configuration it averages over (see the runs that failed or diverged)."
@@ -717,7 +592,7 @@ def _untestable(c: Contrast) -> str:
     return "identical across seeds, no spread to test against."
 
 
-def _left_out_text(c: Contrast) -> str:
+def _left_out_text(c: TestResult) -> str:
     if not c.seeds_left_out or c.n == 0:
         return ""
     word = "Seed" if len(c.seeds_left_out) == 1 else "Seeds"
@@ -725,10 +600,8 @@ def _left_out_text(c: Contrast) -> str:
     return f" {word} {seeds} left out: a run failed or diverged in a configuration this averages over."
 
 
-def _contrast_numbers(a: Analysis, c: Contrast) -> dict:
-    return {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
-            "p_adjusted": c.p_adjusted, "n": c.n, "effect_size": c.effect_size,
-            "seeds_left_out": list(c.seeds_left_out), **_needed_numbers(a, c)}  # fmt: skip
+def _contrast_numbers(a: Analysis, c: TestResult) -> dict:
+    return {**_numbers(c, "effect_size", "seeds_left_out"), **_needed_numbers(a, c)}
 
 
 def _factor_effects(a: Analysis) -> list[Finding]:
@@ -739,7 +612,7 @@ def _factor_effects(a: Analysis) -> list[Finding]:
     out = []
     for e in fx.effects:
         over = _averaged(fx.others(e.factor))
-        this, ref = _setting(e.factor, e.level), _setting(e.factor, e.reference)
+        this, ref = setting(e.factor, e.level), setting(e.factor, e.reference)
         if e.n == 0:
             text = f"{over}{this} vs {ref} cannot be computed: {_untestable(e)}"
         elif not np.isfinite(e.p_value):
@@ -757,7 +630,7 @@ def _factor_effects(a: Analysis) -> list[Finding]:
             _other(i, e.factor) for i in fx.interactions if i.significant and e.factor in (i.factor, i.by)
         ]
         if moderators:
-            text += f" This is an average: the effect of {e.factor} depends on {_and(list(dict.fromkeys(moderators)))} (below)."
+            text += f" This is an average: the effect of {e.factor} depends on {and_list(list(dict.fromkeys(moderators)))} (below)."
         out.append(Finding("factor_effect", text + _left_out_text(e), (), numbers, claim=e.significant))
     return out
 
@@ -769,9 +642,9 @@ def _other(i: FactorInteraction, factor: str) -> str:
 def _effect_by(r: FactorInteraction, joint: str) -> str:
     """``the effect of dropout.rate=0.5 (against dropout.rate=0) is +3.2 pp with model=mlp but +1.0 pp with model=resnet``."""
     return (
-        f"the effect of {_setting(r.factor, r.level)} (against {_setting(r.factor, r.reference)}) on test "
-        f"accuracy is {pp(r.effect_at_reference)} with {_setting(r.by, r.by_reference)} {joint} "
-        f"{pp(r.effect_at_level)} with {_setting(r.by, r.by_level)}"
+        f"the effect of {setting(r.factor, r.level)} (against {setting(r.factor, r.reference)}) on test "
+        f"accuracy is {pp(r.effect_at_reference)} with {setting(r.by, r.by_reference)} {joint} "
+        f"{pp(r.effect_at_level)} with {setting(r.by, r.by_level)}"
     )
 
 
@@ -889,50 +762,34 @@ def _train_below_test(a: Analysis, done) -> list[Finding]:
 EXPLORATORY = "Exploratory (a pair picked by ranking these same results; unadjusted, not a claim): "
 
 
+def _pair(a: Analysis, kind: str, lead: str, first: str, second: str, numbers: dict, untestable: str | None):
+    """An exploratory comparison of ``first`` minus ``second`` (unadjusted, no claim); None when
+    it cannot be tested and ``untestable`` (the words for that) is None."""
+    pair = compare_configs(a.runs, first, second, confidence=a.confidence)
+    numbers = {**numbers, **{k: pair[k] for k in ("diff", "ci_low", "ci_high", "p_value")}}
+    if np.isfinite(pair["p_value"]):
+        detail = (f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
+                  f"{pair['test']}, unadjusted {p_text(pair['p_value'])})")  # fmt: skip
+    elif untestable is None:
+        return None
+    else:
+        detail = f"{pp(pair['diff'])}, {untestable}"
+    return Finding(kind, f"{EXPLORATORY}{lead}{detail}.", (first, second), numbers, exploratory=True)
+
+
 def _runner_up(a: Analysis, done) -> list[Finding]:
     ranked = sorted(done, key=lambda c: c.test_acc.mean, reverse=True)
     out = []
     if len(ranked) > 1 and ranked[0].config != a.baseline and ranked[1].config != a.baseline:
         best, runner = ranked[0], ranked[1]
-        pair = compare_configs(a.runs, best.config, runner.config, confidence=a.confidence)
-        numbers = {"runner_up_test_acc": runner.test_acc.mean, "diff": pair["diff"], "ci_low": pair["ci_low"],
-                   "ci_high": pair["ci_high"], "p_value": pair["p_value"]}  # fmt: skip
-        if np.isfinite(pair["p_value"]):
-            detail = (
-                f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
-                f"{pair['test']}, unadjusted {p_text(pair['p_value'])})"
-            )
-        else:
-            detail = f"{pp(pair['diff'])}, which cannot be tested (one seed, or no spread between seeds)"
-        out.append(
-            Finding(
-                "runner_up",
-                f"{EXPLORATORY}the highest mean, {a.label(best.config)}, is ahead of the runner-up {a.label(runner.config)} "
-                f"({pct(runner.test_acc.mean)}) by {detail}.",
-                (best.config, runner.config),
-                numbers,
-                exploratory=True,
-            )
-        )
+        lead = (f"the highest mean, {a.label(best.config)}, is ahead of the runner-up {a.label(runner.config)} "
+                f"({pct(runner.test_acc.mean)}) by ")  # fmt: skip
+        out.append(_pair(a, "runner_up", lead, best.config, runner.config,
+                         {"runner_up_test_acc": runner.test_acc.mean},
+                         "which cannot be tested (one seed, or no spread between seeds)"))  # fmt: skip
     ranked_slots = _placement_best(a)
     if ranked_slots is not None:
         (_, _, top), (_, _, second) = ranked_slots[:2]
-        pair = compare_configs(a.runs, top, second, confidence=a.confidence)
-        if np.isfinite(pair["p_value"]):
-            out.append(
-                Finding(
-                    "placement_pair",
-                    f"{EXPLORATORY}the best placements compared directly ({a.label(top)} minus {a.label(second)}): "
-                    f"{pp(pair['diff'])} ({ci_pp(pair['ci_low'], pair['ci_high'], a.confidence, 'unadjusted')}, "
-                    f"{pair['test']}, unadjusted {p_text(pair['p_value'])}).",
-                    (top, second),
-                    {
-                        "diff": pair["diff"],
-                        "ci_low": pair["ci_low"],
-                        "ci_high": pair["ci_high"],
-                        "p_value": pair["p_value"],
-                    },  # fmt: skip
-                    exploratory=True,
-                )
-            )
-    return out
+        lead = f"the best placements compared directly ({a.label(top)} minus {a.label(second)}): "
+        out.append(_pair(a, "placement_pair", lead, top, second, {}, None))
+    return [f for f in out if f is not None]

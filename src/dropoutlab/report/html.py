@@ -35,6 +35,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from dropoutlab.report.plots import png_bytes
+from dropoutlab.report.text import slug
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NA = "\u2013"  # shown for missing values
@@ -231,12 +232,6 @@ def format_table(frame: pd.DataFrame, merge_ci: bool = True) -> pd.DataFrame:
 # Figures: file names and bytes
 
 
-def slug(text: str, default: str = "figure") -> str:
-    """A file-name-safe form of ``text``: lowercase ASCII letters, digits, dots and hyphens."""
-    text = re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-.")
-    return text[:60].rstrip("-.") or default
-
-
 def _figure_names(sections: Sequence[Section]) -> list[list[str]]:
     """Unique PNG file names per section and figure: the figure's name, else its caption's slug.
 
@@ -269,36 +264,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------
 # Templates
 
-_CSS = """
-:root { color-scheme: light; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #fff; color: #1b1b1b;
-  font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 960px; margin: 0 auto; padding: 1rem 1rem 3rem; }
-h1 { font-size: 1.75rem; line-height: 1.25; margin: .5rem 0 1rem; }
-h2 { font-size: 1.35rem; line-height: 1.3; margin: 2.2rem 0 .75rem; padding-bottom: .25rem;
-  border-bottom: 1px solid #ddd; }
-h3, .caption { font-size: 1rem; font-weight: 600; margin: 1.2rem 0 .4rem; }
-nav ol, .findings ol { padding-left: 1.5rem; }
-nav a { color: #0b5cad; }
-.findings { background: #f3f8fc; border-left: 4px solid #0072B2; padding: .4rem 1rem .4rem .6rem; }
-.findings li { margin: .45rem 0; }
-.exploratory { background: #f7f7f7; border-left: 4px solid #999; padding: .4rem 1rem .4rem .6rem; }
-figure { margin: 1.2rem 0; }
-img { display: block; max-width: 100%; height: auto; }
-figcaption { font-size: .92rem; color: #444; margin-top: .35rem; }
-.table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .4rem 0 1.2rem; }
-table { border-collapse: collapse; font-size: .9rem; font-variant-numeric: tabular-nums; }
-th, td { padding: .3rem .65rem; border-bottom: 1px solid #e3e3e3; text-align: right;
-  white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f4f4f4; position: sticky; top: 0; }
-details summary { cursor: pointer; font-weight: 600; margin: 1rem 0 .4rem; }
-footer { margin-top: 3rem; font-size: .85rem; color: #666; }
-@media (max-width: 600px) { body { font-size: 15px; } main { padding: .75rem .75rem 2rem; }
-  h1 { font-size: 1.45rem; } }
-"""
-
+# The pages, and the CSS the HTML page inlines (report.css.j2)
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Characters that make Markdown markup: links and images ([, ]), emphasis (*, _), code (`),
@@ -384,7 +350,6 @@ def _render_html(title: str, sections, findings, images: list[list[bytes]], expl
     template = _environment("html").get_template("report.html.j2")
     return template.render(
         title=title,
-        css=Markup(_CSS),
         findings=list(findings),
         exploratory=list(exploratory),
         sections=views,
@@ -410,20 +375,16 @@ def render_html(
 # Markdown
 
 
-def _md_cell(text: str) -> str:
-    return md_escape(text)
-
-
 def pipe_table(frame: pd.DataFrame) -> str:
     """``frame`` (formatted by ``format_table``) as a GitHub-flavoured Markdown pipe table.
 
     Numeric columns are right-aligned; cells are Markdown-escaped (``|`` too).
     """
     columns = _formatted(frame, merge_ci=True)
-    header = "| " + " | ".join(_md_cell(h) for h, _, _ in columns) + " |"
+    header = "| " + " | ".join(md_escape(h) for h, _, _ in columns) + " |"
     rule = "|" + "|".join("---:" if numeric else ":---" for _, _, numeric in columns) + "|"
     rows = [
-        "| " + " | ".join(_md_cell(cell) for cell in row) + " |"
+        "| " + " | ".join(md_escape(cell) for cell in row) + " |"
         for row in zip(*(cells for _, cells, _ in columns), strict=True)
     ]
     return "\n".join([header, rule, *rows])

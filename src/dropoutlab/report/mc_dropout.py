@@ -8,7 +8,7 @@ time for each number of passes ``T`` and for the usual deterministic pass (``T =
   (accuracy on the logit scale, the others Student t), as the summary table does;
 * ``contrast_rows``: per configuration with dropout, the largest ``T`` minus the
   deterministic pass, paired over seeds, for test accuracy and negative log-likelihood:
-  rows of the analysis' one Holm family (member ``"mc"``);
+  rows the analysis adds to its one Holm family;
 * ``pooled_reliability``: the reliability-diagram bins of a configuration, counts summed
   over seeds.
 """
@@ -16,56 +16,15 @@ time for each number of passes ``T`` and for the usual deterministic pass (``T =
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
-from dropoutlab.report.stats import Interval, compare_values, metric_interval
+from dropoutlab.report.model import McDropout
+from dropoutlab.report.stats import compare_values, metric_interval
 from dropoutlab.runs import MC_METRICS
 
 #: The metrics the Holm family tests (the largest T against the deterministic pass).
 TESTED_METRICS = ("acc", "nll")
-
-#: How the report names each metric, with its unit.
-METRIC_NAMES = {
-    "acc": "test accuracy",
-    "nll": "NLL (nats)",
-    "brier": "Brier score",
-    "ece": "ECE",
-    "entropy": "predictive entropy (nats)",
-    "mutual_information": "mutual information (nats)",
-}
-
-
-@dataclass(frozen=True)
-class McDropout:
-    """The Monte Carlo dropout results of a study (``Analysis.mc``).
-
-    ``samples``: the numbers of passes measured, ``0`` (deterministic) first; ``levels``: one
-    row per configuration and ``T`` with ``n`` and, per metric of :data:`MC_METRICS`,
-    ``{metric}`` (an :class:`~dropoutlab.report.stats.Interval` over seeds); ``contrasts``:
-    the family's tests (``Comparison`` with ``metric`` ``"mc_acc"`` or ``"mc_nll"``, ``config``
-    the configuration, ``baseline`` the same configuration's deterministic pass);
-    ``reliability``: per configuration and ``T`` (0 and the largest), the pooled bins
-    ``(count, mean confidence, accuracy)``; ``no_dropout``: the configurations without
-    dropout, where every pass is the deterministic one and nothing is tested.
-    """
-
-    samples: tuple[int, ...]
-    levels: pd.DataFrame
-    contrasts: tuple
-    reliability: dict[tuple[str, int], list[tuple[int, float, float]]]
-    no_dropout: tuple[str, ...]
-
-    @property
-    def largest(self) -> int:
-        """The largest number of passes measured."""
-        return max(self.samples)
-
-    def level(self, config: str, samples: int, metric: str) -> Interval | None:
-        """The interval of ``metric`` for ``config`` at ``samples`` passes, if measured."""
-        rows = self.levels[(self.levels["config"] == config) & (self.levels["samples"] == samples)]
-        return rows.iloc[0][metric] if len(rows) else None
 
 
 def mc_frame(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +64,7 @@ def has_dropout(frame: pd.DataFrame, config: str) -> bool:
     )
 
 
-def contrast_rows(frame: pd.DataFrame, confidence: float) -> pd.DataFrame:
+def contrast_rows(frame: pd.DataFrame, confidence: float) -> list[dict]:
     """The family's rows: per configuration with dropout, the largest T minus T = 0, paired over
     seeds, for each of :data:`TESTED_METRICS` (``compare_values`` columns, metric ``mc_<name>``)."""
     largest = int(frame["samples"].max())
@@ -121,7 +80,7 @@ def contrast_rows(frame: pd.DataFrame, confidence: float) -> pd.DataFrame:
                 continue
             rows.append({"config": config, "baseline": config, "metric": f"mc_{metric}",
                          **compare_values(at[largest], at[0], confidence)})  # fmt: skip
-    return pd.DataFrame(rows)
+    return rows
 
 
 def pooled_reliability(frame: pd.DataFrame, config: str, samples: int) -> list[tuple[int, float, float]]:

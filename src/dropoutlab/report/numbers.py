@@ -11,49 +11,29 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from dropoutlab.report.analysis import Analysis, Comparison
+from dropoutlab.report.model import Analysis, TestResult
 from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.report.text import clean
 from dropoutlab.runs import MC_METRICS
-
-
-def clean(value: Any) -> Any:
-    """JSON-ready: NaN and infinities become None, numpy scalars plain numbers, tuples lists."""
-    if hasattr(value, "item") and not isinstance(value, dict | list | tuple):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
 
 
 def _stat(interval) -> dict:
     return {"mean": interval.mean, "std": interval.std, "ci_low": interval.low, "ci_high": interval.high}
 
 
-def _comparison(a: Analysis, c: Comparison) -> dict:
-    out = asdict(c)
-    out["params"] = a.config(c.config).params
-    out["baseline_config"] = c.baseline
-    out["baseline"] = a.config(c.baseline).params
-    out["label"] = a.label(c.config)
-    out["seeds_needed_more_than"] = SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None
-    return out
+def _test(c: TestResult, **more) -> dict:
+    """The fields of a test, with ``seeds_needed_more_than`` for an infinite ``seeds_needed``."""
+    return {
+        **asdict(c),
+        **more,
+        "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
+    }
 
 
 def _factors(a: Analysis) -> dict | None:
     fx = a.factors
     if fx is None:
         return None
-
-    def contrast(c) -> dict:
-        return {
-            **asdict(c),
-            "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
-        }
-
     return {
         "factors": list(fx.factors),
         "levels": fx.levels,
@@ -73,9 +53,9 @@ def _factors(a: Analysis) -> dict | None:
                 "range": {"min": m.test_acc.min, "max": m.test_acc.max},
             }
             for m in fx.means
-        ],
-        "effects": [contrast(e) for e in fx.effects],
-        "interactions": [contrast(i) for i in fx.interactions],
+        ],  # fmt: skip
+        "effects": [_test(e) for e in fx.effects],
+        "interactions": [_test(i) for i in fx.interactions],
     }
 
 
@@ -83,27 +63,13 @@ def _mc(a: Analysis) -> dict | None:
     mc = a.mc
     if mc is None:
         return None
-    levels = []
-    for _, r in mc.levels.iterrows():
-        row = {
-            "config": r["config"],
-            "label": a.label(r["config"]),
-            "samples": int(r["samples"]),
-            "n": int(r["n"]),
-        }
-        row.update({m: {**_stat(r[m]), "interval": r[m].method} for m in MC_METRICS})
-        levels.append(row)
+    levels = [{"config": r["config"], "label": a.label(r["config"]), "samples": int(r["samples"]), "n": int(r["n"]),
+               **{m: {**_stat(r[m]), "interval": r[m].method} for m in MC_METRICS}}
+              for _, r in mc.levels.iterrows()]  # fmt: skip
     return {
         "samples": list(mc.samples),
         "levels": levels,
-        "contrasts": [
-            {
-                **asdict(c),
-                "label": a.label(c.config),
-                "seeds_needed_more_than": SEEDS_SEARCH_LIMIT if math.isinf(c.seeds_needed) else None,
-            }
-            for c in mc.contrasts
-        ],  # fmt: skip
+        "contrasts": [_test(c, label=a.label(c.config)) for c in mc.contrasts],
         "reliability": [
             {"config": config, "samples": t, "bins": [list(b) for b in bins]}
             for (config, t), bins in mc.reliability.items()
@@ -113,54 +79,18 @@ def _mc(a: Analysis) -> dict | None:
 
 
 def analysis_to_json(a: Analysis) -> dict[str, Any]:
-    """The analysis as JSON-ready data.
-
-    ``{"study", "alpha", "confidence", "min_effect", "power", "baseline", "baseline_config",
-    "family_size", "configs": [...], "comparisons": [...], "interaction", "factors", "mc", "learned_rates",
-    "gap_trend", "findings": [{"kind", "text", "configs", "numbers", "claim", "exploratory"}],
-    "unavailable": {section: reason}, "methods": {...}}``. Each config has ``params,
-    config, label, seeds, n, n_diverged, n_failed`` and ``test_acc, train_acc,
-    train_eval_acc, val_acc, gap`` as ``{mean, std, ci_low, ci_high}``, with ``interval``
-    (how each interval was made, see ``stats.Interval``) and ``range`` (lowest and highest
-    seed) per accuracy. ``factors`` (None unless three or more parameters vary and cross):
-    ``factors, levels, reference, cells, seeds, empty_cells``, ``means`` (per value of each
-    parameter, averaged over the others, with ``test_acc`` as ``{mean, std, ci_low,
-    ci_high}``), ``effects`` and ``interactions`` (the fields of ``factors.FactorEffect`` and
-    ``factors.FactorInteraction``, with ``seeds_needed_more_than``). ``mc`` (None unless the
-    study set ``mc_samples``): ``samples`` (0 is the deterministic pass), ``levels`` (per
-    configuration and number of passes, each of ``runs.MC_METRICS`` as ``{mean, std, ci_low,
-    ci_high, interval}``), ``contrasts`` (the largest T minus the deterministic pass, fields
-    of ``Comparison``, metric ``mc_acc`` or ``mc_nll``), ``reliability`` (pooled bins
-    ``[count, confidence, accuracy]`` per configuration at 0 and the largest T) and
-    ``no_dropout``; an NLL contrast has no ``seeds_needed`` (``min_effect`` is an accuracy).
-    ``learned_rates``: ``{config, seed, epoch, slot, rate}`` per completed run, epoch and slot
-    of ``concrete`` dropout (empty without). Each comparison names its own ``baseline``: the
-    study's, or with a grid over models (or other settings) x dropout and no single
-    baseline, the same settings without dropout.
-    """
+    """The analysis as JSON-ready data, laid out as ``docs/report.md`` ("JSON") shows:
+    accuracies and differences as fractions, NaN and infinity as None, each test with
+    ``seeds_needed_more_than`` for an infinite ``seeds_needed``."""
     configs = []
     for c in a.configs:
         accuracies = {"test_acc": c.test_acc, "train_acc": c.train_acc, "train_eval_acc": c.train_eval_acc,
                       "val_acc": c.val_acc}  # fmt: skip
-        configs.append(
-            {
-                "params": c.params,
-                "config": c.config,
-                "label": a.label(c.config),
-                "seeds": list(c.seeds),
-                "n": c.n,
-                "n_diverged": c.n_diverged,
-                "n_failed": c.n_failed,
-                **{name: _stat(interval) for name, interval in accuracies.items()},
-                "gap": _stat(c.gap_acc),
-                "interval": {name: interval.method for name, interval in accuracies.items()},
-                "range": {name: {"min": i.min, "max": i.max} for name, i in accuracies.items()},
-            }
-        )
-    gap = None
-    if a.gap_trend is not None:
-        gap = asdict(a.gap_trend)
-        gap["change"] = asdict(a.gap_trend.change)
+        configs.append({"params": c.params, "config": c.config, "label": a.label(c.config), "seeds": list(c.seeds),
+                        "n": c.n, "n_diverged": c.n_diverged, "n_failed": c.n_failed,
+                        **{name: _stat(interval) for name, interval in accuracies.items()}, "gap": _stat(c.gap_acc),
+                        "interval": {name: interval.method for name, interval in accuracies.items()},
+                        "range": {name: {"min": i.min, "max": i.max} for name, i in accuracies.items()}})  # fmt: skip
     return clean(
         {
             "study": a.study,
@@ -172,12 +102,21 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "baseline_config": a.baseline,
             "family_size": a.family_size,
             "configs": configs,
-            "comparisons": [_comparison(a, c) for c in a.comparisons],
+            "comparisons": [
+                _test(
+                    c,
+                    params=a.config(c.config).params,
+                    baseline_config=c.baseline,
+                    baseline=a.config(c.baseline).params,
+                    label=a.label(c.config),
+                )
+                for c in a.comparisons
+            ],  # fmt: skip
             "interaction": asdict(a.interaction) if a.interaction is not None else None,
             "factors": _factors(a),
             "mc": _mc(a),
             "learned_rates": a.learned_rates.to_dict("records"),
-            "gap_trend": gap,
+            "gap_trend": asdict(a.gap_trend) if a.gap_trend is not None else None,
             "findings": [asdict(f) for f in a.findings],
             "unavailable": a.unavailable,
             "methods": asdict(a.methods),

@@ -1,18 +1,21 @@
-"""Figures of a study: learning curves, all configurations, accuracy and gap vs rate, grids.
+"""Figures of a study, drawn from its ``Analysis``: learning curves, all configurations,
+accuracy and gap vs rate, the two-parameter grid, learned rates, Monte Carlo dropout.
 
-Every function reads the store's DataFrames (``Store.runs()``, ``Store.history()``, see
-DEVELOPERS.md, "Store DataFrames"), keeps only runs with ``status == "completed"``, and
-returns a ``matplotlib.figure.Figure`` built with the object API (no pyplot, so no global
-figure registry, no GUI, nothing shown): save it with ``save_png`` or ``fig.savefig``.
+Each figure reads what the analysis computed (the per-configuration means and intervals of
+``Analysis.summary``, the Monte Carlo levels, the rate line), so a figure and its table
+never disagree; the per-epoch curves are summarized here from ``Analysis.history`` (the
+analysis has no per-epoch numbers of its own). Only completed runs are drawn. Figures are
+built with the object API (no pyplot, so no global figure registry, no GUI, nothing shown):
+``png_bytes`` or ``fig.savefig`` saves one.
 
 Accuracies are fractions in the store and are drawn in percent; gaps in percentage points.
-Bands are intervals of the mean over seeds at ``confidence`` (95% by default): for
-accuracies a t interval on the logit scale from 3 seeds on, so that a band never leaves
-[0, 100]% (``stats.accuracy_interval``), with fewer seeds no band; for gaps and losses a
-Student t interval (``stats.mean_ci``). Each plotted
-line carries a ``gid`` (``"mean:test_acc"``, ``"val:<config>"``, ``"off_line:<config>"``,
-``"zero"``...) so that tests and callers can find it. The ``*_table`` functions return the
-numbers behind each figure (fractions, as in the store) for the report's tables.
+Bands are intervals of the mean over seeds at the analysis' confidence: for accuracies a t
+interval on the logit scale from 3 seeds on, so that a band never leaves [0, 100]%
+(``stats.accuracy_interval``), with fewer seeds no band; for gaps and losses a Student t
+interval. Each plotted line carries a ``gid`` (``"mean:test_acc"``, ``"val:<config>"``,
+``"off_line:<config>"``, ``"zero"``...) so that tests and callers can find it. The
+``*_table`` functions return the numbers behind each figure (fractions, as in the store)
+for the report's tables.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import contextlib
 import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -32,68 +35,30 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.stats import (
-    CONFIDENCE,
-    RUN_COLUMNS,
-    accuracy_interval,
-    param_columns,
-    run_metrics,
-    t_interval,
-)
+from dropoutlab.report.model import Analysis, FigurePlan
+from dropoutlab.report.stats import metric_interval, run_metrics, sorted_levels, t_interval
+from dropoutlab.report.text import MC_METRIC_NAMES, level, setting
 
 #: Okabe & Ito's colour-blind-safe palette, without its yellow (too pale on white).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 
-#: One colour per quantity, the same in every figure.
-SERIES_COLORS = {
-    "train_acc": "#E69F00",
-    "train_eval_acc": "#D55E00",
-    "val_acc": "#0072B2",
-    "test_acc": "#009E73",
-    "gap_acc": "#CC79A7",
-    "train_loss": "#E69F00",
-    "train_eval_loss": "#D55E00",
-    "val_loss": "#0072B2",
-}
-
-SERIES_LABELS = {
-    "train_acc": "train (dropout on)",
-    "train_eval_acc": "train (eval mode)",
-    "val_acc": "validation",
-    "test_acc": "test",
-    "gap_acc": "train \u2212 test",
-    "train_loss": "train (dropout on)",
-    "train_eval_loss": "train (eval mode)",
-    "val_loss": "validation",
-}
-
-#: Per-run metric name -> runs column (shared with the statistics).
-RUN_METRIC_COLUMNS = RUN_COLUMNS
+#: One colour and one name per series, for its accuracy and its loss alike, the same in every figure.
+_SERIES = {"train": ("#E69F00", "train (dropout on)"), "train_eval": ("#D55E00", "train (eval mode)"),
+           "val": ("#0072B2", "validation"), "test": ("#009E73", "test"), "gap": ("#CC79A7", "train \u2212 test")}  # fmt: skip
+SERIES_COLORS = {f"{series}_{m}": color for series, (color, _) in _SERIES.items() for m in ("acc", "loss")}
+SERIES_LABELS = {f"{series}_{m}": name for series, (_, name) in _SERIES.items() for m in ("acc", "loss")}
 
 _OFF_LINE_MARKERS = ("D", "s", "^", "v", "P", "X", "h")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 _FONT = 12
 _SMALL = 11
 _STYLE = {
-    "font.size": _FONT,
-    "axes.titlesize": _FONT + 1,
-    "axes.labelsize": _FONT,
-    "xtick.labelsize": _SMALL,
-    "ytick.labelsize": _SMALL,
-    "legend.fontsize": _SMALL,
-    "figure.titlesize": _FONT + 2,
-    "axes.grid": True,
-    "grid.color": "#b0b0b0",
-    "grid.alpha": 0.4,
-    "grid.linewidth": 0.6,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.prop_cycle": cycler(color=list(OKABE_ITO)),
-    "lines.linewidth": 2.0,
-    "legend.frameon": False,
-    "figure.facecolor": "white",
-    "savefig.facecolor": "white",
-}
+    "font.size": _FONT, "axes.titlesize": _FONT + 1, "axes.labelsize": _FONT, "xtick.labelsize": _SMALL,
+    "ytick.labelsize": _SMALL, "legend.fontsize": _SMALL, "figure.titlesize": _FONT + 2, "axes.grid": True,
+    "grid.color": "#b0b0b0", "grid.alpha": 0.4, "grid.linewidth": 0.6, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.prop_cycle": cycler(color=list(OKABE_ITO)), "lines.linewidth": 2.0,
+    "legend.frameon": False, "figure.facecolor": "white", "savefig.facecolor": "white",
+}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -122,17 +87,6 @@ def _config_colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG at ``dpi`` (parent folders created) and return the path.
-
-    The PNG carries no software version, so the same figure gives the same bytes.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(fig, dpi))
-    return path
-
-
 def png_bytes(fig: Figure, dpi: int = 120) -> bytes:
     """``fig`` encoded as PNG bytes at ``dpi`` (for inlining in HTML)."""
     buffer = io.BytesIO()
@@ -141,99 +95,30 @@ def png_bytes(fig: Figure, dpi: int = 120) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------
-# Selecting runs
-
-
-def _completed(frame: pd.DataFrame) -> pd.DataFrame:
-    if "status" not in frame:
-        return frame
-    return frame[frame["status"] == "completed"]
-
-
-def _params(frame: pd.DataFrame, params: Sequence[str] | None) -> list[str]:
-    return param_columns(frame, params)
-
-
-def _config_order(frame: pd.DataFrame, params: list[str]) -> list[str]:
-    """Configuration labels sorted by parameter values (first appearance when unsortable)."""
-    table = frame.drop_duplicates("config")[[*params, "config"]]
-    if params:
-        with contextlib.suppress(TypeError):
-            table = table.sort_values(params, kind="stable", na_position="last")
-    return [str(c) for c in table["config"]]
-
-
-def _short_labels(frame: pd.DataFrame, params: list[str], configs: list[str]) -> dict:
-    """Labels that name only the parameters that vary (the config label when none do)."""
-    table = frame.drop_duplicates("config").set_index(frame.drop_duplicates("config")["config"])
-    varied = [p for p in params if table[p].nunique(dropna=False) > 1]
-    if not varied:
-        return {c: c for c in configs}
-    return {c: ", ".join(f"{p}={table.loc[c, p]}" for p in varied) for c in configs}
-
-
-def _check_column(frame: pd.DataFrame, key: str, what: str) -> None:
-    if key not in frame.columns:
-        dotted = [str(c) for c in frame.columns if "." in str(c)]
-        raise DropoutlabError(
-            f"{what} {key!r} is not a column of the runs table (parameters: {', '.join(dotted)})"
-        )
-
-
-def run_values(runs: pd.DataFrame, metric: str) -> pd.Series:
-    """Per-run values of ``metric`` as floats (same index as ``runs``).
-
-    ``metric`` is a name of ``RUN_METRIC_COLUMNS`` (``test_acc``, ``val_acc``,
-    ``train_acc``...), ``gap_acc`` (train minus test accuracy, eval-mode train accuracy
-    where measured, running otherwise; a fraction) or any numeric runs column.
-    """
-    if metric in (*RUN_METRIC_COLUMNS, "gap_acc", "gap_loss"):
-        return run_metrics(runs)[metric]
-    if metric not in runs:
-        raise DropoutlabError(
-            f"unknown metric {metric!r}; choose from {', '.join([*RUN_METRIC_COLUMNS, 'gap_acc'])}"
-        )
-    return pd.to_numeric(runs[metric], errors="coerce").astype(float)
-
-
-def _is_accuracy(metric: str) -> bool:
-    return metric.endswith("_acc") or metric.startswith("acc")
-
-
-# ----------------------------------------------------------------------------------------
 # Learning curves
 
 
-_CURVE_METRICS = (
-    "train_loss",
-    "val_loss",
-    "train_eval_loss",
-    "train_acc",
-    "val_acc",
-    "train_eval_acc",
-)
+_CURVE_METRICS = ("train_loss", "val_loss", "train_eval_loss", "train_acc", "val_acc", "train_eval_acc")
 
 
-def _mean_interval(metric: str, values, confidence: float) -> tuple[float, float, float]:
-    """Mean and interval: logit t for accuracies (none below 3 seeds), Student t otherwise."""
-    bounded = _is_accuracy(metric) and "gap" not in metric
-    interval = (accuracy_interval if bounded else t_interval)(values, confidence)
-    return interval.mean, interval.low, interval.high
+def _completed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["status"] == "completed"] if "status" in frame else frame
 
 
-def _epoch_stats(
-    history: pd.DataFrame, metrics: Sequence[str], confidence: float = CONFIDENCE
-) -> pd.DataFrame:
+def _epoch_stats(history: pd.DataFrame, metrics: Sequence[str], confidence: float) -> pd.DataFrame:
     """Per epoch: ``n`` (runs) and ``<m>_mean, <m>_ci_low, <m>_ci_high`` for each metric."""
     rows = []
     for epoch, group in history.groupby("epoch", sort=True):
-        row = {
-            "epoch": epoch,
-            "n": int(group["run_id"].nunique() if "run_id" in group else len(group)),
-        }
+        row = {"epoch": epoch, "n": int(group["run_id"].nunique() if "run_id" in group else len(group))}
         for m in metrics:
-            values = pd.to_numeric(group[m], errors="coerce") if m in group else []
-            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _mean_interval(m, values, confidence)
+            interval = metric_interval(
+                m, pd.to_numeric(group[m], errors="coerce") if m in group else [], confidence
+            )
+            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = (
+                interval.mean,
+                interval.low,
+                interval.high,
+            )
         rows.append(row)
     columns = ["epoch", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "ci_low", "ci_high")]
     return pd.DataFrame(rows, columns=columns)
@@ -244,23 +129,28 @@ def _measured(table: pd.DataFrame, metric: str) -> bool:
     return column in table and bool(table[column].notna().any())
 
 
-def curve_table(history: pd.DataFrame, config: str, confidence: float = CONFIDENCE) -> pd.DataFrame:
+def _runs_of(frame: pd.DataFrame, config: str) -> pd.DataFrame:
+    done = _completed(frame)
+    mine = done[done["config"].astype(str) == str(config)]
+    if mine.empty:
+        available = ", ".join(dict.fromkeys(done["config"].astype(str))) or "none"
+        raise DropoutlabError(
+            f"no completed run of configuration {config!r} in the history (configurations: {available})"
+        )
+    return mine
+
+
+def curve_table(a: Analysis, config: str) -> pd.DataFrame:
     """The numbers behind ``learning_curves``: one row per epoch for one configuration.
 
     Columns ``epoch, n`` (completed runs that reached the epoch) and, for each of
     ``train_loss, val_loss, train_eval_loss, train_acc, val_acc, train_eval_acc`` that was
-    measured, ``<m>_mean, <m>_ci_low, <m>_ci_high`` (interval over seeds at ``confidence``,
-    on the logit scale for accuracies, NaN below 3 seeds; accuracies as fractions). ``train_*`` is the running value with dropout on, ``train_eval_*`` the
+    measured, ``<m>_mean, <m>_ci_low, <m>_ci_high`` (interval over seeds at the analysis'
+    confidence, on the logit scale for accuracies, NaN below 3 seeds; accuracies as
+    fractions). ``train_*`` is the running value with dropout on, ``train_eval_*`` the
     eval-mode one. Raises ``DropoutlabError`` when ``config`` has no completed run.
     """
-    done = _completed(history)
-    mine = done[done["config"].astype(str) == str(config)]
-    if mine.empty:
-        available = ", ".join(_config_order(done, [])) or "none"
-        raise DropoutlabError(
-            f"no completed run of configuration {config!r} in the history (configurations: {available})"
-        )
-    table = _epoch_stats(mine, _CURVE_METRICS, confidence)
+    table = _epoch_stats(_runs_of(a.history, config), _CURVE_METRICS, a.confidence)
     keep = [m for m in _CURVE_METRICS if _measured(table, m)]
     return table[["epoch", "n"] + [f"{m}_{s}" for m in keep for s in ("mean", "ci_low", "ci_high")]]
 
@@ -274,39 +164,26 @@ def _band_line(ax, x, table: pd.DataFrame, metric: str, scale: float, **line) ->
     return drawn
 
 
-def learning_curves(
-    history: pd.DataFrame, config: str, confidence: float = CONFIDENCE, title: str | None = None
-) -> Figure:
+def learning_curves(a: Analysis, config: str) -> Figure:
     """Loss and accuracy per epoch for one configuration (the teaching notebook's two panels).
 
     Left: loss; right: accuracy in percent. Each panel shows the training value (running,
     dropout on), the validation value and, when measured, the eval-mode training value
-    (dashed); lines are means over the completed seeds with a band at ``confidence``
-    (``curve_table`` has the numbers). ``config`` is a ``config`` label of the history;
-    ``title`` names it on the figure (default: the label).
-    Epochs reached by fewer seeds (early stopping) average fewer runs.
+    (dashed); lines are means over the completed seeds with a band at the analysis'
+    confidence (``curve_table`` has the numbers), titled with the report's label of
+    ``config``. Epochs reached by fewer seeds (early stopping) average fewer runs.
     """
-    table = curve_table(history, config, confidence)
-    done = _completed(history)
-    n_seeds = done.loc[done["config"].astype(str) == str(config), "seed"].nunique()
+    table = curve_table(a, config)
+    n_seeds = _runs_of(a.history, config)["seed"].nunique()
     x = table["epoch"].to_numpy()
     with _style():
         fig, (ax_loss, ax_acc) = _figure(10, 4.6, ncols=2)
         for ax, kind, scale in ((ax_loss, "loss", 1.0), (ax_acc, "acc", 100.0)):
             for metric in (f"train_{kind}", f"val_{kind}", f"train_eval_{kind}"):
-                if not _measured(table, metric):
-                    continue
-                _band_line(
-                    ax,
-                    x,
-                    table,
-                    metric,
-                    scale,
-                    color=SERIES_COLORS[metric],
-                    linestyle="--" if metric.startswith("train_eval") else "-",
-                    label=SERIES_LABELS[metric],
-                    gid=f"mean:{metric}",
-                )
+                if _measured(table, metric):
+                    _band_line(ax, x, table, metric, scale, color=SERIES_COLORS[metric],
+                               linestyle="--" if metric.startswith("train_eval") else "-",
+                               label=SERIES_LABELS[metric], gid=f"mean:{metric}")  # fmt: skip
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_loss.set_title("Loss per epoch")
@@ -314,8 +191,8 @@ def learning_curves(
         ax_acc.set_title("Accuracy per epoch")
         ax_acc.set_ylabel("accuracy (%)")
         ax_acc.legend(loc="lower right")
-        band = f"band: {100 * confidence:.10g}% CI" if n_seeds >= 3 else "no band below 3 seeds"
-        fig.suptitle(f"{title or config}\nmean of {n_seeds} seed(s), {band}")
+        band = f"band: {level(a.confidence)} CI" if n_seeds >= 3 else "no band below 3 seeds"
+        fig.suptitle(f"{a.label(config)}\nmean of {n_seeds} seed(s), {band}")
     return fig
 
 
@@ -323,59 +200,50 @@ def learning_curves(
 # All configurations
 
 
-def comparison_table(history: pd.DataFrame, params: Sequence[str] | None = None) -> pd.DataFrame:
+def comparison_table(a: Analysis) -> pd.DataFrame:
     """The numbers behind ``comparison``: one row per configuration and epoch.
 
     Columns ``config, epoch, n`` and ``<m>_mean, <m>_ci_low, <m>_ci_high`` for
     ``train_loss, val_loss, train_acc, val_acc`` (running train values, fractions),
-    configurations in parameter order, completed runs only.
+    configurations in the analysis' order, completed runs only.
     """
-    done = _completed(history)
-    params = _params(history, params)
-    metrics = ("train_loss", "val_loss", "train_acc", "val_acc")
+    done = _completed(a.history)
     parts = []
-    for label in _config_order(done, params):
-        table = _epoch_stats(done[done["config"].astype(str) == label], metrics)
-        table.insert(0, "config", label)
-        parts.append(table)
+    for c in a.configs:
+        mine = done[done["config"].astype(str) == c.config]
+        if not mine.empty:
+            table = _epoch_stats(mine, ("train_loss", "val_loss", "train_acc", "val_acc"), a.confidence)
+            parts.append(table.assign(config=c.config)[["config", *table.columns]])
     if not parts:
         raise DropoutlabError("no completed run in the history: nothing to compare")
     return pd.concat(parts, ignore_index=True)
 
 
-def comparison(history: pd.DataFrame, params: Sequence[str] | None = None) -> Figure:
+def comparison(a: Analysis) -> Figure:
     """All configurations in one figure: loss and accuracy (percent) per epoch.
 
-    One colour per configuration (labelled by the parameters that vary), solid =
-    validation, dashed = training (running, dropout on); lines are means over completed
-    seeds, no bands (they would hide each other). Readable up to about 12 configurations:
-    beyond 7, lines also carry markers. The legend sits below the panels.
+    One colour per configuration (named by the report's labels), solid = validation,
+    dashed = training (running, dropout on); lines are means over completed seeds, no bands
+    (they would hide each other). Readable up to about 12 configurations: beyond 7, lines
+    also carry markers. The legend sits below the panels.
     """
-    table = comparison_table(history, params)
-    params = _params(history, params)
+    table = comparison_table(a)
     configs = list(dict.fromkeys(table["config"]))
-    labels = _short_labels(_completed(history), params, configs)
     colors = _config_colors(len(configs))
     many = len(configs) > len(OKABE_ITO)
-    rows = math.ceil(len(configs) / _legend_columns(labels.values()))
+    rows = math.ceil(len(configs) / _legend_columns(map(a.label, configs)))
     with _style():
         fig, (ax_loss, ax_acc) = _figure(10, 4.6 + 0.3 * (rows + 1), ncols=2)
-        for i, label in enumerate(configs):
-            mine = table[table["config"] == label]
+        for i, config in enumerate(configs):
+            mine = table[table["config"] == config]
             x = mine["epoch"].to_numpy()
             style = {"color": colors[i]}
             if many:
                 style.update(marker=_MARKERS[i % len(_MARKERS)], markevery=max(1, len(x) // 8))
             for ax, kind, scale in ((ax_loss, "loss", 1.0), (ax_acc, "acc", 100.0)):
-                ax.plot(x, mine[f"val_{kind}_mean"] * scale, linestyle="-", gid=f"val:{label}", **style)
-                ax.plot(
-                    x,
-                    mine[f"train_{kind}_mean"] * scale,
-                    linestyle="--",
-                    linewidth=1.4,
-                    gid=f"train:{label}",
-                    **style,
-                )
+                ax.plot(x, mine[f"val_{kind}_mean"] * scale, linestyle="-", gid=f"val:{config}", **style)
+                ax.plot(x, mine[f"train_{kind}_mean"] * scale, linestyle="--", linewidth=1.4,
+                        gid=f"train:{config}", **style)  # fmt: skip
         for ax in (ax_loss, ax_acc):
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -391,13 +259,8 @@ def comparison(history: pd.DataFrame, params: Sequence[str] | None = None) -> Fi
             Line2D([], [], color="#555555", linestyle="-"),
             Line2D([], [], color="#555555", linestyle="--", linewidth=1.4),
         ]
-        names = [labels[c] for c in configs] + ["validation", "train (dropout on)"]
-        fig.legend(
-            handles,
-            names,
-            loc="outside lower center",
-            ncols=_legend_columns(names),
-        )
+        names = [a.label(c) for c in configs] + ["validation", "train (dropout on)"]
+        fig.legend(handles, names, loc="outside lower center", ncols=_legend_columns(names))
         fig.suptitle("All configurations: mean over seeds (solid: validation, dashed: train)")
     return fig
 
@@ -414,88 +277,44 @@ def _legend_columns(names) -> int:
 _RATE_METRICS = ("train_acc", "train_eval_acc", "val_acc", "test_acc", "gap_acc")
 
 
-def _on_line(runs: pd.DataFrame, mask) -> pd.Series:
-    """The mask as a boolean Series on ``runs.index``.
+def rate_table(a: Analysis) -> pd.DataFrame:
+    """The numbers behind ``accuracy_vs_rate`` and ``gap_vs_rate``: one row per configuration,
+    the analysis' summary of it.
 
-    Accepts None (every run), a boolean Series on ``runs.index`` (``findings.rate_axis``),
-    a boolean sequence of ``len(runs)``, or a mapping ``config label -> bool``.
+    Columns ``rate`` (the value of ``Analysis.rate_key``), ``config``, ``on_line`` (False for
+    the configurations drawn as separate markers), ``n`` (completed runs), and for
+    ``train_acc`` (running, dropout on), ``train_eval_acc``, ``val_acc``, ``test_acc`` and
+    ``gap_acc`` (train minus test, eval-mode train where measured) ``<m>_mean, <m>_ci_low,
+    <m>_ci_high`` as fractions. Rows: the line by rate, then the others. Raises
+    ``DropoutlabError`` when the study has no rate axis.
     """
-    if mask is None:
-        return pd.Series(True, index=runs.index)
-    if isinstance(mask, pd.Series) and mask.index.equals(runs.index):
-        return mask.fillna(False).astype(bool)
-    if isinstance(mask, Mapping):
-        return runs["config"].astype(str).map(lambda c: bool(mask.get(c, False))).astype(bool)
-    values = np.asarray(mask, dtype=bool)
-    if values.shape != (len(runs),):
-        raise ValueError(f"on_line_mask has {values.size} values for {len(runs)} runs")
-    return pd.Series(values, index=runs.index)
+    if a.rate_key is None:
+        raise DropoutlabError(f"study {a.study!r} varies no dropout rate, so there is no rate axis")
+    table = a.summary.assign(rate=pd.to_numeric(a.summary[a.rate_key], errors="coerce").astype(float),
+                             on_line=a.summary["config"].isin(set(a.runs.loc[a.rate_on_line, "config"])))  # fmt: skip
+    table = table[["rate", "config", "on_line", "n"] + [f"{m}_{s}" for m in _RATE_METRICS
+                                                        for s in ("mean", "ci_low", "ci_high")]]  # fmt: skip
+    line = table[table["on_line"]].sort_values("rate", kind="stable")
+    return pd.concat([line, table[~table["on_line"]]], ignore_index=True)
 
 
-def rate_table(
-    runs: pd.DataFrame,
-    rate_key: str,
-    on_line_mask=None,
-    params: Sequence[str] | None = None,
-    confidence: float = CONFIDENCE,
-) -> pd.DataFrame:
-    """The numbers behind ``accuracy_vs_rate`` and ``gap_vs_rate``: one row per configuration.
-
-    Columns ``rate`` (the value of ``rate_key``), ``config``, ``on_line`` (False for the
-    configurations drawn as separate markers), ``n`` (completed runs), and for ``train_acc``
-    (running, dropout on), ``train_eval_acc``, ``val_acc``, ``test_acc`` and ``gap_acc``
-    (train minus test, eval-mode train where measured) ``<m>_mean, <m>_ci_low, <m>_ci_high``
-    as fractions (intervals as in ``curve_table``). Rows: the line by rate, then the others. Raises ``DropoutlabError`` when
-    ``rate_key`` is not a numeric column or when two configurations on the line share a
-    rate (give ``on_line_mask``, e.g. from ``findings.rate_axis``, to pick one line).
-    """
-    _check_column(runs, rate_key, "rate key")
-    params = _params(runs, params)
-    rate = pd.to_numeric(runs[rate_key], errors="coerce")
-    if rate.isna().all() and runs[rate_key].notna().any():
-        raise DropoutlabError(f"rate key {rate_key!r} is not numeric")
-    on_line = _on_line(runs, on_line_mask)
-    done = _completed(runs)
-    values = {m: run_values(done, m) for m in _RATE_METRICS}
-    rows = []
-    for label in _config_order(runs, params):
-        members = runs["config"].astype(str) == label
-        mine = done.index[done["config"].astype(str) == label]
-        row = {
-            "rate": float(rate[members].iloc[0]),
-            "config": label,
-            "on_line": bool(on_line[members].any()),
-            "n": len(mine),
-        }
-        for m in _RATE_METRICS:
-            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _mean_interval(
-                m, values[m].loc[mine], confidence
-            )
-        rows.append(row)
-    columns = ["rate", "config", "on_line", "n"] + [
-        f"{m}_{s}" for m in _RATE_METRICS for s in ("mean", "ci_low", "ci_high")
-    ]
-    table = pd.DataFrame(rows, columns=columns)
-    line = table[table["on_line"]]
-    shared = line[line["rate"].duplicated(keep=False)]
-    if not shared.empty:
-        raise DropoutlabError(
-            f"configurations {', '.join(shared['config'])} share a value of {rate_key} on the "
-            "line; pass on_line_mask (e.g. from findings.rate_axis) to pick one line"
-        )
-    table = pd.concat([line.sort_values("rate", kind="stable"), table[~table["on_line"]]], ignore_index=True)
-    return table
+def _off_line_label(a: Analysis, config: str, line: pd.DataFrame) -> str:
+    """Name an off-line configuration by the parameters where it leaves the line."""
+    mine = a.config(config).params
+    parts = []
+    for p in a.params:
+        values = {repr(a.config(c).params.get(p)) for c in line["config"]}
+        if p != a.rate_key and len(values) == 1 and repr(mine.get(p)) not in values:
+            parts.append(setting(p, mine.get(p)))
+    return ", ".join(parts) or a.label(config)
 
 
-def _rate_figure(
-    runs, rate_key, on_line_mask, params, metrics, ylabel, title, confidence=CONFIDENCE
-) -> Figure:
-    table = rate_table(runs, rate_key, on_line_mask, params, confidence)
-    params = _params(runs, params)
-    done = _completed(runs)
-    on_line = _on_line(runs, on_line_mask).loc[done.index]
-    line = table[table["on_line"]]
-    others = table[~table["on_line"]]
+def _rate_figure(a: Analysis, metrics, ylabel: str, title: str):
+    table = rate_table(a)
+    done = _completed(a.runs)
+    on_line = a.rate_on_line.loc[done.index]
+    values = run_metrics(done)
+    line, others = table[table["on_line"]], table[~table["on_line"]]
     drawn = [m for m in metrics if table[f"{m}_mean"].notna().any()]
     rates = line["rate"].to_numpy(dtype=float)
     span = float(np.ptp(rates)) if rates.size > 1 else 1.0
@@ -504,59 +323,28 @@ def _rate_figure(
         for i, metric in enumerate(drawn):
             color = SERIES_COLORS[metric]
             if not line.empty:
-                _band_line(
-                    ax,
-                    rates,
-                    line,
-                    metric,
-                    100.0,
-                    color=color,
-                    marker="o",
-                    label=SERIES_LABELS[metric],
-                    gid=f"mean:{metric}",
-                )
+                _band_line(ax, rates, line, metric, 100.0, color=color, marker="o", label=SERIES_LABELS[metric],
+                           gid=f"mean:{metric}")  # fmt: skip
             # Single seeds as faint dots, nudged sideways per series so they do not stack.
-            seeds = done[on_line]
-            x = pd.to_numeric(seeds[rate_key], errors="coerce").to_numpy(dtype=float)
+            x = pd.to_numeric(done.loc[on_line, a.rate_key], errors="coerce").to_numpy(dtype=float)
             dodge = (i - (len(drawn) - 1) / 2) * 0.012 * span
-            ax.scatter(
-                x + dodge,
-                run_values(seeds, metric).to_numpy(dtype=float) * 100,
-                s=16,
-                color=color,
-                alpha=0.35,
-                linewidths=0,
-                zorder=1,
-                gid=f"seeds:{metric}",
-            )
+            ax.scatter(x + dodge, values.loc[on_line, metric].to_numpy(dtype=float) * 100, s=16, color=color,
+                       alpha=0.35, linewidths=0, zorder=1, gid=f"seeds:{metric}")  # fmt: skip
         shown = drawn[-1] if drawn else metrics[-1]
-        # Every run, not only completed ones: a configuration whose runs all diverged is still named.
-        fallback = _short_labels(runs, params, list(others["config"]))
-        line_runs = runs.loc[_on_line(runs, on_line_mask)]
         groups: dict[str, str] = {}  # off-line label -> marker; one legend entry each
         for row in others.itertuples():
-            text = _off_line_label(runs, params, rate_key, row.config, line_runs, fallback)
+            text = _off_line_label(a, row.config, line)
             first = text not in groups
             marker = groups.setdefault(text, _OFF_LINE_MARKERS[len(groups) % len(_OFF_LINE_MARKERS)])
-            mean = getattr(row, f"{shown}_mean") * 100
-            low = getattr(row, f"{shown}_ci_low") * 100
-            high = getattr(row, f"{shown}_ci_high") * 100
+            mean, low, high = (getattr(row, f"{shown}_{s}") * 100 for s in ("mean", "ci_low", "ci_high"))
             yerr = None if math.isnan(low) or math.isnan(high) else [[mean - low], [high - mean]]
-            container = ax.errorbar(
-                [row.rate],
-                [mean],
-                yerr=yerr,
-                fmt=marker,
-                markersize=8,
-                color="#333333",
-                markerfacecolor="white",
-                capsize=4,
-                label=f"{text} ({SERIES_LABELS[shown]})" if first else None,
-            )
+            container = ax.errorbar([row.rate], [mean], yerr=yerr, fmt=marker, markersize=8, color="#333333",
+                                    markerfacecolor="white", capsize=4,
+                                    label=f"{text} ({SERIES_LABELS[shown]})" if first else None)  # fmt: skip
             container.lines[0].set_gid(f"off_line:{row.config}")
         if 0 < len(rates) <= 12:
             ax.set_xticks(rates, [f"{r:g}" for r in rates])
-        ax.set_xlabel(f"{rate_key} (rate)" if rate_key.startswith("dropout.") else rate_key)
+        ax.set_xlabel(f"{a.rate_key} (rate)" if a.rate_key.startswith("dropout.") else a.rate_key)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         handles, names = ax.get_legend_handles_labels()
@@ -565,78 +353,30 @@ def _rate_figure(
     return fig, ax
 
 
-def _off_line_label(runs, params, rate_key, config, line_runs, fallback) -> str:
-    """Name an off-line configuration by the parameters where it leaves the line."""
-    mine = runs[runs["config"].astype(str) == config].iloc[0]
-    parts = []
-    for p in params:
-        if p == rate_key:
-            continue
-        on_line = line_runs[p].drop_duplicates()
-        if len(on_line) == 1 and not _same(on_line.iloc[0], mine[p]):
-            parts.append(f"{p}={mine[p]}")
-    return ", ".join(parts) or fallback.get(config, config)
-
-
-def _same(a, b) -> bool:
-    if pd.isna(a) and pd.isna(b):
-        return True
-    return bool(a == b)
-
-
-def accuracy_vs_rate(
-    runs: pd.DataFrame,
-    rate_key: str,
-    on_line_mask=None,
-    params: Sequence[str] | None = None,
-    confidence: float = CONFIDENCE,
-) -> Figure:
-    """Train, validation and test accuracy (percent) against the rate on ``rate_key``.
+def accuracy_vs_rate(a: Analysis) -> Figure:
+    """Train, validation and test accuracy (percent) against the swept rate (``Analysis.rate_key``).
 
     The teaching notebook's question as one picture: as the rate grows, what happens to the
     training accuracy (running, dropout on), the eval-mode training accuracy (when
     measured), the validation and the test accuracy? Lines are means over completed seeds
-    with 95% t-interval bands, faint dots the single seeds. Configurations where
-    ``on_line_mask`` is False (see ``rate_table``) are drawn as white markers at their
-    test-accuracy mean with its interval, one marker shape and legend entry per way of
-    leaving the line (``"dropout.dense=0.5 (test)"``). ``rate_table`` has the numbers.
+    with interval bands, faint dots the single seeds. Configurations off the rate line
+    (``Analysis.rate_on_line``) are drawn as white markers at their test-accuracy mean with
+    its interval, one marker shape and legend entry per way of leaving the line
+    (``"dropout.dense=0.5 (test)"``). ``rate_table`` has the numbers.
     """
-    fig, _ = _rate_figure(
-        runs,
-        rate_key,
-        on_line_mask,
-        params,
-        ("train_acc", "train_eval_acc", "val_acc", "test_acc"),
-        "accuracy (%)",
-        f"Accuracy vs {rate_key}: mean over seeds, {100 * confidence:.10g}% CI band",
-        confidence,
-    )
-    return fig
+    title = f"Accuracy vs {a.rate_key}: mean over seeds, {level(a.confidence)} CI band"
+    return _rate_figure(a, ("train_acc", "train_eval_acc", "val_acc", "test_acc"), "accuracy (%)", title)[0]
 
 
-def gap_vs_rate(
-    runs: pd.DataFrame,
-    rate_key: str,
-    on_line_mask=None,
-    params: Sequence[str] | None = None,
-    confidence: float = CONFIDENCE,
-) -> Figure:
+def gap_vs_rate(a: Analysis) -> Figure:
     """Generalization gap (train minus test accuracy, percentage points) against the rate.
 
     The train accuracy is the eval-mode one where measured, the running one otherwise.
-    Mean over completed seeds with a 95% t-interval band, single seeds as dots, a zero
-    line, and configurations off the line as labelled markers (as ``accuracy_vs_rate``).
+    Mean over completed seeds with an interval band, single seeds as dots, a zero line, and
+    configurations off the line as labelled markers (as ``accuracy_vs_rate``).
     """
-    fig, ax = _rate_figure(
-        runs,
-        rate_key,
-        on_line_mask,
-        params,
-        ("gap_acc",),
-        "train \u2212 test accuracy (pp)",
-        f"Generalization gap vs {rate_key}: mean over seeds, {100 * confidence:.10g}% CI band",
-        confidence,
-    )
+    title = f"Generalization gap vs {a.rate_key}: mean over seeds, {level(a.confidence)} CI band"
+    fig, ax = _rate_figure(a, ("gap_acc",), "train \u2212 test accuracy (pp)", title)
     with _style():
         ax.axhline(0.0, color="#555555", linewidth=1.0, zorder=0.5, gid="zero")
     return fig
@@ -646,83 +386,35 @@ def gap_vs_rate(
 # Two-parameter grids
 
 
-def heatmap_table(
-    runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc", confidence: float = CONFIDENCE
-) -> pd.DataFrame:
-    """The numbers behind ``heatmap``: one row per cell (``y_key`` value, ``x_key`` value).
+def heatmap_table(a: Analysis) -> pd.DataFrame:
+    """The numbers behind ``heatmap``: one row per cell of ``Analysis.grid`` with a completed run.
 
-    Columns ``y_key, x_key, config, n, <metric>_mean, <metric>_ci_low, <metric>_ci_high``
-    (fractions for accuracies), completed runs only. Raises ``DropoutlabError`` when a
-    cell holds several configurations (another parameter varies: filter the runs first).
+    Columns ``y_key, x_key, config, n, test_acc_mean, test_acc_ci_low, test_acc_ci_high``
+    (fractions; the analysis' summary of that configuration), sorted by cell.
     """
-    _check_column(runs, x_key, "x key")
-    _check_column(runs, y_key, "y key")
-    done = _completed(runs)
-    values = run_values(done, metric)
-    rows = []
-    for (y, x), group in done.groupby([y_key, x_key], sort=True):
-        labels = sorted(group["config"].astype(str).unique())
-        if len(labels) > 1:
-            raise DropoutlabError(
-                f"cell {y_key}={y}, {x_key}={x} holds several configurations "
-                f"({'; '.join(labels)}); select runs with one value of the other parameters"
-            )
-        mean, low, high = _mean_interval(metric, values.loc[group.index], confidence)
-        rows.append(
-            {
-                y_key: y,
-                x_key: x,
-                "config": labels[0],
-                "n": len(group),
-                f"{metric}_mean": mean,
-                f"{metric}_ci_low": low,
-                f"{metric}_ci_high": high,
-            }
-        )
-    columns = [
-        y_key,
-        x_key,
-        "config",
-        "n",
-        f"{metric}_mean",
-        f"{metric}_ci_low",
-        f"{metric}_ci_high",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    x_key, y_key = a.grid
+    done = a.summary[a.summary["n"] > 0].sort_values([y_key, x_key], kind="stable")
+    return done[[y_key, x_key, "config", "n", "test_acc_mean", "test_acc_ci_low", "test_acc_ci_high"]]
 
 
-def _levels(values: pd.Series) -> list:
-    unique = list(values.dropna().drop_duplicates())
-    try:
-        return sorted(unique)
-    except TypeError:
-        return unique
+def heatmap(a: Analysis) -> Figure:
+    """Mean test accuracy per cell of the two-parameter grid (``Analysis.grid``), each cell annotated.
 
-
-def heatmap(
-    runs: pd.DataFrame, x_key: str, y_key: str, metric: str = "test_acc", confidence: float = CONFIDENCE
-) -> Figure:
-    """Mean ``metric`` per cell of a two-parameter grid, each cell annotated.
-
-    Cells read ``"97.3%"`` over ``"96.1–98.2"`` (the interval at ``confidence``, logit t
-    for accuracies, in percent) or the value with three significant digits over ``"±"`` the
-    t-interval half-width otherwise; ``"n=2"`` replaces the interval below 3 seeds (one for
-    other metrics); cells without completed runs are grey. ``y_key`` grows upwards.
-    ``heatmap_table`` has the numbers.
+    Cells read ``"97.3%"`` over ``"96.1–98.2"`` (the interval, logit t, in percent), or
+    ``"n=2"`` below 3 seeds; cells without completed runs are grey. The second parameter
+    grows upwards. ``heatmap_table`` has the numbers.
     """
-    table = heatmap_table(runs, x_key, y_key, metric, confidence)
-    done = _completed(runs)
-    xs, ys = _levels(done[x_key]), _levels(done[y_key])
-    scale = 100.0 if _is_accuracy(metric) else 1.0
+    x_key, y_key = a.grid
+    table = heatmap_table(a)
+    xs, ys = sorted_levels(table[x_key].dropna()), sorted_levels(table[y_key].dropna())
     grid = np.full((len(ys), len(xs)), np.nan)
-    low = np.full_like(grid, np.nan)
-    high = np.full_like(grid, np.nan)
+    low, high = np.full_like(grid, np.nan), np.full_like(grid, np.nan)
     count = np.zeros_like(grid, dtype=int)
     for values in table.to_dict("records"):
         i, j = ys.index(values[y_key]), xs.index(values[x_key])
-        grid[i, j] = values[f"{metric}_mean"] * scale
-        low[i, j] = values[f"{metric}_ci_low"] * scale
-        high[i, j] = values[f"{metric}_ci_high"] * scale
+        grid[i, j], low[i, j], high[i, j] = (
+            100 * values[f"test_acc_{s}"] for s in ("mean", "ci_low", "ci_high")
+        )
         count[i, j] = values["n"]
     width = min(10.0, max(6.5, 1.3 * len(xs) + 3.0))
     height = min(9.0, max(4.5, 0.9 * len(ys) + 2.5))
@@ -733,23 +425,14 @@ def heatmap(
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower", aspect="auto")
         for i in range(len(ys)):
             for j in range(len(xs)):
-                ax.text(
-                    j,
-                    i,
-                    _cell_text(grid[i, j], low[i, j], high[i, j], count[i, j], scale),
-                    ha="center",
-                    va="center",
-                    fontsize=_SMALL,
-                    color=_text_color(image, grid[i, j]),
-                    gid=f"cell:{i},{j}",
-                )
+                ax.text(j, i, _cell_text(grid[i, j], low[i, j], high[i, j], count[i, j]), ha="center",
+                        va="center", fontsize=_SMALL, color=_text_color(image, grid[i, j]), gid=f"cell:{i},{j}")  # fmt: skip
         ax.set_xticks(range(len(xs)), [_tick(v) for v in xs])
         ax.set_yticks(range(len(ys)), [_tick(v) for v in ys])
         ax.set_xlabel(x_key)
         ax.set_ylabel(y_key)
-        unit = " (%)" if scale == 100.0 else ""
-        fig.colorbar(image, ax=ax, label=f"mean {metric}{unit}")
-        ax.set_title(f"Mean {metric} per configuration ({100 * confidence:.10g}% CI below)")
+        fig.colorbar(image, ax=ax, label="mean test_acc (%)")
+        ax.set_title(f"Mean test_acc per configuration ({level(a.confidence)} CI below)")
     return fig
 
 
@@ -757,16 +440,10 @@ def _tick(value) -> str:
     return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
-def _cell_text(mean: float, low: float, high: float, n: int, scale: float) -> str:
+def _cell_text(mean: float, low: float, high: float, n: int) -> str:
     if n == 0 or math.isnan(mean):
         return "no runs"
-    if scale == 100.0:
-        top = f"{mean:.1f}%"
-        bottom = f"{low:.1f}\u2013{high:.1f}" if not math.isnan(low) else f"n={n}"
-    else:
-        top = f"{mean:.3g}"
-        bottom = f"±{(high - low) / 2:.2g}" if not math.isnan(low) else f"n={n}"
-    return f"{top}\n{bottom}"
+    return f"{mean:.1f}%\n" + (f"{low:.1f}\u2013{high:.1f}" if not math.isnan(low) else f"n={n}")
 
 
 def _text_color(image, value: float) -> str:
@@ -780,45 +457,143 @@ def _text_color(image, value: float) -> str:
 # Learned dropout rates (concrete dropout)
 
 
-def learned_rate_table(rates: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """Per configuration, slot and epoch: ``n`` (seeds) and the learned rate's mean and t interval.
-
-    ``rates`` has one row per run, epoch and slot: ``config, seed, epoch, slot, rate``
-    (``Analysis.learned_rates``). Rates are fractions in (0, 1).
-    """
+def learned_rate_table(a: Analysis) -> pd.DataFrame:
+    """Per configuration, slot and epoch: ``n`` (seeds) and the learned rate's mean and t
+    interval, from ``Analysis.learned_rates``. Rates are fractions in (0, 1)."""
     rows = []
-    for (config, slot, epoch), group in rates.groupby(["config", "slot", "epoch"], sort=False):
-        interval = t_interval(group["rate"].to_numpy(dtype=float), confidence)
+    for (config, slot, epoch), group in a.learned_rates.groupby(["config", "slot", "epoch"], sort=False):
+        interval = t_interval(group["rate"].to_numpy(dtype=float), a.confidence)
         rows.append({"config": config, "slot": slot, "epoch": int(epoch), "n": interval.n,
                      "rate_mean": interval.mean, "rate_ci_low": interval.low,
                      "rate_ci_high": interval.high})  # fmt: skip
     return pd.DataFrame(rows).sort_values(["config", "slot", "epoch"], kind="stable", ignore_index=True)
 
 
-def learned_rates(
-    rates: pd.DataFrame, labels: dict[str, str] | None = None, confidence: float = CONFIDENCE
-) -> Figure:
+def learned_rates(a: Analysis) -> Figure:
     """The learned dropout rate of each slot per epoch: one line per configuration and slot.
 
-    Lines are means over seeds with a band at ``confidence`` (Student t; none below 2
-    seeds), in percent; ``labels`` names the configurations (default: their labels).
+    Lines are means over seeds with a Student t band (none below 2 seeds), in percent.
     Raises ``DropoutlabError`` when no run learned a rate.
     """
-    if rates.empty:
+    if a.learned_rates.empty:
         raise DropoutlabError("no run of this study learned a dropout rate (concrete dropout)")
-    table = learned_rate_table(rates, confidence)
+    table = learned_rate_table(a)
     pairs = list(dict.fromkeys(zip(table["config"], table["slot"], strict=True)))
     colors = _config_colors(len(pairs))
     with _style():
         fig, (ax,) = _figure(7, 4.4)
         for color, (config, slot) in zip(colors, pairs, strict=True):
             mine = table[(table["config"] == config) & (table["slot"] == slot)]
-            name = f"{(labels or {}).get(config, config)}: {slot}"
             _band_line(ax, mine["epoch"].to_numpy(), mine, "rate", 100.0, color=color, marker="o",
-                       markersize=3, label=name, gid=f"rate:{config}:{slot}")  # fmt: skip
+                       markersize=3, label=f"{a.label(config)}: {slot}", gid=f"rate:{config}:{slot}")  # fmt: skip
         ax.set_xlabel("epoch")
         ax.set_ylabel("learned dropout rate (%)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("Learned dropout rate per epoch (concrete dropout)")
         ax.legend(fontsize=_SMALL, loc="best")
     return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Monte Carlo dropout, and every figure of a plan
+
+
+def reliability_diagram(
+    bins_by_label: Mapping[str, Sequence[tuple[int, float, float]]], title: str = "Reliability"
+) -> Figure:
+    """Accuracy against confidence per bin, one line of points per label, and the diagonal.
+
+    ``bins_by_label`` maps a label (say ``"MC, T=50"`` or ``"weight scaling"``) to its bins'
+    ``(count, mean confidence, accuracy)``, fractions, as
+    :func:`~dropoutlab.train.uncertainty.reliability` gives them; empty bins (count 0) are
+    left out. Both axes are drawn in percent. A calibrated model lies on the diagonal
+    (Guo et al., ICML 2017, fig. 1); points below it are overconfident.
+    """
+    with _style():
+        fig, (ax,) = _figure(5.0, 4.6)
+        ax.plot([0, 100], [0, 100], color="#555555", linestyle="--", linewidth=1.0, gid="diagonal")
+        for i, (label, bins) in enumerate(bins_by_label.items()):
+            points = [(conf, acc) for count, conf, acc in bins if count > 0]
+            ax.plot([100 * conf for conf, _ in points], [100 * acc for _, acc in points],
+                    marker=_MARKERS[i % len(_MARKERS)], color=OKABE_ITO[i % len(OKABE_ITO)], linewidth=1.5,
+                    label=label, gid=f"reliability:{label}")  # fmt: skip
+        ax.set(xlim=(0, 100), ylim=(0, 100), xlabel="confidence (%)", ylabel="accuracy (%)", title=title)
+        ax.set_aspect("equal")
+        if bins_by_label:
+            ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+def metric_against_samples(rows: Sequence[Mapping[str, Any]], metric: str) -> Figure:
+    """``metric`` against the number of MC samples, one line per label with its interval band.
+
+    ``rows`` are dicts ``{"label", "samples", "mean", "low", "high"}``: the mean of ``metric``
+    (say over seeds) and its interval, at ``samples`` MC passes. ``samples = 0`` is the
+    deterministic pass (weight scaling, Srivastava et al. 2014, §7.5): drawn as a separate
+    hollow marker with an error bar at the left, at an x labelled "det."; the MC points
+    (``samples >= 1``) are a line on a log-2 axis with the interval as a band. Values are
+    drawn as given, in the metric's own units (``metric`` names the y axis).
+    """
+    with _style():
+        fig, (ax,) = _figure(6.5, 4.0)
+        labels = list(dict.fromkeys(row["label"] for row in rows))
+        mc_samples = sorted({int(row["samples"]) for row in rows if int(row["samples"]) > 0})
+        det_x = mc_samples[0] / 2 if mc_samples else 1.0  # one octave left of the first MC point
+        for i, label in enumerate(labels):
+            color, marker = OKABE_ITO[i % len(OKABE_ITO)], _MARKERS[i % len(_MARKERS)]
+            mine = sorted((row for row in rows if row["label"] == label), key=lambda row: int(row["samples"]))
+            mc = [row for row in mine if int(row["samples"]) > 0]
+            if mc:
+                x = [int(row["samples"]) for row in mc]
+                ax.fill_between(x, [row["low"] for row in mc], [row["high"] for row in mc],
+                                color=color, alpha=0.18, linewidth=0)  # fmt: skip
+                ax.plot(x, [row["mean"] for row in mc], color=color, marker=marker, markersize=5,
+                        label=label, gid=f"mean:{label}")  # fmt: skip
+            for row in mine:
+                if int(row["samples"]) == 0:
+                    drawn = ax.errorbar([det_x], [row["mean"]],
+                                        yerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]],
+                                        color=color, marker=marker, markerfacecolor="white", capsize=3,
+                                        linestyle="none", label=None if mc else label)  # fmt: skip
+                    drawn.lines[0].set_gid(f"det:{label}")
+        ax.set_xscale("log", base=2)
+        det = [det_x] if any(int(row["samples"]) == 0 for row in rows) else []
+        ax.set_xticks(det + mc_samples, ["det."] * len(det) + [str(t) for t in mc_samples])
+        ax.minorticks_off()
+        ax.set(
+            xlabel="MC samples (det.: one deterministic pass)", ylabel=metric, title=f"{metric} vs MC samples"
+        )
+        if labels:
+            ax.legend(frameon=False)
+    return fig
+
+
+def mc_metric(a: Analysis, metric: str) -> Figure:
+    """A Monte Carlo metric (``acc``, ``nll``, ``ece``...) against the number of passes, per
+    configuration, from ``Analysis.mc`` (``metric_against_samples``)."""
+    scale = 100 if metric == "acc" else 1
+    rows = [{"label": a.label(r.config), "samples": r.samples, "mean": scale * r[metric].mean,
+             "low": scale * r[metric].low, "high": scale * r[metric].high} for _, r in a.mc.levels.iterrows()]  # fmt: skip
+    return metric_against_samples(rows, "test accuracy (%)" if metric == "acc" else MC_METRIC_NAMES[metric])
+
+
+def reliability(a: Analysis, config: str) -> Figure:
+    """The reliability diagram of ``config``: the deterministic pass and the largest number of passes."""
+    bins = {"deterministic pass": a.mc.reliability[(config, 0)]}
+    if a.mc.largest:
+        bins[f"MC dropout, T={a.mc.largest}"] = a.mc.reliability[(config, a.mc.largest)]
+    return reliability_diagram(bins, f"Reliability: {a.label(config)}")
+
+
+def draw(a: Analysis, plan: FigurePlan) -> Figure:
+    """The figure ``plan`` (one of ``Analysis.figures``) asks for. Raises ``DropoutlabError``
+    when its data refuse it."""
+    if plan.kind.startswith("mc_"):
+        return mc_metric(a, plan.kind.removeprefix("mc_"))
+    if plan.kind in ("curves", "reliability"):
+        return (learning_curves if plan.kind == "curves" else reliability)(a, plan.config)
+    kinds = {"rate_accuracy": accuracy_vs_rate, "rate_gap": gap_vs_rate, "heatmap": heatmap,
+             "comparison": comparison, "learned_rates": learned_rates}  # fmt: skip
+    if plan.kind not in kinds:
+        raise ValueError(f"unknown figure kind {plan.kind!r}")
+    return kinds[plan.kind](a)

@@ -9,9 +9,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dropoutlab.report import plots
-from dropoutlab.report.analysis import ALPHA, CONFIDENCE, MIN_EFFECT, Analysis, analyze_records
-from dropoutlab.report.stats import COMPARE_COLUMNS, compare, rate_axis
-from dropoutlab.store import DEFAULT_STORE, Store, history_frame, runs_frame
+from dropoutlab.report.analysis import StudyData, _analyze
+from dropoutlab.report.model import ALPHA, CONFIDENCE, MIN_EFFECT, Analysis, Levels
+from dropoutlab.report.stats import COMPARE_COLUMNS, compare
+from dropoutlab.store import DEFAULT_STORE, Store
 
 
 class StudyResults:
@@ -20,8 +21,9 @@ class StudyResults:
     ``runs`` and ``history`` are pandas DataFrames (see DEVELOPERS.md, "Store DataFrames");
     ``analysis()`` is the report's ``Analysis`` (computed once per set of arguments);
     ``summary()``, ``compare()`` and ``findings()`` render it as the report's tables and
-    sentences; each ``plot_*`` method returns a matplotlib Figure, so a notebook shows it
-    and a script can ``savefig`` it. Accuracies are fractions in [0, 1].
+    sentences; each ``plot_*`` method draws one of the report's figures from it and returns
+    a matplotlib Figure, so a notebook shows it and a script can ``savefig`` it;
+    ``write_report(out)`` writes the report files. Accuracies are fractions in [0, 1].
     """
 
     def __init__(self, store: Store, study: str | None = None) -> None:
@@ -32,23 +34,24 @@ class StudyResults:
         return f"StudyResults(study={self.study!r}, runs={len(self.runs)}, store={self.store.name!r})"
 
     @cached_property
+    def _data(self) -> StudyData:
+        # read once; the frames and every analysis are built from it
+        return StudyData.from_records(self.store.records(self.study), self.store.study_definition(self.study))
+
+    @property
     def runs(self) -> pd.DataFrame:
         """One row per run: parameters, seed, status, final and test metrics."""
-        return runs_frame(self._records)
+        return self._data.runs
 
-    @cached_property
+    @property
     def history(self) -> pd.DataFrame:
         """One row per run and epoch."""
-        return history_frame(self._records)
-
-    @cached_property
-    def _records(self) -> list[dict]:
-        return self.store.records(self.study)  # read once; both frames are built from it
+        return self._data.history
 
     @property
     def params(self) -> list[str]:
         """The grid parameters (dotted keys)."""
-        return self.runs.attrs["params"]
+        return list(self._data.params)
 
     def analysis(
         self,
@@ -57,11 +60,11 @@ class StudyResults:
         confidence: float = CONFIDENCE,
         min_effect: float = MIN_EFFECT,
     ) -> Analysis:
-        """The report's analysis (``dropoutlab.report.analysis.analyze``) of this study."""
+        """The report's analysis (``dropoutlab.report.analyze``) of this study."""
         key = (repr(baseline), alpha, confidence, min_effect)
         cache = self.__dict__.setdefault("_analyses", {})
         if key not in cache:
-            cache[key] = analyze_records(self._records, self.study, baseline, alpha, confidence, min_effect)
+            cache[key] = _analyze(self._data, self.study, baseline, Levels(alpha, confidence, min_effect))
         return cache[key]
 
     def summary(self, confidence: float = CONFIDENCE) -> pd.DataFrame:
@@ -99,25 +102,23 @@ class StudyResults:
 
     def plot_learning_curves(self, config: str | None = None) -> Figure:
         """Loss and accuracy per epoch for one configuration (default: the first)."""
-        return plots.learning_curves(self.history, config or self.runs["config"].iloc[0])
+        return plots.learning_curves(self.analysis(), config or self.runs["config"].iloc[0])
 
     def plot_comparison(self) -> Figure:
         """Loss and accuracy per epoch of every configuration in one figure."""
-        return plots.comparison(self.history, self.params)
+        return plots.comparison(self.analysis())
 
     def plot_accuracy_vs_rate(self) -> Figure:
         """Train, validation and test accuracy against the swept dropout rate."""
-        key, on_line = self._rate_axis()
-        return plots.accuracy_vs_rate(self.runs, key, on_line, self.params)
+        return plots.accuracy_vs_rate(self.analysis())
 
     def plot_gap_vs_rate(self) -> Figure:
         """Train minus test accuracy against the swept rate."""
-        key, on_line = self._rate_axis()
-        return plots.gap_vs_rate(self.runs, key, on_line, self.params)
+        return plots.gap_vs_rate(self.analysis())
 
-    def plot_heatmap(self, x_key: str, y_key: str, metric: str = "test_acc") -> Figure:
-        """Mean ``metric`` over a two-parameter grid."""
-        return plots.heatmap(self.runs, x_key, y_key, metric)
+    def plot_heatmap(self) -> Figure:
+        """Mean test accuracy over the study's two-parameter grid."""
+        return plots.heatmap(self.analysis())
 
     def write_report(
         self,
@@ -128,17 +129,9 @@ class StudyResults:
         min_effect: float = MIN_EFFECT,
     ) -> dict[str, Path]:
         """Write report.html, report.md and the PNGs into ``out``."""
-        from dropoutlab.report import write_analysis
+        from dropoutlab.report.write import write_analysis
 
         return write_analysis(self.analysis(baseline, alpha, confidence, min_effect), out)
-
-    def _rate_axis(self):
-        from dropoutlab.errors import DropoutlabError
-
-        key, on_line = rate_axis(self.runs, self.params)
-        if key is None:
-            raise DropoutlabError(f"study {self.study!r} varies no dropout rate, so there is no rate axis")
-        return key, on_line
 
 
 def open_store(location: str | Path = DEFAULT_STORE, study: str | None = None) -> StudyResults:

@@ -1,9 +1,10 @@
 """The report's sections, built from an ``Analysis``: paragraphs, figures and tables to render.
 
-Each section only shows what the ``Analysis`` holds; figures are drawn here from its runs
-and history by ``plots``. A section that applies to the study but cannot be computed says
-so in one line with the reason (``Analysis.unavailable``, or a figure whose data refuses
-it: a ``DropoutlabError``); anything else is a bug and keeps its traceback.
+Each section only shows what the ``Analysis`` holds, and only where it applies; its figures
+are the analysis' ``FigurePlan``s drawn by ``plots.draw``. A section that applies to the
+study but cannot be computed says so in one line with the reason (``Analysis.unavailable``,
+or a figure whose data refuses it: a ``DropoutlabError``); anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -13,27 +14,21 @@ import math
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report import plots, uncertainty_plots
-from dropoutlab.report.analysis import NOT_RECORDED, Analysis, FigurePlan
-from dropoutlab.report.findings import level, p_text, pp, value_text
+from dropoutlab.report import plots
 from dropoutlab.report.html import Section
-from dropoutlab.report.mc_dropout import METRIC_NAMES as MC_METRIC_NAMES
+from dropoutlab.report.model import NOT_RECORDED, Analysis
 from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.report.text import and_list, level, p_text, pp, setting, value_text
 from dropoutlab.runs import MC_METRICS
 
+#: The columns of the summary table: ``Analysis.summary``'s name -> the name shown.
 SUMMARY_COLUMNS = {
-    "n": "seeds",
-    "test_acc_mean": "test acc",
-    "test_acc_ci_low": "test acc ci_low",
-    "test_acc_ci_high": "test acc ci_high",
-    "test_acc_min": "test acc lowest",
-    "test_acc_max": "test acc highest",
-    "val_acc_mean": "val acc",
-    "train_acc_mean": "train acc (dropout on)",
-    "train_eval_acc_mean": "train acc (eval mode)",
-    "gap_acc_mean": "gap acc (train - test)",
+    "n": "seeds", "test_acc_mean": "test acc", "test_acc_ci_low": "test acc ci_low",
+    "test_acc_ci_high": "test acc ci_high", "test_acc_min": "test acc lowest", "test_acc_max": "test acc highest",
+    "val_acc_mean": "val acc", "train_acc_mean": "train acc (dropout on)",
+    "train_eval_acc_mean": "train acc (eval mode)", "gap_acc_mean": "gap acc (train - test)",
     "best_epoch_mean": "best epoch",
-}
+}  # fmt: skip
 
 INTERVAL_WORDS = {
     "logit t": "t on the logit scale",
@@ -54,7 +49,7 @@ def report_sections(analysis: Analysis) -> list[Section]:
     """The report's sections, in order: summary, comparisons, rate sweep, grid (two parameters),
     the effect of each parameter (three or more), Monte Carlo dropout, curves, methods."""
     a = analysis
-    if not (a.runs.get("status", pd.Series(dtype=str)) == "completed").any():
+    if not a.completed:
         return [_summary(a), _methods(a)]  # nothing finished: no comparison and no figure to draw
     sections = [_summary(a), _comparisons(a)]
     if a.rate_key is not None:
@@ -72,42 +67,15 @@ def report_sections(analysis: Analysis) -> list[Section]:
     return [s for s in sections if s is not None]
 
 
-def _draw(a: Analysis, plan: FigurePlan):
-    """The plan's figure, or the reason it cannot be drawn (a ``DropoutlabError`` message)."""
-    on_line = a.rate_on_line
-    try:
-        if plan.kind == "rate_accuracy":
-            return plots.accuracy_vs_rate(a.runs, a.rate_key, on_line, a.params, a.confidence)
-        if plan.kind == "rate_gap":
-            return plots.gap_vs_rate(a.runs, a.rate_key, on_line, a.params, a.confidence)
-        if plan.kind == "heatmap":
-            x_key, y_key = a.grid
-            return plots.heatmap(a.runs, x_key, y_key, confidence=a.confidence)
-        if plan.kind == "comparison":
-            return plots.comparison(a.history, a.params)
-        if plan.kind == "curves":
-            return plots.learning_curves(a.history, plan.config, a.confidence, title=a.label(plan.config))
-        if plan.kind.startswith("mc_"):
-            return _mc_figure(a, plan.kind.removeprefix("mc_"))
-        if plan.kind == "reliability":
-            return _reliability_figure(a, plan.config)
-        if plan.kind == "learned_rates":
-            return plots.learned_rates(a.learned_rates, a.labels, a.confidence)
-    except DropoutlabError as error:
-        return str(error)
-    raise ValueError(f"unknown figure kind {plan.kind!r}")
-
-
 def _figures(a: Analysis, kinds: tuple[str, ...]) -> tuple[list, list[str]]:
     figures, notes = [], []
     for plan in a.figures:
         if plan.kind not in kinds:
             continue
-        drawn = _draw(a, plan)
-        if isinstance(drawn, str):
-            notes.append(unavailable_line(f"The figure {plan.title!r}", drawn))
-        else:
-            figures.append((plan.title, drawn, plan.alt, plan.name))
+        try:
+            figures.append((plan.title, plots.draw(a, plan), plan.alt, plan.name))
+        except DropoutlabError as error:
+            notes.append(unavailable_line(f"The figure {plan.title!r}", str(error)))
     return figures, notes
 
 
@@ -149,18 +117,11 @@ def _comparisons(a: Analysis) -> Section:
         return Section(
             title, [f"Only the baseline ({a.baseline_name}) has been run: nothing to compare it with."]
         )
-    rows = pd.DataFrame([c.__dict__ for c in a.comparisons])
-    rows["seeds_left_out"] = [", ".join(map(str, s)) for s in rows["seeds_left_out"]]
-    rows["config"] = [a.label(c) for c in rows["config"]]
-    rows["baseline"] = [a.baseline_of(c) for c in a.comparisons]
-    cols = ["config", *(["baseline"] if a.strata else []), "diff", "ci_low", "ci_high", "ci_low_unadjusted", "ci_high_unadjusted", "test",
-            "p_value", "p_adjusted", "significant", "effect_size", "seeds_left_out", "seeds_needed"]  # fmt: skip
-    table = rows[cols].rename(columns={"ci_low_unadjusted": "unadjusted ci_low",
-                                       "ci_high_unadjusted": "unadjusted ci_high"})  # fmt: skip
-    if not table["seeds_left_out"].astype(bool).any():
-        table = table.drop(columns="seeds_left_out")
-    table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp", "unadjusted ci_low": "pp",
-                            "unadjusted ci_high": "pp"}  # fmt: skip
+    leads = [{"config": a.label(c.config), **({"baseline": a.baseline_of(c)} if a.strata else {})}
+             for c in a.comparisons]  # fmt: skip
+    table = _tests_table(leads, a.comparisons, ("diff", "ci_low", "ci_high", "unadjusted ci_low",
+                         "unadjusted ci_high", "test", "p_value", "p_adjusted", "significant", "effect_size",
+                         "seeds left out", "seeds_needed"))  # fmt: skip
     m = a.family_size
     members = "each configuration against " + ("its own baseline" if a.strata else "the baseline")
     if a.interaction is not None:
@@ -208,7 +169,7 @@ def _rate(a: Analysis) -> Section:
     try:
         tables.append(
             ("Numbers behind the plots",
-             _with_labels(a, plots.rate_table(a.runs, key, a.rate_on_line, a.params, a.confidence)))
+             _with_labels(a, plots.rate_table(a)))
         )  # fmt: skip
     except DropoutlabError as error:
         notes.append(unavailable_line("The table behind the plots", str(error)))
@@ -228,7 +189,7 @@ def _grid(a: Analysis) -> Section:
     try:
         tables.append(
             ("Numbers behind the heatmap",
-             _with_labels(a, plots.heatmap_table(a.runs, x_key, y_key, confidence=a.confidence)))
+             _with_labels(a, plots.heatmap_table(a)))
         )  # fmt: skip
     except DropoutlabError as error:
         notes.append(unavailable_line("The table behind the heatmap", str(error)))
@@ -247,26 +208,15 @@ def _grid(a: Analysis) -> Section:
 
 FACTORS_TITLE = "Effect of each parameter, averaged over the others"
 
-_PP = "pp"
-
-
-def _and(names) -> str:
-    names = list(names)
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _seeds_cell(seeds) -> str:
-    return ", ".join(map(str, seeds))
-
 
 def _factors(a: Analysis) -> Section:
     if "factors" in a.unavailable:
         line = unavailable_line("The effects averaged over the other parameters", a.unavailable["factors"])
         return Section(FACTORS_TITLE, [line])
     fx = a.factors
-    refs = ", ".join(f"{f}={value_text(fx.reference[f])}" for f in fx.factors)
+    refs = ", ".join(setting(f, fx.reference[f]) for f in fx.factors)
     text = [
-        f"The grid crosses {len(fx.factors)} parameters ({_and(fx.factors)}) in {fx.cells} configurations. "
+        f"The grid crosses {len(fx.factors)} parameters ({and_list(fx.factors)}) in {fx.cells} configurations. "
         "For each value of a parameter, the mean test accuracy over every configuration with that value, "
         "each combination of the other parameters counted once: first within each seed, then over the "
         f"seeds, with a {level(a.confidence)} t interval on the logit scale.",
@@ -282,90 +232,72 @@ def _factors(a: Analysis) -> Section:
         "diverged) is left out of that number and named.",
     ]
     if fx.empty_cells:
-        cells = "; ".join(", ".join(f"{k}={value_text(v)}" for k, v in c.items()) for c in fx.empty_cells)
+        cells = "; ".join(", ".join(setting(k, v) for k, v in c.items()) for c in fx.empty_cells)
         text.append(f"No completed run for {cells}: the numbers that average over it cannot be computed.")
     return Section(FACTORS_TITLE, text, tables=_factor_tables(a))
 
 
 def _factor_tables(a: Analysis) -> list:
     fx = a.factors
-    means = pd.DataFrame(
-        [
-            {
-                "parameter": m.factor,
-                "value": value_text(m.level),
-                "seeds": m.test_acc.n,
-                "test acc": m.test_acc.mean,
-                "test acc ci_low": m.test_acc.low,
-                "test acc ci_high": m.test_acc.high,
-                "test acc interval": INTERVAL_WORDS.get(m.test_acc.method, m.test_acc.method),
-                "seeds left out": _seeds_cell(m.seeds_left_out),
-            }
-            for m in fx.means
-        ]
-    )
+    means = pd.DataFrame([{"parameter": m.factor, "value": value_text(m.level), "seeds": m.test_acc.n,
+                           "test acc": m.test_acc.mean, "test acc ci_low": m.test_acc.low,
+                           "test acc ci_high": m.test_acc.high,
+                           "test acc interval": INTERVAL_WORDS.get(m.test_acc.method, m.test_acc.method),
+                           "seeds left out": ", ".join(map(str, m.seeds_left_out))} for m in fx.means])  # fmt: skip
     if (means["test acc interval"] == INTERVAL_WORDS["logit t"]).all():
         means = means.drop(columns="test acc interval")
-    common = ["diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "p_value", "p_adjusted",
-              "significant", "d_z", "seeds_needed", "seeds left out"]  # fmt: skip
-    units = {"diff": _PP, "ci_low": _PP, "ci_high": _PP, "unadjusted ci_low": _PP, "unadjusted ci_high": _PP,
-             "effect at reference": _PP, "effect at value": _PP, "d_z": "float"}  # fmt: skip
-
-    def tests(c) -> dict:
-        return {"seeds": c.n, "diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                "unadjusted ci_low": c.ci_low_unadjusted, "unadjusted ci_high": c.ci_high_unadjusted,
-                "p_value": c.p_value, "p_adjusted": c.p_adjusted, "significant": c.significant,
-                "d_z": c.effect_size, "seeds_needed": c.seeds_needed,
-                "seeds left out": _seeds_cell(c.seeds_left_out)}  # fmt: skip
-
-    effects = pd.DataFrame(
-        [
-            {
-                "parameter": e.factor,
-                "value": value_text(e.level),
-                "against": value_text(e.reference),
-                **tests(e),
-            }
-            for e in fx.effects
-        ]
-    )
-    effects = effects[["parameter", "value", "against", "seeds", *common]]
-    interactions = pd.DataFrame(
-        [
-            {
-                "effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
-                "at reference": f"{i.by}={value_text(i.by_reference)}",
-                "effect at reference": i.effect_at_reference,
-                "at value": f"{i.by}={value_text(i.by_level)}",
-                "effect at value": i.effect_at_level,
-                **tests(i),
-            }
-            for i in fx.interactions
-        ]
-    )
-    interactions = interactions[["effect of", "at reference", "effect at reference", "at value", "effect at value",
-                                 "seeds", *common]]  # fmt: skip
-    tables = []
-    for caption, frame in (
+    common = ("seeds", "diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "p_value",
+              "p_adjusted", "significant", "d_z", "seeds_needed", "seeds left out")  # fmt: skip
+    effects = _tests_table([{"parameter": e.factor, "value": value_text(e.level), "against": value_text(e.reference)}
+                            for e in fx.effects], fx.effects, common)  # fmt: skip
+    interactions = _tests_table(
+        [{"effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
+          "at reference": setting(i.by, i.by_reference), "effect at reference": i.effect_at_reference,
+          "at value": setting(i.by, i.by_level), "effect at value": i.effect_at_level} for i in fx.interactions],
+        fx.interactions, common)  # fmt: skip
+    if not means["seeds left out"].astype(bool).any():
+        means = means.drop(columns="seeds left out")
+    return [
         ("Mean test accuracy at each value, averaged over the other parameters", means),
         ("Each value against the reference value, averaged over the other parameters", effects),
         (
             "Two-way interactions: the effect at a value of the other parameter minus at its reference",
             interactions,
         ),
-    ):
-        if "seeds left out" in frame and not frame["seeds left out"].astype(bool).any():
-            frame = frame.drop(columns="seeds left out")
-        frame.attrs["units"] = {k: v for k, v in units.items() if k in frame}
-        tables.append((caption, frame))
-    return tables
+    ]
+
+
+def _tests_table(leads: list[dict], tests, columns, unit: str = "pp") -> pd.DataFrame:
+    """One row per test: its ``leads`` columns, then ``columns`` of ``_TEST_COLUMNS``; differences
+    in ``unit``; the column of seeds left out only when a seed was."""
+    frame = pd.DataFrame([{**lead, **{k: _TEST_COLUMNS[k](c) for k in columns}}
+                          for lead, c in zip(leads, tests, strict=True)])  # fmt: skip
+    if "seeds left out" in frame and not frame["seeds left out"].astype(bool).any():
+        frame = frame.drop(columns="seeds left out")
+    frame.attrs["units"] = {
+        **{k: unit for k in _DIFFERENCES if k in frame},
+        **({"d_z": "float"} if "d_z" in frame else {}),
+    }
+    return frame
+
+
+#: The columns a table of tests can show, each read from a ``model.TestResult``.
+_TEST_COLUMNS = {
+    "seeds": lambda c: c.n, "diff": lambda c: c.diff, "ci_low": lambda c: c.ci_low, "ci_high": lambda c: c.ci_high,
+    "unadjusted ci_low": lambda c: c.ci_low_unadjusted, "unadjusted ci_high": lambda c: c.ci_high_unadjusted,
+    "test": lambda c: c.test, "p_value": lambda c: c.p_value, "p_adjusted": lambda c: c.p_adjusted,
+    "significant": lambda c: c.significant, "effect_size": lambda c: c.effect_size, "d_z": lambda c: c.effect_size,
+    "seeds_needed": lambda c: c.seeds_needed, "seeds left out": lambda c: ", ".join(map(str, c.seeds_left_out)),
+}  # fmt: skip
+_DIFFERENCES = ("diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "effect at reference",
+                "effect at value")  # fmt: skip
 
 
 MC_TITLE = "Monte Carlo dropout"
 
 
 def _learned_rates(a: Analysis) -> Section:
-    table = plots.learned_rate_table(a.learned_rates, a.confidence)
+    table = plots.learned_rate_table(a)
     last = table.loc[table.groupby(["config", "slot"], sort=False)["epoch"].idxmax()]
     shown = pd.DataFrame({"config": [a.label(c) for c in last["config"]], "slot": last["slot"],
                           "epoch": last["epoch"], "seeds": last["n"], "learned rate": last["rate_mean"],
@@ -385,25 +317,6 @@ def _learned_rates(a: Analysis) -> Section:
     figures, notes = _figures(a, ("learned_rates",))
     return Section("Learned dropout rates", text + notes, figures=figures,
                    tables=[("Learned rate at the last epoch", shown)])  # fmt: skip
-
-
-def _mc_figure(a: Analysis, metric: str):
-    scale = 100 if metric == "acc" else 1
-    rows = [
-        {"label": a.label(r.config), "samples": r.samples, "mean": scale * r[metric].mean,
-         "low": scale * r[metric].low, "high": scale * r[metric].high}
-        for _, r in a.mc.levels.iterrows()
-    ]  # fmt: skip
-    name = "test accuracy (%)" if metric == "acc" else MC_METRIC_NAMES[metric]
-    return uncertainty_plots.metric_against_samples(rows, name)
-
-
-def _reliability_figure(a: Analysis, config: str):
-    largest = a.mc.largest
-    bins = {"deterministic pass": a.mc.reliability[(config, 0)]}
-    if largest:
-        bins[f"MC dropout, T={largest}"] = a.mc.reliability[(config, largest)]
-    return uncertainty_plots.reliability_diagram(bins, f"Reliability: {a.label(config)}")
 
 
 def _mc_dropout(a: Analysis) -> Section:
@@ -443,22 +356,15 @@ def _mc_dropout(a: Analysis) -> Section:
             "(pp) and NLL (nats): these tests belong to the report's one Holm family (alpha = "
             f"{a.alpha:g}), with simultaneous {level(a.confidence)} intervals, as in the comparisons above."
         )
-        for metric, what, unit in (("mc_acc", "test accuracy", _PP), ("mc_nll", "NLL", "loss")):
+        for metric, what, unit in (("mc_acc", "test accuracy", "pp"), ("mc_nll", "NLL", "loss")):
             chosen = [c for c in mc.contrasts if c.metric == metric]
             if not chosen:
                 continue
-            frame = pd.DataFrame(
-                [
-                    {"config": a.label(c.config), "seeds": c.n, "diff": c.diff, "ci_low": c.ci_low,
-                     "ci_high": c.ci_high, "p_value": c.p_value, "p_adjusted": c.p_adjusted,
-                     "significant": c.significant}
-                    for c in chosen
-                ]
-            )  # fmt: skip
-            frame.attrs["units"] = {"diff": unit, "ci_low": unit, "ci_high": unit}
+            frame = _tests_table([{"config": a.label(c.config)} for c in chosen], chosen,
+                                 ("seeds", "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "significant"), unit)  # fmt: skip
             tables.append((f"{what}: MC dropout (T={mc.largest}) minus the deterministic pass", frame))
     if mc.no_dropout:
-        names = _and([a.label(c) for c in mc.no_dropout])
+        names = and_list([a.label(c) for c in mc.no_dropout])
         text.append(f"Without a layer that draws at test time ({names}), every pass is the deterministic one: "
                     "nothing to test.")  # fmt: skip
     figures, notes = _figures(a, ("mc_acc", "mc_nll", "mc_ece", "reliability"))

@@ -11,16 +11,8 @@ Distributions and tests come from SciPy. The t and F quantiles are ``scipy.speci
 which ``scipy.stats`` calls, so the table printed after ``dropoutlab run`` does not import
 ``scipy.stats`` (half a second); the t-tests and the power calculation import it where they
 run. ``tests/test_stats.py`` checks them against statsmodels (``multipletests``,
-``TTestPower``, ``TTestIndPower``, ``anova_lm``).
-
-Which method gives which number is listed in ``docs/report.md``:
-
-- a mean accuracy's interval: Student t on the logit scale from 3 seeds on (it stays in
-  (0, 1)); with fewer seeds only the range; with no spread at all, no interval;
-- other means (losses, gaps, epochs): Student t;
-- comparisons: paired or Welch t, Holm-adjusted p-values over one family, intervals
-  simultaneous over that family (Bonferroni), seeds needed for a smallest effect worth
-  detecting at the Bonferroni level (``seeds_needed``).
+``TTestPower``, ``TTestIndPower``, ``anova_lm``). Which method gives which number is listed
+in ``docs/report.md``.
 """
 
 from __future__ import annotations
@@ -29,13 +21,13 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
 from dropoutlab.errors import DropoutlabError
+from dropoutlab.report.model import ALPHA, CONFIDENCE, MIN_EFFECT, POWER, Interval, Levels
 
 log = logging.getLogger(__name__)
 
@@ -51,35 +43,17 @@ class NotComputable(DropoutlabError):
 #: Per-run metric names (as used by ``summarize`` and ``compare``) and the runs column each
 #: one reads. ``gap_acc`` and ``gap_loss`` are derived, see ``run_metrics``.
 RUN_COLUMNS: dict[str, str] = {
-    "test_acc": "test_acc",
-    "test_loss": "test_loss",
-    "val_acc": "final_val_acc",
-    "val_loss": "final_val_loss",
-    "train_acc": "final_train_acc",
-    "train_loss": "final_train_loss",
-    "train_eval_acc": "final_train_eval_acc",
-    "train_eval_loss": "final_train_eval_loss",
-    "best_epoch": "best_epoch",
-}
+    "test_acc": "test_acc", "test_loss": "test_loss", "val_acc": "final_val_acc", "val_loss": "final_val_loss",
+    "train_acc": "final_train_acc", "train_loss": "final_train_loss", "train_eval_acc": "final_train_eval_acc",
+    "train_eval_loss": "final_train_eval_loss", "best_epoch": "best_epoch",
+}  # fmt: skip
 
 #: Metrics that ``summarize`` gives mean, std and CI for.
-SUMMARY_METRICS: tuple[str, ...] = (
-    "test_acc",
-    "val_acc",
-    "train_acc",
-    "train_eval_acc",
-    "gap_acc",
-    "gap_loss",
-    "best_epoch",
-    "test_loss",
-)
+SUMMARY_METRICS = ("test_acc", "val_acc", "train_acc", "train_eval_acc", "gap_acc", "gap_loss", "best_epoch",
+                   "test_loss")  # fmt: skip
 
 #: Accuracies: fractions in [0, 1], whose intervals are taken on the logit scale.
 ACCURACY_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_acc", "train_eval_acc")
-
-#: Defaults, stated in the report and in ``docs/report.md``: the level of the tests and of the intervals.
-ALPHA = 0.05
-CONFIDENCE = 0.95
 
 #: Fewest seeds for an interval of a mean accuracy; below it the report shows the range.
 MIN_SEEDS_FOR_INTERVAL = 3
@@ -88,27 +62,10 @@ MIN_SEEDS_FOR_INTERVAL = 3
 #: answer is ``inf``, which the report words as "more than SEEDS_SEARCH_LIMIT".
 SEEDS_SEARCH_LIMIT = 100_000
 
-COMPARE_COLUMNS: tuple[str, ...] = (
-    "config",
-    "baseline",
-    "metric",
-    "diff",
-    "ci_low",
-    "ci_high",
-    "ci_low_unadjusted",
-    "ci_high_unadjusted",
-    "test",
-    "p_value",
-    "p_adjusted",
-    "significant",
-    "effect_size",
-    "effect_size_kind",
-    "sd",
-    "n",
-    "n_baseline",
-    "seeds_left_out",
-    "seeds_needed",
-)
+#: The columns of ``compare``: the fields of ``model.Comparison``, in reading order.
+COMPARE_COLUMNS = ("config", "baseline", "metric", "diff", "ci_low", "ci_high", "ci_low_unadjusted",
+                   "ci_high_unadjusted", "test", "p_value", "p_adjusted", "significant", "effect_size",
+                   "effect_size_kind", "sd", "n", "n_baseline", "seeds_left_out", "seeds_needed")  # fmt: skip
 
 # Below this standard deviation (accuracy fractions, losses) values count as identical:
 # float subtraction of equal accuracies leaves ~1e-17 of noise, which SciPy would turn into
@@ -116,22 +73,10 @@ COMPARE_COLUMNS: tuple[str, ...] = (
 _ZERO_SD = 1e-12
 
 
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``values`` and its Student-t confidence interval ``(mean, low, high)``.
-
-    For quantities without bounds (differences, losses, epochs); accuracies take
-    ``accuracy_interval``. NaNs are dropped. With one value, or no spread at all, the
-    interval is ``(nan, nan)``; with no value all three are NaN.
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size == 1 or float(np.std(x, ddof=1)) <= _ZERO_SD:
-        return mean, math.nan, math.nan
-    low, high = student_t_interval(x, confidence)
-    return mean, low, high
+def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of ``t_interval``."""
+    interval = t_interval(values, confidence)
+    return interval.mean, interval.low, interval.high
 
 
 def student_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -142,67 +87,41 @@ def student_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A mean over seeds and how far it can be trusted.
-
-    ``method`` says what ``low`` and ``high`` are: ``"logit t"`` (Student t interval on the
-    logit scale, mapped back: it stays inside (0, 1)), ``"t"`` (Student t), or, with
-    ``low``/``high`` NaN, why there is no interval: ``"none"`` (no value), ``"range"`` (fewer
-    than ``MIN_SEEDS_FOR_INTERVAL`` seeds: see ``min``/``max``), ``"same"`` (every seed gave
-    the same value: check the seeding), ``"boundary"`` (a seed scored exactly 0 or 1, where
-    the logit is infinite: see ``min``/``max``).
-    """
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    std: float
-    min: float
-    max: float
-    method: str
+def _interval(values, confidence: float, logit: bool) -> Interval:
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
+    n, mean, lo, hi = int(x.size), float(x.mean()), float(x.min()), float(x.max())
+    std = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    why = ("same" if n > 1 and std <= _ZERO_SD else "range" if n < (MIN_SEEDS_FOR_INTERVAL if logit else 2)
+           else "boundary" if logit and (lo <= 0.0 or hi >= 1.0) else None)  # fmt: skip
+    if why is not None:
+        return Interval(mean, math.nan, math.nan, n, std, lo, hi, why)
+    if not logit:
+        return Interval(mean, *student_t_interval(x, confidence), n, std, lo, hi, "t")
+    low, high = student_t_interval(special.logit(x), confidence)
+    return Interval(mean, float(special.expit(low)), float(special.expit(high)), n, std, lo, hi, "logit t")
 
 
-def accuracy_interval(values, confidence: float = 0.95) -> Interval:
+def accuracy_interval(values, confidence: float = CONFIDENCE) -> Interval:
     """Mean accuracy over seeds with an interval that stays in [0, 1] (see ``Interval``).
 
     From ``MIN_SEEDS_FOR_INTERVAL`` seeds on: a Student t interval of the mean logit,
     mapped back with the logistic function (an interval for the typical accuracy; never
-    clipped). ``mean`` is the plain mean of the accuracies.
+    clipped). ``mean`` is the plain mean of the accuracies. NaNs are dropped.
     """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
-    mean, lo, hi = float(x.mean()), float(x.min()), float(x.max())
-    std = float(np.std(x, ddof=1)) if x.size > 1 else math.nan
-    if x.size > 1 and std <= _ZERO_SD:
-        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "same")
-    if x.size < MIN_SEEDS_FOR_INTERVAL:
-        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "range")
-    if lo <= 0.0 or hi >= 1.0:
-        return Interval(mean, math.nan, math.nan, int(x.size), std, lo, hi, "boundary")
-    z = special.logit(x)
-    low, high = student_t_interval(z, confidence)
-    return Interval(
-        mean, float(special.expit(low)), float(special.expit(high)), int(x.size), std, lo, hi, "logit t"
-    )
+    return _interval(values, confidence, logit=True)
 
 
-def t_interval(values, confidence: float = 0.95) -> Interval:
-    """``mean_ci`` as an ``Interval`` (method ``"t"``, or why there is none)."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return Interval(math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan, "none")
-    mean, low, high = mean_ci(x, confidence)
-    std = float(np.std(x, ddof=1)) if x.size > 1 else math.nan
-    method = "t" if np.isfinite(low) else ("same" if x.size > 1 else "range")
-    return Interval(mean, low, high, int(x.size), std, float(x.min()), float(x.max()), method)
+def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
+    """Mean over seeds with its Student t interval (method ``"t"``), for quantities without
+    bounds (differences, losses, gaps, epochs). NaNs are dropped; with one value (``"range"``)
+    or no spread at all (``"same"``) ``low`` and ``high`` are NaN."""
+    return _interval(values, confidence, logit=False)
 
 
-def metric_interval(metric: str, values, confidence: float = 0.95) -> Interval:
+def metric_interval(metric: str, values, confidence: float = CONFIDENCE) -> Interval:
     """``accuracy_interval`` for accuracies (``ACCURACY_METRICS``), ``t_interval`` otherwise."""
     if metric in ACCURACY_METRICS:
         return accuracy_interval(values, confidence)
@@ -214,16 +133,19 @@ def metric_interval(metric: str, values, confidence: float = 0.95) -> Interval:
 
 
 def param_columns(runs: pd.DataFrame, params: Sequence[str] | None = None) -> list[str]:
-    """The grid parameter columns: ``params`` if given, else ``runs.attrs["params"]``.
+    """The grid parameter columns: ``params`` if given, else ``runs.attrs["params"]`` (set by
+    ``Store.runs()``; the analysis passes them explicitly, see ``analysis.StudyData``).
 
-    When neither is available (attrs are lost by some pandas operations) every dotted
-    column (``dropout.conv``, ``optimizer.lr``) is taken. Raises ``DropoutlabError`` when a
-    named parameter is not a column of ``runs``.
+    Raises ``DropoutlabError`` when neither names them (pandas drops ``attrs`` in many
+    operations: pass ``params``), or when a named parameter is not a column of ``runs``.
     """
     if params is None:
         params = runs.attrs.get("params")
     if params is None:
-        params = [c for c in runs.columns if "." in str(c)]
+        raise DropoutlabError(
+            "the runs table does not say which columns are grid parameters (pandas dropped its "
+            "attrs): pass params, e.g. params=['dropout.conv']"
+        )
     params = list(params)
     missing = [p for p in params if p not in runs.columns]
     if missing:
@@ -232,6 +154,14 @@ def param_columns(runs: pd.DataFrame, params: Sequence[str] | None = None) -> li
             f"(columns: {', '.join(map(str, runs.columns))})"
         )
     return params
+
+
+def sorted_levels(values) -> list:
+    """The distinct values of ``values`` in order (first appearance when they cannot be sorted)."""
+    unique = list(dict.fromkeys(values))
+    with contextlib.suppress(TypeError):
+        unique = sorted(unique)
+    return unique
 
 
 def dropout_columns(runs: pd.DataFrame) -> list[str]:
@@ -293,7 +223,7 @@ def _completed(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(
-    runs: pd.DataFrame, params: Sequence[str] | None = None, confidence: float = 0.95
+    runs: pd.DataFrame, params: Sequence[str] | None = None, confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
     """One row per configuration with seed-level means, standard deviations and intervals.
 
@@ -576,7 +506,7 @@ def holm(p_values) -> np.ndarray:
 
 
 def simultaneous_interval(
-    diff: float, se: float, df: float, confidence: float = 0.95, m: int = 1
+    diff: float, se: float, df: float, confidence: float = CONFIDENCE, m: int = 1
 ) -> tuple[float, float]:
     """Bonferroni simultaneous t interval: each of ``m`` intervals at ``1 - (1 - confidence) / m``.
 
@@ -591,7 +521,7 @@ def simultaneous_interval(
     return diff - half, diff + half
 
 
-def power(n, effect_size: float, alpha: float = 0.05, paired: bool = True):
+def power(n, effect_size: float, alpha: float = ALPHA, paired: bool = True):
     """Power of a two-sided t-test at ``n`` seeds per configuration (noncentral t).
 
     ``effect_size`` is Cohen's d_z (mean paired difference over its SD) when ``paired``
@@ -618,8 +548,8 @@ def power(n, effect_size: float, alpha: float = 0.05, paired: bool = True):
 
 def seeds_for_power(
     effect_size: float,
-    alpha: float = 0.05,
-    power_wanted: float = 0.8,
+    alpha: float = ALPHA,
+    power_wanted: float = POWER,
     paired: bool = True,
     limit: int = SEEDS_SEARCH_LIMIT,
 ) -> float:
@@ -647,10 +577,10 @@ def seeds_for_power(
 def seeds_needed(
     min_effect: float,
     sd: float,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
     m: int = 1,
     paired: bool = True,
-    power_wanted: float = 0.8,
+    power_wanted: float = POWER,
     limit: int = SEEDS_SEARCH_LIMIT,
 ) -> float:
     """Seeds per configuration that detect a difference of ``min_effect`` with ``power_wanted``.
@@ -683,7 +613,33 @@ def _shared_seeds(a: pd.Series, b: pd.Series) -> list | None:
         return list(shared)
 
 
-def compare_values(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict:
+def paired_t(differences, confidence: float = CONFIDENCE) -> dict:
+    """A paired t-test of mean zero over per-seed differences, with its t interval.
+
+    Returns ``diff, se, df, ci_low, ci_high, test ("paired t"), p_value, effect_size,
+    effect_size_kind ("d_z"), sd, n``: NaN p-value and interval with fewer than two
+    differences or no spread between them.
+    """
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float)
+    out = {"diff": math.nan, "se": math.nan, "df": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+           "test": "paired t", "p_value": math.nan, "effect_size": math.nan, "effect_size_kind": "d_z",
+           "sd": math.nan, "n": int(d.size)}  # fmt: skip
+    if d.size == 0:
+        return out
+    out["diff"] = float(d.mean())
+    sd = float(np.std(d, ddof=1)) if d.size > 1 else math.nan
+    if not sd > _ZERO_SD:
+        return out
+    se = sd / math.sqrt(d.size)
+    low, high = simultaneous_interval(out["diff"], se, float(d.size - 1), confidence)
+    p_value = float(stats.ttest_1samp(d, 0.0).pvalue)
+    return {**out, "sd": sd, "se": se, "df": float(d.size - 1), "ci_low": low, "ci_high": high,
+            "p_value": p_value, "effect_size": out["diff"] / sd}  # fmt: skip
+
+
+def compare_values(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE) -> dict:
     """Compare two sets of per-seed values (Series indexed by seed): ``a`` minus ``b``.
 
     Paired t on the seeds both ran when they share at least two (each seed once per side);
@@ -697,44 +653,18 @@ def compare_values(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict
     """
     from scipy import stats
 
-    a = a.dropna()
-    b = b.dropna()
+    a, b = a.dropna(), b.dropna()
     shared = _shared_seeds(a, b)
-    paired = shared is not None and len(shared) >= 2
-    out = {
-        "diff": math.nan,
-        "se": math.nan,
-        "df": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "test": "paired t" if paired else "Welch t",
-        "p_value": math.nan,
-        "effect_size": math.nan,
-        "effect_size_kind": "d_z" if paired else "Hedges g",
-        "sd": math.nan,
-        "n": int(len(a)),
-        "n_baseline": int(len(b)),
-        "seeds_left_out": (),
-    }
-    if len(a) == 0 or len(b) == 0:
-        return out
-    if paired:
-        left_out = [s for s in [*a.index, *b.index] if s not in set(shared)]
-        out["seeds_left_out"] = tuple(dict.fromkeys(left_out))
-        out["n"] = out["n_baseline"] = len(shared)
+    if shared is not None and len(shared) >= 2:
+        left_out = tuple(dict.fromkeys(s for s in [*a.index, *b.index] if s not in set(shared)))
         d = a.reindex(shared).to_numpy() - b.reindex(shared).to_numpy()
-        out["diff"] = float(d.mean())
-        sd = float(np.std(d, ddof=1))
-        if sd <= _ZERO_SD:
-            return out
-        out["sd"] = sd
-        out["se"] = sd / math.sqrt(d.size)
-        out["df"] = float(d.size - 1)
-        out["ci_low"], out["ci_high"] = simultaneous_interval(out["diff"], out["se"], out["df"], confidence)
-        out["p_value"] = float(stats.ttest_1samp(d, 0.0).pvalue)
-        out["effect_size"] = out["diff"] / sd
-        return out
+        return {**paired_t(d, confidence), "n_baseline": len(shared), "seeds_left_out": left_out}
     xa, xb = a.to_numpy(), b.to_numpy()
+    out = {**dict.fromkeys(("diff", "se", "df", "ci_low", "ci_high", "p_value", "effect_size", "sd"), math.nan),
+           "test": "Welch t", "effect_size_kind": "Hedges g", "n": int(xa.size), "n_baseline": int(xb.size),
+           "seeds_left_out": ()}  # fmt: skip
+    if xa.size == 0 or xb.size == 0:
+        return out
     out["diff"] = float(xa.mean() - xb.mean())
     if xa.size < 2 or xb.size < 2:
         return out
@@ -754,7 +684,7 @@ def compare_values(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict
 
 
 def compare_configs(
-    runs: pd.DataFrame, config: str, other: str, metric: str = "test_acc", confidence: float = 0.95
+    runs: pd.DataFrame, config: str, other: str, metric: str = "test_acc", confidence: float = CONFIDENCE
 ) -> dict:
     """``compare_values`` of configuration ``config`` minus configuration ``other`` on ``metric``.
 
@@ -779,20 +709,7 @@ def _check_metric(metric: str) -> None:
         raise DropoutlabError(f"unknown metric {metric!r}; choose from {', '.join(known)}")
 
 
-def _check_levels(alpha: float, confidence: float) -> None:
-    for name, value in (("alpha", alpha), ("confidence", confidence)):
-        if not (isinstance(value, int | float) and 0 < value < 1):
-            raise DropoutlabError(f"{name} must be between 0 and 1 (exclusive), got {value!r}")
-
-
-def adjust_family(
-    rows: pd.DataFrame,
-    alpha: float = 0.05,
-    confidence: float = 0.95,
-    min_effect: float = 0.01,
-    power_wanted: float = 0.8,
-    family_size: int | None = None,
-) -> pd.DataFrame:
+def adjust_family(rows: pd.DataFrame, levels: Levels, family_size: int | None = None) -> pd.DataFrame:
     """Holm p-values, verdicts, simultaneous intervals and seeds needed over one family.
 
     ``rows`` has ``diff, se, df, p_value, sd, test`` per test (``compare_values`` output; a
@@ -800,10 +717,11 @@ def adjust_family(
     (the rows' own intervals), ``ci_low, ci_high`` (Bonferroni simultaneous at
     ``confidence`` over the ``m`` testable rows), ``p_adjusted`` (Holm over the same ``m``),
     ``significant`` (``p_adjusted < alpha``) and ``seeds_needed`` (``seeds_needed`` for
-    ``min_effect`` at ``alpha / family_size``; ``family_size`` defaults to the number of
-    rows, since more seeds make every row testable).
+    ``min_effect`` at ``alpha / family_size``, NaN for a loss (a metric ending in ``nll``),
+    which ``min_effect`` does not measure; ``family_size`` defaults to the number of rows,
+    since more seeds make every row testable). ``levels``: alpha, confidence, min_effect, power.
     """
-    _check_levels(alpha, confidence)
+    alpha, confidence = levels.alpha, levels.confidence
     out = rows.copy()
     p = out["p_value"].to_numpy(dtype=float)
     m = int(np.isfinite(p).sum())
@@ -821,9 +739,11 @@ def adjust_family(
     out["significant"] = (out["p_adjusted"] < alpha).fillna(False).astype(bool)
     size = len(out) if family_size is None else family_size
     out["seeds_needed"] = [
-        seeds_needed(min_effect, r.sd, alpha, size, r.test == "paired t", power_wanted)
+        seeds_needed(levels.min_effect, r.sd, alpha, size, r.test == "paired t", levels.power)
         for r in out.itertuples()
     ]
+    if "metric" in out:
+        out.loc[out["metric"].astype(str).str.endswith("nll"), "seeds_needed"] = math.nan
     return out
 
 
@@ -832,38 +752,27 @@ def compare(
     params: Sequence[str] | None = None,
     baseline=None,
     metric: str = "test_acc",
-    alpha: float = 0.05,
-    confidence: float = 0.95,
-    min_effect: float = 0.01,
-    power_wanted: float = 0.8,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
+    min_effect: float = MIN_EFFECT,
+    power_wanted: float = POWER,
 ) -> pd.DataFrame:
-    """Each configuration against the baseline on ``metric``: one row per comparison, one family.
+    """Each configuration against the baseline on ``metric``: one row per comparison, one family
+    of its own (the report's family also holds its other tests, see ``analysis.py``).
 
     ``baseline`` is resolved by ``resolve_baseline`` (None: the configuration without
-    dropout). Columns (``COMPARE_COLUMNS``): ``config, baseline, metric``; ``diff`` the mean
-    difference config minus baseline in the metric's units (fractions for accuracies);
-    ``ci_low, ci_high`` its simultaneous interval (Bonferroni over the comparisons, so that
-    all hold together with probability ``confidence``) and ``ci_low_unadjusted,
-    ci_high_unadjusted`` the interval of that comparison alone; ``test`` (``"paired t"`` on
-    the seeds both ran, ``"Welch t"`` when they share fewer than two); ``p_value``;
-    ``p_adjusted`` (Holm over the comparisons); ``significant`` (``p_adjusted < alpha``);
-    ``effect_size`` with ``effect_size_kind``; ``sd`` (see ``compare_values``); ``n,
-    n_baseline`` (values used); ``seeds_left_out`` (seeds only one side ran, left out of the
-    pairing); ``seeds_needed``: seeds per configuration that a difference of ``min_effect``
-    would need for ``power_wanted`` at ``alpha / m`` (``seeds_needed``; NaN without spread,
-    inf past ``SEEDS_SEARCH_LIMIT``).
-
-    With no baseline the frame is empty (same columns). With one seed, or no spread between
-    seeds, the p-value is NaN and the row is never significant.
+    dropout). The columns (``COMPARE_COLUMNS``) are the fields of ``model.Comparison``, in
+    the metric's units (fractions for accuracies); ``seeds_needed`` is for a difference of
+    ``min_effect`` with ``power_wanted``. With no baseline the frame is empty (same columns).
     """
     _check_metric(metric)
-    _check_levels(alpha, confidence)
+    levels = Levels(alpha, confidence, min_effect, power_wanted)
     params = param_columns(runs, params)
     base = resolve_baseline(runs, baseline, params)
     if base is None:
         return pd.DataFrame(columns=list(COMPARE_COLUMNS))
     rows = baseline_comparisons(runs, base, params, metric, confidence)
-    return adjust_family(rows, alpha, confidence, min_effect, power_wanted)[list(COMPARE_COLUMNS)]
+    return adjust_family(rows, levels)[list(COMPARE_COLUMNS)]
 
 
 def baseline_comparisons(
@@ -871,7 +780,7 @@ def baseline_comparisons(
     base: str | Mapping[str, str],
     params: Sequence[str],
     metric: str = "test_acc",
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
     """Unadjusted ``compare_values`` of every configuration minus ``base``, in parameter order;
     ``base`` a mapping (:func:`dropout_strata`) gives each configuration its own baseline."""
@@ -906,14 +815,6 @@ def _design(levels: list[pd.Series]) -> np.ndarray:
         for category in codes.categories[1:]:
             columns.append((codes == category).astype(float))
     return np.column_stack(columns)
-
-
-def _levels(column: pd.Series) -> list:
-    values = list(column.drop_duplicates())
-    try:
-        return sorted(values)
-    except TypeError:
-        return values
 
 
 def _rss_rank(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
@@ -952,7 +853,7 @@ def interaction_test(
     fa, fb = factors
     data = run_metrics(runs)
     data[fa], data[fb] = runs[fa].astype(str), runs[fb].astype(str)
-    levels_a, levels_b = _levels(runs[fa]), _levels(runs[fb])
+    levels_a, levels_b = sorted_levels(runs[fa]), sorted_levels(runs[fb])
     if len(levels_a) < 2 or len(levels_b) < 2:
         raise NotComputable(f"{fa} or {fb} takes a single value")
     data = _completed(data).dropna(subset=[metric])

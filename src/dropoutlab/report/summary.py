@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dropoutlab.report.stats import CONFIDENCE, summarize, varied_params
+from dropoutlab.report.model import CONFIDENCE
+from dropoutlab.report.stats import summarize, varied_params
+from dropoutlab.report.text import level
 
 
 def summary_table(runs: pd.DataFrame, confidence: float = CONFIDENCE) -> str:
@@ -24,7 +26,7 @@ def summary_table(runs: pd.DataFrame, confidence: float = CONFIDENCE) -> str:
         for _, row in table.iterrows()
     ]
     width = max(14, *map(len, labels)) + 2
-    head = f"test accuracy ({100 * confidence:.10g}% CI)"
+    head = f"test accuracy ({level(confidence)} CI)"
     lines = [f"{'configuration':<{width}}{'runs':>6}  {head:<30}{'train - test':>13}"]
     for label, row in zip(labels, table.itertuples(), strict=True):
         runs_text = (
