@@ -114,14 +114,16 @@ def test_noise_is_not_called_an_effect_and_nothing_significant_comes_first():
     rates = (0.0, 0.05, 0.1, 0.2, 0.5)
     runs = study([(conv(r), 0.70, 0.80, 0.82) for r in rates], rng=5, noise_sd=0.004)
     text = findings(runs)
-    assert text[0].startswith(
+    assert text[0].startswith("Choose ") and "provisional" in text[0]  # the answer first: only noise
+    assert "Against no dropout: 4 undecided" in text[0]
+    assert text[1].startswith(
         "No configuration is distinguishable from no dropout on test accuracy with 3 seeds"
     )
     joined = " ".join(text)
     assert "within seed-to-seed noise" not in joined and "real improvement" not in joined
     assert "lower test accuracy than" not in joined and "also has higher" not in joined
     assert "distinguishably better" not in joined
-    needed = [s for s in text if "seeds per configuration" in s]
+    needed = [s for s in text[1:] if "seeds per configuration" in s]  # after the answer
     assert needed, text
     assert all("not distinguishable from no dropout with 3 seeds" in s for s in needed)
     assert all("a difference of 1.0 pp with 80% power at the corrected level" in s for s in needed)
@@ -137,11 +139,11 @@ def test_seeds_needed_sentence_is_for_min_effect_at_the_corrected_level():
 
     sd = np.std([0.006, -0.003, 0.008], ddof=1)
     expected = int(seeds_for_power(0.01 / sd, 0.05 / 2))
-    sentence = one(findings(runs), "dropout.conv=0.1")
+    sentence = one(findings(runs)[1:], "dropout.conv=0.1")  # after the answer, which names it too
     assert "not distinguishable from no dropout with 3 seeds" in sentence
     assert f"would take about {expected} seeds per configuration" in sentence
     # min_effect, not the observed +0.4 pp, sets the count: half the effect, about 4x the seeds.
-    smaller = one(findings(runs, min_effect=0.005), "dropout.conv=0.1")
+    smaller = one(findings(runs, min_effect=0.005)[1:], "dropout.conv=0.1")
     assert f"about {int(seeds_for_power(0.005 / sd, 0.05 / 2))} seeds" in smaller
 
 
@@ -348,3 +350,44 @@ def test_a_study_of_one_configuration_misses_no_baseline():
     text = findings(runs)
     assert not any("baseline" in t for t in text), text
     assert one(text, "Mean test accuracy: ")
+
+
+# ---------------------------------------------------------------------------- the answer
+
+
+def test_the_report_opens_with_the_choice_and_the_four_verdicts_of_the_decision():
+    # 8 seeds, small noise: 0.2 clearly better, 0.8 clearly worse, 0.05 the same as no dropout
+    runs = study([(conv(0.0), 0.800, 0.9, 0.92), (conv(0.05), 0.800, 0.9, 0.92), (conv(0.2), 0.850, 0.9, 0.92),
+                  (conv(0.8), 0.700, 0.9, 0.92)], seeds=8, noise_sd=0.001)  # fmt: skip
+    analysis = analyze_runs(runs)
+    d = analysis.decision
+    assert d.verdicts() == {"dropout.conv=0.05": "equivalent", "dropout.conv=0.2": "better",
+                            "dropout.conv=0.8": "worse"}  # fmt: skip
+    assert d.choice == "dropout.conv=0.2" and d.could_be_best == ("dropout.conv=0.2",)
+    answer = analysis.findings[0]
+    assert answer.kind == "choice" and answer.claim
+    assert answer.text.startswith("Choose dropout.conv=0.2: ")
+    assert "Against no dropout: 1 better, 1 worse, 1 equivalent (equivalent: within ±1.0 pp)." in answer.text
+    assert "undecided" not in answer.text
+
+
+def test_the_json_gives_each_comparison_its_verdict_and_the_choice():
+    from dropoutlab.report.numbers import analysis_to_json
+
+    runs = study([(conv(0.0), 0.80, 0.9, 0.92), (conv(0.2), 0.85, 0.9, 0.92)], seeds=6, noise_sd=0.001)
+    data = analysis_to_json(analyze_runs(runs))
+    assert data["decision"]["choice"] == "dropout.conv=0.2" and data["decision"]["could_be_best"] == [
+        "dropout.conv=0.2"
+    ]
+    assert data["decision"]["verdicts"] == {"dropout.conv=0.2": "better"}
+    assert [c["verdict"] for c in data["comparisons"] if c["config"] == "dropout.conv=0.2"] == ["better"]
+    assert data["looks"] == []
+
+
+def test_a_p_value_near_alpha_shows_the_digits_that_compare_it_with_alpha():
+    from dropoutlab.report.text import p_text
+
+    assert p_text(0.0497, "Holm p") == "Holm p = 0.0497"  # not "0.05" beside a claim at 0.05
+    assert p_text(0.0503) == "p = 0.0503"
+    assert p_text(0.051) == "p = 0.051"
+    assert p_text(0.16) == "p = 0.16" and p_text(0.004) == "p = 0.004" and p_text(0.0004) == "p < 0.001"

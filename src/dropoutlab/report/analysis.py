@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from dropoutlab.report import factors as fx
+from dropoutlab.report.decide import Decision, Design, decide
 from dropoutlab.report.findings import build_findings
 from dropoutlab.report.mc_dropout import contrast_rows, mc_dropout, mc_frame
 from dropoutlab.report.model import (
@@ -115,6 +116,25 @@ def _crossed(definition: dict | None) -> int | None:
     return max((sum(isinstance(v, list) and len(v) > 1 for v in g.values()) for g in grids), default=0)
 
 
+def _decision(
+    runs: pd.DataFrame, base: str | None, levels: Levels, sequential: dict | None
+) -> Decision | None:
+    """Which configuration to choose and how sure that is (``decide``): with the study's own
+    sequential design when it was run ``--until-decided`` (``sequential``: its ``start``,
+    ``step`` and ``max_seeds``), else as a fixed design of one look at the seeds it has."""
+    if base is None or runs.empty or runs["config"].nunique() < 2:
+        return None
+    seeds = int(runs.groupby("config")["seed"].nunique().max())
+    if seeds < 2:
+        return None
+    if sequential:
+        design = Design(base, levels.min_effect, levels.alpha, start=sequential["start"],
+                        step=sequential["step"], max_seeds=sequential["max_seeds"])  # fmt: skip
+    else:
+        design = Design(base, levels.min_effect, levels.alpha, start=seeds, step=1, max_seeds=seeds)
+    return decide(runs, design)
+
+
 def analyze(
     store,
     study: str,
@@ -136,7 +156,10 @@ def analyze(
     definition = store.study_definition(study) or {}
     min_effect = (definition.get("min_effect") or MIN_EFFECT) if min_effect is None else min_effect
     levels = Levels(alpha, confidence, min_effect, power)
-    return _analyze(StudyData.from_records(store.records(study), definition), study, baseline, levels)
+    data = StudyData.from_records(store.records(study), definition)
+    analysis = _analyze(data, study, baseline, levels, definition.get("sequential"))
+    looks = tuple(store.looks(study))
+    return replace(analysis, looks=looks) if looks else analysis
 
 
 class _Family:
@@ -164,7 +187,13 @@ class _Family:
             self._table = adjust_family(pd.DataFrame(self._rows), self.levels, len(self._rows))
 
 
-def _analyze(data: StudyData, study: str = "", baseline=None, levels: Levels | None = None) -> Analysis:
+def _analyze(
+    data: StudyData,
+    study: str = "",
+    baseline=None,
+    levels: Levels | None = None,
+    sequential: dict | None = None,
+) -> Analysis:
     """The ``Analysis`` of ``data`` at ``levels`` (default: ``Levels()``); ``analyze`` reads it from a store."""
     levels = levels or Levels()
     runs, params = data.runs, list(data.params)  # the parameters travel here, never in runs.attrs
@@ -210,6 +239,7 @@ def _analyze(data: StudyData, study: str = "", baseline=None, levels: Levels | N
         labels=_labels(configs, base, base_name, varied), runs=runs, history=data.history,
         rate_on_line=on_line, factors=results.get("factors"), mc=results.get("mc"),
         learned_rates=learned_rate_frame(data.records, runs), strata=strata,
+        decision=_decision(runs, base, levels, sequential) if completed else None,
     )  # fmt: skip
     figures = tuple(_figure_plans(analysis)) if completed else ()
     return replace(analysis, findings=tuple(build_findings(analysis)), figures=figures)

@@ -91,6 +91,7 @@ def build_findings(a: Analysis) -> list[Finding]:
     if not done:
         return [Finding("no_completed", "No completed runs: nothing to report."), *_failures(a)]
     out: list[Finding] = []
+    out += _answer(a)
     out += _headline(a, done)
     out += _basis(a, done)
     out += _failures(a)
@@ -108,6 +109,48 @@ def build_findings(a: Analysis) -> list[Finding]:
     out += _train_below_test(a, done)
     out += _runner_up(a, done)
     return out
+
+
+def _answer(a: Analysis) -> list[Finding]:
+    """The report's opening: which configuration to choose, by which rule, how sure that is
+    (the could-be-best set), and the four verdicts against the baseline (``report/decide.py``)."""
+    d = a.decision
+    if d is None or d.choice is None:
+        return []
+    counts = {
+        v: sum(c.verdict == v for c in d.comparisons) for v in ("better", "worse", "equivalent", "undecided")
+    }
+    said = [f"{n} {v}" for v, n in counts.items() if n]
+    best = [a.label(c) for c in d.could_be_best]
+    confidence = level(1 - d.design.alpha)
+    text = (
+        f"Choose {a.label(d.choice)}: {d.rule}. Could be the best on test accuracy ({confidence} confidence, "
+        f"{seeds_text(d.look)} per configuration): {and_list(best)}. Against {a.baseline_name or a.label(a.baseline)}: "
+        f"{', '.join(said)} (equivalent: within ±{100 * d.design.min_effect:.1f} pp)."
+    )
+    if counts["undecided"] and d.look < d.design.max_seeds:
+        text += f" Seeds are still to be added ({d.reason})."
+    elif counts["undecided"] and a.looks:
+        text += (
+            f" The undecided ones stayed so at the design's most seeds ({d.design.max_seeds}): deciding them "
+            "needs a new study planned with more seeds, or a larger min_effect."
+        )
+    elif counts["undecided"]:
+        text += (
+            " The undecided ones need more seeds: `dropoutlab run STUDY.toml --until-decided` adds them where "
+            "they matter until each is decided, with the error rates held."
+        )
+    numbers = {"choice": d.choice, "could_be_best": list(d.could_be_best), "seeds": d.look,
+               "alpha": d.design.alpha, "min_effect": d.design.min_effect, **counts}  # fmt: skip
+    return [
+        Finding(
+            "choice",
+            text,
+            (d.choice, *d.could_be_best),
+            numbers,
+            claim=bool(counts["better"] + counts["worse"]),
+        )
+    ]
 
 
 def _seed_phrase(done) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
+from dropoutlab.report.decide import Decision
 from dropoutlab.report.text import setting
 
 #: Defaults, stated in the report and in ``docs/report.md``: the family-wise error rate of the
@@ -400,7 +401,10 @@ class Analysis:
     for ``mc_samples``. ``learned_rates``: one row per completed run, epoch and slot of
     ``concrete`` dropout (``config, seed, epoch, slot, rate``), empty without. ``strata``:
     with no single baseline, each configuration with dropout mapped to the one with the same
-    other settings and no dropout.
+    other settings and no dropout. ``decision``: which configuration to choose and how sure
+    that is (``report/decide.py``: the four verdicts against the baseline, the configurations
+    that could be best, the choice and its rule), None without a single baseline or two
+    seeds; ``looks``: the looks a study run with ``--until-decided`` recorded, in order.
     """
 
     study: str
@@ -432,6 +436,8 @@ class Analysis:
     mc: McDropout | None = None
     learned_rates: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     strata: dict[str, str] = field(default_factory=dict)
+    decision: Decision | None = None
+    looks: tuple[dict, ...] = ()
 
     @property
     def headline(self) -> list[Finding]:

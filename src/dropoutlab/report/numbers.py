@@ -78,6 +78,20 @@ def _mc(a: Analysis) -> dict | None:
     }
 
 
+def _decision(a: Analysis) -> dict | None:
+    """The decision (``report/decide.py``) with its headline fields first: ``choice`` and its
+    ``rule``, ``could_be_best``, and each comparison's ``verdict`` (``better``, ``worse``,
+    ``equivalent`` or ``undecided``), with the report's labels beside the configurations."""
+    if a.decision is None:
+        return None
+    d = a.decision.to_dict()
+    for c in d["comparisons"]:
+        c["label"] = a.label(c["config"])
+    return {"choice": d["choice"], "choice_label": a.label(d["choice"]) if d["choice"] else None,
+            "rule": d["rule"], "could_be_best": d["could_be_best"],
+            "verdicts": {c["config"]: c["verdict"] for c in d["comparisons"]}, **d}  # fmt: skip
+
+
 def analysis_to_json(a: Analysis) -> dict[str, Any]:
     """The analysis as JSON-ready data, laid out as ``docs/report.md`` ("JSON") shows:
     accuracies and differences as fractions, NaN and infinity as None, each test with
@@ -91,6 +105,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
                         **{name: _stat(interval) for name, interval in accuracies.items()}, "gap": _stat(c.gap_acc),
                         "interval": {name: interval.method for name, interval in accuracies.items()},
                         "range": {name: {"min": i.min, "max": i.max} for name, i in accuracies.items()}})  # fmt: skip
+    verdicts = a.decision.verdicts() if a.decision is not None else {}
     return clean(
         {
             "study": a.study,
@@ -109,6 +124,9 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
                     baseline_config=c.baseline,
                     baseline=a.config(c.baseline).params,
                     label=a.label(c.config),
+                    verdict=verdicts.get(c.config)
+                    if c.metric == "test_acc" and c.baseline == a.baseline
+                    else None,
                 )
                 for c in a.comparisons
             ],  # fmt: skip
@@ -117,6 +135,8 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "mc": _mc(a),
             "learned_rates": a.learned_rates.to_dict("records"),
             "gap_trend": asdict(a.gap_trend) if a.gap_trend is not None else None,
+            "decision": _decision(a),
+            "looks": list(a.looks),
             "findings": [asdict(f) for f in a.findings],
             "unavailable": a.unavailable,
             "methods": asdict(a.methods),

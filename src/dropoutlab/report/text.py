@@ -54,13 +54,19 @@ def level(confidence: float) -> str:
     return f"{100 * confidence:.4g}%"
 
 
-def p_text(p: float, prefix: str = "p") -> str:
-    """``"p = 0.16"``, ``"p = 0.004"``, ``"p < 0.001"``."""
+def p_text(p: float, prefix: str = "p", alpha: float = 0.05) -> str:
+    """``"p = 0.16"``, ``"p = 0.004"``, ``"p < 0.001"``; with the digits it takes to read the
+    comparison with ``alpha``: 0.0497 is ``"p = 0.0497"``, never ``"p = 0.05"`` beside a claim."""
     if not _finite(p):
         return f"{prefix} n/a"
     if p < 0.001:
         return f"{prefix} < 0.001"
-    return f"{prefix} = {p:.2f}" if p >= 0.01 else f"{prefix} = {p:.3f}"
+    digits = 2 if p >= 0.01 else 3
+    text = f"{p:.{digits}f}"
+    while digits < 6 and (float(text) == alpha or (float(text) < alpha) != (p < alpha)):
+        digits += 1
+        text = f"{p:.{digits}f}"
+    return f"{prefix} = {text}"
 
 
 def seeds_text(n: int) -> str:
