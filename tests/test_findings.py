@@ -224,7 +224,8 @@ def test_dropout_noise_is_told_apart_from_underfitting():
     assert "below mean test accuracy (64." in noise
     assert "eval-mode train accuracy (70." in noise
     assert noise.endswith("this is dropout noise, not underfitting.")
-    under = one(text, "At dropout.conv=0.9")
+    assert not [s for s in text if s.startswith("At dropout.conv=0.9")]  # not a headline claim:
+    under = one([f.text for f in analyze_runs(runs).exploratory], "At dropout.conv=0.9")  # exploratory
     assert "even in eval mode" in under and "underfitting" in under
     assert "dropout noise" not in under
     assert not [s for s in text if s.startswith("At dropout.conv=0.0,")]
@@ -391,3 +392,12 @@ def test_a_p_value_near_alpha_shows_the_digits_that_compare_it_with_alpha():
     assert p_text(0.0503) == "p = 0.0503"
     assert p_text(0.051) == "p = 0.051"
     assert p_text(0.16) == "p = 0.16" and p_text(0.004) == "p = 0.004" and p_text(0.0004) == "p < 0.001"
+
+
+def test_underfitting_is_said_only_when_its_interval_is_below_zero_and_as_exploratory():
+    clear = analyze_runs(study([(conv(0.0), 0.80, 0.85, 0.70), (conv(0.5), 0.80, 0.85, 0.90)]))
+    said = [f for f in clear.findings if f.kind == "train_below_test"]
+    assert len(said) == 1 and said[0].exploratory and "a sign of underfitting" in said[0].text
+    assert said[0].numbers["ci_high"] < 0
+    noisy = analyze_runs(study([(conv(0.0), 0.80, 0.85, 0.78), (conv(0.5), 0.80, 0.85, 0.90)], noise_sd=0.05))
+    assert not [f for f in noisy.findings if "underfitting" in f.text and "sign of" in f.text]
