@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.report.decide import Decision
 from dropoutlab.report.text import setting
+
+if TYPE_CHECKING:  # decide imports scipy.stats, which the table after a run must not load
+    from dropoutlab.report.decide import Decision
 
 #: Defaults, stated in the report and in ``docs/report.md``: the family-wise error rate of the
 #: tests, the coverage of the intervals, the smallest difference in test accuracy worth
