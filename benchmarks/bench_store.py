@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from dropoutlab.runs import EPOCH_METRICS, EpochRecord, RunResult
 from dropoutlab.store import Store
+from dropoutlab.store.schema import tables
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.spec import parse_study
 
@@ -77,8 +78,7 @@ def through_store(location: str | Path, results: list[RunResult]) -> tuple[float
 def empty_postgres(url: str) -> None:
     engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
     with engine.begin() as conn:
-        for table in ("weights", "learned_rates", "mc", "epochs", "claims", "studies", "runs", "meta"):
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+        tables(postgres=True).drop_all(conn)  # every table of the schema, whichever exist
     engine.dispose()
 
 

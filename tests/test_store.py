@@ -138,9 +138,9 @@ def test_the_network_file_system_under_a_store_is_found(tmp_path):
 
 
 def test_an_sqlite_store_on_a_network_file_system_points_to_postgresql(tmp_path, monkeypatch, caplog):
-    import dropoutlab.store
+    import dropoutlab.store.connection
 
-    monkeypatch.setattr(dropoutlab.store, "network_file_system", lambda path: "nfs4")
+    monkeypatch.setattr(dropoutlab.store.connection, "network_file_system", lambda path: "nfs4")
     with caplog.at_level("WARNING"), Store(tmp_path / "s.db"):
         pass
     assert "is on a network file system (nfs4)" in caplog.text and "--store postgresql://" in caplog.text

@@ -13,6 +13,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from conftest import TINY_STUDY
 
 from dropoutlab.cli import main
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.store import Store
+from dropoutlab.store import SCHEMA_VERSION, Store
 from dropoutlab.study import load_study, run_study
+
+DATA = Path(__file__).parent / "data"
 
 
 def run_cli(capsys, *args):
@@ -86,19 +89,22 @@ def test_an_empty_file_becomes_a_store(tiny_study, tmp_path):
         assert store.studies() == []
 
 
-def test_export_and_report_only_read_even_a_store_made_before_the_studies_table(capsys, tiny_study, tmp_path):
-    path = tmp_path / "old.db"
-    assert run_cli(capsys, "run", tiny_study, "--store", path, "--no-progress", "--workers", "1")[0] == 0
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE studies")
-    conn.close()
+def test_export_and_report_only_read_even_a_store_made_before_the_studies_table(
+    capsys, caplog, tiny_study, tmp_path
+):
+    path = tmp_path / "old.db"  # written by the first store (tests/data/README.md): no studies table
+    shutil.copyfile(DATA / "store-v1.sqlite", path)
     before = path.read_bytes()
     assert run_cli(capsys, "export", "--store", path)[0] == 0
-    assert run_cli(capsys, "report", "--store", path, "--format", "json")[0] == 0
+    assert run_cli(capsys, "report", "--store", path, "--format", "json", "--out", tmp_path / "r")[0] == 0
     assert path.read_bytes() == before
-    # and the old store still runs: its runs are taken as the study's definition
-    code, out, _ = run_cli(capsys, "run", tiny_study, "--store", path, "--no-progress")
+    # and the old store still runs, upgraded: its runs are taken as the study's definition
+    with caplog.at_level("WARNING", logger="dropoutlab.store"):
+        code, out, _ = run_cli(capsys, "run", tiny_study, "--store", path, "--no-progress")
     assert code == 0 and "4 already stored" in out
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        f"{path}: upgraded the store from schema 1 to {SCHEMA_VERSION}"
+    ]
 
 
 def open_store_at_barrier(location, barrier):
@@ -132,7 +138,7 @@ def test_six_processes_creating_one_store_at_once_all_get_it(tmp_path):
         path = tmp_path / f"race{round_}.db"
         assert race_to_open(path) == [0] * 6, round_
         with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT key, value FROM meta").fetchall() == [("schema", "1")]
+            assert conn.execute("SELECT key, value FROM meta").fetchall() == [("schema", str(SCHEMA_VERSION))]
         conn.close()
 
 

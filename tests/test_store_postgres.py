@@ -13,7 +13,7 @@ from conftest import TINY_STUDY
 from test_store_hostile import one_error, race_to_open, run_cli
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.store import Store, holds_store
+from dropoutlab.store import SCHEMA_VERSION, Store, holds_store
 from dropoutlab.study import load_study, run_study
 
 TIMING = ("wall_s", "env", "finished_at")  # what differs between two trainings of the same runs
@@ -102,7 +102,7 @@ def test_an_empty_database_is_no_store_to_read(capsys, postgres_url):
 def test_six_processes_creating_one_postgresql_store_at_once_all_get_it(postgres_url):
     assert race_to_open(postgres_url) == [0] * 6
     with sa.create_engine(psycopg_url(postgres_url)).connect() as conn:
-        assert conn.exec_driver_sql("SELECT key, value FROM meta").all() == [("schema", "1")]
+        assert conn.exec_driver_sql("SELECT key, value FROM meta").all() == [("schema", str(SCHEMA_VERSION))]
 
 
 # ---------------------------------------------------------------- no server needed
