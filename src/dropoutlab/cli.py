@@ -397,9 +397,8 @@ def _print_sequential(outcome, store) -> None:
     ):
         print(line)
     done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
-    read = len(outcome.looks) - outcome.taken
-    print(f"{outcome.study}: {_count(outcome.taken, 'look')} taken" + (f", {read} read back" if read else "")
-          + f", runs trained: {done} in {outcome.wall_s:.1f} s")  # fmt: skip
+    print(f"{outcome.study}: {_count(len(outcome.looks), 'look')} stored, {outcome.taken} taken now; "
+          f"runs trained: {done} in {outcome.wall_s:.1f} s")  # fmt: skip
     print(summary_table(store.runs(outcome.study)))
     if outcome.stopped:
         print(outcome.stopped)
