@@ -24,7 +24,7 @@ DEFAULT_STEP, DEFAULT_MAX_SEEDS = 2, 20
 
 EPILOG = """\
 examples:
-    dropoutlab demo                         an MLP with and without dropout on digits, offline (~40 s)
+    dropoutlab demo                         an MLP with and without dropout on digits, offline (~35 s)
     dropoutlab run examples/digits_dropout_comparison_mlp.toml
                                             run a study (finished runs are skipped on re-runs)
     dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a dropout comparison on the bundled digits data and report it",
                        description="Train an MLP (dense 120, dense 60) on scikit-learn's bundled digits without dropout, "
                        "with dropout 0.2/0.5/0.5 and with a sweep of one rate, offline, until decided: 3 seeds "
-                       "each, then 2 more where a comparison is still undecided (at most 5); then write the "
-                       "report. Takes about 40 seconds on 2 CPU cores.")  # fmt: skip
+                       "each, then 4 more where something is still undecided (at most 11); then write the "
+                       "report. Takes about 35 seconds on 2 CPU cores.")  # fmt: skip
     p.add_argument("--out", default="dropoutlab-demo", metavar="DIR",
                    help="folder for the demo's store and report (default: ./dropoutlab-demo)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
