@@ -14,7 +14,7 @@ from dropoutlab.cli import main
 from dropoutlab.report.decide import DEFAULT_MAX_SEEDS, DEFAULT_STEP, Design, decide
 from dropoutlab.store import Store
 from dropoutlab.study import expand_runs, load_study
-from dropoutlab.study.sequential import run_label
+from dropoutlab.study.sequential import progress_label, run_label
 
 # Three configurations, 3 epochs, first look at 2 seeds: at 2 seeds the first look's level is
 # so small that every comparison is undecided, so the second step always trains. The one that
@@ -170,6 +170,11 @@ BAD = {  # study file, flags, the line
     ),
     "a step of 0 from the flag": (study_text(), ["--step", "0"], "step: 0; at least 1 seed added per look"),
     "no min_effect": (study_text(min_effect=""), [], "min_effect: missing"),
+    "a min_effect of 0 from the flag": (
+        study_text(),
+        ["--min-effect", "0"],
+        "min_effect: 0.0; expected a fraction",
+    ),
     "one configuration": (study_text(grid=""), [], "nothing to compare: the grid has 1 configuration(s)"),
     "no baseline": (study_text(""), [], "--until-decided: no baseline: no configuration (or several)"),
 }
@@ -189,7 +194,7 @@ def test_each_bad_setting_is_one_line_before_anything_trains(capsys, write_study
 
 def test_step_and_max_seeds_flags_need_until_decided(capsys, study, tmp_path):
     code, _, err = run_cli(capsys, "run", study, "--max-seeds", "6", "--store", tmp_path / "x.db", *FLAGS)
-    assert code == 2 and "--step and --max-seeds are for --until-decided" in err
+    assert code == 2 and "--step, --max-seeds and --min-effect are for --until-decided" in err
     assert not (tmp_path / "x.db").exists()
 
 
@@ -233,3 +238,12 @@ def test_the_cli_names_the_designs_defaults(capsys):
     assert (
         "--until-decided" in text and f"else {DEFAULT_STEP})" in text and f"else {DEFAULT_MAX_SEEDS})" in text
     )
+
+
+def test_the_progress_line_shows_the_look_the_verdicts_and_the_seeds_spent():
+    assert progress_label("seq", [], 5, 18) == "seq look 1/5"
+    looks = [
+        {"comparisons": [{"verdict": "undecided"}, {"verdict": "undecided"}], "spent": 6},
+        {"comparisons": [{"verdict": "worse"}, {"verdict": "undecided"}], "spent": 9},
+    ]
+    assert progress_label("seq", looks, 5, 18) == "seq look 3/5 (1 decided, 1 undecided, 9/18 seeds)"

@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -166,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seeds", type=_whole, default=None, metavar="N",
                    help=f"with --until-decided: the most seeds per configuration (default: the study's "
                    f"[sequential] max_seeds, else {DEFAULT_MAX_SEEDS})")  # fmt: skip
+    p.add_argument("--min-effect", type=float, default=None, metavar="D",
+                   help="with --until-decided: the smallest difference in test accuracy worth detecting, a "
+                   "fraction (0.01 is one point); smaller differences count as equivalent (default: the "
+                   "study's min_effect, which --until-decided needs one way or the other)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("evaluate", help="measure Monte Carlo dropout on the stored models of a study",
@@ -296,9 +301,13 @@ def cmd_run(args) -> int:
         ray = RayOptions(args.address, cpus, gpus)
     elif args.address or args.cpus_per_task is not None or args.gpus_per_task is not None:
         raise DropoutlabError("--address, --cpus-per-task and --gpus-per-task are for --executor ray")
+    if args.until_decided and args.min_effect is not None:
+        study = dataclasses.replace(study, min_effect=args.min_effect)  # kept with the study, for the report
     design = _sequential_design(study, args.step, args.max_seeds) if args.until_decided else None
-    if design is None and (args.step is not None or args.max_seeds is not None):
-        raise DropoutlabError("--step and --max-seeds are for --until-decided")
+    if design is None and (
+        args.step is not None or args.max_seeds is not None or args.min_effect is not None
+    ):
+        raise DropoutlabError("--step, --max-seeds and --min-effect are for --until-decided")
     if args.dry_run:
         runs = expand_runs(study)
         store, note = args.store, None
