@@ -176,6 +176,11 @@ BAD = {  # study file, flags, the line
         "min_effect: 0.0; expected a fraction",
     ),
     "one configuration": (study_text(grid=""), [], "nothing to compare: the grid has 1 configuration(s)"),
+    "too many runs at the most": (
+        study_text(),
+        ["--max-seeds", "10000000000"],
+        "more than the limit of 100,000",
+    ),
     "no baseline": (study_text(""), [], "--until-decided: no baseline: no configuration (or several)"),
 }
 

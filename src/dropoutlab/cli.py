@@ -359,7 +359,7 @@ def _sequential_design(study, step: int | None, max_seeds: int | None):
     dropout. Bad settings are one line each (DropoutlabError), before anything trains."""
     from dropoutlab.report.decide import Design
     from dropoutlab.report.stats import resolve_baseline
-    from dropoutlab.study.sequential import planned_configs
+    from dropoutlab.study.sequential import check_size, planned_configs
 
     planned = planned_configs(study)
     labels = list(planned["config"])
@@ -378,6 +378,7 @@ def _sequential_design(study, step: int | None, max_seeds: int | None):
         max_seeds=max_seeds if max_seeds is not None else settings.get("max_seeds", DEFAULT_MAX_SEEDS),
     )
     design.check(labels)
+    check_size(len(labels), design.max_seeds)
     return design
 
 

@@ -46,6 +46,7 @@ from dropoutlab.runs import RunSpec, StudySpec
 from dropoutlab.store import Store
 from dropoutlab.store.frames import config_label
 from dropoutlab.study.grid import expand_runs
+from dropoutlab.study.limits import MAX_RUNS
 from dropoutlab.study.runner import StudyOutcome, run_study
 
 if TYPE_CHECKING:  # annotations only: the report room sits above this one
@@ -128,6 +129,16 @@ def runs_for(study: StudySpec, seeds: Mapping[str, Sequence[int]]) -> list[RunSp
     return chosen
 
 
+def check_size(configs: int, max_seeds: int) -> None:
+    """Refuse (one line) a design whose most runs, ``configs`` x ``max_seeds``, pass the bound
+    on a study's runs (``DROPOUTLAB_MAX_RUNS``, docs/security.md), before its looks are planned."""
+    if configs * max_seeds > MAX_RUNS.value():
+        raise MAX_RUNS.refuse(
+            f"the sequential design ({configs:,} configurations x max_seeds {max_seeds:,}) has at most",
+            configs * max_seeds,
+        )
+
+
 def check_looks(study: str, looks: list[dict[str, Any]], design: Design, configs: Sequence[str]) -> None:
     """Refuse (one line) to continue the looks the store holds for ``study`` with another
     design or another set of configurations (``configs``, the grid's labels) than the one
@@ -179,8 +190,9 @@ def run_until_decided(
     ``DropoutlabError`` before anything trains when the store holds looks of another design.
     """
     start = time.perf_counter()
-    grid = list(design.grid())
     configs = list(planned_configs(study)["config"])
+    check_size(len(configs), design.max_seeds)
+    grid = list(design.grid())
     looks = [] if options.get("replace") else store.looks(study.name)
     check_looks(study.name, looks, design, configs)
     outcome = SequentialOutcome(study.name, looks=looks, max_runs=len(configs) * design.max_seeds)
@@ -201,7 +213,8 @@ def run_until_decided(
         table = store.runs(study.name)
         outcome.spent = len(table)
         decision = outcome.decision = decide(table, design)
-        if decision.look not in grid:  # no configuration has the first look's seeds
+        if decision.look not in grid:
+            outcome.stopped = "no configuration has run the first look's seeds: no look taken"
             break
         number = grid.index(decision.look) + 1
         if number in seen:  # a step that does not move the look on would loop forever
