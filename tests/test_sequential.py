@@ -4,6 +4,7 @@ a killed study continuing the same design, and bad settings refused before anyth
 import dataclasses
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -144,12 +145,15 @@ def test_a_kill_during_a_step_then_the_same_command_continues_without_retaking_a
     assert killed.returncode == -signal.SIGKILL and (tmp_path / "fired").exists()
     runs_killed, looks_killed = stored(killed_store)
     assert [look["look"] for look in looks_killed] == [1] and victim.id not in set(runs_killed["id"])
+    written = "SELECT look, written_at FROM looks ORDER BY look"
+    first_written = sqlite3.connect(killed_store).execute(written).fetchall()
 
     again = subprocess.run([*cmd, "--store", str(killed_store)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     runs_after, looks_after = stored(killed_store)
     runs_whole, looks_whole = stored(tmp_path / "whole.db")
-    assert looks_after[0] == looks_killed[0]  # look 1 read back, not retaken (the same written_at)
+    assert looks_after[0] == looks_killed[0]
+    assert sqlite3.connect(killed_store).execute(written).fetchall()[0] == first_written[0]  # read back
     assert without_time(looks_after) == without_time(looks_whole)  # the same design, look by look
     assert pairs(runs_after) == pairs(runs_whole) and len(set(runs_after["id"])) == len(runs_after)
     # the runs stored before the kill were not trained again
