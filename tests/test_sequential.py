@@ -15,7 +15,7 @@ from dropoutlab.cli import main
 from dropoutlab.report.decide import DEFAULT_MAX_SEEDS, DEFAULT_STEP, Design, decide
 from dropoutlab.store import Store
 from dropoutlab.study import expand_runs, load_study
-from dropoutlab.study.sequential import progress_label, run_label
+from dropoutlab.study.sequential import progress_label, run_label, run_until_decided
 
 # Three configurations, 3 epochs, first look at 2 seeds: at 2 seeds the first look's level is
 # so small that every comparison is undecided, so the second step always trains. The one that
@@ -252,7 +252,28 @@ def test_the_cli_names_the_designs_defaults(capsys):
 def test_the_progress_line_shows_the_look_the_verdicts_and_the_seeds_spent():
     assert progress_label("seq", [], 5, 18) == "seq look 1/5"
     looks = [
-        {"comparisons": [{"verdict": "undecided"}, {"verdict": "undecided"}], "spent": 6},
-        {"comparisons": [{"verdict": "worse"}, {"verdict": "undecided"}], "spent": 9},
+        {"look": 1, "comparisons": [{"verdict": "undecided"}, {"verdict": "undecided"}], "spent": 6},
+        {"look": 2, "comparisons": [{"verdict": "worse"}, {"verdict": "undecided"}], "spent": 9},
     ]
     assert progress_label("seq", looks, 5, 18) == "seq look 3/5 (1 decided, 1 undecided, 9/18 seeds)"
+
+
+class RacedStore(Store):
+    """A store where another driver of the study writes look 1 just before this one does."""
+
+    def write_look(self, study, look, record):
+        if look == 1:
+            super().write_look(study, look, {**record, "by": "the other driver"})
+        super().write_look(study, look, record)
+
+
+@pytest.mark.slow
+def test_a_look_another_driver_took_meanwhile_is_read_back_and_followed(study, tmp_path):
+    spec = load_study(study)
+    design = Design(BASELINE, 0.005, start=2, step=1, max_seeds=3)
+    with RacedStore(tmp_path / "raced.db") as store:
+        outcome = run_until_decided(spec, store, design, decide, device="cpu", workers=1, progress=False)
+        looks = store.looks("seq")
+    assert [look["look"] for look in looks] == [1, 2] and outcome.taken == 1
+    assert looks[0]["by"] == "the other driver" and outcome.looks == looks
+    assert outcome.decision.done and outcome.spent == sum(looks[-1]["seeds_run"].values())

@@ -164,7 +164,7 @@ def check_looks(study: str, looks: list[dict[str, Any]], design: Design, configs
 def progress_label(study: str, looks: list[dict[str, Any]], looks_planned: int, max_runs: int) -> str:
     """The progress bar's label while a step trains: the look it prepares, then the last
     look's decided and undecided comparisons and the seeds spent (configurations x seeds)."""
-    label = f"{study} look {len(looks) + 1}/{looks_planned}"
+    label = f"{study} look {looks[-1]['look'] + 1 if looks else 1}/{looks_planned}"
     if looks:
         last = looks[-1]
         verdicts = Counter(c["verdict"] for c in last["comparisons"])
@@ -228,10 +228,15 @@ def run_until_decided(
                 "seeds_run": {str(c): int(n) for c, n in table.groupby("config")["seed"].nunique().items()},
                 "spent": len(table),
             }
-            store.write_look(study.name, number, record)
-            record = {**record, "look": number}
-            looks.append(record)
-            outcome.taken += 1
+            try:
+                store.write_look(study.name, number, record)
+                looks.append({**record, "look": number})
+                outcome.taken += 1
+            except DropoutlabError:  # another driver of the study took this look meanwhile: its stands
+                looks[:] = store.looks(study.name)
+                if not any(look["look"] == number for look in looks):
+                    raise
+            record = next(look for look in looks if look["look"] == number)
         log.info("%s: look %d/%d at %d seeds, %s; %d/%d seeds spent", study.name, number, len(grid),
                  decision.look, record["reason"], len(table), outcome.max_runs)  # fmt: skip
         if record["done"]:
