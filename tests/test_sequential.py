@@ -237,6 +237,13 @@ def test_a_study_resumed_with_another_design_is_refused_before_training(capsys, 
     assert pairs(stored(store)[0]) == pairs(before)
     code, _, err = run_cli(capsys, "run", study, "--until-decided", "--dry-run", "--store", store)
     assert code == 2 and "another sequential design" in err
+    # --replace archives the runs and the look, and starts the new design afresh
+    code, out, err = run_cli(capsys, "run", study, "--until-decided", "--replace", "--store", store, *FLAGS)
+    assert code == 0, err
+    assert "kept the 6 stored runs as 'seq@archived-1'" in out
+    with Store(store, readonly=True) as opened:
+        assert len(opened.looks("seq@archived-1")) == 1
+        assert opened.looks("seq")[0]["design"]["max_seeds"] == 6 and len(opened.looks("seq")) >= 2
 
 
 def test_the_cli_names_the_designs_defaults(capsys):
