@@ -7,6 +7,8 @@ The data flows one way: study file → spec → runs → store → report::
     study = dl.load_study("examples/digits_dropout_comparison_mlp.toml")
     with dl.Store("dropoutlab.db") as store:
         dl.run_study(study, store)
+        # or seeds added until decided (docs/decisions.md): the design, and the decision to apply
+        # dl.run_until_decided(study, store, dl.Design(baseline, study.min_effect, start=3), dl.decide)
     results = dl.open_store("dropoutlab.db")
     results.summary(); results.compare(); results.plot_comparison()
 """
@@ -24,6 +26,9 @@ _LAZY = {
     "expand_runs": "dropoutlab.study",
     "load_study": "dropoutlab.study",
     "run_study": "dropoutlab.study",
+    "run_until_decided": "dropoutlab.study",
+    "Design": "dropoutlab.report.decide",
+    "decide": "dropoutlab.report.decide",
     "StudyResults": "dropoutlab.report.results",
     "open_store": "dropoutlab.report.results",
 }
@@ -40,13 +45,16 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Design",
     "DropoutlabError",
     "Store",
     "StudyResults",
     "__version__",
+    "decide",
     "expand_runs",
     "load_dataset",
     "load_study",
     "open_store",
     "run_study",
+    "run_until_decided",
 ]

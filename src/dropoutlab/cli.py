@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -19,9 +20,12 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import DEFAULT_STORE
 from dropoutlab.version import __version__
 
+# the defaults of a sequential design (dropoutlab.report.decide), here without importing SciPy for --help
+DEFAULT_STEP, DEFAULT_MAX_SEEDS = 2, 20
+
 EPILOG = """\
 examples:
-    dropoutlab demo                         an MLP with and without dropout on digits, offline (~10 s)
+    dropoutlab demo                         an MLP with and without dropout on digits, offline (~35 s)
     dropoutlab run examples/digits_dropout_comparison_mlp.toml
                                             run a study (finished runs are skipped on re-runs)
     dropoutlab report --out report          curves, tables and findings as HTML, Markdown and PNG
@@ -72,6 +76,13 @@ def _epochs(text: str) -> int:
     return int(text)
 
 
+def _whole(text: str) -> int:
+    """An argparse type: a whole number >= 0 (the design says which values it allows)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a whole number of seeds")
+    return int(text)
+
+
 def _sample_counts(text: str) -> tuple[int, ...]:
     """An argparse type: comma-separated whole numbers of passes, sorted, without repeats."""
     from dropoutlab.study.settings import MAX_MC_SAMPLES
@@ -98,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a dropout comparison on the bundled digits data and report it",
                        description="Train an MLP (dense 120, dense 60) on scikit-learn's bundled digits without dropout, "
-                       "with dropout 0.2/0.5/0.5 and with a sweep of one rate, 3 seeds each, offline; "
-                       "then write the report. Takes about 10 seconds on 2 CPU cores.")  # fmt: skip
+                       "with dropout 0.2/0.5/0.5 and with a sweep of one rate, offline, until decided: 3 seeds "
+                       "each, then 4 more where something is still undecided (at most 11); then write the "
+                       "report. Takes about 35 seconds on 2 CPU cores.")  # fmt: skip
     p.add_argument("--out", default="dropoutlab-demo", metavar="DIR",
                    help="folder for the demo's store and report (default: ./dropoutlab-demo)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -144,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-weights", action="store_true",
                    help="store each tested run's weights (4 bytes per parameter: 1.5 MB for the MLP on CIFAR-10, "
                    "31 MB for the CNN), so that `dropoutlab evaluate` can measure them later")  # fmt: skip
+    p.add_argument("--until-decided", action="store_true",
+                   help="train the study's seeds as a first look, then add seeds in steps, only to the "
+                   "configurations that still matter, until every comparison with the baseline is better, worse "
+                   "or equivalent (within the study's min_effect) and the best is settled, or max_seeds is "
+                   "reached; every look is stored, and error rates hold over all looks (docs/decisions.md)")  # fmt: skip
+    p.add_argument("--step", type=_whole, default=None, metavar="N",
+                   help=f"with --until-decided: seeds added per look (default: the study's [sequential] step, "
+                   f"else {DEFAULT_STEP})")  # fmt: skip
+    p.add_argument("--max-seeds", type=_whole, default=None, metavar="N",
+                   help=f"with --until-decided: the most seeds per configuration (default: the study's "
+                   f"[sequential] max_seeds, else {DEFAULT_MAX_SEEDS})")  # fmt: skip
+    p.add_argument("--min-effect", type=float, default=None, metavar="D",
+                   help="with --until-decided: the smallest difference in test accuracy worth detecting, a "
+                   "fraction (0.01 is one point); smaller differences count as equivalent (default: the "
+                   "study's min_effect, which --until-decided needs one way or the other)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("evaluate", help="measure Monte Carlo dropout on the stored models of a study",
@@ -274,6 +301,13 @@ def cmd_run(args) -> int:
         ray = RayOptions(args.address, cpus, gpus)
     elif args.address or args.cpus_per_task is not None or args.gpus_per_task is not None:
         raise DropoutlabError("--address, --cpus-per-task and --gpus-per-task are for --executor ray")
+    if args.until_decided and args.min_effect is not None:
+        study = dataclasses.replace(study, min_effect=args.min_effect)  # kept with the study, for the report
+    design = _sequential_design(study, args.step, args.max_seeds) if args.until_decided else None
+    if design is None and (
+        args.step is not None or args.max_seeds is not None or args.min_effect is not None
+    ):
+        raise DropoutlabError("--step, --max-seeds and --min-effect are for --until-decided")
     if args.dry_run:
         runs = expand_runs(study)
         store, note = args.store, None
@@ -288,22 +322,120 @@ def cmd_run(args) -> int:
                     note = note if stored else None
                 else:
                     note = check_design(existing.study_definition(study.name), study, str(store))
+                    if design is not None:
+                        from dropoutlab.study.sequential import check_looks, planned_configs
+
+                        looks = existing.looks(study.name)
+                        check_looks(study.name, looks, design, list(planned_configs(study)["config"]))
+                        if looks:
+                            note = "\n".join(filter(None, [note, f"{study.name}: {_count(len(looks), 'look')} "
+                                                            "stored; the run continues after the last"]))  # fmt: skip
         print(
             f"{study.name}: {_count(len(runs), 'run')} ({_count(len(runs) // len(study.seeds), 'configuration')} "
             f"x {_count(len(study.seeds), 'seed')})"
         )
         if note:
             print(note)
+        if design is not None:
+            _print_design(design, len(runs) // len(study.seeds))
         for run in runs:
             print(f"  {run.id}  seed {run.seed}  {', '.join(f'{k}={v}' for k, v in run.params.items())}")
         return 0
+    options = dict(device=args.device, data_dir=args.data_dir, progress=False if args.no_progress else None,
+                   stack=args.stack, workers=args.workers, replace=args.replace, keep_weights=args.keep_weights,
+                   executor=args.executor, ray=ray, checkpoint_every=args.checkpoint_every)  # fmt: skip
     with Store(args.store) as store:
-        outcome = run_study(study, store, device=args.device, data_dir=args.data_dir,
-                            progress=False if args.no_progress else None, stack=args.stack,
-                            workers=args.workers, replace=args.replace, keep_weights=args.keep_weights,
-                            executor=args.executor, ray=ray, checkpoint_every=args.checkpoint_every)  # fmt: skip
-        _print_outcome(outcome, store)
+        if design is not None:
+            _print_sequential(_run_until_decided(study, store, design, options), store)
+        else:
+            _print_outcome(run_study(study, store, **options), store)
     return 0
+
+
+def _sequential_design(study, step: int | None, max_seeds: int | None):
+    """The design of ``--until-decided`` for ``study``: its seeds are the first look, ``step``
+    and ``max_seeds`` from the flags, else its ``[sequential]`` table, else the defaults; its
+    ``min_effect``; the baseline from ``[sequential] baseline``, else the configuration without
+    dropout. Bad settings are one line each (DropoutlabError), before anything trains."""
+    from dropoutlab.report.decide import Design
+    from dropoutlab.report.stats import resolve_baseline
+    from dropoutlab.study.sequential import check_size, planned_configs
+
+    planned = planned_configs(study)
+    labels = list(planned["config"])
+    settings = study.sequential
+    baseline = resolve_baseline(planned, settings.get("baseline")) if len(labels) > 1 else labels[0]
+    if baseline is None:
+        raise DropoutlabError(
+            "--until-decided: no baseline: no configuration (or several) of the grid is without dropout; "
+            'name one in the study file, e.g. [sequential] baseline = "optimizer.lr=0.001"'
+        )
+    design = Design(
+        baseline,
+        study.min_effect,
+        start=len(study.seeds),
+        step=step if step is not None else settings.get("step", DEFAULT_STEP),
+        max_seeds=max_seeds if max_seeds is not None else settings.get("max_seeds", DEFAULT_MAX_SEEDS),
+    )
+    design.check(labels)
+    check_size(len(labels), design.max_seeds)
+    return design
+
+
+def _run_until_decided(study, store, design, options: dict):
+    from dropoutlab.report.decide import decide
+    from dropoutlab.study.sequential import run_until_decided
+
+    return run_until_decided(study, store, design, decide, **options)
+
+
+def _print_design(design, configs: int) -> None:
+    """The design ``--dry-run --until-decided`` shows: the looks planned and the most runs."""
+    grid = design.grid()
+    print(f"until decided: baseline {design.baseline}; min_effect {design.min_effect:g}, alpha {design.alpha:g}; "
+          f"{_count(len(grid), 'look')} planned at {', '.join(map(str, grid))} seeds per configuration "
+          f"(step {design.step}, max_seeds {design.max_seeds}): at most {configs * design.max_seeds} runs, "
+          f"seeds added only where a look asks for them; the first look's runs:")  # fmt: skip
+
+
+def _print_sequential(outcome, store) -> None:
+    """The decision after ``--until-decided``, in a few plain lines."""
+    from dropoutlab.report import summary_table
+
+    for line in dict.fromkeys(
+        line for step in outcome.steps for line in (step.note, *step.plan_notes) if line
+    ):
+        print(line)
+    done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
+    print(f"{outcome.study}: {_count(len(outcome.looks), 'look')} stored, {outcome.taken} taken now; "
+          f"runs trained: {done} in {outcome.wall_s:.1f} s")  # fmt: skip
+    print(summary_table(store.runs(outcome.study)))
+    if outcome.stopped:
+        print(outcome.stopped)
+    decision = outcome.decision
+    if decision is not None:
+        design = decision.design
+        path = "; ".join(
+            f"{look['look']} at {look['seeds']} seeds: "
+            + ", ".join(f"{n} {v}" for v, n in _verdict_counts(look["comparisons"]).items() if n)
+            for look in outcome.looks
+        )
+        print(f"looks: {path}")
+        counts = _verdict_counts([{"verdict": c.verdict} for c in decision.comparisons])
+        print(f"verdicts against {design.baseline}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+        print(f"choose: {decision.choice} (rule: {decision.rule})")
+        print(f"could be best: {'; '.join(decision.could_be_best)}")
+        state = "done" if decision.done else "not done"
+        print(f"{state}: {decision.reason}; seeds spent: {outcome.spent} runs of at most {outcome.max_runs} "
+              f"({design.max_seeds} seeds x {outcome.max_runs // design.max_seeds} configurations)")  # fmt: skip
+    print(f"store: {store.name}")
+
+
+def _verdict_counts(comparisons) -> dict[str, int]:
+    counts = dict.fromkeys(("better", "worse", "equivalent", "undecided"), 0)
+    for c in comparisons:
+        counts[c["verdict"]] += 1
+    return counts
 
 
 def cmd_evaluate(args) -> int:
@@ -338,15 +470,15 @@ def _print_outcome(outcome, store) -> None:
 
 def cmd_demo(args) -> int:
     from dropoutlab.store import Store
-    from dropoutlab.study import load_study, resolve_device, run_study
+    from dropoutlab.study import load_study, resolve_device
 
     out = Path(args.out)
     resolve_device(args.device)
     with resources.as_file(resources.files("dropoutlab") / "examples" / "demo.toml") as path:
         study = load_study(path)
+    design = _sequential_design(study, None, None)
     with Store(out / DEFAULT_STORE) as store:
-        outcome = run_study(study, store, device=args.device)
-        _print_outcome(outcome, store)
+        _print_sequential(_run_until_decided(study, store, design, {"device": args.device}), store)
         paths = _write_report(store, study.name, out / "report")
     print(f"report: {paths['html']}")
     return 0

@@ -212,6 +212,9 @@ class StudySpec:
     # [resources]: what each Ray task asks for (cpus_per_task, gpus_per_task); not kept in the
     # store, since where a run trains changes none of its numbers
     resources: dict[str, float] = field(default_factory=dict)
+    # [sequential]: step, max_seeds and baseline of `--until-decided`; not in the definition, since
+    # the looks stored with the study record the design they were taken with
+    sequential: dict[str, Any] = field(default_factory=dict)
 
     def definition(self) -> dict[str, Any]:
         """What the store keeps of the study (JSON-ready): the settings, grid and seeds that make

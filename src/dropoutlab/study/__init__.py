@@ -3,11 +3,13 @@
 from dropoutlab.runs import RunSettings, RunSpec, StudySpec
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.runner import StudyOutcome, resolve_device, run_study
+from dropoutlab.study.sequential import SequentialOutcome, run_until_decided
 from dropoutlab.study.spec import load_study, parse_study
 
 __all__ = [
     "RunSettings",
     "RunSpec",
+    "SequentialOutcome",
     "StudyOutcome",
     "StudySpec",
     "expand_runs",
@@ -15,4 +17,5 @@ __all__ = [
     "parse_study",
     "resolve_device",
     "run_study",
+    "run_until_decided",
 ]

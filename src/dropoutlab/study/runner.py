@@ -81,6 +81,8 @@ def run_study(
     executor: str = "local",
     ray: RayOptions | None = None,
     checkpoint_every: int = 0,
+    runs: list[RunSpec] | None = None,
+    desc: str | None = None,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -116,11 +118,16 @@ def run_study(
     died, the same stack after a restart) resumes from its last checkpoint
     (:mod:`dropoutlab.train.checkpoints`). For Ray workers on other machines, that folder
     must be on a file system they share.
+
+    ``runs`` trains these runs of the study instead of its grid x seeds: configurations of its
+    grid with any seeds, such as the seeds ``--until-decided`` adds (:mod:`dropoutlab.study.sequential`).
+    The store keeps the study's own definition either way, so a plain run of the same file
+    afterwards is the same design. ``desc`` is the progress bar's label (default: the study's name).
     """
     if executor not in EXECUTORS:
         raise DropoutlabError(f"--executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
     start = time.perf_counter()
-    runs = expand_runs(study)
+    runs = expand_runs(study) if runs is None else runs
     if replace:
         busy = store.live_claims(LEASE_S, driver_gone, study=study.name)  # of any design of the study
         if busy:
@@ -154,7 +161,8 @@ def run_study(
             how = (ray or RayOptions()) if executor == "ray" else None
             options = BatchOptions(stack == "off", keep_weights,
                                    Checkpoint(folder, checkpoint_every) if checkpoint_every else None)  # fmt: skip
-            _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how)
+            _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how,
+                        desc)  # fmt: skip
     forget_checkpoints(folder, store, runs)
     outcome.wall_s = time.perf_counter() - start
     return outcome
@@ -165,7 +173,7 @@ def forget_checkpoints(folder: Path, store: Store, runs: list[RunSpec]) -> None:
     driver trains any of its runs (of this design or another: an extension, an older one): no
     batch can resume from what is left there (stacks that never came back: re-planned after a
     restart, taken over, or of a design since replaced)."""
-    if not folder.exists():
+    if not folder.exists() or not runs:
         return
     study = runs[0].study
     done = {run.id for run in runs} <= store.finished_ids(study)
@@ -187,6 +195,7 @@ def _train_todo(
     workers: str | int,
     options: BatchOptions,
     ray: RayOptions | None,
+    desc: str | None = None,
 ) -> None:
     """Train the runs this driver claimed (on Ray with ``ray``), writing each result as it arrives."""
     dev = resolve_device(device)
@@ -195,7 +204,7 @@ def _train_todo(
 
     bar = tqdm(
         total=len(todo),
-        desc=outcome.study,
+        desc=desc or outcome.study,
         unit="run",
         disable=False if progress else None if progress is None else True,
     )

@@ -26,7 +26,7 @@ INITS = ("torch", "keras")
 MONITORS = EPOCH_METRICS
 
 
-STUDY_KEYS = {"name", "description", "seeds", "grid", "min_effect", "resources"}
+STUDY_KEYS = {"name", "description", "seeds", "grid", "min_effect", "resources", "sequential"}
 SETTING_KEYS = {
     "dataset", "model", "dropout", "epochs", "batch_size", "normalize", "validation",
     "split_seed", "init", "eval_train", "optimizer", "early_stopping",

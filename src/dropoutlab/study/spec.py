@@ -32,6 +32,7 @@ from dropoutlab.study.settings import (
 )
 
 RESOURCE_KEYS = {"cpus_per_task", "gpus_per_task"}  # [resources]: what each Ray task asks for
+SEQUENTIAL_KEYS = {"step", "max_seeds", "baseline"}  # [sequential]: the design of --until-decided
 
 
 def _parse_grid(raw: Any) -> tuple[dict[str, list[Any]], ...]:
@@ -100,6 +101,7 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
     if "gpus_per_task" in declared:  # absent: the device decides (1 on cuda, 0 on the cpu)
         resources["gpus_per_task"] = check_number(declared["gpus_per_task"], "resources.gpus_per_task", 0.0,
                                                   allowed="a number of GPUs >= 0; a fraction shares a card, e.g. 0.25")  # fmt: skip
+    sequential = _parse_sequential(raw.get("sequential", {}))
     study = StudySpec(
         name=name.strip(),
         path=path,
@@ -109,10 +111,26 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         description=description,
         min_effect=min_effect,
         resources=resources,
+        sequential=sequential,
     )
     expand_runs(study)  # validates every grid point now, before anything trains
     check_block_sizes(_dropout_points(study))  # and the options that a run may leave out
     return study
+
+
+def _parse_sequential(raw: Any) -> dict[str, Any]:
+    """The ``[sequential]`` table: whole numbers ``step`` and ``max_seeds``, a ``baseline`` as
+    ``KEY=VALUE,...``. Their ranges (a step of 0, a maximum below the first look) are checked
+    by the design, when ``--until-decided`` uses them."""
+    table = check_table(raw, "sequential")
+    check_keys(table, SEQUENTIAL_KEYS, "sequential")
+    out: dict[str, Any] = {}
+    for key in ("step", "max_seeds"):
+        if key in table:
+            out[key] = check_whole(table[key], f"sequential.{key}", 0)
+    if "baseline" in table:
+        out["baseline"] = check_text(table["baseline"], "sequential.baseline")
+    return out
 
 
 def _dropout_points(study: StudySpec) -> Iterator[dict[str, Any]]:
