@@ -400,7 +400,7 @@ def _print_design(design, configs: int) -> None:
 
 def _print_sequential(outcome, store) -> None:
     """The decision after ``--until-decided``, in a few plain lines."""
-    from dropoutlab.report import summary_table
+    from dropoutlab.report.summary import summary_table
 
     for line in dict.fromkeys(
         line for step in outcome.steps for line in (step.note, *step.plan_notes) if line

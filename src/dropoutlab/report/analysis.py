@@ -120,19 +120,17 @@ def _decision(
     runs: pd.DataFrame, base: str | None, levels: Levels, sequential: dict | None
 ) -> Decision | None:
     """Which configuration to choose and how sure that is (``decide``): with the study's own
-    sequential design when it was run ``--until-decided`` (``sequential``: its ``start``,
-    ``step`` and ``max_seeds``), else as a fixed design of one look at the seeds it has."""
+    sequential design when it was run ``--until-decided`` (``sequential``: the ``Design`` its
+    looks recorded, kept whole, since another level or margin would void its looks), else as a
+    fixed design of one look at the seeds it has, at the report's alpha and min_effect."""
+    if sequential:
+        return decide(runs, Design(**sequential))
     if base is None or runs.empty or runs["config"].nunique() < 2:
         return None
     seeds = int(runs.groupby("config")["seed"].nunique().max())
     if seeds < 2:
         return None
-    if sequential:
-        design = Design(base, levels.min_effect, levels.alpha, start=sequential["start"],
-                        step=sequential["step"], max_seeds=sequential["max_seeds"])  # fmt: skip
-    else:
-        design = Design(base, levels.min_effect, levels.alpha, start=seeds, step=1, max_seeds=seeds)
-    return decide(runs, design)
+    return decide(runs, Design(base, levels.min_effect, levels.alpha, start=seeds, step=1, max_seeds=seeds))
 
 
 def analyze(
@@ -157,8 +155,8 @@ def analyze(
     min_effect = (definition.get("min_effect") or MIN_EFFECT) if min_effect is None else min_effect
     levels = Levels(alpha, confidence, min_effect, power)
     data = StudyData.from_records(store.records(study), definition)
-    analysis = _analyze(data, study, baseline, levels, definition.get("sequential"))
     looks = tuple(store.looks(study))
+    analysis = _analyze(data, study, baseline, levels, looks[-1]["design"] if looks else None)
     return replace(analysis, looks=looks) if looks else analysis
 
 
