@@ -155,9 +155,7 @@ def analyze(
     min_effect = (definition.get("min_effect") or MIN_EFFECT) if min_effect is None else min_effect
     levels = Levels(alpha, confidence, min_effect, power)
     data = StudyData.from_records(store.records(study), definition)
-    looks = tuple(store.looks(study))
-    analysis = _analyze(data, study, baseline, levels, looks[-1]["design"] if looks else None)
-    return replace(analysis, looks=looks) if looks else analysis
+    return _analyze(data, study, baseline, levels, tuple(store.looks(study)))
 
 
 class _Family:
@@ -190,9 +188,10 @@ def _analyze(
     study: str = "",
     baseline=None,
     levels: Levels | None = None,
-    sequential: dict | None = None,
+    looks: tuple[dict, ...] = (),
 ) -> Analysis:
-    """The ``Analysis`` of ``data`` at ``levels`` (default: ``Levels()``); ``analyze`` reads it from a store."""
+    """The ``Analysis`` of ``data`` at ``levels`` (default: ``Levels()``), with the ``looks`` of a
+    study run ``--until-decided``; ``analyze`` reads both from a store."""
     levels = levels or Levels()
     runs, params = data.runs, list(data.params)  # the parameters travel here, never in runs.attrs
     empty = runs.empty
@@ -237,7 +236,8 @@ def _analyze(
         labels=_labels(configs, base, base_name, varied), runs=runs, history=data.history,
         rate_on_line=on_line, factors=results.get("factors"), mc=results.get("mc"),
         learned_rates=learned_rate_frame(data.records, runs), strata=strata,
-        decision=_decision(runs, base, levels, sequential) if completed else None,
+        decision=_decision(runs, base, levels, looks[-1]["design"] if looks else None) if completed else None,
+        looks=looks,
     )  # fmt: skip
     figures = tuple(_figure_plans(analysis)) if completed else ()
     return replace(analysis, findings=tuple(build_findings(analysis)), figures=figures)
