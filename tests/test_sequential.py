@@ -284,3 +284,23 @@ def test_a_look_another_driver_took_meanwhile_is_read_back_and_followed(study, t
     assert [look["look"] for look in looks] == [1, 2] and outcome.taken == 1
     assert looks[0]["by"] == "the other driver" and outcome.looks == looks
     assert outcome.decision.done and outcome.spent == sum(looks[-1]["seeds_run"].values())
+
+
+@pytest.mark.slow
+def test_the_report_reads_a_study_run_until_decided_with_the_design_its_looks_recorded(
+    capsys, study, tmp_path
+):
+    from dropoutlab.report import analyze
+
+    store = tmp_path / "seq.db"
+    assert run_cli(capsys, "run", study, "--until-decided", "--store", store, *FLAGS)[0] == 0
+    with Store(store, readonly=True) as s:
+        analysis = analyze(s, "seq", min_effect=0.2, alpha=0.2)  # other levels: the looks' design wins
+        looks = s.looks("seq")
+    assert len(analysis.looks) == len(looks) >= 2
+    assert dataclasses.asdict(analysis.decision.design) == looks[-1]["design"]
+    assert analysis.decision.verdicts() == {c["config"]: c["verdict"] for c in looks[-1]["comparisons"]}
+    assert (
+        analysis.findings[0].kind == "choice"
+        and "--until-decided` adds them" not in analysis.findings[0].text
+    )
