@@ -9,7 +9,9 @@ them with the machine, the CPU's vector extensions, the torch version and the co
 Command (from the repository root; about 10 minutes on 2 idle cores, most of it the model
 families survey)::
 
-    python benchmarks/example_findings.py [--out docs/example-findings.md] [EXAMPLE.toml ...]
+    python benchmarks/example_findings.py [--out docs/example-findings.md] [--stores DIR] [EXAMPLE.toml ...]
+
+With ``--stores DIR`` the stores are kept there, and a second call only analyses them again.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("examples", nargs="*", type=Path, default=EXAMPLES)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/example-findings.md")
+    parser.add_argument("--stores", type=Path, help="keep the stores here (default: a temporary folder)")
     args = parser.parse_args()
     lines = [
         "# What the digits examples found",
@@ -72,10 +75,12 @@ def main() -> None:
         "",
     ]
     with tempfile.TemporaryDirectory() as tmp:
+        stores = args.stores or Path(tmp)
+        stores.mkdir(parents=True, exist_ok=True)
         for path in args.examples:
             study = load_study(path)
             start = time.perf_counter()
-            with Store(Path(tmp) / f"{path.stem}.db") as store:
+            with Store(stores / f"{path.stem}.db") as store:
                 run_study(study, store, progress=False)
                 analysis = analyze(store, study.name)
                 runs = len(store.runs(study.name))
