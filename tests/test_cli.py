@@ -344,7 +344,11 @@ def test_the_table_after_a_run_names_each_configuration_as_the_report_does(capsy
     assert code == 0, err
     with Store(store) as opened:
         labels = analyze(opened, "tiny").labels
-    assert sorted(labels.values()) == ["dropout.hidden1=0.3", "dropout.input=0.2, dropout.hidden1=0.5", "no dropout"]
+    assert sorted(labels.values()) == [
+        "dropout.hidden1=0.3",
+        "dropout.input=0.2, dropout.hidden1=0.5",
+        "no dropout",
+    ]
     rows = out.split("test accuracy", 1)[1].splitlines()[1:4]
     assert sorted(row.split("  ")[0].strip() for row in rows) == sorted(labels.values())
     assert "input=0.0 hidden1=0.0" not in out

@@ -375,6 +375,8 @@ def test_every_legend_names_a_configuration_as_the_report_does():
         texts += [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
         for text in texts:
             named = text.removesuffix(" (test)").removesuffix(" (train \u2212 test)")
-            assert named in names or named in plots.SERIES_LABELS.values() or named in (
-                "validation", "train (dropout on)", "train (eval mode)"
+            assert (
+                named in names
+                or named in plots.SERIES_LABELS.values()
+                or named in ("validation", "train (dropout on)", "train (eval mode)")
             ), (plan.kind, text)

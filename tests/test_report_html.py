@@ -194,7 +194,9 @@ def test_headers_are_words_not_column_names():
 def test_a_details_table_is_folded_under_its_caption():
     more = pd.DataFrame({"config": ["a"], "best_epoch": [3]})
     more.attrs["details"] = True
-    page = render_html("t", [Section("s", tables=[("main", pd.DataFrame({"config": ["a"]})), ("More", more)])])
+    page = render_html(
+        "t", [Section("s", tables=[("main", pd.DataFrame({"config": ["a"]})), ("More", more)])]
+    )
     assert page.count("<details>") == 1 and "<summary>More</summary>" in page
     assert page.index("<summary>More</summary>") < page.index("best epoch")
 
@@ -495,7 +497,7 @@ def test_the_comparisons_show_each_verdict_and_the_looks_their_path():
     ]  # fmt: skip
     assert details.attrs["details"] and "unadjusted p" in details
     section = next(s for s in report_sections(a) if s.title == LOOKS_TITLE)
-    (caption, table), = section.tables
+    ((caption, table),) = section.tables
     assert list(table["look"]) == [look["look"] for look in looks]
     assert list(table["seeds per configuration"]) == [look["seeds"] for look in looks]
     for row, look in zip(table.to_dict("records"), looks, strict=True):
@@ -504,7 +506,9 @@ def test_the_comparisons_show_each_verdict_and_the_looks_their_path():
             counted.count(v) for v in ("better", "worse", "equivalent", "undecided")
         ]
     planned = 6 * (int(long_label_study()["seed"].max()) + 1)
-    assert f"Runs spent: {looks[-1]['spent']}, against {planned} for a fixed design" in " ".join(section.paragraphs)
+    assert f"Runs spent: {looks[-1]['spent']}, against {planned} for a fixed design" in " ".join(
+        section.paragraphs
+    )
     data = analysis_to_json(a)  # the JSON keeps its keys and gives the looks
     assert [look["look"] for look in data["looks"]] == [look["look"] for look in looks]
     assert data["decision"]["could_be_best"] == list(a.decision.could_be_best)
@@ -551,7 +555,9 @@ def test_chromium_at_1280_px_shows_every_table_without_scrolling_sideways(tmp_pa
     for raw in ("p_adjusted", "effect_size", "on_line", "seeds_needed", "Device: cpu: cpu"):
         assert raw not in page
     shot = tmp_path / "report-1280.png"
-    done = run_chromium(binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,3000", paths["html"].as_uri())
+    done = run_chromium(
+        binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,3000", paths["html"].as_uri()
+    )
     assert shot.exists(), f"no screenshot (rc {done.returncode}): {done.stderr[-2000:]}"
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (3000, 1280)

@@ -365,7 +365,8 @@ def _table_html(frame: pd.DataFrame) -> Markup:
     rows = [
         Markup("<tr>{}</tr>").format(
             Markup("").join(
-                Markup('<td class="{}">{}</td>').format(k, cell(c, k)) for c, k in zip(row, kinds, strict=True)
+                Markup('<td class="{}">{}</td>').format(k, cell(c, k))
+                for c, k in zip(row, kinds, strict=True)
             )
         )
         for row in zip(*(cells for _, cells, _ in columns), strict=True)

@@ -188,7 +188,11 @@ def _comparisons(a: Analysis) -> Section:
             "'verdict': the decision's word for each comparison (docs/report.md, \"The answer\"): better or "
             f"worse by more than 0, equivalent (the whole difference within \u00b1{pp(d.design.min_effect).lstrip('+')}"
             "), or undecided, from "
-            + (f"the study's {len(a.looks)} look(s), run until decided" if a.looks else "one look at these seeds")
+            + (
+                f"the study's {len(a.looks)} look(s), run until decided"
+                if a.looks
+                else "one look at these seeds"
+            )
             + f", at a family-wise error rate of {d.design.alpha:g} over every claim."
         )
     tables = [("Differences in test accuracy", table),
@@ -237,7 +241,11 @@ def _rate_coverage(a: Analysis) -> str | None:
     off = [c for c in a.configs if c.config not in on]
     if not off:
         return None
-    fixed = [setting(p, a.config(next(iter(on))).params.get(p)) for p in a.varied if p != a.rate_key] if on else []
+    fixed = (
+        [setting(p, a.config(next(iter(on))).params.get(p)) for p in a.varied if p != a.rate_key]
+        if on
+        else []
+    )
     lines = f"the configurations at {and_list(fixed)}" if fixed else "no configuration"
     return (
         f"The lines cover {lines} ({len(on)} of {len(a.configs)}); the other {len(off)} "
@@ -361,7 +369,10 @@ def _factor_tables(a: Analysis) -> list:
             "Two-way interactions: the effect at a value of the other parameter minus at its reference",
             interactions,
         ),
-        ("Each interaction on its own: the test, unadjusted interval and p, effect size", interaction_details),
+        (
+            "Each interaction on its own: the test, unadjusted interval and p, effect size",
+            interaction_details,
+        ),
     ]
 
 
@@ -456,7 +467,12 @@ def _mc_dropout(a: Analysis) -> Section:
     levels = pd.DataFrame(rows)
     levels["passes"] = levels["passes"].astype(str)
     levels.attrs["units"] = {"nll": "loss", "nll ci_low": "loss", "nll ci_high": "loss"}
-    shown = ["config", "passes", "seeds", *(f"{n}{s}" for n in ("test acc", "nll") for s in ("", " ci_low", " ci_high"))]
+    shown = [
+        "config",
+        "passes",
+        "seeds",
+        *(f"{n}{s}" for n in ("test acc", "nll") for s in ("", " ci_low", " ci_high")),
+    ]
     others = levels[["config", "passes", *(c for c in levels.columns if c not in shown)]]
     others.attrs["details"] = True
     levels = levels[shown]
