@@ -586,3 +586,19 @@ def test_the_width_probe_sees_a_table_too_wide_for_the_page(tmp_path):
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     widths = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&gt;", ">"))
     assert len(widths["wide"]) == 1
+
+
+def test_the_rate_section_says_which_configurations_its_lines_cover():
+    from dropoutlab.report.sections import report_sections
+
+    a, _ = run_until_decided(long_label_study())
+    rate = next(s for s in report_sections(a) if s.title == "Accuracy against the dropout rate")
+    assert (
+        "The lines cover only the configurations at dropout.input=0, dropout.hidden2=0, optimizer.weight_decay=0 "
+        "(4 of 6). The other 2, at dropout.input=0.2, dropout.hidden2=0.5, optimizer.weight_decay=0; "
+        "dropout.input=0.2, dropout.hidden2=0.5, optimizer.weight_decay=0.0001, are the white markers"
+    ) in " ".join(rate.paragraphs)
+    runs = long_label_study()
+    line = run_until_decided(runs[runs["dropout.input"] == 0.0])[0]
+    rate = next(s for s in report_sections(line) if s.title == "Accuracy against the dropout rate")
+    assert not any("The lines cover" in p for p in rate.paragraphs)  # every configuration is on the line

@@ -236,22 +236,27 @@ def _looks(a: Analysis) -> Section:
 
 
 def _rate_coverage(a: Analysis) -> str | None:
-    """What the rate section's lines cover, when some configurations sit off them."""
+    """What the rate section's lines cover, when some configurations sit off them: the setting
+    of the other parameters on the line, and those off it."""
     on = set(a.runs.loc[a.rate_on_line, "config"].astype(str)) if len(a.rate_on_line) else set()
     off = [c for c in a.configs if c.config not in on]
-    if not off:
+    if not off or not on:
         return None
-    fixed = (
-        [setting(p, a.config(next(iter(on))).params.get(p)) for p in a.varied if p != a.rate_key]
-        if on
-        else []
-    )
-    lines = f"the configurations at {and_list(fixed)}" if fixed else "no configuration"
-    return (
-        f"The lines cover {lines} ({len(on)} of {len(a.configs)}); the other {len(off)} "
-        f"({and_list([a.label(c.config) for c in off])}) are drawn as separate white markers at their own "
-        "rate, and listed in the table with 'on the rate line' = no."
-    )
+    others = [p for p in a.varied if p != a.rate_key]
+
+    def where(config: str) -> str:
+        return ", ".join(setting(p, a.config(config).params.get(p)) for p in others)
+
+    fixed = where(next(iter(on)))
+    ways = list(dict.fromkeys(where(c.config) for c in off))
+    listed = "; ".join(ways) if any("," in w for w in ways) else and_list(ways)
+    if len(off) == 1:
+        rest = (f"The other one, at {listed}, is the white marker at its own {a.rate_key}, and the row with "
+                "'on the rate line' = no in the table.")  # fmt: skip
+    else:
+        rest = (f"The other {len(off)}, at {listed}, are the white markers at their own {a.rate_key}, one "
+                "shape for each setting, and the rows with 'on the rate line' = no in the table.")  # fmt: skip
+    return f"The lines cover only the configurations at {fixed} ({len(on)} of {len(a.configs)}). {rest}"
 
 
 def _rate(a: Analysis) -> Section:
