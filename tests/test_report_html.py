@@ -602,3 +602,30 @@ def test_the_rate_section_says_which_configurations_its_lines_cover():
     line = run_until_decided(runs[runs["dropout.input"] == 0.0])[0]
     rate = next(s for s in report_sections(line) if s.title == "Accuracy against the dropout rate")
     assert not any("The lines cover" in p for p in rate.paragraphs)  # every configuration is on the line
+
+
+def test_an_interaction_test_on_part_of_the_grid_says_which_values_it_covers():
+    import dataclasses
+
+    from dropoutlab.report.analysis import StudyData, _analyze
+    from dropoutlab.report.model import Interaction
+    from dropoutlab.report.sections import report_sections
+
+    cells = [(0.0, "standard"), *((r, k) for r in (0.1, 0.3) for k in ("standard", "spatial"))]
+    runs = pd.DataFrame([{"config": f"dropout.conv={r},dropout.conv.kind={k}", "seed": s, "status": "completed",
+                          "test_acc": 0.9 + 0.01 * s + r / 10, "final_train_acc": 0.95, "dropout.conv": r,
+                          "dropout.conv.kind": k} for r, k in cells for s in range(3)])  # fmt: skip
+    runs.attrs["params"] = ["dropout.conv", "dropout.conv.kind"]
+    a = _analyze(StudyData.from_runs(runs))
+    part = Interaction(("dropout.conv", "dropout.conv.kind"), ([0.1, 0.3], ["spatial", "standard"]), 0.5, 1, 7,
+                       0.5, 1.0, False, 0.1, True, 12)  # fmt: skip
+    a = dataclasses.replace(a, interaction=part, unavailable={})
+    grid = next(s for s in report_sections(a) if " x " in s.title)
+    assert (
+        "The interaction test covers dropout.conv = 0.1 and 0.3 and dropout.conv.kind = spatial and standard, the "
+        "values run at every value of the other parameter; not dropout.conv = 0, which the study did not cross "
+        "with them."
+    ) in grid.paragraphs
+    whole = dataclasses.replace(part, levels=([0.0, 0.1, 0.3], ["spatial", "standard"]))
+    grid = next(s for s in report_sections(dataclasses.replace(a, interaction=whole)) if " x " in s.title)
+    assert not any("covers" in p for p in grid.paragraphs)

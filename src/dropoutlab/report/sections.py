@@ -19,7 +19,7 @@ from dropoutlab.report import plots
 from dropoutlab.report.decide import VERDICTS as VERDICT_WORDS
 from dropoutlab.report.html import Section
 from dropoutlab.report.model import NOT_RECORDED, Analysis
-from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT, sorted_levels
 from dropoutlab.report.text import and_list, level, p_text, pp, setting, value_text
 from dropoutlab.runs import MC_METRICS
 
@@ -308,6 +308,14 @@ def _grid(a: Analysis) -> Section:
             f"F({r.df_num}, {r.df_den}) = {r.F:.2f}, unadjusted {p_text(r.p_value)}, "
             f"{p_text(r.p_adjusted, 'Holm p')} in the report's family."
         )
+        left = {k: [v for v in sorted_levels(a.summary[k].dropna()) if v not in set(values)]
+                for k, values in zip(r.factors, r.levels, strict=True)}  # fmt: skip
+        if any(left.values()):
+            covered = " and ".join(f"{k} = {and_list([value_text(v) for v in values])}"
+                                   for k, values in zip(r.factors, r.levels, strict=True))  # fmt: skip
+            out = "; ".join(f"{k} = {and_list([value_text(v) for v in vs])}" for k, vs in left.items() if vs)
+            notes.append(f"The interaction test covers {covered}, the values run at every value of the other "
+                         f"parameter; not {out}, which the study did not cross with them.")  # fmt: skip
     text = f"Mean test accuracy in each cell of the two-dimensional grid, with its {level(a.confidence)} interval."
     return Section(f"{y_key} x {x_key}", [text, *notes], figures=figures, tables=tables)
 
