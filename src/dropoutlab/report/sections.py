@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = {
     "n": "seeds", "test_acc_mean": "test acc", "test_acc_ci_low": "test acc ci_low",
     "test_acc_ci_high": "test acc ci_high", "test_acc_min": "test acc lowest", "test_acc_max": "test acc highest",
     "val_acc_mean": "val acc", "train_acc_mean": "train acc (dropout on)",
-    "train_eval_acc_mean": "train acc (eval mode)", "gap_acc_mean": "gap acc (train - test)",
+    "train_eval_acc_mean": "train acc (eval mode)", "gap_acc_mean": "gap (train \u2212 test)",
     "best_epoch_mean": "best epoch",
 }  # fmt: skip
 
@@ -103,6 +103,7 @@ def _summary(a: Analysis) -> Section:
         return Section("Summary over seeds", ["No runs in this study yet."])
     shown = a.summary[["config", *SUMMARY_COLUMNS]].rename(columns=SUMMARY_COLUMNS)
     shown = _with_labels(a, shown.dropna(axis=1, how="all"))
+    shown.attrs["units"] = {"gap (train \u2212 test)": "pp"}
     if a.decision is not None:
         shown.insert(2, "could be best", [str(c) in a.decision.could_be_best for c in a.summary["config"]])
     main = shown[[c for c in shown.columns if c not in SUMMARY_DETAILS]]
