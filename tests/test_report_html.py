@@ -629,3 +629,28 @@ def test_an_interaction_test_on_part_of_the_grid_says_which_values_it_covers():
     whole = dataclasses.replace(part, levels=([0.0, 0.1, 0.3], ["spatial", "standard"]))
     grid = next(s for s in report_sections(dataclasses.replace(a, interaction=whole)) if " x " in s.title)
     assert not any("covers" in p for p in grid.paragraphs)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "no regularization", "strata"])
+def test_the_table_after_a_run_and_the_report_share_one_naming(kind):
+    """``summary.config_labels`` (no analysis, no scipy.stats) gives the names ``Analysis.label`` gives."""
+    from dropoutlab.report.analysis import StudyData, _analyze
+    from dropoutlab.report.summary import config_labels, summary_table
+
+    runs = long_label_study(seeds=3)
+    if kind == "baseline":
+        runs = runs[runs["optimizer.weight_decay"] == 0.0]
+        runs.attrs["params"] = SLOTS
+    if kind == "strata":  # two models, each with and without dropout: no single baseline
+        runs = runs[runs["dropout.input"] == 0.0].copy()
+        runs["model"] = np.where(runs["dropout.hidden1"].isin([0.0, 0.3]), "mlp", "cnn")
+        runs.loc[runs["dropout.hidden1"] == 0.1, "dropout.hidden1"] = 0.0
+        runs["config"] = runs["model"] + "," + runs["dropout.hidden1"].astype(str)
+        runs.attrs["params"] = ["model", "dropout.hidden1"]
+    a = _analyze(StudyData.from_runs(runs))
+    names = config_labels(runs)
+    assert names == a.labels
+    expected = {"baseline": "no dropout", "no regularization": "no regularization", "strata": None}[kind]
+    assert (a.baseline_name == expected) if expected else (a.baseline is None and a.strata)
+    table = summary_table(runs)
+    assert all(name in table for name in names.values())
