@@ -291,7 +291,7 @@ def test_methods_read_the_engine_and_precision_and_say_when_an_old_store_lacks_t
     assert new.methods.engines == {"stacked": 9} and new.methods.dtypes == {"float32": 9}
     assert new.methods.stack_sizes == {9: 9} and new.methods.devices == {"cpu: x86_64": 9}
     text = " ".join(report_sections(new)[-1].paragraphs)
-    assert "9 trained stacked" in text and "precision: float32" in text and "cpu: x86_64" in text
+    assert "9 trained stacked" in text and "precision: float32" in text and "Device: cpu (x86_64);" in text
     assert "dataset digits, model mlp, 3 epochs, batch size 64, optimizer adam (lr 0.001)" in text
     old = analyze_records(records(engine_keys=False), "sweep")
     assert old.methods.dtypes == {"not recorded": 9}

@@ -329,3 +329,26 @@ def test_the_table_after_a_run_imports_neither_the_analysis_nor_scipy_stats(caps
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "4 already stored" in out and "test accuracy" in out
     assert out.strip().endswith("0 []")
+
+
+def test_the_table_after_a_run_names_each_configuration_as_the_report_does(capsys, write_study, tmp_path):
+    from conftest import TINY_STUDY
+
+    from dropoutlab.report.analysis import analyze
+    from dropoutlab.store import Store
+
+    study = write_study(TINY_STUDY.replace('"dropout.hidden1" = [0.0, 0.5]', 'dropout = [{input = 0.0, '
+                                           'hidden1 = 0.0}, {input = 0.2, hidden1 = 0.5}, {hidden1 = 0.3}]'))  # fmt: skip
+    store = tmp_path / "runs.db"
+    code, out, err = run_cli(capsys, "run", study, "--store", store, "--no-progress", "--workers", "1")
+    assert code == 0, err
+    with Store(store) as opened:
+        labels = analyze(opened, "tiny").labels
+    assert sorted(labels.values()) == [
+        "dropout.hidden1=0.3",
+        "dropout.input=0.2, dropout.hidden1=0.5",
+        "no dropout",
+    ]
+    rows = out.split("test accuracy", 1)[1].splitlines()[1:4]
+    assert sorted(row.split("  ")[0].strip() for row in rows) == sorted(labels.values())
+    assert "input=0.0 hidden1=0.0" not in out

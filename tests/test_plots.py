@@ -267,7 +267,9 @@ def test_accuracy_vs_rate_draws_configurations_off_the_line_as_labelled_markers(
     np.testing.assert_allclose(np.asarray(marker.get_ydata(), float), [TEST[(0.2, 0.5)] * 100])
     assert marker.get_linestyle() == "None" and marker.get_marker() == "D"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "dropout.dense=0.5 (test)" in legend
+    # named as the report names it (Analysis.label), not by where it leaves the line alone
+    assert f"{analysis().label(label(0.2, 0.5))} (test)" in legend
+    assert "dropout.conv=0.2, dropout.dense=0.5 (test)" in legend
     # The line itself holds only the dense=0 configurations (the rate axis of the analysis).
     np.testing.assert_allclose(by_gid(ax, "mean:test_acc").get_ydata(), [90, 92, 88])
 
@@ -350,3 +352,31 @@ def test_every_figure_is_print_and_phone_sized_with_no_tiny_text():
         plots.png_bytes(fig)  # draws, so that lazily made tick labels exist
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
         assert sizes and min(sizes) >= 10
+
+
+def test_configurations_leaving_the_line_the_same_way_share_one_marker_and_name_what_they_share():
+    cells = {**TEST, (0.5, 0.5): 0.87}  # two configurations off the line, both at dropout.dense=0.5
+    a = analysis(make_runs(cells))
+    fig = plots.accuracy_vs_rate(a)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "dropout.dense=0.5 (test)" in legend  # one entry for both: what they share
+    markers = {by_gid(fig.axes[0], f"off_line:{label(c, 0.5)}").get_marker() for c in (0.2, 0.5)}
+    assert len(markers) == 1
+
+
+def test_every_legend_names_a_configuration_as_the_report_does():
+    """One name per configuration: the curves, the comparison and the rate figures use ``Analysis.label``."""
+    a = analysis(make_runs(), make_history(configs=tuple(TEST)))
+    names = {a.label(c.config) for c in a.configs}
+    assert "no dropout" in names
+    for plan in a.figures:
+        fig = plots.draw(a, plan)
+        texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        texts += [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        for text in texts:
+            named = text.removesuffix(" (test)").removesuffix(" (train \u2212 test)")
+            assert (
+                named in names
+                or named in plots.SERIES_LABELS.values()
+                or named in ("validation", "train (dropout on)", "train (eval mode)")
+            ), (plan.kind, text)

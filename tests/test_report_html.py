@@ -137,30 +137,68 @@ def test_findings_come_first_in_order_and_all_text_is_escaped():
     assert findings_at < page.index("Accuracy vs rate</h2>")
     assert page.index(EVIL.replace("<", "&lt;")[:10]) < page.index("second finding")
     markdown = render_markdown(f"Title {EVIL}", sections(), ".", findings=[EVIL])
-    assert "<script" not in markdown
-    assert "1. &lt;script&gt;" in markdown
+    assert not re.search(r"(?<!\\)<[A-Za-z/]", markdown)  # every < that could open a tag is escaped
+    assert "1. \\<script>alert('x')\\</script> & more" in markdown
+
+
+def test_markdown_escapes_for_markdown_not_for_html():
+    """``Holm p < 0.001`` reads as itself in report.md, not as ``Holm p &lt; 0.001``."""
+    section = Section("S", paragraphs=["Holm p < 0.001 & p > 0.05", "# not a heading", "a &amp; b"],
+                      tables=[pd.DataFrame({"config": ["x < y"], "p_value": [0.0001]})])  # fmt: skip
+    markdown = render_markdown("t", [section], findings=["dropout.conv=0.2: Holm p < 0.001"])
+    assert "&lt;" not in markdown and "&gt;" not in markdown
+    assert "1. dropout.conv=0.2: Holm p < 0.001" in markdown
+    assert "Holm p < 0.001 & p > 0.05" in markdown
+    assert "\\# not a heading" in markdown and "a \\&amp; b" in markdown  # an entity would be decoded
+    assert "| x < y | <0.001 |" in markdown
 
 
 def test_tables_show_accuracies_in_percent_and_intervals_in_one_column():
     shown = format_table(summary_table())
     assert list(shown.columns) == [
-        "config",
-        "n",
-        "test_acc (%) mean [CI]",
-        "gap_acc_mean (pp)",  # no interval columns: nothing to merge
-        "p_value",
-        "test_loss",
+        "configuration",
+        "seeds",
+        "test accuracy (%) mean [CI]",
+        "gap accuracy mean (pp)",  # no interval columns: nothing to merge
+        "p",
+        "test loss",
     ]
-    assert shown["test_acc (%) mean [CI]"].tolist() == [
-        "90.25 [89.12, 91.38]",
-        "91.75 [90.01, 93.49]",
+    # a no-break space inside the brackets: a narrow column breaks before the interval only
+    assert shown["test accuracy (%) mean [CI]"].tolist() == [
+        "90.25 [89.12,\u00a091.38]",
+        "91.75 [90.01,\u00a093.49]",
     ]
-    assert shown["gap_acc_mean (pp)"].tolist() == ["+5.00", "\u22121.25"]
-    assert shown["p_value"].tolist() == ["<0.001", "0.234"]
-    assert shown["test_loss"].tolist() == ["0.3123", "0.3000"]
-    assert shown["n"].tolist() == ["3", "3"]
+    assert shown["gap accuracy mean (pp)"].tolist() == ["+5.00", "\u22121.25"]
+    assert shown["p"].tolist() == ["<0.001", "0.234"]
+    assert shown["test loss"].tolist() == ["0.3123", "0.3000"]
+    assert shown["seeds"].tolist() == ["3", "3"]
     page = render_html("Study", sections())
-    assert "90.25 [89.12, 91.38]" in page and "61.00" in page
+    assert "90.25 [89.12,\u00a091.38]" in page and "61.00" in page
+
+
+def test_headers_are_words_not_column_names():
+    table = pd.DataFrame({"config": ["a"], "on_line": [True], "effect_size": [0.5], "p_adjusted": [0.01],
+                          "significant": [True], "seeds_needed": [4.0], "diff": [0.01], "ci_low": [0.0],
+                          "ci_high": [0.02]})  # fmt: skip
+    table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp"}
+    table.attrs["ci"] = {"diff": "simultaneous 95% CI"}
+    assert list(format_table(table).columns) == [
+        "configuration", "on the rate line", "effect size", "Holm p", "significant (Holm)", "seeds needed",
+        "difference (pp) [simultaneous 95% CI]",
+    ]  # fmt: skip
+    page = render_html("t", [Section("s", tables=[("main", table)])])
+    assert "p_adjusted" not in page and "effect_size" not in page and "on_line" not in page
+    assert '<td class="text">a</td>' in page and '<td class="num">0.010</td>' in page
+
+
+def test_a_details_table_is_folded_under_its_caption():
+    more = pd.DataFrame({"config": ["a"], "best_epoch": [3]})
+    more.attrs["details"] = True
+    page = render_html(
+        "t", [Section("s", tables=[("main", pd.DataFrame({"config": ["a"]})), ("More", more)])]
+    )
+    assert page.count("<details>") == 1 and "<summary>More</summary>" in page
+    assert page.index("<summary>More</summary>") < page.index("best epoch")
 
 
 def test_compare_differences_on_accuracy_are_percentage_points():
@@ -176,11 +214,11 @@ def test_compare_differences_on_accuracy_are_percentage_points():
         }
     )
     shown = format_table(table, merge_ci=False)
-    assert shown["diff (pp)"].tolist() == ["+1.23"]
-    assert shown["ci_low (pp)"].tolist() == ["+0.10"]
-    assert shown["ci_high (pp)"].tolist() == ["\u2013"]
-    assert shown["significant"].tolist() == ["yes"]
-    assert shown["seeds_needed"].tolist() == ["\u221e"]
+    assert shown["difference (pp)"].tolist() == ["+1.23"]
+    assert shown["ci low (pp)"].tolist() == ["+0.10"]
+    assert shown["ci high (pp)"].tolist() == ["\u2013"]
+    assert shown["significant (Holm)"].tolist() == ["yes"]
+    assert shown["seeds needed"].tolist() == ["\u221e"]
 
 
 def test_tables_read_spaced_names_and_declared_units():
@@ -199,10 +237,10 @@ def test_tables_read_spaced_names_and_declared_units():
     table.attrs["units"] = {"diff": "pp", "ci_low": "pp", "ci_high": "pp"}
     shown = format_table(table[list(table.columns)])  # attrs survive column selection
     assert shown.iloc[0].to_dict() == {
-        "config": "a",
-        "test acc (%) [CI]": "90.00 [89.00, 91.00]",
-        "gap acc (train - test) (pp)": "+5.00",
-        "diff (pp) [CI]": "+1.00 [+0.00, +2.00]",
+        "configuration": "a",
+        "test accuracy (%) [CI]": "90.00 [89.00,\u00a091.00]",
+        "gap accuracy (train - test) (pp)": "+5.00",
+        "difference (pp) [CI]": "+1.00 [+0.00,\u00a0+2.00]",
     }
     table.attrs["units"] = {"diff": "percent"}
     with pytest.raises(ValueError, match="units"):
@@ -212,7 +250,7 @@ def test_tables_read_spaced_names_and_declared_units():
 def test_pipe_table_aligns_numbers_right_and_escapes_pipes():
     table = pd.DataFrame({"config": ["a|b"], "val_acc": [0.5]})
     assert pipe_table(table).splitlines() == [
-        "| config | val\\_acc (%) |",
+        "| configuration | val accuracy (%) |",
         "|:---|---:|",
         "| a\\|b | 50.00 |",
     ]
@@ -230,7 +268,7 @@ def test_write_report_writes_html_markdown_and_pngs_the_markdown_links_to(tmp_pa
     assert [alt for alt, _ in links] == ["train and test accuracy lines", "gap line", "curves"]
     for _, target in links:
         assert (out / target).read_bytes().startswith(PNG)
-    assert "| config | n | test\\_acc (%) mean \\[CI\\] |" in markdown
+    assert "| configuration | seeds | test accuracy (%) mean \\[CI\\] |" in markdown
     # The HTML inlines the very bytes written beside it.
     page = paths["html"].read_text()
     for name in pngs:
@@ -392,3 +430,227 @@ def test_chromium_loads_every_image_with_no_script_error(written_report, tmp_pat
     result = probe(binary, tmp_path, broken, "broken.html")
     assert result["images"] == 4 and result["broken"] == 1
     assert any("nope" in e for e in result["errors"])
+
+
+# ----------------------------------------------------------------------------------------
+# A whole report, as `dropoutlab report` writes it, at 1280 px
+
+
+SLOTS = ["dropout.input", "dropout.hidden1", "dropout.hidden2", "optimizer.weight_decay"]
+
+
+def long_label_study(seeds: int = 7) -> pd.DataFrame:
+    """A runs table (``Store.runs()`` layout) with long configuration names: four parameters,
+    a rate sweep and configurations off it, a shared offset per seed and small noise."""
+    gen = np.random.default_rng(3)
+    offsets = gen.normal(0, 0.004, seeds)
+    cells = [((0.0, 0.0, 0.0, 0.0), 0.90), ((0.0, 0.1, 0.0, 0.0), 0.90), ((0.0, 0.3, 0.0, 0.0), 0.93),
+             ((0.0, 0.5, 0.0, 0.0), 0.86), ((0.2, 0.5, 0.5, 0.0), 0.88), ((0.2, 0.5, 0.5, 0.0001), 0.89)]  # fmt: skip
+    rows = []
+    for values, mean in cells:
+        params = dict(zip(SLOTS, values, strict=True))
+        for seed in range(seeds):
+            acc = mean + offsets[seed] + gen.normal(0, 0.002)
+            rows.append({"id": f"{values}-{seed}", "config": ",".join(f"{k}={v}" for k, v in params.items()),
+                         "seed": seed, "status": "completed", "test_acc": acc, "test_loss": 1 - acc,
+                         "final_train_acc": acc + 0.03, "final_train_eval_acc": acc + 0.05,
+                         "final_val_acc": acc + 0.005, "best_epoch": 9, **params})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = SLOTS
+    return runs
+
+
+def run_until_decided(runs: pd.DataFrame):
+    """The looks ``dropoutlab run --until-decided`` would store for ``runs`` (every seed run at
+    every look, for brevity), and the analysis that reads them."""
+    from dropoutlab.report.analysis import StudyData, _analyze
+    from dropoutlab.report.decide import Design, decide
+
+    base = runs["config"].iloc[0]
+    design = Design(base, 0.01, 0.05, start=3, step=2, max_seeds=int(runs["seed"].max()) + 1)
+    looks = []
+    for number, seeds in enumerate(design.grid(), start=1):
+        table = runs[runs["seed"] < seeds]
+        decision = decide(table, design)
+        looks.append({**decision.to_dict(), "seeds": decision.look, "spent": len(table), "look": number,
+                      "seeds_run": {str(c): seeds for c in table["config"].unique()}})  # fmt: skip
+        if decision.done:
+            break
+    return _analyze(StudyData.from_runs(runs), "long-names", looks=tuple(looks)), looks
+
+
+def test_the_comparisons_show_each_verdict_and_the_looks_their_path():
+    from dropoutlab.report.numbers import analysis_to_json
+    from dropoutlab.report.sections import LOOKS_TITLE, report_sections
+
+    a, looks = run_until_decided(long_label_study())
+    titles = [s.title for s in report_sections(a)]
+    assert titles.index("Compared with the baseline") + 1 == titles.index(LOOKS_TITLE)
+    compared = next(s for s in report_sections(a) if s.title == "Compared with the baseline")
+    main, details = (frame for _, frame in compared.tables)
+    verdicts = a.decision.verdicts()
+    assert list(main["verdict"]) == [verdicts[c.config] for c in a.comparisons]
+    assert {"better", "worse"} <= set(main["verdict"])
+    assert list(format_table(main).columns) == [
+        "configuration", "verdict", "difference (pp) [simultaneous 95% CI]", "Holm p", "significant (Holm)",
+        "seeds needed",
+    ]  # fmt: skip
+    assert details.attrs["details"] and "unadjusted p" in details
+    section = next(s for s in report_sections(a) if s.title == LOOKS_TITLE)
+    ((caption, table),) = section.tables
+    assert list(table["look"]) == [look["look"] for look in looks]
+    assert list(table["seeds per configuration"]) == [look["seeds"] for look in looks]
+    for row, look in zip(table.to_dict("records"), looks, strict=True):
+        counted = [c["verdict"] for c in look["comparisons"]]
+        assert [row[v] for v in ("better", "worse", "equivalent", "undecided")] == [
+            counted.count(v) for v in ("better", "worse", "equivalent", "undecided")
+        ]
+    planned = 6 * (int(long_label_study()["seed"].max()) + 1)
+    assert f"Runs spent: {looks[-1]['spent']}, against {planned} for a fixed design" in " ".join(
+        section.paragraphs
+    )
+    data = analysis_to_json(a)  # the JSON keeps its keys and gives the looks
+    assert [look["look"] for look in data["looks"]] == [look["look"] for look in looks]
+    assert data["decision"]["could_be_best"] == list(a.decision.could_be_best)
+    assert [c["verdict"] for c in data["comparisons"]] == list(main["verdict"])
+
+
+def test_the_methods_name_the_device_once():
+    from dropoutlab.report.sections import device_text
+
+    assert device_text("cpu: cpu") == "cpu"
+    assert device_text("cpu: x86_64") == "cpu (x86_64)"
+    assert device_text("cuda: NVIDIA H100 80GB HBM3") == "cuda (NVIDIA H100 80GB HBM3)"
+    assert device_text("not recorded") == "not recorded"
+
+
+# Appended to a copy of the page: open every <details>, then write into the DOM how wide the
+# page and each table are against the room they have.
+WIDTHS = """<script>
+window.addEventListener("load", function () {
+  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+  var wide = [];
+  document.querySelectorAll(".table-wrap").forEach(function (t) {
+    if (t.scrollWidth > t.clientWidth) { wide.push(t.scrollWidth + " > " + t.clientWidth + ": "
+      + t.querySelector("th").textContent); }
+  });
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+                                    tables: document.querySelectorAll(".table-wrap").length, wide: wide});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_chromium_at_1280_px_shows_every_table_without_scrolling_sideways(tmp_path):
+    binary = chromium()
+    if binary is None:
+        skip_or_fail_without_chromium()
+    from dropoutlab.report.write import write_analysis
+
+    a, _ = run_until_decided(long_label_study())
+    paths = write_analysis(a, tmp_path / "report")
+    page = paths["html"].read_text(encoding="utf-8")
+    for raw in ("p_adjusted", "effect_size", "on_line", "seeds_needed", "Device: cpu: cpu"):
+        assert raw not in page
+    shot = tmp_path / "report-1280.png"
+    done = run_chromium(
+        binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,3000", paths["html"].as_uri()
+    )
+    assert shot.exists(), f"no screenshot (rc {done.returncode}): {done.stderr[-2000:]}"
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (3000, 1280)
+    copy = tmp_path / "widths.html"
+    copy.write_text(page.replace("<head>", "<head>\n" + WIDTHS, 1), encoding="utf-8")
+    done = run_chromium(binary, tmp_path, "--window-size=1280,3000", "--dump-dom", copy.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no probe output (rc {done.returncode}): {done.stderr[-2000:]}"
+    widths = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&gt;", ">"))
+    assert widths["inner"] == 1280 and widths["tables"] >= 6
+    assert widths["scroll"] <= widths["inner"], widths  # no horizontal scroll on the page
+    assert widths["wide"] == [], widths  # nor inside any table
+
+
+def test_the_width_probe_sees_a_table_too_wide_for_the_page(tmp_path):
+    binary = chromium()
+    if binary is None:
+        skip_or_fail_without_chromium()
+    wide = pd.DataFrame({f"column_{i}": ["x" * 30] for i in range(12)})
+    page = render_html("t", [Section("s", tables=[("wide", wide)])]).replace(
+        "overflow-wrap: break-word", "white-space: nowrap"
+    )
+    copy = tmp_path / "wide.html"
+    copy.write_text(page.replace("<head>", "<head>\n" + WIDTHS, 1), encoding="utf-8")
+    done = run_chromium(binary, tmp_path, "--window-size=1280,3000", "--dump-dom", copy.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    widths = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&gt;", ">"))
+    assert len(widths["wide"]) == 1
+
+
+def test_the_rate_section_says_which_configurations_its_lines_cover():
+    from dropoutlab.report.sections import report_sections
+
+    a, _ = run_until_decided(long_label_study())
+    rate = next(s for s in report_sections(a) if s.title == "Accuracy against the dropout rate")
+    assert (
+        "The lines cover only the configurations at dropout.input=0, dropout.hidden2=0, optimizer.weight_decay=0 "
+        "(4 of 6). The other 2, at dropout.input=0.2, dropout.hidden2=0.5, optimizer.weight_decay=0; "
+        "dropout.input=0.2, dropout.hidden2=0.5, optimizer.weight_decay=0.0001, are the white markers"
+    ) in " ".join(rate.paragraphs)
+    runs = long_label_study()
+    line = run_until_decided(runs[runs["dropout.input"] == 0.0])[0]
+    rate = next(s for s in report_sections(line) if s.title == "Accuracy against the dropout rate")
+    assert not any("The lines cover" in p for p in rate.paragraphs)  # every configuration is on the line
+
+
+def test_an_interaction_test_on_part_of_the_grid_says_which_values_it_covers():
+    import dataclasses
+
+    from dropoutlab.report.analysis import StudyData, _analyze
+    from dropoutlab.report.model import Interaction
+    from dropoutlab.report.sections import report_sections
+
+    cells = [(0.0, "standard"), *((r, k) for r in (0.1, 0.3) for k in ("standard", "spatial"))]
+    runs = pd.DataFrame([{"config": f"dropout.conv={r},dropout.conv.kind={k}", "seed": s, "status": "completed",
+                          "test_acc": 0.9 + 0.01 * s + r / 10, "final_train_acc": 0.95, "dropout.conv": r,
+                          "dropout.conv.kind": k} for r, k in cells for s in range(3)])  # fmt: skip
+    runs.attrs["params"] = ["dropout.conv", "dropout.conv.kind"]
+    a = _analyze(StudyData.from_runs(runs))
+    part = Interaction(("dropout.conv", "dropout.conv.kind"), ([0.1, 0.3], ["spatial", "standard"]), 0.5, 1, 7,
+                       0.5, 1.0, False, 0.1, True, 12)  # fmt: skip
+    a = dataclasses.replace(a, interaction=part, unavailable={})
+    grid = next(s for s in report_sections(a) if " x " in s.title)
+    assert (
+        "The interaction test covers dropout.conv = 0.1 and 0.3 and dropout.conv.kind = spatial and standard, the "
+        "values run at every value of the other parameter; not dropout.conv = 0, which the study did not cross "
+        "with them."
+    ) in grid.paragraphs
+    whole = dataclasses.replace(part, levels=([0.0, 0.1, 0.3], ["spatial", "standard"]))
+    grid = next(s for s in report_sections(dataclasses.replace(a, interaction=whole)) if " x " in s.title)
+    assert not any("covers" in p for p in grid.paragraphs)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "no regularization", "strata"])
+def test_the_table_after_a_run_and_the_report_share_one_naming(kind):
+    """``summary.config_labels`` (no analysis, no scipy.stats) gives the names ``Analysis.label`` gives."""
+    from dropoutlab.report.analysis import StudyData, _analyze
+    from dropoutlab.report.summary import config_labels, summary_table
+
+    runs = long_label_study(seeds=3)
+    if kind == "baseline":
+        runs = runs[runs["optimizer.weight_decay"] == 0.0]
+        runs.attrs["params"] = SLOTS
+    if kind == "strata":  # two models, each with and without dropout: no single baseline
+        runs = runs[runs["dropout.input"] == 0.0].copy()
+        runs["model"] = np.where(runs["dropout.hidden1"].isin([0.0, 0.3]), "mlp", "cnn")
+        runs.loc[runs["dropout.hidden1"] == 0.1, "dropout.hidden1"] = 0.0
+        runs["config"] = runs["model"] + "," + runs["dropout.hidden1"].astype(str)
+        runs.attrs["params"] = ["model", "dropout.hidden1"]
+    a = _analyze(StudyData.from_runs(runs))
+    names = config_labels(runs)
+    assert names == a.labels
+    expected = {"baseline": "no dropout", "no regularization": "no regularization", "strata": None}[kind]
+    assert (a.baseline_name == expected) if expected else (a.baseline is None and a.strata)
+    table = summary_table(runs)
+    assert all(name in table for name in names.values())

@@ -20,7 +20,6 @@ shows as text, not as an image).
 from __future__ import annotations
 
 import base64
-import html
 import math
 import re
 import struct
@@ -150,6 +149,24 @@ def _format_value(value, kind: str) -> str:
 
 _UNITS = {"pct": " (%)", "pp": " (pp)"}
 
+#: How a table names the store's columns; other names lose their underscores and say
+#: "accuracy" for "acc" (``test_acc_mean`` -> ``test accuracy mean``).
+HEADERS = {
+    "config": "configuration", "n": "seeds", "p_value": "p", "p_adjusted": "Holm p",
+    "significant": "significant (Holm)", "effect_size": "effect size", "seeds_needed": "seeds needed",
+    "on_line": "on the rate line", "diff": "difference", "d_z": "d_z", "rate_mean": "rate",
+}  # fmt: skip
+_NBSP = "\u00a0"
+
+
+def header(column) -> str:
+    """The readable header of a column named ``column`` (see ``HEADERS``)."""
+    name = str(column)
+    if name in HEADERS:
+        return HEADERS[name]
+    words = re.sub(r"(?<=[a-z0-9])_(?=[a-z0-9])", " ", name)
+    return re.sub(r"\bacc\b", "accuracy", words)
+
 
 def _interval_columns(frame: pd.DataFrame) -> dict:
     """``{estimate column: (low column, high column)}`` for estimates with CI columns.
@@ -175,6 +192,7 @@ def _formatted(frame: pd.DataFrame, merge_ci: bool) -> list[tuple[str, list[str]
     """``(header, cells, numeric)`` per displayed column."""
     intervals = _interval_columns(frame) if merge_ci else {}
     merged = {c for pair in intervals.values() for c in pair}
+    ci_names = frame.attrs.get("ci") or {}
     out = []
     for column in frame.columns:
         if column in merged:
@@ -186,17 +204,18 @@ def _formatted(frame: pd.DataFrame, merge_ci: bool) -> list[tuple[str, list[str]
             low, high = intervals[column]
             name = re.sub(r"[_ ]mean$", "", str(column))
             mean = " mean" if name != str(column) else ""
-            header = f"{name}{_UNITS.get(kind, '')}{mean} [CI]"
+            title = f"{header(name)}{_UNITS.get(kind, '')}{mean} [{ci_names.get(column, 'CI')}]"
+            # The interval keeps to one line (no-break spaces); a narrow column breaks before it.
             cells = [
                 _format_value(m, kind)
                 if _missing(lo) or _missing(hi)
-                else f"{_format_value(m, kind)} [{_format_value(lo, kind)}, {_format_value(hi, kind)}]"
+                else f"{_format_value(m, kind)} [{_format_value(lo, kind)},{_NBSP}{_format_value(hi, kind)}]"
                 for m, lo, hi in zip(frame[column], frame[low], frame[high], strict=True)
             ]
         else:
-            header = f"{column}{_UNITS.get(kind, '')}"
+            title = f"{header(column)}{_UNITS.get(kind, '')}"
             cells = [_format_value(v, kind) for v in frame[column].tolist()]
-        out.append((header, cells, numeric))
+        out.append((title, cells, numeric))
     return out
 
 
@@ -222,7 +241,12 @@ def format_table(frame: pd.DataFrame, merge_ci: bool = True) -> pd.DataFrame:
 
     With ``merge_ci`` each ``X_mean`` (or ``X``) with ``X_ci_low`` and ``X_ci_high`` (and
     ``diff`` with ``ci_low``, ``ci_high``) becomes one column ``"X (%) mean [CI]"`` reading
-    ``"90.25 [89.12, 91.38]"``, which keeps tables narrow enough for a phone.
+    ``"90.25 [89.12, 91.38]"`` (a no-break space inside the brackets, so a narrow column
+    breaks before the interval only), which keeps tables narrow enough for a phone;
+    ``frame.attrs["ci"]`` may name an interval (``{"diff": "simultaneous 95% CI"}``).
+
+    Headers are readable words (``header``): ``config`` is "configuration", ``p_adjusted``
+    "Holm p", underscores become spaces and ``acc`` "accuracy".
     """
     columns = _formatted(frame, merge_ci)
     return pd.DataFrame({header: cells for header, cells, _ in columns}, columns=[h for h, _, _ in columns])
@@ -268,18 +292,20 @@ def _png_size(data: bytes) -> tuple[int, int]:
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Characters that make Markdown markup: links and images ([, ]), emphasis (*, _), code (`),
-# tables (|), escapes (\\). <, > and & become HTML entities for viewers that pass HTML through.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+# tables (|), escapes (\\); a < that could open an HTML tag or an autolink, an & that could
+# start an entity, and a # or > that would open a heading or a quote at the start of a line.
+# Each gets a backslash, CommonMark's escape, so "p < 0.001" stays as it reads.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|]|<(?=[A-Za-z/!?])|&(?=#?\w+;)|^[#>])")
 
 
 def md_escape(text) -> str:
     """Plain text made safe for Markdown, on one line: no link, image, emphasis or HTML.
 
-    ``![t](http://x/y.png)`` becomes ``!\\[t\\](http://x/y.png)``, which every viewer
-    shows as the text itself.
+    ``![t](http://x/y.png)`` becomes ``!\\[t\\](http://x/y.png)`` and ``<script>``
+    ``\\<script>``, which every viewer shows as the text itself; ``Holm p < 0.001`` and
+    ``a & b`` stay as they are (Markdown escapes, not HTML entities).
     """
-    text = html.escape(" ".join(str(text).split()), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def _md_finalize(value):
@@ -323,11 +349,38 @@ def _version() -> str:
 # HTML
 
 
-def _html_table(caption: str, frame: pd.DataFrame) -> dict:
-    body = format_table(frame).to_html(
-        index=False, escape=True, border=0, classes="data", na_rep=NA, justify="right"
+def _table_html(frame: pd.DataFrame) -> Markup:
+    """``frame`` as an HTML table (``format_table``'s cells, escaped): numbers right-aligned,
+    text columns (class ``text``) left-aligned and free to wrap, even inside a long name."""
+    columns = _formatted(frame, merge_ci=True)
+    kinds = ["num" if numeric else "text" for _, _, numeric in columns]
+
+    def cell(text: str, kind: str) -> Markup:
+        # a long name (optimizer.weight_decay=0.001) may break after its "=" rather than scroll
+        return Markup("=<wbr>").join(str(text).split("=")) if kind == "text" else Markup.escape(text)
+
+    head = Markup("").join(
+        Markup('<th class="{}">{}</th>').format(k, h) for (h, _, _), k in zip(columns, kinds, strict=True)
     )
-    return {"caption": caption, "html": Markup(body), "rows": len(frame), "fold": len(frame) > FOLD_ROWS}
+    rows = [
+        Markup("<tr>{}</tr>").format(
+            Markup("").join(
+                Markup('<td class="{}">{}</td>').format(k, cell(c, k))
+                for c, k in zip(row, kinds, strict=True)
+            )
+        )
+        for row in zip(*(cells for _, cells, _ in columns), strict=True)
+    ]
+    return Markup('<table class="data">\n<thead><tr>{}</tr></thead>\n<tbody>\n{}\n</tbody>\n</table>').format(
+        head, Markup("\n").join(rows)
+    )
+
+
+def _html_table(caption: str, frame: pd.DataFrame) -> dict:
+    body = _table_html(frame)
+    details = bool(frame.attrs.get("details"))
+    return {"caption": caption, "html": body, "rows": len(frame),
+            "fold": details or len(frame) > FOLD_ROWS, "details": details}  # fmt: skip
 
 
 def _render_html(title: str, sections, findings, images: list[list[bytes]], exploratory=()) -> str:

@@ -332,8 +332,10 @@ def _rate_figure(a: Analysis, metrics, ylabel: str, title: str):
                        alpha=0.35, linewidths=0, zorder=1, gid=f"seeds:{metric}")  # fmt: skip
         shown = drawn[-1] if drawn else metrics[-1]
         groups: dict[str, str] = {}  # off-line label -> marker; one legend entry each
-        for row in others.itertuples():
-            text = _off_line_label(a, row.config, line)
+        ways = [_off_line_label(a, c, line) for c in others["config"]]
+        for row, way in zip(others.itertuples(), ways, strict=True):
+            # a way of leaving the line taken by one configuration is named as the report names it
+            text = a.label(row.config) if ways.count(way) == 1 else way
             first = text not in groups
             marker = groups.setdefault(text, _OFF_LINE_MARKERS[len(groups) % len(_OFF_LINE_MARKERS)])
             mean, low, high = (getattr(row, f"{shown}_{s}") * 100 for s in ("mean", "ci_low", "ci_high"))
@@ -361,8 +363,10 @@ def accuracy_vs_rate(a: Analysis) -> Figure:
     measured), the validation and the test accuracy? Lines are means over completed seeds
     with interval bands, faint dots the single seeds. Configurations off the rate line
     (``Analysis.rate_on_line``) are drawn as white markers at their test-accuracy mean with
-    its interval, one marker shape and legend entry per way of leaving the line
-    (``"dropout.dense=0.5 (test)"``). ``rate_table`` has the numbers.
+    its interval, one marker shape and legend entry per way of leaving the line: the
+    configuration's report label (``Analysis.label``, ``"dropout.dense=0.5 (test)"``), or for
+    several configurations leaving it the same way, what they share (``"model=mlp (test)"``).
+    ``rate_table`` has the numbers.
     """
     title = f"Accuracy vs {a.rate_key}: mean over seeds, {level(a.confidence)} CI band"
     return _rate_figure(a, ("train_acc", "train_eval_acc", "val_acc", "test_acc"), "accuracy (%)", title)[0]

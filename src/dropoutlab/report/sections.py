@@ -10,14 +10,16 @@ its traceback.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pandas as pd
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.report import plots
+from dropoutlab.report.decide import VERDICTS as VERDICT_WORDS
 from dropoutlab.report.html import Section
 from dropoutlab.report.model import NOT_RECORDED, Analysis
-from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT
+from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT, sorted_levels
 from dropoutlab.report.text import and_list, level, p_text, pp, setting, value_text
 from dropoutlab.runs import MC_METRICS
 
@@ -26,9 +28,13 @@ SUMMARY_COLUMNS = {
     "n": "seeds", "test_acc_mean": "test acc", "test_acc_ci_low": "test acc ci_low",
     "test_acc_ci_high": "test acc ci_high", "test_acc_min": "test acc lowest", "test_acc_max": "test acc highest",
     "val_acc_mean": "val acc", "train_acc_mean": "train acc (dropout on)",
-    "train_eval_acc_mean": "train acc (eval mode)", "gap_acc_mean": "gap acc (train - test)",
+    "train_eval_acc_mean": "train acc (eval mode)", "gap_acc_mean": "gap (train \u2212 test)",
     "best_epoch_mean": "best epoch",
 }  # fmt: skip
+
+#: The summary's columns shown in its second, folded table.
+SUMMARY_DETAILS = ("test acc lowest", "test acc highest", "train acc (dropout on)", "train acc (eval mode)",
+                   "best epoch")  # fmt: skip
 
 INTERVAL_WORDS = {
     "logit t": "t on the logit scale",
@@ -46,12 +52,15 @@ def unavailable_line(what: str, reason: str) -> str:
 
 
 def report_sections(analysis: Analysis) -> list[Section]:
-    """The report's sections, in order: summary, comparisons, rate sweep, grid (two parameters),
-    the effect of each parameter (three or more), Monte Carlo dropout, curves, methods."""
+    """The report's sections, in order: summary, comparisons, the looks of a study run until
+    decided, rate sweep, grid (two parameters), the effect of each parameter (three or more),
+    Monte Carlo dropout, curves, methods."""
     a = analysis
     if not a.completed:
         return [_summary(a), _methods(a)]  # nothing finished: no comparison and no figure to draw
     sections = [_summary(a), _comparisons(a)]
+    if a.looks:
+        sections.append(_looks(a))
     if a.rate_key is not None:
         sections.append(_rate(a))
     if a.grid is not None:
@@ -94,17 +103,32 @@ def _summary(a: Analysis) -> Section:
         return Section("Summary over seeds", ["No runs in this study yet."])
     shown = a.summary[["config", *SUMMARY_COLUMNS]].rename(columns=SUMMARY_COLUMNS)
     shown = _with_labels(a, shown.dropna(axis=1, how="all"))
+    shown.attrs["units"] = {"gap (train \u2212 test)": "pp"}
+    if a.decision is not None:
+        shown.insert(2, "could be best", [str(c) in a.decision.could_be_best for c in a.summary["config"]])
+    main = shown[[c for c in shown.columns if c not in SUMMARY_DETAILS]]
+    details = shown[["config", *(c for c in SUMMARY_DETAILS if c in shown.columns)]]
     methods = a.summary["test_acc_interval"].tolist()
     if any(m != "logit t" for m in methods):
-        shown["test acc interval"] = [INTERVAL_WORDS.get(m, m) for m in methods]
+        details = details.assign(**{"test acc interval": [INTERVAL_WORDS.get(m, m) for m in methods]})
+    details.attrs["details"] = True
     text = (
         f"Final accuracies per configuration: mean over the completed seeds with a {level(a.confidence)} "
         "confidence interval for test accuracy, a Student t interval on the logit scale, which stays "
         "between 0% and 100%. Below 3 seeds there is no interval, only the lowest and highest seed. "
         "Train accuracy 'dropout on' is the running accuracy during the epoch; 'eval mode' is "
         "measured afterwards with dropout off."
+        + (
+            f" 'could be best': the configurations that could have the highest true test accuracy at "
+            f"{level(1 - a.decision.design.alpha)} (the decision, docs/report.md)."
+            if a.decision is not None
+            else ""
+        )
     )
-    return Section("Summary over seeds", [text], tables=[("Per configuration", shown)])
+    tables = [("Per configuration", main)]
+    if len(details.columns) > 1:
+        tables.append(("More per configuration: range of seeds, train accuracy, best epoch", details))
+    return Section("Summary over seeds", [text], tables=tables)
 
 
 def _comparisons(a: Analysis) -> Section:
@@ -117,11 +141,11 @@ def _comparisons(a: Analysis) -> Section:
         return Section(
             title, [f"Only the baseline ({a.baseline_name}) has been run: nothing to compare it with."]
         )
-    leads = [{"config": a.label(c.config), **({"baseline": a.baseline_of(c)} if a.strata else {})}
-             for c in a.comparisons]  # fmt: skip
-    table = _tests_table(leads, a.comparisons, ("diff", "ci_low", "ci_high", "unadjusted ci_low",
-                         "unadjusted ci_high", "test", "p_value", "p_adjusted", "significant", "effect_size",
-                         "seeds left out", "seeds_needed"))  # fmt: skip
+    verdicts = a.decision.verdicts() if a.decision is not None and not a.strata else {}
+    leads = [{"config": a.label(c.config), **({"baseline": a.baseline_of(c)} if a.strata else {}),
+              **({"verdict": verdicts.get(c.config, "")} if verdicts else {})} for c in a.comparisons]  # fmt: skip
+    table, details = _split_tests(a, leads, [{"config": a.label(c.config)} for c in a.comparisons], a.comparisons,
+                                  main=_MAIN_TESTS[1:])  # fmt: skip
     m = a.family_size
     members = "each configuration against " + ("its own baseline" if a.strata else "the baseline")
     if a.interaction is not None:
@@ -159,7 +183,81 @@ def _comparisons(a: Analysis) -> Section:
         "given the seed-to-seed spread measured here; \u221e means more than "
         f"{SEEDS_SEARCH_LIMIT}.",
     ]
-    return Section(title, text, tables=[("Differences in test accuracy", table)])
+    if verdicts:
+        d = a.decision
+        text.append(
+            "'verdict': the decision's word for each comparison (docs/report.md, \"The answer\"): better or "
+            f"worse by more than 0, equivalent (the whole difference within \u00b1{pp(d.design.min_effect).lstrip('+')}"
+            "), or undecided, from "
+            + (
+                f"the study's {len(a.looks)} look(s), run until decided"
+                if a.looks
+                else "one look at these seeds"
+            )
+            + f", at a family-wise error rate of {d.design.alpha:g} over every claim."
+        )
+    tables = [("Differences in test accuracy", table),
+              ("Each comparison on its own: the test, unadjusted interval and p, effect size", details)]  # fmt: skip
+    return Section(title, text, tables=tables)
+
+
+LOOKS_TITLE = "Seeds added until decided"
+
+
+def _looks(a: Analysis) -> Section:
+    """The path of a study run ``--until-decided``: per look its seeds, runs spent and verdicts."""
+    rows = []
+    for look in a.looks:
+        counts = Counter(c.get("verdict") for c in look.get("comparisons", ()))
+        rows.append({"look": look.get("look"), "seeds per configuration": look.get("seeds"),
+                     "runs so far": look.get("spent"), **{v: counts.get(v, 0) for v in VERDICT_WORDS},
+                     "could be best": len(look.get("could_be_best", ())), "done": bool(look.get("done"))})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.attrs["units"] = {k: "int" for k in ("look", "seeds per configuration", "runs so far", *VERDICT_WORDS,
+                                               "could be best")}  # fmt: skip
+    last = a.looks[-1]
+    design = last.get("design") or {}
+    configs = len(last.get("seeds_run") or {}) or len(a.configs)
+    text = [
+        f"The study ran with --until-decided: a first look at {design.get('start')} seeds per configuration, "
+        f"then {design.get('step')} more at each look, at most {design.get('max_seeds')}; seeds went only to "
+        "the configurations that still mattered (undecided, the baseline and the candidates for best). "
+        "Each look's verdicts count against the baseline; 'could be best' counts the configurations that "
+        "could have the highest test accuracy."
+    ]
+    spent, planned = last.get("spent"), configs * (design.get("max_seeds") or 0)
+    if spent is not None and planned:
+        text.append(
+            f"Runs spent: {spent}, against {planned} for a fixed design of {design.get('max_seeds')} seeds for "
+            f"each of the {configs} configurations ({spent / planned:.0%}). "
+            + ("Stopped: " + str(last.get("reason")) + "." if last.get("done") else
+               f"Not done yet: {last.get('reason')}; the same command continues the design.")
+        )  # fmt: skip
+    return Section(LOOKS_TITLE, text, tables=[("Verdicts at each look", table)])
+
+
+def _rate_coverage(a: Analysis) -> str | None:
+    """What the rate section's lines cover, when some configurations sit off them: the setting
+    of the other parameters on the line, and those off it."""
+    on = set(a.runs.loc[a.rate_on_line, "config"].astype(str)) if len(a.rate_on_line) else set()
+    off = [c for c in a.configs if c.config not in on]
+    if not off or not on:
+        return None
+    others = [p for p in a.varied if p != a.rate_key]
+
+    def where(config: str) -> str:
+        return ", ".join(setting(p, a.config(config).params.get(p)) for p in others)
+
+    fixed = where(next(iter(on)))
+    ways = list(dict.fromkeys(where(c.config) for c in off))
+    listed = "; ".join(ways) if any("," in w for w in ways) else and_list(ways)
+    if len(off) == 1:
+        rest = (f"The other one, at {listed}, is the white marker at its own {a.rate_key}, and the row with "
+                "'on the rate line' = no in the table.")  # fmt: skip
+    else:
+        rest = (f"The other {len(off)}, at {listed}, are the white markers at their own {a.rate_key}, one "
+                "shape for each setting, and the rows with 'on the rate line' = no in the table.")  # fmt: skip
+    return f"The lines cover only the configurations at {fixed} ({len(on)} of {len(a.configs)}). {rest}"
 
 
 def _rate(a: Analysis) -> Section:
@@ -167,10 +265,17 @@ def _rate(a: Analysis) -> Section:
     figures, notes = _figures(a, ("rate_accuracy", "rate_gap"))
     tables = []
     try:
-        tables.append(
-            ("Numbers behind the plots",
-             _with_labels(a, plots.rate_table(a)))
-        )  # fmt: skip
+        numbers = _with_labels(a, plots.rate_table(a))
+        if numbers["on_line"].all():
+            numbers = numbers.drop(columns="on_line")
+        stats = ("mean", "ci_low", "ci_high")
+        lead = [c for c in ("rate", "config", "on_line", "n") if c in numbers]
+        more = numbers[["rate", "config", *(f"{m}_{s}" for m in ("train_acc", "train_eval_acc", "val_acc")
+                                             for s in stats)]].dropna(axis=1, how="all")  # fmt: skip
+        more.attrs["details"] = True
+        tables += [("Numbers behind the plots", numbers[[*lead, *(f"{m}_{s}" for m in ("test_acc", "gap_acc")
+                                                                  for s in stats)]]),
+                   ("Train and validation accuracy behind the plots", more)]  # fmt: skip
     except DropoutlabError as error:
         notes.append(unavailable_line("The table behind the plots", str(error)))
     if "gap_trend" in a.unavailable:
@@ -179,7 +284,9 @@ def _rate(a: Analysis) -> Section:
         f"How train and test accuracy move as {key} grows. Bands are {level(a.confidence)} intervals of "
         "the mean over seeds (on the logit scale for accuracies; none below 3 seeds); dots are single seeds."
     )
-    return Section("Accuracy against the dropout rate", [text, *notes], figures=figures, tables=tables)
+    coverage = _rate_coverage(a)
+    return Section("Accuracy against the dropout rate", [text, *([coverage] if coverage else []), *notes],
+                   figures=figures, tables=tables)  # fmt: skip
 
 
 def _grid(a: Analysis) -> Section:
@@ -202,6 +309,14 @@ def _grid(a: Analysis) -> Section:
             f"F({r.df_num}, {r.df_den}) = {r.F:.2f}, unadjusted {p_text(r.p_value)}, "
             f"{p_text(r.p_adjusted, 'Holm p')} in the report's family."
         )
+        left = {k: [v for v in sorted_levels(a.summary[k].dropna()) if v not in set(values)]
+                for k, values in zip(r.factors, r.levels, strict=True)}  # fmt: skip
+        if any(left.values()):
+            covered = " and ".join(f"{k} = {and_list([value_text(v) for v in values])}"
+                                   for k, values in zip(r.factors, r.levels, strict=True))  # fmt: skip
+            out = "; ".join(f"{k} = {and_list([value_text(v) for v in vs])}" for k, vs in left.items() if vs)
+            notes.append(f"The interaction test covers {covered}, the values run at every value of the other "
+                         f"parameter; not {out}, which the study did not cross with them.")  # fmt: skip
     text = f"Mean test accuracy in each cell of the two-dimensional grid, with its {level(a.confidence)} interval."
     return Section(f"{y_key} x {x_key}", [text, *notes], figures=figures, tables=tables)
 
@@ -246,25 +361,55 @@ def _factor_tables(a: Analysis) -> list:
                            "seeds left out": ", ".join(map(str, m.seeds_left_out))} for m in fx.means])  # fmt: skip
     if (means["test acc interval"] == INTERVAL_WORDS["logit t"]).all():
         means = means.drop(columns="test acc interval")
-    common = ("seeds", "diff", "ci_low", "ci_high", "unadjusted ci_low", "unadjusted ci_high", "p_value",
-              "p_adjusted", "significant", "d_z", "seeds_needed", "seeds left out")  # fmt: skip
-    effects = _tests_table([{"parameter": e.factor, "value": value_text(e.level), "against": value_text(e.reference)}
-                            for e in fx.effects], fx.effects, common)  # fmt: skip
-    interactions = _tests_table(
+    effects, effect_details = _split_tests(
+        a, [{"parameter": e.factor, "value": value_text(e.level), "against": value_text(e.reference)}
+            for e in fx.effects], [{"parameter": e.factor, "value": value_text(e.level)} for e in fx.effects],
+        fx.effects)  # fmt: skip
+    interactions, interaction_details = _split_tests(
+        a, [{"effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
+             "at value": setting(i.by, i.by_level), "effect at reference": i.effect_at_reference,
+             "effect at value": i.effect_at_level} for i in fx.interactions],
         [{"effect of": f"{i.factor}={value_text(i.level)} vs {value_text(i.reference)}",
-          "at reference": setting(i.by, i.by_reference), "effect at reference": i.effect_at_reference,
-          "at value": setting(i.by, i.by_level), "effect at value": i.effect_at_level} for i in fx.interactions],
-        fx.interactions, common)  # fmt: skip
+          "at value": setting(i.by, i.by_level)} for i in fx.interactions],
+        fx.interactions, main=("diff", "ci_low", "ci_high", "p_adjusted", "significant"),
+        detail=("seeds", *_DETAIL_TESTS))  # fmt: skip
     if not means["seeds left out"].astype(bool).any():
         means = means.drop(columns="seeds left out")
     return [
         ("Mean test accuracy at each value, averaged over the other parameters", means),
         ("Each value against the reference value, averaged over the other parameters", effects),
+        ("Each effect on its own: the test, unadjusted interval and p, effect size", effect_details),
         (
             "Two-way interactions: the effect at a value of the other parameter minus at its reference",
             interactions,
         ),
+        (
+            "Each interaction on its own: the test, unadjusted interval and p, effect size",
+            interaction_details,
+        ),
     ]
+
+
+#: The columns of a table of tests: the claim and its interval first, each test on its own after.
+_MAIN_TESTS = ("seeds", "diff", "ci_low", "ci_high", "p_adjusted", "significant", "seeds_needed")
+_DETAIL_TESTS = ("test", "diff", "unadjusted ci_low", "unadjusted ci_high", "p_value", "effect_size",
+                 "seeds left out")  # fmt: skip
+
+
+def _split_tests(a: Analysis, leads: list[dict], short: list[dict], tests, unit: str = "pp",
+                 main=_MAIN_TESTS, detail=_DETAIL_TESTS) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Two tables of ``tests`` that fit the page: ``leads`` with the estimate, its simultaneous
+    interval, Holm p, significance and seeds needed; then (folded in the HTML) ``short`` with
+    each test on its own: the test, the unadjusted interval and p, the effect size, seeds left out."""
+    table = _tests_table(leads, tests, main, unit)
+    table.attrs["ci"] = {"diff": f"simultaneous {level(a.confidence)} CI"}
+    details = _tests_table(short, tests, detail, unit)
+    details = details.rename(columns={"unadjusted ci_low": "ci_low", "unadjusted ci_high": "ci_high",
+                                      "p_value": "unadjusted p"})  # fmt: skip
+    units = {**details.attrs["units"], "unadjusted p": "p"}
+    units.update({k: unit for k in ("ci_low", "ci_high") if k in details})
+    details.attrs.update(units=units, ci={"diff": f"unadjusted {level(a.confidence)} CI"}, details=True)
+    return table, details
 
 
 def _tests_table(leads: list[dict], tests, columns, unit: str = "pp") -> pd.DataFrame:
@@ -336,6 +481,15 @@ def _mc_dropout(a: Analysis) -> Section:
     levels = pd.DataFrame(rows)
     levels["passes"] = levels["passes"].astype(str)
     levels.attrs["units"] = {"nll": "loss", "nll ci_low": "loss", "nll ci_high": "loss"}
+    shown = [
+        "config",
+        "passes",
+        "seeds",
+        *(f"{n}{s}" for n in ("test acc", "nll") for s in ("", " ci_low", " ci_high")),
+    ]
+    others = levels[["config", "passes", *(c for c in levels.columns if c not in shown)]]
+    others.attrs["details"] = True
+    levels = levels[shown]
     text = [
         f"Each run was tested again with dropout left on: T passes over the test set (T = {passes}), "
         "each with fresh masks, and the mean of their softmax probabilities as the prediction (Monte "
@@ -349,7 +503,8 @@ def _mc_dropout(a: Analysis) -> Section:
         "(0 without dropout). Means over seeds with a "
         f"{level(a.confidence)} interval (logit-scale t for accuracy, t for the others).",
     ]
-    tables = [("Test metrics per number of passes", levels)]
+    tables = [("Test accuracy and NLL per number of passes", levels),
+              ("Brier score, ECE, entropy and mutual information per number of passes", others)]  # fmt: skip
     if mc.contrasts:
         text.append(
             f"The largest T ({mc.largest}) against the deterministic pass, paired over seeds, for test accuracy "
@@ -393,6 +548,22 @@ def _counted(counts: dict, unit: str = "runs") -> str:
     if len(counts) == 1:
         return str(next(iter(counts)))
     return ", ".join(f"{k} ({v} {unit})" for k, v in counts.items())
+
+
+def device_text(device: str) -> str:
+    """A stored device (``"type: name"``) in words: ``"cpu: cpu"`` -> ``"cpu"``, ``"cuda: NVIDIA
+    H100"`` -> ``"cuda (NVIDIA H100)"``; anything else as it is."""
+    kind, sep, name = str(device).partition(": ")
+    if not sep:
+        return str(device)
+    return kind if name.strip() in ("", kind) else f"{kind} ({name.strip()})"
+
+
+def _devices(counts: dict) -> dict:
+    out: dict[str, int] = {}
+    for device, n in counts.items():
+        out[device_text(device)] = out.get(device_text(device), 0) + n
+    return out
 
 
 def _engine_text(m) -> str:
@@ -439,7 +610,7 @@ def _methods(a: Analysis) -> Section:
     lines = [
         f"{m.runs} runs ({statuses}).",
         _training_text(m.training),
-        f"How they were trained: {_engine_text(m)}. Device: {_counted(m.devices)}; "
+        f"How they were trained: {_engine_text(m)}. Device: {_counted(_devices(m.devices))}; "
         f"precision: {_counted(m.dtypes)}; CPU threads: {_counted(m.threads)}; {versions}.",
         f"Statistics: tests at alpha = {a.alpha:g} over one Holm family of {a.family_size} tests; intervals at "
         f"{level(a.confidence)}; smallest difference worth detecting {pp(a.min_effect).lstrip('+')} with "
