@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from dropoutlab.report.model import Analysis, Comparison, FactorInteraction, Finding, TestResult
+from dropoutlab.report.model import CONFIDENCE, Analysis, Comparison, FactorInteraction, Finding, TestResult
 from dropoutlab.report.stats import (
     PLANNING_CONFIDENCE,
     SEEDS_SEARCH_LIMIT,
@@ -67,17 +67,21 @@ def _vs(c: Comparison, base_name: str, confidence: float) -> str:
     return f"{pp(c.diff)} vs {base_name} ({_ci(c, confidence)}, {c.test}, {p_text(c.p_adjusted, 'Holm p')})"
 
 
-def _numbers(c: TestResult, *fields: str) -> dict:
+def _numbers(c: TestResult, *fields: str, confidence: float = CONFIDENCE) -> dict:
     """The numbers of a test a sentence quotes (``diff, ci_low, ci_high, p_value, p_adjusted, n``;
-    for a claim its Holm step's interval, ``ci_low_step, ci_high_step, holm_step``) and ``fields``."""
+    for a claim its Holm step's interval, ``ci_low_step, ci_high_step, holm_step`` and its level
+    ``ci_step_confidence``) and ``fields``."""
     step = ("ci_low_step", "ci_high_step", "holm_step") if c.significant else ()
-    return {
+    out = {
         f: getattr(c, f) for f in ("diff", "ci_low", "ci_high", "p_value", "p_adjusted", "n", *step, *fields)
     }
+    if c.significant and np.isfinite(c.holm_step):
+        out["ci_step_confidence"] = 1 - (1 - confidence) / max(int(c.holm_step), 1)
+    return out
 
 
-def _comparison_numbers(c: Comparison) -> dict:
-    return _numbers(c, "n_baseline", "seeds_needed")
+def _comparison_numbers(c: Comparison, confidence: float = CONFIDENCE) -> dict:
+    return _numbers(c, "n_baseline", "seeds_needed", "sd_bound", confidence=confidence)
 
 
 # ----------------------------------------------------------------------------------------
@@ -467,7 +471,7 @@ def _plan_text(a: Analysis, plan: dict, new_study: bool, they: str = "They") -> 
     if math.isinf(advised):
         return f"{lead}; at that spread ({spread}) even 2000 seeds would not suffice: choose a larger min_effect."
     return (
-        f"{lead}; {how} `--max-seeds {int(advised)}`, the most seeds at which a true difference of 0 is called "
+        f"{lead}; {how} `--max-seeds {int(advised)}`, the most seeds that call a comparison with no true difference "
         f"equivalent in 80% of studies ({spread})."
     )
 
@@ -487,7 +491,13 @@ def _holm_decided(a: Analysis, done) -> list[Finding]:
         word = "higher" if c.diff > 0 else "lower"
         text = f"{a.label(c.config)} has {word} test accuracy than {base}: {_vs(c, base, a.confidence)}."
         out.append(
-            Finding(_verdict(a, c.config), text, (c.config, c.baseline), _comparison_numbers(c), claim=True)
+            Finding(
+                _verdict(a, c.config),
+                text,
+                (c.config, c.baseline),
+                _comparison_numbers(c, a.confidence),
+                claim=True,
+            )
         )
     return out
 
@@ -506,10 +516,14 @@ def _holm_undecided(a: Analysis, done) -> list[Finding]:
             pending.append(c)
         elif n < 2:
             text = f"{head} with {seeds_text(n)}: cannot be tested; run at least 2 seeds (3 or more for a useful interval)."
-            out.append(Finding("untestable", text, (c.config, c.baseline), _comparison_numbers(c)))
+            out.append(
+                Finding("untestable", text, (c.config, c.baseline), _comparison_numbers(c, a.confidence))
+            )
         elif np.isfinite(c.diff):
             text = f"{head}: identical across seeds, no spread to test against."
-            out.append(Finding("untestable", text, (c.config, c.baseline), _comparison_numbers(c)))
+            out.append(
+                Finding("untestable", text, (c.config, c.baseline), _comparison_numbers(c, a.confidence))
+            )
     if not pending:
         return out
     parts = [
@@ -543,7 +557,7 @@ def _needed_text(
     (planned with the 80% upper confidence bound of the spread, 0.9 pp)."``"""
     target = f"{what} of {pp(a.min_effect).lstrip('+')} with {a.power:.0%} power at the corrected level"
     planned = (
-        f" (planned with the {level(PLANNING_CONFIDENCE)} upper confidence bound of the spread, {100 * bound:.2f} pp)"
+        f" (planned with the {level(PLANNING_CONFIDENCE)} upper confidence bound of the spread, {100 * bound:.1f} pp)"
         if np.isfinite(bound)
         else ""
     )
@@ -698,7 +712,7 @@ def _gap_trend(a: Analysis) -> list[Finding]:
     )
     numbers = {"low_value": g.low_value, "high_value": g.high_value, "low_test_acc": g.low_test_acc,
                "high_test_acc": g.high_test_acc, "low_gap": g.low_gap,
-               "high_gap": g.high_gap, **_comparison_numbers(c)}  # fmt: skip
+               "high_gap": g.high_gap, **_comparison_numbers(c, a.confidence)}  # fmt: skip
     return [Finding("gap_trend", text, (g.low_config, g.high_config), numbers, claim=claim)]
 
 
@@ -743,8 +757,8 @@ def _mc_dropout(a: Analysis) -> list[Finding]:
             f"changes by {nats(nll.diff)} ({nll_ci}, {nll_words})."
         )
         numbers = {"samples": t, "acc_mc": at_t.mean, "acc_deterministic": at_0.mean,
-                   **{f"acc_{k}": v for k, v in _comparison_numbers(acc).items()},
-                   **{f"nll_{k}": v for k, v in _comparison_numbers(nll).items()}}  # fmt: skip
+                   **{f"acc_{k}": v for k, v in _comparison_numbers(acc, a.confidence).items()},
+                   **{f"nll_{k}": v for k, v in _comparison_numbers(nll, a.confidence).items()}}  # fmt: skip
         out.append(Finding("mc_dropout", text, (config,), numbers, claim=acc_claim or nll_claim))
     return out
 
@@ -781,7 +795,7 @@ def _left_out_text(c: TestResult) -> str:
 
 
 def _contrast_numbers(a: Analysis, c: TestResult) -> dict:
-    return {**_numbers(c, "effect_size", "seeds_left_out"), **_needed_numbers(a, c)}
+    return {**_numbers(c, "effect_size", "seeds_left_out", confidence=a.confidence), **_needed_numbers(a, c)}
 
 
 def _factor_effects(a: Analysis) -> list[Finding]:
