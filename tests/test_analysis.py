@@ -353,3 +353,39 @@ def test_seeds_left_out_of_a_pairing_are_reported():
         "(completed by only one of the two)."
     )
     assert pp(c.diff) in " ".join(f.text for f in a.headline)
+
+
+def test_every_claim_of_the_holm_family_is_printed_beside_an_interval_that_excludes_zero():
+    """Factor effects, interactions and the gap trend: a claim quotes the interval at its Holm
+    step (never a simultaneous one that may reach 0); a sentence without a claim quotes one with 0 in it."""
+    rng = np.random.default_rng(12)
+    claims = others = 0
+    for _ in range(6):
+        rows = []
+        offsets = rng.normal(0, 0.01, 4)
+        for rate in (0.0, 0.3, 0.6):
+            for wd in (0.0, 0.001):
+                for model in ("mlp", "resnet"):
+                    for s in range(4):
+                        test = 0.8 + 0.008 * (rate > 0) + 0.006 * (model == "mlp") * (rate > 0) + offsets[s]
+                        rows.append({"config": f"{rate}-{wd}-{model}", "seed": s, "status": "completed",
+                                     "test_acc": test + rng.normal(0, 0.004), "final_train_acc": 0.9,
+                                     "dropout.rate": rate, "optimizer.weight_decay": wd, "model": model})  # fmt: skip
+        runs = pd.DataFrame(rows)
+        runs.attrs["params"] = ["dropout.rate", "optimizer.weight_decay", "model"]
+        for f in analyze_runs(runs).headline:
+            if (
+                f.kind not in ("factor_effect", "factor_interaction", "gap_trend")
+                or "ci_low" not in f.numbers
+            ):
+                continue
+            n = f.numbers
+            if f.claim:
+                claims += 1
+                assert n["ci_low_step"] > 0 or n["ci_high_step"] < 0, f.text
+                assert "% CI at its Holm step" in f.text and "simultaneous" not in f.text
+            elif np.isfinite(n["ci_low"]):
+                others += 1
+                assert n["ci_low"] <= 0 <= n["ci_high"], f.text
+                assert "at its Holm step" not in f.text
+    assert claims >= 5 and others >= 5  # both kinds of sentence were checked
