@@ -7,10 +7,16 @@ with intervals, so that seed-to-seed noise is not read as an effect. Every numbe
 sentence quotes is in its ``numbers`` (fractions, as in the store); the sentence speaks in
 percent and percentage points (pp).
 
-A finding with ``claim=True`` says that two things differ; every such claim rests on a
-test of the analysis' one Holm family. ``exploratory=True`` marks comparisons of pairs
-picked by looking at the data (the runner-up, the two best placements): they give
-unadjusted numbers, make no claim and stay out of the headline.
+A finding with ``claim=True`` says that two things differ (or, ``equivalent``, that they
+differ by less than ``min_effect``). Against the baseline every claim is a verdict of the
+decision (``report/decide.py``), printed with the decision's own interval, from which it is
+read; every other claim rests on a test of the analysis' Holm family and is printed with the
+interval at the level of its Holm step, which excludes 0 whenever Holm rejects (the
+simultaneous interval need not). Seeds are planned with the ``stats.PLANNING_CONFIDENCE``
+upper confidence bound of the spread, never the spread a few seeds happened to show.
+``exploratory=True`` marks comparisons of pairs picked by looking at the data (the
+runner-up, the two best placements): they give unadjusted numbers, make no claim and stay
+out of the headline.
 """
 
 from __future__ import annotations

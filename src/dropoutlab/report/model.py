@@ -375,10 +375,11 @@ class FigurePlan:
 class Finding:
     """One sentence of the report and the data behind it.
 
-    ``kind`` names what it says (``"best"``, ``"not_distinguishable"``, ``"interaction"``...,
-    see ``docs/report.md``); ``configs`` the configurations it speaks of; ``numbers`` every
-    number the sentence quotes (accuracies and differences as fractions, p-values, counts);
-    ``claim``: it says that two things differ (always backed by the Holm family);
+    ``kind`` names what it says (``"choice"``, ``"better"``, ``"worse"``, ``"equivalent"``,
+    ``"undecided"``, ``"best"``, ``"interaction"``..., see ``docs/report.md``); ``configs`` the
+    configurations it speaks of; ``numbers`` every number the sentence quotes (accuracies and
+    differences as fractions, p-values, counts); ``claim``: it says that two things differ, or
+    are equivalent (backed by the decision against the baseline, else by the Holm family);
     ``exploratory``: a pair picked by looking at the data, unadjusted, kept out of the headline.
     """
 
