@@ -30,8 +30,8 @@ def analyze_records(records: list[dict], study: str):
     return _analyze(StudyData.from_records(records), study)
 
 
-CLAIM_WORDS = ("higher test accuracy than", "lower test accuracy than", "higher than", "distinguishably better",
-               " interact on ", "narrows", "widens")  # fmt: skip
+CLAIM_WORDS = ("higher test accuracy than", "lower test accuracy than", "higher than", " is better than ",
+               " is worse than ", " interact on ", "narrows", "widens")  # fmt: skip
 
 
 def study(rng, effects: dict, seeds: int = 3, param: str = "dropout.conv", noise=0.005, seed_sd=0.01):
@@ -54,13 +54,14 @@ def study(rng, effects: dict, seeds: int = 3, param: str = "dropout.conv", noise
 
 
 def test_null_studies_make_a_claim_of_a_difference_in_at_most_alpha_of_them():
-    """Every claim (baseline comparisons, gap trend, placement) comes from one Holm family."""
+    """Every claim of a difference comes from a family at alpha: the decision (the comparisons with
+    the baseline, placement) or the Holm family (the gap trend). An equivalence is no false claim here."""
     rng = np.random.default_rng(2024)
     studies, alpha = 200, 0.05
     claimed = raw = 0
     for _ in range(studies):
         a = analyze_runs(study(rng, {r: 0.0 for r in (0.0, 0.1, 0.2, 0.3, 0.5)}), alpha=alpha)
-        claims = [f for f in a.headline if f.claim]
+        claims = [f for f in a.headline if f.claim and f.kind != "equivalent"]
         worded = [f for f in a.headline if any(w in f.text for w in CLAIM_WORDS)]
         assert bool(claims) == bool(worded), [f.text for f in a.headline]
         assert not [f for f in a.exploratory if f.claim]
@@ -107,9 +108,12 @@ def test_confidence_reaches_every_interval_and_sentence():
     c99, c80 = wide.comparison("dropout.conv=0.2"), narrow.comparison("dropout.conv=0.2")
     assert c99.ci_high - c99.ci_low > c80.ci_high - c80.ci_low
     assert wide.configs[0].test_acc.high > narrow.configs[0].test_acc.high
-    assert any("99% CI" in f.text for f in wide.findings) and not any(
-        "95% CI" in f.text for f in wide.findings
-    )
+    # The decision's sentences quote its own intervals, at 1 - alpha (its verdicts are read from
+    # them); every other interval is at the report's confidence.
+    decision = {"choice", "better", "worse", "equivalent", "undecided"}
+    assert any("99% CI" in f.text for f in wide.findings)
+    assert not any("95% CI" in f.text for f in wide.findings if f.kind not in decision)
+    assert any("simultaneous 95% CI" in f.text for f in wide.findings if f.kind in decision)
 
 
 def test_simultaneous_intervals_never_exclude_zero_beside_not_distinguishable():
@@ -349,3 +353,39 @@ def test_seeds_left_out_of_a_pairing_are_reported():
         "(completed by only one of the two)."
     )
     assert pp(c.diff) in " ".join(f.text for f in a.headline)
+
+
+def test_every_claim_of_the_holm_family_is_printed_beside_an_interval_that_excludes_zero():
+    """Factor effects, interactions and the gap trend: a claim quotes the interval at its Holm
+    step (never a simultaneous one that may reach 0); a sentence without a claim quotes one with 0 in it."""
+    rng = np.random.default_rng(12)
+    claims = others = 0
+    for _ in range(6):
+        rows = []
+        offsets = rng.normal(0, 0.01, 4)
+        for rate in (0.0, 0.3, 0.6):
+            for wd in (0.0, 0.001):
+                for model in ("mlp", "resnet"):
+                    for s in range(4):
+                        test = 0.8 + 0.008 * (rate > 0) + 0.006 * (model == "mlp") * (rate > 0) + offsets[s]
+                        rows.append({"config": f"{rate}-{wd}-{model}", "seed": s, "status": "completed",
+                                     "test_acc": test + rng.normal(0, 0.004), "final_train_acc": 0.9,
+                                     "dropout.rate": rate, "optimizer.weight_decay": wd, "model": model})  # fmt: skip
+        runs = pd.DataFrame(rows)
+        runs.attrs["params"] = ["dropout.rate", "optimizer.weight_decay", "model"]
+        for f in analyze_runs(runs).headline:
+            if (
+                f.kind not in ("factor_effect", "factor_interaction", "gap_trend")
+                or "ci_low" not in f.numbers
+            ):
+                continue
+            n = f.numbers
+            if f.claim:
+                claims += 1
+                assert n["ci_low_step"] > 0 or n["ci_high_step"] < 0, f.text
+                assert "% CI at its Holm step" in f.text and "simultaneous" not in f.text
+            elif np.isfinite(n["ci_low"]):
+                others += 1
+                assert n["ci_low"] <= 0 <= n["ci_high"], f.text
+                assert "at its Holm step" not in f.text
+    assert claims >= 5 and others >= 5  # both kinds of sentence were checked

@@ -90,7 +90,7 @@ def one(sentences: list[str], *needles: str) -> str:
 # ---------------------------------------------------------------------------- effects
 
 
-def test_clear_effect_is_reported_with_its_number_and_interval():
+def test_clear_effect_is_reported_with_its_verdict_interval_and_look():
     runs = study(
         [
             (conv(0.0), 0.700, 0.90, 0.92),
@@ -99,52 +99,112 @@ def test_clear_effect_is_reported_with_its_number_and_interval():
         ],
         noise_sd=0.0002,
     )
-    text = findings(runs)
-    best = one(text, "Best: dropout.conv=0.2")
-    assert best.endswith("higher than no dropout at the corrected level.")
-    assert "real improvement" not in best
-    assert "+5.0 pp vs no dropout (simultaneous 95% CI +" in best
-    assert "paired t" in best and "Holm p" in best
-    hurt = one(text, "dropout.conv=0.8 has lower test accuracy than no dropout")
-    assert f"{MINUS}8.0 pp vs no dropout (simultaneous 95% CI {MINUS}" in hurt
-    assert not text[0].startswith("No configuration is distinguishable")
+    analysis = analyze_runs(runs)
+    text = [f.text for f in analysis.headline]
+    better = one(text, "dropout.conv=0.2 is better than no dropout")
+    assert better.startswith("dropout.conv=0.2 is better than no dropout: +5.0 pp over 3 paired seeds")
+    assert "(simultaneous 95% CI +" in better and "decided at 3 seeds per configuration" in better
+    worse = one(text, "dropout.conv=0.8 is worse than no dropout")
+    assert f"{MINUS}8.0 pp over 3 paired seeds (simultaneous 95% CI {MINUS}" in worse
+    # the interval is the decision's, whose verdict it carries
+    d = {c.config: c for c in analysis.decision.comparisons}
+    found = {f.configs[0]: f for f in analysis.headline if f.kind in ("better", "worse")}
+    assert found["dropout.conv=0.2"].numbers["ci_low"] == d["dropout.conv=0.2"].low > 0
+    assert found["dropout.conv=0.8"].numbers["ci_high"] == d["dropout.conv=0.8"].high < 0
+    assert all(f.claim for f in found.values())
+    best = one(text, "Highest mean test accuracy: dropout.conv=0.2")
+    assert best.endswith("against no dropout it is better (above).")
+    assert "not distinguishable" not in " ".join(text)
 
 
-def test_noise_is_not_called_an_effect_and_nothing_significant_comes_first():
+def test_undecided_comparisons_are_one_sentence_with_what_would_decide_them():
     rates = (0.0, 0.05, 0.1, 0.2, 0.5)
     runs = study([(conv(r), 0.70, 0.80, 0.82) for r in rates], rng=5, noise_sd=0.004)
-    text = findings(runs)
+    analysis = analyze_runs(runs)
+    text = [f.text for f in analysis.headline]
     assert text[0].startswith("Choose ") and "provisional" in text[0]  # the answer first: only noise
     assert "Against no dropout: 4 undecided" in text[0]
-    assert text[1].startswith(
-        "No configuration is distinguishable from no dropout on test accuracy with 3 seeds"
-    )
+    undecided = [f for f in analysis.headline if f.kind == "undecided"]
+    assert len(undecided) == 1 and analysis.headline[1] is undecided[0]  # right after the answer
+    sentence = undecided[0].text
+    assert sentence.startswith("All undecided against no dropout at 3 seeds per configuration")
+    for rate in rates[1:]:
+        assert f"dropout.conv={rate} (" in sentence
+    assert "`dropoutlab run STUDY.toml --until-decided`" in sentence
+    assert f"`--max-seeds {undecided[0].numbers['max_seeds_advised']}`" in sentence
     joined = " ".join(text)
-    assert "within seed-to-seed noise" not in joined and "real improvement" not in joined
-    assert "lower test accuracy than" not in joined and "also has higher" not in joined
-    assert "distinguishably better" not in joined
-    needed = [s for s in text[1:] if "seeds per configuration" in s]  # after the answer
-    assert needed, text
-    assert all("not distinguishable from no dropout with 3 seeds" in s for s in needed)
-    assert all("a difference of 1.0 pp with 80% power at the corrected level" in s for s in needed)
+    assert "not distinguishable from no dropout" not in joined and "seeds per configuration." not in joined
+    assert "lower test accuracy than" not in joined and "is better than" not in joined
+    assert not [f for f in analysis.headline if f.claim]
 
 
-def test_seeds_needed_sentence_is_for_min_effect_at_the_corrected_level():
+def test_undecided_sentence_plans_the_most_seeds_with_the_upper_bound_of_the_spread():
+    from dropoutlab.report.decide import recommend_max_seeds
+    from dropoutlab.report.stats import sd_upper_bound
+
     runs = study([(conv(0.0), 0.7, 0.8, 0.82), (conv(0.1), 0.7, 0.8, 0.82)], seed_sd=0.0)
     set_test_acc(runs, 0.0, [0.700, 0.708, 0.696])
     set_test_acc(runs, 0.1, [0.706, 0.705, 0.704])
-    # Per-seed differences +0.6, -0.3, +0.8 pp: SD 0.59 pp. A 1-point difference is d_z = 1.7;
-    # the family has 2 tests (the comparison and the gap trend), so the level is 0.025.
-    from dropoutlab.report.stats import seeds_for_power
-
+    # Per-seed differences +0.6, -0.3, +0.8 pp: SD 0.59 pp over 2 degrees of freedom; its 80% upper
+    # confidence bound is 1.48 times that, and the most seeds are planned at the bound.
     sd = np.std([0.006, -0.003, 0.008], ddof=1)
-    expected = int(seeds_for_power(0.01 / sd, 0.05 / 2))
-    sentence = one(findings(runs)[1:], "dropout.conv=0.1")  # after the answer, which names it too
-    assert "not distinguishable from no dropout with 3 seeds" in sentence
-    assert f"would take about {expected} seeds per configuration" in sentence
-    # min_effect, not the observed +0.4 pp, sets the count: half the effect, about 4x the seeds.
-    smaller = one(findings(runs, min_effect=0.005)[1:], "dropout.conv=0.1")
-    assert f"about {int(seeds_for_power(0.005 / sd, 0.05 / 2))} seeds" in smaller
+    bound = sd_upper_bound(sd, 2)
+    assert bound == pytest.approx(sd * np.sqrt(2 / 0.4463), rel=1e-3)  # chi2(2) 20% quantile: 0.4463
+    f = next(f for f in analyze_runs(runs).headline if f.kind == "undecided")
+    assert f.numbers["sd"] == pytest.approx(sd) and f.numbers["sd_bound"] == pytest.approx(bound)
+    advised = recommend_max_seeds(bound, 0.01, 0.05, 1, start=3, step=2)
+    assert f.numbers["max_seeds_advised"] == max(advised, 5)
+    assert advised > recommend_max_seeds(sd, 0.01, 0.05, 1, start=3, step=2)  # not the spread seen
+    assert f"`--max-seeds {max(advised, 5)}`" in f.text
+    assert f"80% upper confidence bound of the paired spread, {100 * bound:.1f} pp" in f.text
+    # min_effect, not the observed +0.4 pp, sets the count: half the effect, more seeds.
+    half = next(f for f in analyze_runs(runs, min_effect=0.005).headline if f.kind == "undecided")
+    assert half.numbers["max_seeds_advised"] > f.numbers["max_seeds_advised"]
+
+
+def test_the_best_worse_than_the_baseline_on_paired_seeds_is_not_called_not_distinguishable():
+    # The baseline failed on seed 3, where every configuration did well: its mean over seeds 0-2 is
+    # below the mean of dropout.conv=0.2 over seeds 0-3, yet paired by seed 0.2 is worse.
+    runs = study([(conv(0.0), 0.7, 0.8, 0.82), (conv(0.2), 0.7, 0.8, 0.82)], seeds=4, seed_sd=0.0)
+    set_test_acc(runs, 0.0, [0.700, 0.720, 0.710, 0.900])
+    set_test_acc(runs, 0.2, [0.690, 0.7105, 0.6995, 0.890])
+    runs.loc[(runs["dropout.conv"] == 0.0) & (runs["seed"] == 3), "status"] = "failed"
+    analysis = analyze_runs(runs)
+    assert analysis.decision.verdicts() == {"dropout.conv=0.2": "worse"}
+    best = next(f for f in analysis.headline if f.kind == "best")
+    assert best.configs[0] == "dropout.conv=0.2" and best.numbers["verdict"] == "worse"
+    assert "not distinguishable" not in best.text
+    assert "it is worse than no dropout" in best.text and "seeds the baseline did not complete" in best.text
+    assert one([f.text for f in analysis.headline], "dropout.conv=0.2 is worse than no dropout")
+
+
+def test_the_report_reads_answer_then_decided_then_undecided_with_no_sentence_twice():
+    import re
+
+    runs = study([(conv(0.0), 0.800, 0.9, 0.92), (conv(0.05), 0.800, 0.9, 0.92), (conv(0.1), 0.801, 0.9, 0.92),
+                  (conv(0.2), 0.850, 0.9, 0.92), (conv(0.5), 0.700, 0.65, 0.92), (conv(0.8), 0.698, 0.64, 0.92)],
+                 seeds=8, noise_sd=0.001)  # fmt: skip
+    set_test_acc(runs, 0.1, list(0.80 + np.array([0.02, -0.02, 0.015, -0.01, 0.02, -0.02, 0.01, 0.0])))
+    analysis = analyze_runs(runs)
+    kinds = [f.kind for f in analysis.headline]
+    assert kinds[0] == "choice"
+    verdicts = analysis.decision.verdicts()
+    decided = sum(v != "undecided" for v in verdicts.values())
+    assert "undecided" in verdicts.values() and decided >= 3
+    assert set(kinds[1 : 1 + decided]) <= {"better", "worse", "equivalent"}
+    assert kinds[1 + decided] == "undecided" and kinds.count("undecided") == 1
+    # no sentence twice: with the names and numbers taken out, every sentence differs
+    names = sorted({analysis.label(c) for c in analysis.runs["config"]}, key=len, reverse=True)
+
+    def shape(text):
+        for name in names:
+            text = text.replace(name, "NAME")
+        return re.sub(r"[\u2212+\-]?\d+(\.\d+)?", "N", text)
+
+    shapes = [shape(f.text) for f in analysis.headline if f.kind not in ("better", "worse", "equivalent")]
+    assert len(shapes) == len(set(shapes)), shapes
+    noise = [f for f in analysis.headline if f.kind == "train_below_test"]
+    assert len(noise) == 1 and len(noise[0].configs) >= 2  # dropout noise of several, said once
 
 
 def test_runner_up_comparison_says_whether_the_best_is_ahead():
@@ -193,7 +253,7 @@ def test_explicit_baseline_and_params_without_attrs():
     runs = study([(conv(0.0), 0.70, 0.8, 0.82), (conv(0.2), 0.75, 0.8, 0.82)])
     plain = pd.DataFrame(runs.to_dict("list"))
     text = findings(plain, params=["dropout.conv"], baseline="dropout.conv=0.2")
-    assert one(text, "dropout.conv=0 has lower test accuracy than dropout.conv=0.2")
+    assert one(text, "dropout.conv=0 is worse than dropout.conv=0.2")
     with pytest.raises(DropoutlabError, match="pass params"):  # never guessed from the column names
         findings(plain)
 
@@ -257,7 +317,8 @@ def test_gap_along_the_rate_axis_is_reported_with_intervals():
     gap = one(findings(runs), "Along dropout.conv from 0 to 0.5")
     assert "gap (eval-mode train accuracy where measured) from +22.0 pp" in gap
     assert "to +7.0 pp" in gap
-    assert f"a change of {MINUS}15.0 pp (simultaneous 95% CI" in gap
+    # a claim of the Holm family: printed with the interval at its Holm step, which excludes 0 as it does
+    assert f"a change of {MINUS}15.0 pp (" in gap and "% CI at its Holm step " in gap
     assert gap.endswith("the gap narrows with more dropout.")
 
 
@@ -281,7 +342,7 @@ def test_placement_names_the_slot_that_helped_most():
     analysis = analyze_runs(runs)
     placement = one([f.text for f in analysis.headline], "Placement:")
     assert placement.startswith(
-        "Placement: dropout in the dense slot and the conv slot is distinguishably better"
+        "Placement: dropout in the dense slot and the conv slot is better than no dropout"
     )
     assert "the dense slot at best +6.0 pp with dropout.dense=0.5" in placement
     pair = one([f.text for f in analysis.exploratory], "best placements compared directly")

@@ -18,6 +18,7 @@ from dropoutlab.report.stats import (
     SEEDS_SEARCH_LIMIT,
     NotComputable,
     accuracy_interval,
+    adjust_family,
     compare,
     compare_values,
     default_baseline,
@@ -587,3 +588,46 @@ def test_one_failed_baseline_run_keeps_the_pairing_on_the_shared_seeds():
     reference = sps.ttest_rel(np.array(values[(0.2, 0.0)])[shared], np.array(values[(0.0, 0.0)])[shared])
     assert row["p_value"] == pytest.approx(reference.pvalue, abs=1e-13)
     assert row["p_value"] < 0.001  # Welch on the unpaired values would say p ~ 0.7
+
+
+def test_a_holm_claim_at_a_later_step_has_a_step_interval_excluding_zero_where_bonferroni_does_not():
+    from scipy import stats as sps
+
+    from dropoutlab.report.model import Levels
+
+    # Three tests, p = 0.001, 0.02, 0.024: Holm rejects all three (0.003, 0.04, 0.04), but the
+    # simultaneous (Bonferroni) interval of the third, at 1 - 0.05 / 3, contains 0 (3 x 0.024 > 0.05).
+    df, se = 10.0, 0.01
+    rows = pd.DataFrame(
+        [{"diff": sps.t.isf(p / 2, df) * se, "se": se, "df": df, "p_value": p, "sd": se * np.sqrt(11),
+          "test": "paired t", "n": 11, "n_baseline": 11, "ci_low": np.nan, "ci_high": np.nan}
+         for p in (0.024, 0.001, 0.02)]
+    )  # fmt: skip
+    out = adjust_family(rows, Levels(alpha=0.05, confidence=0.95))
+    assert out["significant"].all()
+    assert list(out["holm_step"]) == [1, 3, 2]
+    third = out.iloc[0]
+    assert third["ci_low"] < 0 < third["ci_low_step"]  # the contradiction the step interval removes
+    assert (out["ci_low_step"] > 0).all()
+    # the step interval of the k-th test is the plain t interval at 1 - 0.05 / k
+    half = sps.t.isf(0.05 / 2 / 2, df) * se
+    assert out.iloc[2]["ci_low_step"] == pytest.approx(out.iloc[2]["diff"] - half, rel=1e-12)
+
+
+def test_seeds_needed_planned_with_the_upper_bound_keep_their_power_after_a_three_seed_pilot():
+    from scipy import stats as sps
+
+    from dropoutlab.report.stats import PLANNING_CONFIDENCE, sd_upper_bound
+
+    rng = np.random.default_rng(11)
+    sd, min_effect, m, df = 0.007, 0.01, 3, 2
+    planned, naive = [], []
+    for _ in range(2000):
+        s = sd * np.sqrt(rng.chisquare(df) / df)  # the spread a 3-seed pilot shows
+        for spread, out in ((sd_upper_bound(s, df), planned), (s, naive)):
+            n = seeds_needed(min_effect, spread, 0.05, m)
+            out.append(power(n, min_effect / sd, 0.05 / m))
+    assert PLANNING_CONFIDENCE == 0.8
+    assert np.mean(planned) >= 0.8 and np.mean(np.array(planned) >= 0.8) >= 0.75
+    assert np.mean(naive) < 0.7  # the measured spread taken as the truth falls short of 80%
+    assert sd_upper_bound(0.01, 2) == pytest.approx(0.01 * np.sqrt(2 / sps.chi2.ppf(0.2, 2)), rel=1e-12)

@@ -9,13 +9,16 @@ gap along a swept rate, the findings as data (``findings.py``), how the runs wer
 (``Methods``, from each run's stored ``env`` and ``spec``) and the figures to draw
 (``FigurePlan``). Nothing here draws, formats a table or writes a file.
 
-All claims of a difference the report makes come from one family of tests (``_Family``),
-adjusted together with Holm's method at ``alpha``: each section below adds its tests (each
-configuration against the baseline, the interaction test, the effects and interactions of
-the parameters, the gap trend, Monte Carlo dropout's largest number of passes against the
+The comparisons with the baseline are decided by ``decide`` (``_decision``): four verdicts,
+each read off an interval simultaneous over the comparisons and the looks. Every other claim
+of a difference comes from one family of tests (``_Family``), adjusted together with Holm's
+method at ``alpha``: each section below adds its tests (each configuration against the
+baseline, kept as members, the interaction test, the effects and interactions of the
+parameters, the gap trend, Monte Carlo dropout's largest number of passes against the
 deterministic pass), and reads them back once the family is adjusted. Their intervals are
-simultaneous over that family (Bonferroni), so an interval that excludes 0 never sits beside
-"not distinguishable" when ``confidence == 1 - alpha``. Anything else that compares
+simultaneous over that family (Bonferroni), so one that excludes 0 always goes with a Holm
+rejection when ``confidence == 1 - alpha``; a rejection at a later Holm step is printed with
+the interval at its step's level (``holm_step``), which excludes 0 as the claim does. Anything else that compares
 configurations (the runner-up, the two best placements) was picked by looking at the data:
 those findings are marked ``exploratory`` and kept out of the headline.
 

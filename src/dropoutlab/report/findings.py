@@ -7,10 +7,16 @@ with intervals, so that seed-to-seed noise is not read as an effect. Every numbe
 sentence quotes is in its ``numbers`` (fractions, as in the store); the sentence speaks in
 percent and percentage points (pp).
 
-A finding with ``claim=True`` says that two things differ; every such claim rests on a
-test of the analysis' one Holm family. ``exploratory=True`` marks comparisons of pairs
-picked by looking at the data (the runner-up, the two best placements): they give
-unadjusted numbers, make no claim and stay out of the headline.
+A finding with ``claim=True`` says that two things differ (or, ``equivalent``, that they
+differ by less than ``min_effect``). Against the baseline every claim is a verdict of the
+decision (``report/decide.py``), printed with the decision's own interval, from which it is
+read; every other claim rests on a test of the analysis' Holm family and is printed with the
+interval at the level of its Holm step, which excludes 0 whenever Holm rejects (the
+simultaneous interval need not). Seeds are planned with the ``stats.PLANNING_CONFIDENCE``
+upper confidence bound of the spread, never the spread a few seeds happened to show.
+``exploratory=True`` marks comparisons of pairs picked by looking at the data (the
+runner-up, the two best placements): they give unadjusted numbers, make no claim and stay
+out of the headline.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import math
 
 import numpy as np
 
-from dropoutlab.report.model import Analysis, Comparison, FactorInteraction, Finding, TestResult
+from dropoutlab.report.model import CONFIDENCE, Analysis, Comparison, FactorInteraction, Finding, TestResult
 from dropoutlab.report.stats import (
+    PLANNING_CONFIDENCE,
     SEEDS_SEARCH_LIMIT,
     compare_configs,
     mean_ci,
     no_dropout_configs,
     run_metrics,
+    sd_upper_bound,
 )
 from dropoutlab.report.text import (
     accuracy_level,
@@ -38,6 +46,7 @@ from dropoutlab.report.text import (
     pp,
     seeds_text,
     setting,
+    signed,
     value_text,
 )
 
@@ -48,22 +57,37 @@ def _interval_numbers(prefix: str, interval) -> dict:
     return {f"{prefix}_{key}": getattr(interval, field) for key, field in names.items()}
 
 
+def _ci(c: TestResult, confidence: float) -> str:
+    """The interval a test of the Holm family is printed with: for a claim (``significant``),
+    the interval at the level of its Holm step, labelled so, which excludes 0 whenever Holm
+    rejects (at ``confidence = 1 - alpha``); otherwise the simultaneous interval, which then
+    contains 0."""
+    if c.significant and np.isfinite(c.ci_low_step):
+        step = 1 - (1 - confidence) / max(int(c.holm_step), 1)
+        return f"{level(step)} CI at its Holm step {signed(c.ci_low_step)} to {signed(c.ci_high_step)} pp"
+    return ci_pp(c.ci_low, c.ci_high, confidence)
+
+
 def _vs(c: Comparison, base_name: str, confidence: float) -> str:
-    """``+1.3 pp vs no dropout (simultaneous 95% CI ..., paired t, Holm p = ...)``."""
-    return (
-        f"{pp(c.diff)} vs {base_name} ({ci_pp(c.ci_low, c.ci_high, confidence)}, {c.test}, "
-        f"{p_text(c.p_adjusted, 'Holm p')})"
-    )
+    """``+1.3 pp vs no dropout (97.5% CI at its Holm step ..., paired t, Holm p = ...)``."""
+    return f"{pp(c.diff)} vs {base_name} ({_ci(c, confidence)}, {c.test}, {p_text(c.p_adjusted, 'Holm p')})"
 
 
-def _numbers(c: TestResult, *fields: str) -> dict:
-    """The numbers of a test a sentence quotes (``diff, ci_low, ci_high, p_value, p_adjusted, n``)
-    and ``fields``."""
-    return {f: getattr(c, f) for f in ("diff", "ci_low", "ci_high", "p_value", "p_adjusted", "n", *fields)}
+def _numbers(c: TestResult, *fields: str, confidence: float = CONFIDENCE) -> dict:
+    """The numbers of a test a sentence quotes (``diff, ci_low, ci_high, p_value, p_adjusted, n``;
+    for a claim its Holm step's interval, ``ci_low_step, ci_high_step, holm_step`` and its level
+    ``ci_step_confidence``) and ``fields``."""
+    step = ("ci_low_step", "ci_high_step", "holm_step") if c.significant else ()
+    out = {
+        f: getattr(c, f) for f in ("diff", "ci_low", "ci_high", "p_value", "p_adjusted", "n", *step, *fields)
+    }
+    if c.significant and np.isfinite(c.holm_step):
+        out["ci_step_confidence"] = 1 - (1 - confidence) / max(int(c.holm_step), 1)
+    return out
 
 
-def _comparison_numbers(c: Comparison) -> dict:
-    return _numbers(c, "n_baseline", "seeds_needed")
+def _comparison_numbers(c: Comparison, confidence: float = CONFIDENCE) -> dict:
+    return _numbers(c, "n_baseline", "seeds_needed", "sd_bound", confidence=confidence)
 
 
 # ----------------------------------------------------------------------------------------
@@ -73,17 +97,19 @@ def _comparison_numbers(c: Comparison) -> dict:
 def build_findings(a: Analysis) -> list[Finding]:
     """The findings of an analysis, headline first in reading order, then the exploratory ones.
 
-    In order: a plain statement first when nothing is distinguishable from the baseline;
-    what the statistics rest on (completed, diverged and failed runs, seeds with no spread,
-    seeds left out of a pairing); the best configuration against the baseline;
-    configurations distinguishably better or worse; placement when dropout slots are varied
-    one at a time; whether two crossed parameters interact; in a grid of three or more
-    parameters, the effect of each value averaged over the other parameters and the two-way
-    interactions (each distinguishable interaction, else the largest one per pair); the
-    configurations not distinguishable from the baseline, with the seeds ``min_effect`` would need; the
-    train-test gap along the rate axis; Monte Carlo dropout against the deterministic pass (studies
-    with ``mc_samples``); where train accuracy falls below test accuracy.
-    Then, exploratory: the lead of the best over the runner-up, the two best placements.
+    In order: the answer (which configuration to choose and how sure that is, from the
+    decision); what is decided against the baseline, one sentence per comparison (better,
+    worse or equivalent, with the decision's interval and the look it was decided at); what
+    is not, in one sentence with what would decide it; what the statistics rest on
+    (completed, diverged and failed runs, seeds with no spread, seeds left out of a pairing);
+    the configuration with the highest mean; placement when dropout slots are varied one at a
+    time; whether two crossed parameters interact; in a grid of three or more parameters, the
+    effect of each value averaged over the other parameters and the two-way interactions
+    (each distinguishable interaction, else the largest one per pair); the train-test gap
+    along the rate axis; Monte Carlo dropout against the deterministic pass (studies with
+    ``mc_samples``); where train accuracy falls below test accuracy. Then, exploratory: the
+    lead of the best over the runner-up, the two best placements. Without a decision (no
+    single baseline) the comparisons are the Holm family's, in the same two parts.
     """
     if a.runs.empty:
         return [Finding("no_runs", "No runs in this study yet: nothing to report.")]
@@ -93,17 +119,17 @@ def build_findings(a: Analysis) -> list[Finding]:
     out: list[Finding] = []
     out += _answer(a)
     out += _headline(a, done)
+    out += _decided(a) if a.decision is not None else _holm_decided(a, done)
+    out += _undecided(a) if a.decision is not None else _holm_undecided(a, done)
     out += _basis(a, done)
     out += _failures(a)
     out += _no_spread(a)
     out += _left_out(a)
     out += _best(a, done)
-    out += _significant(a, done)
     out += _placement(a)
     out += _interaction(a)
     out += _factor_effects(a)
     out += _factor_interactions(a)
-    out += _not_distinguishable(a, done)
     out += _gap_trend(a)
     out += _mc_dropout(a)
     out += _train_below_test(a, done)
@@ -128,18 +154,8 @@ def _answer(a: Analysis) -> list[Finding]:
         f"{seeds_text(d.look)} per configuration): {and_list(best)}. Against {a.baseline_name or a.label(a.baseline)}: "
         f"{', '.join(said)} (equivalent: within ±{100 * d.design.min_effect:.1f} pp)."
     )
-    if counts["undecided"] and d.look < d.design.max_seeds:
+    if not counts["undecided"] and not d.done:
         text += f" Seeds are still to be added ({d.reason})."
-    elif counts["undecided"] and a.looks:
-        text += (
-            f" The undecided ones stayed so at the design's most seeds ({d.design.max_seeds}): deciding them "
-            "needs a new study planned with more seeds, or a larger min_effect."
-        )
-    elif counts["undecided"]:
-        text += (
-            " The undecided ones need more seeds: `dropoutlab run STUDY.toml --until-decided` adds them where "
-            "they matter until each is decided, with the error rates held."
-        )
     numbers = {"choice": d.choice, "could_be_best": list(d.could_be_best), "seeds": d.look,
                "alpha": d.design.alpha, "min_effect": d.design.min_effect, **counts}  # fmt: skip
     return [
@@ -201,8 +217,6 @@ def _headline(a: Analysis, done) -> list[Finding]:
                 "only_baseline", f"Only the baseline ({base_name}) has been run: nothing to compare it with."
             )
         ]
-    if any(c.significant for c in a.comparisons):
-        return out
     tested = [c for c in a.comparisons if np.isfinite(c.p_value)]
     if not tested:
         return out + [
@@ -213,24 +227,7 @@ def _headline(a: Analysis, done) -> list[Finding]:
                 (a.baseline,),
             )
         ]
-    smallest = min(c.p_adjusted for c in tested)
-    counts = sorted({c.n for c in done})
-    return out + [
-        Finding(
-            "none_distinguishable",
-            f"No configuration is distinguishable from {base_name} on test accuracy with "
-            f"{_seed_phrase(done)} (smallest Holm-adjusted {p_text(smallest)}; {a.family_size} tests "
-            f"in one family at alpha = {a.alpha:g}).",
-            (a.baseline,),
-            {
-                "p_adjusted_min": smallest,
-                "family_size": a.family_size,
-                "alpha": a.alpha,
-                "seeds_min": counts[0],
-                "seeds_max": counts[-1],
-            },  # fmt: skip
-        )
-    ]
+    return out
 
 
 def _basis(a: Analysis, done) -> list[Finding]:
@@ -284,20 +281,28 @@ def _no_spread(a: Analysis) -> list[Finding]:
 
 
 def _left_out(a: Analysis) -> list[Finding]:
+    """Seeds left out of a pairing because a run failed or diverged. Seeds the other side never
+    ran are said only outside a study run until decided, where they are the design's doing."""
+    ran = a.runs.groupby("config")["seed"].agg(lambda x: set(x.tolist())) if "seed" in a.runs else {}
     out = []
     for c in a.comparisons:
-        if c.test == "paired t" and c.seeds_left_out:
-            seeds = ", ".join(str(s) for s in c.seeds_left_out)
-            word = "seed" if len(c.seeds_left_out) == 1 else "seeds"
-            out.append(
-                Finding(
-                    "seeds_left_out",
-                    f"{a.label(c.config)} vs {a.baseline_of(c)}: paired on the {c.n} seeds both completed; "
-                    f"{word} {seeds} left out (completed by only one of the two).",
-                    (c.config, c.baseline),
-                    {"n": c.n, "seeds_left_out": list(c.seeds_left_out)},
-                )
-            )
+        if c.test != "paired t" or not c.seeds_left_out:
+            continue
+        both = ran.get(c.config, set()) & ran.get(c.baseline, set())
+        failed = [s for s in c.seeds_left_out if s in both]
+        unrun = [] if a.looks else [s for s in c.seeds_left_out if s not in both]
+        parts = []
+        for seeds, why in (
+            (failed, "completed by only one of the two"),
+            (unrun, "run by only one of the two"),
+        ):
+            if seeds:
+                word = "seed" if len(seeds) == 1 else "seeds"
+                parts.append(f"{word} {', '.join(str(s) for s in sorted(seeds, key=str))} left out ({why})")
+        if parts:
+            text = f"{a.label(c.config)} vs {a.baseline_of(c)}: paired on the {c.n} seeds both completed; {'; '.join(parts)}."
+            numbers = {"n": c.n, "seeds_left_out": list(c.seeds_left_out)}
+            out.append(Finding("seeds_left_out", text, (c.config, c.baseline), numbers))
     return out
 
 
@@ -306,19 +311,14 @@ def _best_config(done):
 
 
 def _best(a: Analysis, done) -> list[Finding]:
+    """The highest mean test accuracy. Against the baseline it repeats no verdict: it points to
+    the decision's (or, without one, the Holm family's), so it never says less than they do."""
     best = _best_config(done)
     text_level = accuracy_level(best.test_acc, a.confidence, "test accuracy")
     numbers = _interval_numbers("test_acc", best.test_acc)
     if a.baseline is None:
         what = "Mean test accuracy" if len(a.configs) == 1 else "Highest mean test accuracy"
-        return [
-            Finding(
-                "best",
-                f"{what}: {a.label(best.config)} at {text_level}.",
-                (best.config,),
-                numbers,
-            )
-        ]
+        return [Finding("best", f"{what}: {a.label(best.config)} at {text_level}.", (best.config,), numbers)]
     if best.config == a.baseline:
         return [
             Finding(
@@ -329,102 +329,251 @@ def _best(a: Analysis, done) -> list[Finding]:
                 numbers,
             )
         ]
-    c = a.comparison(best.config)
-    numbers.update(_comparison_numbers(c))
-    if c.significant and c.diff > 0:
-        return [
-            Finding(
-                "best",
-                f"Best: {a.label(best.config)} with test accuracy {text_level}, {_vs(c, a.baseline_name, a.confidence)}: "
-                f"higher than {a.baseline_name} at the corrected level.",
-                (best.config, a.baseline),
-                numbers,
-                claim=True,
-            )
-        ]
-    tail = _needed(a, c) if np.isfinite(c.p_value) else "."
-    return [
-        Finding(
-            "best",
-            f"Highest mean test accuracy: {a.label(best.config)} at {text_level}, {_vs(c, a.baseline_name, a.confidence)}: "
-            f"not distinguishable from {a.baseline_name} with {seeds_text(min(c.n, c.n_baseline))}{tail}",
-            (best.config, a.baseline),
-            {**numbers, **_needed_numbers(a, c)},
+    verdict = _verdict(a, best.config)
+    numbers["verdict"] = verdict
+    head = f"Highest mean test accuracy: {a.label(best.config)} at {text_level}"
+    if verdict == "worse":
+        text = (
+            f"{head}; yet on the seeds both completed it is worse than {a.baseline_name} (above): its higher "
+            "mean comes from seeds the baseline did not complete, so compare them on the paired seeds."
         )
+    elif verdict == "untestable":
+        text = f"{head}; against {a.baseline_name} it cannot be tested yet (above)."
+    else:
+        text = f"{head}; against {a.baseline_name} it is {verdict} (above)."
+    return [Finding("best", text, (best.config, a.baseline), numbers)]
+
+
+def _verdict(a: Analysis, config: str) -> str:
+    """How ``config`` compares with the baseline: the decision's verdict, else the Holm family's
+    (``better``, ``worse``, ``undecided``; ``untestable`` without an interval)."""
+    if a.decision is not None:
+        return a.decision.verdicts().get(config, "undecided")
+    c = a.comparison(config)
+    if c is None or not np.isfinite(c.p_value):
+        return "untestable"
+    if c.significant:
+        return "better" if c.diff > 0 else "worse"
+    return "undecided"
+
+
+# ----------------------------------------------------------------------------------------
+# Against the baseline: the decision's verdicts (report/decide.py)
+
+
+def _decision_ci(c, confidence: float) -> str:
+    """``"simultaneous 95% CI -1.9 to -0.6 pp"``: the decision's running interval, simultaneous
+    over every comparison and every look."""
+    return ci_pp(c.low, c.high, confidence)
+
+
+def _decided(a: Analysis) -> list[Finding]:
+    """One sentence per comparison the decision has decided: better, worse or equivalent, with
+    its interval and the look it was decided at."""
+    d = a.decision
+    confidence, base = 1 - d.design.alpha, a.baseline_name or a.label(a.baseline)
+    out = []
+    for c in d.comparisons:
+        if c.verdict == "undecided":
+            continue
+        at = f"decided at {seeds_text(c.decided_at)} per configuration"
+        if c.verdict == "equivalent":
+            verdict = f"is equivalent to {base} (within \u00b1{100 * d.design.min_effect:.1f} pp)"
+        else:
+            verdict = f"is {c.verdict} than {base}"
+        text = (
+            f"{a.label(c.config)} {verdict}: {pp(c.diff)} over {c.n} paired seeds "
+            f"({_decision_ci(c, confidence)}, {at})."
+        )
+        numbers = {"verdict": c.verdict, "diff": c.diff, "ci_low": c.low, "ci_high": c.high, "n": c.n,
+                   "decided_at": c.decided_at, "alpha": d.design.alpha, "min_effect": d.design.min_effect}  # fmt: skip
+        out.append(Finding(c.verdict, text, (c.config, c.baseline), numbers, claim=True))
+    return out
+
+
+def _undecided(a: Analysis) -> list[Finding]:
+    """The comparisons the decision has not decided, in one sentence with what would decide them."""
+    d = a.decision
+    pending = [c for c in d.comparisons if c.verdict == "undecided"]
+    if not pending:
+        return []
+    confidence, base = 1 - d.design.alpha, a.baseline_name or a.label(a.baseline)
+    parts = [
+        f"{a.label(c.config)} ({pp(c.diff)}, {_decision_ci(c, confidence)})"
+        if np.isfinite(c.low) and np.isfinite(c.high)
+        else f"{a.label(c.config)} (no interval yet: fewer than 2 paired seeds, or no spread)"
+        for c in pending
     ]
+    which = "Undecided" if len(pending) < len(d.comparisons) else "All undecided"
+    they = "It" if len(pending) == 1 else "They"
+    text = (
+        f"{which} against {base} at {seeds_text(d.look)} per configuration, neither shown different nor "
+        f"within \u00b1{100 * d.design.min_effect:.1f} pp: {'; '.join(parts)}. "
+    )
+    numbers = {"undecided": [c.config for c in pending], "diff": [c.diff for c in pending],
+               "ci_low": [c.low for c in pending], "ci_high": [c.high for c in pending], "n": [c.n for c in pending],
+               "seeds": d.look, "alpha": d.design.alpha, "min_effect": d.design.min_effect,
+               "max_seeds": d.design.max_seeds}  # fmt: skip
+    later = [g for g in d.design.grid() if g > d.look]
+    if a.looks and later and not d.done:
+        text += (
+            f"The next look, at {seeds_text(later[0])} of at most {d.design.max_seeds}, adds seeds to them "
+            "and to the baseline: run the same `--until-decided` command again."
+        )
+        numbers["next_look"] = later[0]
+    else:
+        plan = _plan(a, pending, new_study=bool(a.looks))
+        numbers.update(plan)
+        text += _plan_text(a, plan, new_study=bool(a.looks), they=they)
+    return [Finding("undecided", text, tuple(c.config for c in pending), numbers)]
 
 
-def _significant(a: Analysis, done) -> list[Finding]:
-    best = _best_config(done).config
+def _plan(a: Analysis, pending, new_study: bool) -> dict:
+    """The most seeds a sequential design needs to decide ``pending`` comparisons: the spread of
+    their paired differences pooled, its ``PLANNING_CONFIDENCE`` upper confidence bound, and
+    ``recommend_max_seeds`` at that bound (``docs/report.md``, "The findings")."""
+    from dropoutlab.report.decide import DEFAULT_STEP, recommend_max_seeds
+
+    d = a.decision
+    rows = [a.comparison(c.config) for c in pending]
+    rows = [r for r in rows if r is not None and np.isfinite(r.sd) and r.sd > 0 and r.test == "paired t"]
+    df = sum(r.n - 1 for r in rows)
+    sd = math.sqrt(sum((r.n - 1) * r.sd**2 for r in rows) / df) if df > 0 else math.nan
+    bound = sd_upper_bound(sd, df)
+    start = 3 if new_study else d.design.start
+    plan = {"sd": sd, "sd_df": df, "sd_bound": bound, "planning_confidence": PLANNING_CONFIDENCE,
+            "start": start, "step": DEFAULT_STEP, "max_seeds_advised": math.nan}  # fmt: skip
+    if np.isfinite(bound):
+        m = len(d.comparisons)
+        advised = recommend_max_seeds(bound, d.design.min_effect, d.design.alpha, m, start, DEFAULT_STEP)
+        plan["max_seeds_advised"] = (
+            advised if math.isinf(advised) else max(int(advised), start + DEFAULT_STEP)
+        )
+    return plan
+
+
+def _plan_text(a: Analysis, plan: dict, new_study: bool, they: str = "They") -> str:
+    d = a.decision
+    sd, bound, advised = plan["sd"], plan["sd_bound"], plan["max_seeds_advised"]
+    if new_study:
+        lead = (
+            f"{they} stayed so at the design's most seeds ({d.design.max_seeds}); deciding {they.lower().replace('they', 'them')} needs a new study "
+            "with new seeds, or a larger min_effect"
+        )
+        how = "run `--until-decided` with"
+    else:
+        lead = (
+            f"More seeds decide {'it' if they == 'It' else 'them'}: `dropoutlab run STUDY.toml --until-decided` adds seeds only where they "
+            "still matter, looks after each step and keeps the error rates"
+        )
+        how = "give it"
+    if not np.isfinite(bound):
+        return f"{lead}."
+    spread = (
+        f"planned with the {level(PLANNING_CONFIDENCE)} upper confidence bound of the paired spread, "
+        f"{100 * bound:.1f} pp, not the {100 * sd:.1f} pp these seeds happened to show, pooled over "
+        f"{plan['sd_df']} degrees of freedom"
+    )
+    if math.isinf(advised):
+        return f"{lead}; at that spread ({spread}) even 2000 seeds would not suffice: choose a larger min_effect."
+    return (
+        f"{lead}; {how} `--max-seeds {int(advised)}`, the most seeds that call a comparison with no true difference "
+        f"equivalent in 80% of studies ({spread})."
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Against the baseline without a decision (no single baseline): the Holm family
+
+
+def _holm_decided(a: Analysis, done) -> list[Finding]:
+    """Without a decision: each comparison the Holm family rejects, printed with the interval at
+    the level of its Holm step (which excludes 0, as the claim does)."""
     out = []
     for c in a.comparisons:
         if not c.significant:
             continue
         base = a.baseline_of(c)
-        if c.diff < 0:
-            text = f"{a.label(c.config)} has lower test accuracy than {base}: {_vs(c, base, a.confidence)}."
-        elif c.config != best or a.baseline is None:
-            also = "" if a.baseline is None else "also "
-            text = f"{a.label(c.config)} {also}has higher test accuracy than {base}: {_vs(c, base, a.confidence)}."
-        else:
-            continue
-        out.append(Finding("significant", text, (c.config, c.baseline), _comparison_numbers(c), claim=True))
+        word = "higher" if c.diff > 0 else "lower"
+        text = f"{a.label(c.config)} has {word} test accuracy than {base}: {_vs(c, base, a.confidence)}."
+        out.append(
+            Finding(
+                _verdict(a, c.config),
+                text,
+                (c.config, c.baseline),
+                _comparison_numbers(c, a.confidence),
+                claim=True,
+            )
+        )
     return out
 
 
-def _needed_numbers(a: Analysis, c: Comparison) -> dict:
+def _holm_undecided(a: Analysis, done) -> list[Finding]:
+    """Without a decision: the comparisons the Holm family does not reject, in one sentence with
+    the seeds a difference of ``min_effect`` would need (planned with the upper bound of the
+    spread); those that cannot be tested, one sentence each."""
+    out, pending = [], []
+    for c in a.comparisons:
+        if c.significant:
+            continue
+        n = min(c.n, c.n_baseline)
+        head = f"{a.label(c.config)}: {pp(c.diff)} vs {a.baseline_of(c)}"
+        if np.isfinite(c.p_value):
+            pending.append(c)
+        elif n < 2:
+            text = f"{head} with {seeds_text(n)}: cannot be tested; run at least 2 seeds (3 or more for a useful interval)."
+            out.append(
+                Finding("untestable", text, (c.config, c.baseline), _comparison_numbers(c, a.confidence))
+            )
+        elif np.isfinite(c.diff):
+            text = f"{head}: identical across seeds, no spread to test against."
+            out.append(
+                Finding("untestable", text, (c.config, c.baseline), _comparison_numbers(c, a.confidence))
+            )
+    if not pending:
+        return out
+    parts = [
+        f"{a.label(c.config)} vs {a.baseline_of(c)} ({pp(c.diff)}, {ci_pp(c.ci_low, c.ci_high, a.confidence)}, "
+        f"{p_text(c.p_adjusted, 'Holm p')})"
+        for c in pending
+    ]
+    worst = max(pending, key=lambda c: c.seeds_needed if not np.isnan(c.seeds_needed) else -1)
+    n = min(min(c.n, c.n_baseline) for c in pending)
+    text = (
+        f"Undecided, no difference shown at the corrected level with {_seed_phrase(done)}: {'; '.join(parts)}"
+        f"{_needed_text(a, worst.seeds_needed, n, bound=worst.sd_bound)}"
+    )
+    numbers = {"undecided": [c.config for c in pending], "diff": [c.diff for c in pending],
+               "ci_low": [c.ci_low for c in pending], "ci_high": [c.ci_high for c in pending],
+               "p_adjusted": [c.p_adjusted for c in pending], **_needed_numbers(a, worst)}  # fmt: skip
+    return [Finding("undecided", text, tuple(c.config for c in pending), numbers), *out]
+
+
+def _needed_numbers(a: Analysis, c: TestResult) -> dict:
     return {"min_effect": a.min_effect, "power": a.power, "alpha": a.alpha, "family_size": a.family_size,
             "level": a.alpha / max(a.family_size, 1), "seeds_needed": c.seeds_needed,
-            "seeds_limit": SEEDS_SEARCH_LIMIT, "sd": c.sd}  # fmt: skip
+            "seeds_limit": SEEDS_SEARCH_LIMIT, "sd": c.sd, "sd_bound": c.sd_bound,
+            "planning_confidence": PLANNING_CONFIDENCE}  # fmt: skip
 
 
-def _needed(a: Analysis, c: Comparison) -> str:
-    """The end of a not-distinguishable sentence: the seeds a difference of ``min_effect`` needs."""
-    return _needed_text(a, c.seeds_needed, min(c.n, c.n_baseline))
-
-
-def _needed_text(a: Analysis, needed: float, n: int, what: str = "a difference") -> str:
-    """``"; a difference of 1.0 pp with 80% power ... would take about 12 seeds per configuration."``"""
+def _needed_text(
+    a: Analysis, needed: float, n: int, what: str = "a difference", bound: float = math.nan
+) -> str:
+    """``"; a difference of 1.0 pp with 80% power ... would take about 12 seeds per configuration
+    (planned with the 80% upper confidence bound of the spread, 0.9 pp)."``"""
     target = f"{what} of {pp(a.min_effect).lstrip('+')} with {a.power:.0%} power at the corrected level"
+    planned = (
+        f" (planned with the {level(PLANNING_CONFIDENCE)} upper confidence bound of the spread, {100 * bound:.1f} pp)"
+        if np.isfinite(bound)
+        else ""
+    )
     if math.isinf(needed):
-        return f"; {target} would take more than {SEEDS_SEARCH_LIMIT} seeds per configuration."
+        return f"; {target} would take more than {SEEDS_SEARCH_LIMIT} seeds per configuration{planned}."
     if not np.isfinite(needed):
         return "."
     if needed <= n:
-        return f"; these seeds already give {target}, so {what} that large would likely have shown."
-    return f"; {target} would take about {int(needed)} seeds per configuration."
-
-
-def _not_distinguishable(a: Analysis, done) -> list[Finding]:
-    best = _best_config(done).config
-    out = []
-    for c in a.comparisons:
-        if c.significant or (c.config == best and np.isfinite(c.p_value) and a.baseline is not None):
-            continue  # said with the best configuration
-        base = a.baseline_of(c)
-        head = f"{a.label(c.config)}: {pp(c.diff)} vs {base}"
-        n = min(c.n, c.n_baseline)
-        numbers = _comparison_numbers(c)
-        if not np.isfinite(c.p_value):
-            if n < 2:
-                text = (
-                    f"{head} with {seeds_text(n)}: cannot be tested; "
-                    "run at least 2 seeds (3 or more for a useful interval)."
-                )
-            elif np.isfinite(c.diff):
-                text = f"{head}: identical across seeds, no spread to test against."
-            else:
-                continue
-            out.append(Finding("untestable", text, (c.config, c.baseline), numbers))
-            continue
-        text = (
-            f"{head} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}, {p_text(c.p_adjusted, 'Holm p')}): not "
-            f"distinguishable from {base} with {seeds_text(n)}{_needed(a, c)}"
-        )
-        out.append(
-            Finding("not_distinguishable", text, (c.config, c.baseline), {**numbers, **_needed_numbers(a, c)})
-        )
-    return out
+        return f"; these seeds already give {target}{planned}, so {what} that large would likely have shown."
+    return f"; {target} would take about {int(needed)} seeds per configuration{planned}."
 
 
 # ----------------------------------------------------------------------------------------
@@ -464,6 +613,18 @@ def _placement_best(a: Analysis):
     return sorted(best_per_slot, key=lambda item: item[0], reverse=True)
 
 
+def _placement_interval(a: Analysis, config: str) -> tuple[float, float, str]:
+    """``(low, high, words)`` of the interval a placement part quotes: the decision's, else the
+    one the Holm family prints (``_ci``)."""
+    if a.decision is not None:
+        c = next(x for x in a.decision.comparisons if x.config == config)
+        return c.low, c.high, _decision_ci(c, 1 - a.decision.design.alpha)
+    c = a.comparison(config)
+    if c.significant:
+        return c.ci_low_step, c.ci_high_step, _ci(c, a.confidence)
+    return c.ci_low, c.ci_high, _ci(c, a.confidence)
+
+
 def _placement(a: Analysis) -> list[Finding]:
     ranked = _placement_best(a)
     if ranked is None:
@@ -471,32 +632,26 @@ def _placement(a: Analysis) -> list[Finding]:
     parts, numbers = [], {}
     for _, slot, label in ranked:
         c = a.comparison(label)
-        mark = "distinguishable" if c.significant else "not distinguishable"
+        low, high, words = _placement_interval(a, label)
         parts.append(
-            f"{_slot(slot)} at best {pp(c.diff)} with {a.label(label)} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}, {mark})"
+            f"{_slot(slot)} at best {pp(c.diff)} with {a.label(label)} ({words}, {_verdict(a, label)})"
         )
         numbers[f"{slot}_diff"] = c.diff
-        numbers[f"{slot}_ci_low"] = c.ci_low
-        numbers[f"{slot}_ci_high"] = c.ci_high
+        numbers[f"{slot}_ci_low"] = low
+        numbers[f"{slot}_ci_high"] = high
     by_slot = _one_at_a_time(a)
-    helped = [slot for slot, labels in by_slot.items() if any(_helps(a.comparison(x)) for x in labels)]
+    helped = [slot for slot, labels in by_slot.items() if any(_verdict(a, x) == "better" for x in labels)]
     hurt_or_not = [slot for slot in by_slot if slot not in helped]
     if not helped:
-        lead = f"no single-slot dropout setting is distinguishable from {a.baseline_name}"
+        lead = f"no single-slot dropout setting is shown better than {a.baseline_name}"
     else:
-        lead = (
-            f"dropout in {' and '.join(map(_slot, helped))} is distinguishably better than {a.baseline_name}"
-        )
+        lead = f"dropout in {' and '.join(map(_slot, helped))} is better than {a.baseline_name}"
         if hurt_or_not:
-            lead += f"; in {' and '.join(map(_slot, hurt_or_not))} it is not"
+            lead += f"; in {' and '.join(map(_slot, hurt_or_not))} it is not shown better"
     configs = tuple(label for _, _, label in ranked)
     return [
         Finding("placement", f"Placement: {lead} ({'; '.join(parts)}).", configs, numbers, claim=bool(helped))
     ]
-
-
-def _helps(c: Comparison | None) -> bool:
-    return bool(c is not None and c.significant and c.diff > 0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -543,7 +698,7 @@ def _gap_trend(a: Analysis) -> list[Finding]:
     if g is None:
         return []
     c = g.change
-    change = f"a change of {pp(c.diff)} ({ci_pp(c.ci_low, c.ci_high, a.confidence)}"
+    change = f"a change of {pp(c.diff)} ({_ci(c, a.confidence)}"
     claim = False
     if not np.isfinite(c.p_value):
         change += ", cannot be tested: too few seeds or no spread)"
@@ -563,7 +718,7 @@ def _gap_trend(a: Analysis) -> list[Finding]:
     )
     numbers = {"low_value": g.low_value, "high_value": g.high_value, "low_test_acc": g.low_test_acc,
                "high_test_acc": g.high_test_acc, "low_gap": g.low_gap,
-               "high_gap": g.high_gap, **_comparison_numbers(c)}  # fmt: skip
+               "high_gap": g.high_gap, **_comparison_numbers(c, a.confidence)}  # fmt: skip
     return [Finding("gap_trend", text, (g.low_config, g.high_config), numbers, claim=claim)]
 
 
@@ -592,19 +747,24 @@ def _mc_dropout(a: Analysis) -> list[Finding]:
         acc_words, acc_claim = _mc_verdict(acc, better_when_lower=False)
         nll_words, nll_claim = _mc_verdict(nll, better_when_lower=True)
         at_t, at_0 = mc.level(config, t, "acc"), mc.level(config, 0, "acc")
-        nll_ci = (
-            f"{level(a.confidence)} CI {nats(nll.ci_low, unit=False)} to {nats(nll.ci_high)}"
-            if np.isfinite(nll.ci_low) else "no interval"
+        nll_low, nll_high, nll_level = (
+            (nll.ci_low_step, nll.ci_high_step, f"{level(1 - (1 - a.confidence) / max(int(nll.holm_step), 1))} CI at its Holm step")
+            if nll.significant else (nll.ci_low, nll.ci_high, f"simultaneous {level(a.confidence)} CI")
         )  # fmt: skip
+        nll_ci = (
+            f"{nll_level} {nats(nll_low, unit=False)} to {nats(nll_high)}"
+            if np.isfinite(nll_low)
+            else "no interval"
+        )
         text = (
             f"{a.label(config)}: averaging {t} Monte Carlo dropout passes gives a test accuracy of "
             f"{pct(at_t.mean)} against {pct(at_0.mean)} for the usual deterministic pass, {pp(acc.diff)} "
-            f"({ci_pp(acc.ci_low, acc.ci_high, a.confidence)}, {acc_words}); the negative log-likelihood "
-            f"changes by {nats(nll.diff)} (simultaneous {nll_ci}, {nll_words})."
+            f"({_ci(acc, a.confidence)}, {acc_words}); the negative log-likelihood "
+            f"changes by {nats(nll.diff)} ({nll_ci}, {nll_words})."
         )
         numbers = {"samples": t, "acc_mc": at_t.mean, "acc_deterministic": at_0.mean,
-                   **{f"acc_{k}": v for k, v in _comparison_numbers(acc).items()},
-                   **{f"nll_{k}": v for k, v in _comparison_numbers(nll).items()}}  # fmt: skip
+                   **{f"acc_{k}": v for k, v in _comparison_numbers(acc, a.confidence).items()},
+                   **{f"nll_{k}": v for k, v in _comparison_numbers(nll, a.confidence).items()}}  # fmt: skip
         out.append(Finding("mc_dropout", text, (config,), numbers, claim=acc_claim or nll_claim))
     return out
 
@@ -619,10 +779,7 @@ def _averaged(others: list[str]) -> str:
 
 def _seed_test(c: TestResult, confidence: float, note: str = "") -> str:
     """``(simultaneous 95% CI +1.1 to +2.9 pp, paired t over 5 seeds, Holm p = 0.003)``."""
-    return (
-        f"({ci_pp(c.ci_low, c.ci_high, confidence)}, paired t over {seeds_text(c.n)}, "
-        f"{p_text(c.p_adjusted, 'Holm p')}{note})"
-    )
+    return f"({_ci(c, confidence)}, paired t over {seeds_text(c.n)}, {p_text(c.p_adjusted, 'Holm p')}{note})"
 
 
 def _untestable(c: TestResult) -> str:
@@ -644,7 +801,7 @@ def _left_out_text(c: TestResult) -> str:
 
 
 def _contrast_numbers(a: Analysis, c: TestResult) -> dict:
-    return {**_numbers(c, "effect_size", "seeds_left_out"), **_needed_numbers(a, c)}
+    return {**_numbers(c, "effect_size", "seeds_left_out", confidence=a.confidence), **_needed_numbers(a, c)}
 
 
 def _factor_effects(a: Analysis) -> list[Finding]:
@@ -666,7 +823,7 @@ def _factor_effects(a: Analysis) -> list[Finding]:
         else:
             text = (
                 f"{over}{this} vs {ref}: {pp(e.diff)} {_seed_test(e, a.confidence)}: not distinguishable "
-                f"with {seeds_text(e.n)}{_needed_text(a, e.seeds_needed, e.n)}"
+                f"with {seeds_text(e.n)}{_needed_text(a, e.seeds_needed, e.n, bound=e.sd_bound)}"
             )
         numbers = {**_contrast_numbers(a, e), "factor": e.factor, "level": e.level, "reference": e.reference}
         moderators = [
@@ -733,7 +890,7 @@ def _factor_interactions(a: Analysis) -> list[Finding]:
         text = (
             f"No interaction between {factor} and {by} on test accuracy was detected: "
             f"{over[:1].lower() + over[1:]}{_effect_by(r, 'and')}, a difference of {pp(r.diff)} "
-            f"{_seed_test(r, a.confidence, largest)}{_needed_text(a, r.seeds_needed, r.n, 'an interaction')[:-1]}. "
+            f"{_seed_test(r, a.confidence, largest)}{_needed_text(a, r.seeds_needed, r.n, 'an interaction', r.sd_bound)[:-1]}. "
             "This does not show that their effects add up."
         )
         numbers = {**_interaction_numbers(a, r), "contrasts": len(rows)}
@@ -800,7 +957,33 @@ def _train_below_test(a: Analysis, done) -> list[Finding]:
         else:
             continue
         out.append(Finding("train_below_test", text, (c.config,), numbers))
-    return out
+    return _grouped_noise(a, out)
+
+
+_NOISE = "this is dropout noise, not underfitting."
+
+
+def _grouped_noise(a: Analysis, found: list[Finding]) -> list[Finding]:
+    """Two or more configurations where dropout noise alone puts running train accuracy below
+    test accuracy: one sentence for all of them, in place of the first."""
+    noise = [f for f in found if f.text.endswith(_NOISE)]
+    if len(noise) < 2:
+        return found
+    parts = [
+        f"{a.label(f.configs[0])} ({pct(f.numbers['train_acc'])} vs {pct(f.numbers['test_acc'])}, "
+        f"{ci_pp(f.numbers['ci_low'], f.numbers['ci_high'], a.confidence, 'unadjusted')}; "
+        f"eval mode {pct(f.numbers['train_eval_acc'])})"
+        for f in noise
+    ]
+    text = (
+        "Mean train accuracy measured with dropout on is below mean test accuracy, but eval-mode train "
+        f"accuracy is above it, at {and_list(parts)}: {_NOISE}"
+    )
+    numbers = {f"{f.configs[0]}: {k}": v for f in noise for k, v in f.numbers.items()}
+    merged = Finding("train_below_test", text, tuple(f.configs[0] for f in noise), numbers)
+    first = found.index(noise[0])
+    rest = [f for f in found if f not in noise]
+    return [*rest[:first], merged, *rest[first:]]
 
 
 # ----------------------------------------------------------------------------------------

@@ -105,7 +105,12 @@ class TestResult:
     divides by, ``n`` the seeds used, ``seeds_left_out`` seeds that could not be paired or
     averaged. ``seeds_needed``: seeds per configuration for the analysis' power to detect
     ``min_effect`` at ``alpha / family_size`` (inf: more than ``stats.SEEDS_SEARCH_LIMIT``;
-    NaN for a loss, which ``min_effect`` does not measure).
+    NaN for a loss, which ``min_effect`` does not measure), planned with ``sd_bound``, the
+    ``stats.PLANNING_CONFIDENCE`` (80%) upper confidence bound of ``sd``, not ``sd`` itself.
+    ``holm_step``: the number of tests still in play at this test's Holm step (``m`` for the
+    smallest p-value); ``ci_low_step, ci_high_step``: the interval at that step's level,
+    ``1 - (1 - confidence) / holm_step``, the one a claim is printed with (it excludes 0
+    whenever ``significant``, at ``confidence = 1 - alpha``; the simultaneous one need not).
     """
 
     __test__ = False  # not a pytest test class
@@ -125,6 +130,10 @@ class TestResult:
     n: int
     seeds_left_out: tuple
     seeds_needed: float
+    sd_bound: float
+    holm_step: float
+    ci_low_step: float
+    ci_high_step: float
 
     @classmethod
     def from_row(cls, row):
@@ -366,10 +375,11 @@ class FigurePlan:
 class Finding:
     """One sentence of the report and the data behind it.
 
-    ``kind`` names what it says (``"best"``, ``"not_distinguishable"``, ``"interaction"``...,
-    see ``docs/report.md``); ``configs`` the configurations it speaks of; ``numbers`` every
-    number the sentence quotes (accuracies and differences as fractions, p-values, counts);
-    ``claim``: it says that two things differ (always backed by the Holm family);
+    ``kind`` names what it says (``"choice"``, ``"better"``, ``"worse"``, ``"equivalent"``,
+    ``"undecided"``, ``"best"``, ``"interaction"``..., see ``docs/report.md``); ``configs`` the
+    configurations it speaks of; ``numbers`` every number the sentence quotes (accuracies and
+    differences as fractions, p-values, counts); ``claim``: it says that two things differ, or
+    are equivalent (backed by the decision against the baseline, else by the Holm family);
     ``exploratory``: a pair picked by looking at the data, unadjusted, kept out of the headline.
     """
 
