@@ -161,6 +161,18 @@ def test_the_same_table_gives_the_same_decision():
     assert decide(runs, design) == decide(runs.sample(frac=1, random_state=0), design)
 
 
+def test_the_same_difference_of_images_on_every_seed_is_no_certainty():
+    # 9 of 360 test images fewer on each of 3 seeds: float32 accuracies make the paired
+    # differences differ in their last digits only (a spread near 3e-8), which is no evidence
+    correct = np.array([349, 346, 345])  # of 360, as the digits test split holds
+    base, worse = np.float32(correct / 360), np.float32((correct - 9) / 360)
+    runs = table({BASE: [float(x) for x in base], "b": [float(x) for x in worse]})
+    diffs = runs[runs.config == "b"].test_acc.to_numpy() - runs[runs.config == BASE].test_acc.to_numpy()
+    assert 0 < np.std(diffs, ddof=1) < 1e-6
+    c = decide(runs, Design(BASE, 0.01, start=3, step=1, max_seeds=3)).comparisons[0]
+    assert c.verdict == "undecided" and not math.isfinite(c.low)
+
+
 def test_a_failed_run_is_missing_data_of_its_pair():
     acc = {BASE: [0.90, 0.91, 0.92, 0.90, 0.91], "b": [0.93, 0.94, 0.95, 0.93, 0.95]}
     design = Design(BASE, 0.01, start=5, step=1, max_seeds=5)

@@ -68,15 +68,14 @@ from dropoutlab.report.stats import (
     compare_configs,
     dropout_strata,
     interaction_test,
-    is_off,
-    no_dropout_configs,
     param_columns,
     rate_axis,
     resolve_baseline,
     summarize,
     varied_params,
 )
-from dropoutlab.report.text import setting, slug, value_text
+from dropoutlab.report.summary import baseline_name, config_labels
+from dropoutlab.report.text import slug, value_text
 from dropoutlab.store import history_frame, runs_frame
 
 
@@ -203,7 +202,7 @@ def _analyze(
     varied = [] if empty else varied_params(runs, params)
     base = None if empty else resolve_baseline(runs, baseline, params)
     strata = dropout_strata(runs, params) if base is None and baseline is None and not empty else {}
-    base_name = _no_dropout_name(runs, base, varied) if base in no_dropout_configs(runs) else base
+    base_name = baseline_name(runs, base, varied)
     completed = any(c.n > 0 for c in configs)
     rate_key, on_line = (None, pd.Series(False, index=runs.index)) if empty else rate_axis(runs, params)
     grid = (varied[0], varied[1]) if len(varied) == 2 else None
@@ -236,7 +235,7 @@ def _analyze(
         configs=configs, summary=summary, comparisons=results.get("comparisons", ()), family_size=len(family),
         interaction=results.get("interaction"), gap_trend=results.get("gap_trend"), rate_key=rate_key,
         grid=grid, methods=_methods(runs, data.records), unavailable=unavailable,
-        labels=_labels(configs, base, base_name, varied), runs=runs, history=data.history,
+        labels=config_labels(runs, params, base) if not empty else {}, runs=runs, history=data.history,
         rate_on_line=on_line, factors=results.get("factors"), mc=results.get("mc"),
         learned_rates=learned_rate_frame(data.records, runs), strata=strata,
         decision=_decision(runs, base, levels, looks[-1]["design"] if looks else None) if completed else None,
@@ -352,34 +351,6 @@ def _config_summaries(summary: pd.DataFrame, params: list[str]):
             n=int(row["n"]), n_diverged=int(row["n_diverged"]), n_failed=int(row["n_failed"]),
             **{m: interval(m) for m in ("test_acc", "val_acc", "train_acc", "train_eval_acc", "gap_acc", "best_epoch")},
         )  # fmt: skip
-
-
-def _no_dropout_name(runs: pd.DataFrame, base: str, varied: list[str]) -> str:
-    """How the report names a baseline without dropout: ``"no dropout"``; ``"no regularization"``
-    when the other varied parameters are off there too (no weight decay, no batch norm); else
-    ``"no dropout (optimizer.lr=0.01)"``."""
-    row = runs[runs["config"] == base].iloc[0]
-    others = {p: row[p] for p in varied if not p.startswith("dropout.")}
-    if not others:
-        return "no dropout"
-    if all(is_off(v) for v in others.values()):
-        return "no regularization"
-    return f"no dropout ({', '.join(setting(p, v) for p, v in others.items())})"
-
-
-def _labels(configs, base: str | None, base_name: str | None, varied: list[str]) -> dict[str, str]:
-    """Short, unique names for the configurations (see ``Analysis.label``)."""
-    out: dict[str, str] = {}
-    ref = next(c.params for c in configs if c.config == base) if base is not None else None
-    for c in configs:
-        if c.config == base:
-            out[c.config] = base_name or c.config
-            continue
-        keys = [p for p in varied if ref is None or c.params.get(p) != ref.get(p)]
-        out[c.config] = ", ".join(setting(p, c.params.get(p)) for p in keys) or c.config
-    if len(set(out.values())) < len(out):
-        return {c.config: c.config for c in configs}  # ambiguous: keep the full labels
-    return out
 
 
 def learned_rate_frame(records: Sequence[dict], runs: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from dropoutlab.report import plots
 from dropoutlab.report.decide import VERDICTS as VERDICT_WORDS
 from dropoutlab.report.html import Section
 from dropoutlab.report.model import NOT_RECORDED, Analysis
-from dropoutlab.report.stats import SEEDS_SEARCH_LIMIT, sorted_levels
+from dropoutlab.report.stats import PLANNING_CONFIDENCE, SEEDS_SEARCH_LIMIT, sorted_levels
 from dropoutlab.report.text import and_list, level, p_text, pp, setting, value_text
 from dropoutlab.runs import MC_METRICS
 
@@ -180,7 +180,8 @@ def _comparisons(a: Analysis) -> Section:
         f"'seeds needed': seeds per configuration for {a.power:.0%} power to detect a difference of "
         f"{pp(a.min_effect).lstrip('+')} (the smallest difference worth detecting, --min-effect) at "
         f"alpha / {m} = {a.alpha / max(m, 1):.3g}, the level Holm's method needs at its strictest step, "
-        "given the seed-to-seed spread measured here; \u221e means more than "
+        f"planned with the {PLANNING_CONFIDENCE:.0%} upper confidence bound of the seed-to-seed spread measured "
+        "here (the spread of a few seeds is itself uncertain); \u221e means more than "
         f"{SEEDS_SEARCH_LIMIT}.",
     ]
     if verdicts:
