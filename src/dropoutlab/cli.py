@@ -515,7 +515,7 @@ def cmd_export(args) -> int:
 
     with Store(args.store, readonly=True) as store:
         study = store.resolve_study(args.study) if args.study else None
-        records = store.records(study)
+        records = store.records(study, skip_damaged=True)  # damaged runs: named on stderr, counted
     sys.stdout.write(export_json(records) if args.format == "json" else export_csv(records))
     return 0
 
