@@ -321,7 +321,7 @@ def cmd_run(args) -> int:
                     note = f"{study.name}: would keep the {stored} stored runs as '{study.name}@archived-N'"
                     note = note if stored else None
                 else:
-                    note = check_design(existing.study_definition(study.name), study, str(store))
+                    note = check_design(existing.study_definition(study.name), study, existing.name)
                     if design is not None:
                         from dropoutlab.study.sequential import check_looks, planned_configs
 
@@ -447,7 +447,7 @@ def cmd_evaluate(args) -> int:
         outcome = evaluate_mc(store, study, args.mc, args.device, args.data_dir,
                               progress=False if args.no_progress else None)  # fmt: skip
     print(f"{study}: Monte Carlo dropout with {', '.join(map(str, args.mc))} passes measured for "
-          f"{_count(outcome.evaluated, 'run')} and stored in {args.store}")  # fmt: skip
+          f"{_count(outcome.evaluated, 'run')} and stored in {store.name}")  # fmt: skip
     if outcome.without_weights:
         print(f"{_count(outcome.without_weights, 'completed run')} without stored weights were left out "
               "(trained without --keep-weights)")  # fmt: skip
