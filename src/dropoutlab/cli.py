@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batchnorm", action="store_true", help="a preset with batch norm before each hidden activation"
     )
+    for command in sub.choices.values():  # -v after the command too; SUPPRESS keeps one given before it
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log what happens, step by step (on stderr)")  # fmt: skip
     return parser
 
 
@@ -250,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # -v: our steps only; other libraries' INFO (matplotlib's fonts...) is not the user's business
+    logging.getLogger("dropoutlab").setLevel(logging.INFO if args.verbose else logging.NOTSET)
     if args.command is None:
         parser.print_help()
         return 0

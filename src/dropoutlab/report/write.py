@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -11,9 +12,12 @@ from dropoutlab.report.analysis import analyze
 from dropoutlab.report.model import Analysis
 from dropoutlab.report.numbers import analysis_to_json
 
+log = logging.getLogger(__name__)
+
 
 def report_numbers(store, study: str, baseline=None, **levels) -> dict[str, Any]:
     """``dropoutlab report --format json``: ``numbers.analysis_to_json`` of ``analyze`` (same arguments)."""
+    log.info("%s: analysing study %r", store.name, study)
     return analysis_to_json(analyze(store, study, baseline, **levels))
 
 
@@ -38,6 +42,7 @@ def write_analysis(analysis: Analysis, out: str | Path) -> dict[str, Path]:
         for key, path in written.items():
             paths[key] = out / Path(path).name
             os.replace(path, paths[key])
+    log.info("%s: wrote report.html, report.md and %d figures", out, len(paths) - 2)
     return paths
 
 
@@ -45,4 +50,7 @@ def write_study_report(store, study: str, out: str | Path, baseline=None, **leve
     """``dropoutlab report --out DIR``: ``write_analysis`` of ``analyze`` (same arguments). A bad
     ``baseline``, ``alpha``, ``confidence`` or ``min_effect`` raises ``DropoutlabError`` before
     any file is written."""
-    return write_analysis(analyze(store, study, baseline, **levels), out)
+    log.info("%s: analysing study %r", store.name, study)
+    analysis = analyze(store, study, baseline, **levels)
+    log.info("%s: analysed; writing the report into %s", study, out)
+    return write_analysis(analysis, out)

@@ -93,6 +93,12 @@ class StoreBase:
         elif found < schema.SCHEMA_VERSION:
             log.warning(schema.upgrade_line(self.name, found))
         self.schema_version = found if self.readonly else schema.SCHEMA_VERSION
+        log.info(
+            "%s: store opened %s (schema %d)",
+            self.name,
+            "read-only" if self.readonly else "for writing",
+            found,
+        )
         runs = self.tables["runs"]
         self._order = runs.c.seq if self.postgres else sa.literal_column("runs.rowid")
         self._run_columns = [c for c in runs.c if c.name != "seq"]

@@ -56,6 +56,8 @@ class Records(StoreBase):
                     conn.execute(sa.insert(self.tables[table]), rows)
             if result.weights is not None:
                 conn.execute(sa.insert(self.tables["weights"]), [{"run_id": run.id, "state": result.weights}])
+        log.info("%s: stored run %s (seed %d, %s, %d epochs)", self.name, run.id, run.seed, result.status,
+                 len(result.history))  # fmt: skip
 
     def write_mc(self, run_id: str, entries: list[dict[str, Any]]) -> None:
         """Store Monte Carlo dropout ``entries`` (as in :attr:`RunResult.mc`) of a stored run,
@@ -156,6 +158,7 @@ class Records(StoreBase):
                 log.warning("%s: ... and %d more damaged runs", self.name, len(damaged) - i)
                 break
             log.warning("%s: left out %s", self.name, line)
+        log.info("%s: read %d runs%s", self.name, len(records), f" of study {study!r}" if study else "")
         if damaged:
             log.warning(
                 "%s: left out %d damaged run%s of %d (changed outside dropoutlab); the %d intact runs follow",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ from dropoutlab.study.settings import (
     shown,
     type_error,
 )
+
+log = logging.getLogger(__name__)
 
 RESOURCE_KEYS = {"cpus_per_task", "gpus_per_task"}  # [resources]: what each Ray task asks for
 SEQUENTIAL_KEYS = {"step", "max_seeds", "baseline"}  # [sequential]: the design of --until-decided
@@ -184,9 +187,12 @@ def load_study(path: str | Path) -> StudySpec:
     except ValueError as exc:  # TOMLDecodeError, and integers of more than 4300 digits
         raise DropoutlabError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return parse_study(raw, path)
+        study = parse_study(raw, path)
     except DropoutlabError as exc:
         raise DropoutlabError(f"{path}: {exc}") from None
+    log.info("%s: study %r checked: %d grid points x %d seeds", path, study.name, count_points(study.grid),
+             len(study.seeds))  # fmt: skip
+    return study
 
 
 def check_toml_shape(text: str) -> None:
