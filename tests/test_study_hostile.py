@@ -400,6 +400,14 @@ def test_a_megabyte_name_is_refused_by_its_length_in_one_short_line(tmp_path):
     assert "DROPOUTLAB_MAX_NAME_CHARS" in line and len(line) < len(str(path)) + 300
 
 
+@linux_only
+def test_a_megabyte_name_is_refused_under_a_memory_cap(tmp_path):
+    path = tmp_path / "n.toml"  # before: accepted, 1 MB printed per line and 8.1 MB of store for 2 runs
+    path.write_text(BASE.replace('name = "s"', f'name = "{"n" * 1_000_000}"'))
+    line = run_limited(LOAD.format(path=str(path)), BUDGET)
+    assert "name: has 1,000,000 characters, more than the limit of 200" in line and len(line) < 600
+
+
 def test_names_and_descriptions_at_their_bounds_pass_and_one_more_character_is_refused(tmp_path):
     path = tmp_path / "b.toml"
     text = BASE.replace('name = "s"', f'name = "{"n" * 200}"') + f'description = "{"d" * 10_000}"\n'
