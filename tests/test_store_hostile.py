@@ -413,3 +413,18 @@ def test_a_tampered_look_is_one_line(stored_tiny, tmp_path):
         pytest.raises(DropoutlabError, match=r"look 1 of study 'tiny'.*not JSON"),
     ):
         store.looks("tiny")
+
+
+def test_replace_archives_a_study_whose_definition_was_damaged(capsys, stored_tiny, tmp_path):
+    path, _ = damaged_copy(stored_tiny, tmp_path, "UPDATE studies SET definition = '{bad'")
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY_STUDY)
+    assert "--replace" in one_error(capsys, "run", study, "--store", path, "--no-progress")
+    code, out, err = run_cli(
+        capsys, "run", study, "--store", path, "--no-progress", "--replace", "--workers", "1"
+    )
+    assert code == 0, err
+    assert "kept the 4 stored runs as 'tiny@archived-1'" in out
+    with Store(path, readonly=True) as store:
+        assert store.study_definition("tiny")["seeds"] == [0, 1]
+        assert len(store.records("tiny")) == 4

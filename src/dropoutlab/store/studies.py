@@ -118,7 +118,12 @@ class Studies(Records):
         ``--study``. Their ids become those of the archived name, so the study can run again.
         """
         runs, studies, looks = self.tables["runs"], self.tables["studies"], self.tables["looks"]
-        if not self.count_runs(study) and self.study_definition(study) is None and not self.looks(study):
+        with self._read() as conn:  # rows counted, not decoded: a damaged definition is archived too
+            held = sum(
+                conn.execute(sa.select(sa.func.count()).where(column == study)).scalar()
+                for column in (studies.c.name, looks.c.study)
+            )
+        if not self.count_runs(study) and not held:
             return None
         taken = set(self.studies())
         with self._read() as conn:  # one connection at a time: an SQLite store has only one
