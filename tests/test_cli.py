@@ -484,3 +484,13 @@ def test_a_store_with_damaged_pages_is_called_corrupt(capsys, tiny_store, tiny_s
         assert code == 2 and err.count("\n") == 1
         assert f"{path}: the store is corrupt (" in err and "schema version" not in err, err
     assert path.read_bytes() == before
+
+
+def test_the_store_line_masks_the_urls_credentials(capsys, tiny_study, postgres_url):
+    url = postgres_url + ("&" if "?" in postgres_url else "?") + "sslpassword=topsecret-ssl"
+    code, out, err = run_cli(capsys, "run", tiny_study, "--store", url, "--no-progress", "--workers", "1")
+    assert code == 0, err
+    store_line = next(line for line in out.splitlines() if line.startswith("store: "))
+    assert "sslpassword=***" in store_line and "topsecret" not in out + err
+    password = __import__("sqlalchemy").make_url(postgres_url).password
+    assert not password or password not in out + err
