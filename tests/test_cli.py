@@ -352,3 +352,168 @@ def test_the_table_after_a_run_names_each_configuration_as_the_report_does(capsy
     rows = out.split("test accuracy", 1)[1].splitlines()[1:4]
     assert sorted(row.split("  ")[0].strip() for row in rows) == sorted(labels.values())
     assert "input=0.0 hidden1=0.0" not in out
+
+
+# ---------------------------------------------------------------- hardening: output, secrets, verbosity
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory) -> Path:
+    """A store holding the tiny study's 4 runs, written once for the tests below that only read it."""
+    from conftest import TINY_STUDY
+
+    from dropoutlab.store import Store
+    from dropoutlab.study import load_study, run_study
+
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny.toml").write_text(TINY_STUDY)
+    with Store(folder / "runs.db") as store:
+        run_study(load_study(folder / "tiny.toml"), store, device="cpu", progress=False, workers=1)
+    return folder / "runs.db"
+
+
+def cli_process(*args: str) -> subprocess.CompletedProcess:
+    """The ``dropoutlab`` command in a process of its own (its logging goes to a real stderr)."""
+    code = "import sys\nfrom dropoutlab.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_report_out_replaces_planted_symlinks_instead_of_writing_through_them(capsys, tiny_store, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    victims = {}
+    for name in ("report.html", "report.md", "curves-all.png"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("precious")
+        (out / name).symlink_to(victim)
+        victims[name] = victim
+    code, _, err = run_cli(capsys, "report", "--store", tiny_store, "--out", out)
+    assert code == 0, err
+    for name, victim in victims.items():
+        assert victim.read_text() == "precious"
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 100
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+
+
+def test_verbose_before_or_after_the_command_logs_the_steps_on_stderr(tiny_store):
+    quiet = cli_process("report", "--store", tiny_store, "--format", "json")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    for args in (("-v", "report"), ("report", "-v"), ("report", "--verbose")):
+        done = cli_process(*args, "--store", tiny_store, "--format", "json")
+        assert done.returncode == 0 and json.loads(done.stdout)["study"] == "tiny"
+        lines = done.stderr.splitlines()
+        assert f"INFO dropoutlab.store: {tiny_store}: store opened read-only (schema 8)" in lines
+        assert f"INFO dropoutlab.store: {tiny_store}: read 4 runs of study 'tiny'" in lines
+        assert all(line.startswith("INFO dropoutlab") for line in lines), lines  # no other library's chatter
+
+
+def test_verbose_run_logs_each_stored_run(tmp_path, tiny_study):
+    done = cli_process(
+        "run", tiny_study, "--store", tmp_path / "s.db", "--no-progress", "--workers", "1", "-v"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "study 'tiny' checked: 2 grid points x 2 seeds" in done.stderr
+    assert done.stderr.count(": stored run ") == 4
+
+
+def test_the_baseline_error_separates_configurations_with_bars(capsys, tiny_store):
+    code, _, err = run_cli(
+        capsys, "report", "--store", tiny_store, "--format", "json", "--baseline", "dropout.hidden1=0.3"
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "available configurations: dropout.hidden1=0.0 | dropout.hidden1=0.5" in err
+
+
+def test_configuration_labels_holding_commas_stay_readable_in_the_baseline_error():
+    import pandas as pd
+
+    from dropoutlab.errors import DropoutlabError
+    from dropoutlab.report.stats import resolve_baseline
+
+    runs = pd.DataFrame({"a": [0, 0, 1, 1], "b": [0, 1, 0, 1]})
+    runs["config"] = [f"a={a}, b={b}" for a, b in zip(runs["a"], runs["b"], strict=True)]
+    runs.attrs["params"] = ["a", "b"]
+    with pytest.raises(DropoutlabError) as info:
+        resolve_baseline(runs, "a=0")
+    assert "matches several configurations (a=0, b=0 | a=0, b=1)" in str(info.value)
+    assert "Available configurations: a=0, b=0 | a=0, b=1 | a=1, b=0 | a=1, b=1" in str(info.value)
+
+
+SECRETS = ("pw-in-userinfo", "pw-in-query", "ssl-key-pass")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://me:pw-in-userinfo@127.0.0.1:1/db?password=pw-in-query&sslpassword=ssl-key-pass",
+        "postgresql://me@127.0.0.1:1/db?password=pw-in-query",
+        "postgresql://me@127.0.0.1:1/db?sslpassword=ssl-key-pass&connect_timeout=1",
+        "postgresql://me:pw-in-userinfo@host:notaport/db?password=pw-in-query",
+        "mysql://me:pw-in-userinfo@host/db?password=pw-in-query",
+    ],
+)
+def test_no_credential_of_a_store_url_is_ever_printed(capsys, tiny_study, url):
+    pytest.importorskip("psycopg")
+    for args in (
+        ("report", "--store", url),
+        ("export", "--store", url),
+        ("run", tiny_study, "--store", url, "--dry-run"),
+    ):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2 and err.count("\n") == 1, err
+        assert not any(secret in out + err for secret in SECRETS), err
+        assert "***" in err
+
+
+def test_masking_covers_every_credential_form_sqlalchemy_knows():
+    import sqlalchemy as sa
+
+    from dropoutlab.store.connection import masked_text, shown_url
+
+    url = sa.make_url("postgresql://me:p%40ss@h:5/db?password=q1&sslpassword=q2&sslmode=require")
+    assert shown_url(url) == "postgresql://me:***@h:5/db?password=***&sslmode=require&sslpassword=***"
+    text = "postgresql://me:secret@h/db?sslpassword=k&password=p and password=x sslpassword=y"
+    assert (
+        masked_text(text)
+        == "postgresql://me:***@h/db?sslpassword=***&password=*** and password=*** sslpassword=***"
+    )
+
+
+def test_a_dangling_symlink_store_is_named_as_such(capsys, tiny_study, tmp_path):
+    for target in (tmp_path / "gone" / "runs.db", tmp_path / "missing.db"):
+        link = tmp_path / f"link-{target.parent.name}.db"
+        link.symlink_to(target)
+        for args in (("report", "--store", link), ("export", "--store", link),
+                     ("run", tiny_study, "--store", link, "--no-progress")):  # fmt: skip
+            code, _, err = run_cli(capsys, *args)
+            assert code == 2 and err.count("\n") == 1
+            assert f"{link}: a dangling symbolic link (to {target}, which does not exist)" in err
+        assert not target.exists()
+
+
+@pytest.mark.parametrize("offset", [100, 4096], ids=["header-page", "table-pages"])
+def test_a_store_with_damaged_pages_is_called_corrupt(capsys, tiny_store, tiny_study, tmp_path, offset):
+    path = tmp_path / "damaged.db"
+    shutil.copyfile(tiny_store, path)
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 8192)
+    before = path.read_bytes()
+    for args in (("report", "--store", path), ("export", "--store", path),
+                 ("run", tiny_study, "--store", path, "--no-progress")):  # fmt: skip
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and err.count("\n") == 1
+        assert f"{path}: the store is corrupt (" in err and "schema version" not in err, err
+    assert path.read_bytes() == before
+
+
+def test_the_store_line_masks_the_urls_credentials(capsys, tiny_study, postgres_url):
+    url = postgres_url + ("&" if "?" in postgres_url else "?") + "sslpassword=topsecret-ssl"
+    code, out, err = run_cli(capsys, "run", tiny_study, "--store", url, "--no-progress", "--workers", "1")
+    assert code == 0, err
+    store_line = next(line for line in out.splitlines() if line.startswith("store: "))
+    assert "sslpassword=***" in store_line and "topsecret" not in out + err
+    password = __import__("sqlalchemy").make_url(postgres_url).password
+    assert not password or password not in out + err

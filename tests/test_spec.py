@@ -153,7 +153,10 @@ def test_seed_count_means_range(write_study):
             "[dropout]\nconv = 0.1",
             "dropout.conv: unknown slot for model 'mlp'; its slots: input, hidden1, hidden2",
         ),
-        ("learning_rate = 0.1", "learning_rate: unknown key; allowed: "),
+        (
+            "learning_rate = 0.1",
+            r"learning_rate: unknown key \(did you mean 'lr' in \[optimizer\]\?\); allowed: ",
+        ),
         (
             '[optimizer]\nname = "rmsprop"',
             "optimizer.name: 'rmsprop' is not allowed; allowed: sgd, adam, adamw",

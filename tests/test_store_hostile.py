@@ -307,3 +307,124 @@ def test_description_and_min_effect_may_change_without_replacing(capsys, tiny_st
     assert code == 0 and "4 already stored" in out
     with Store(store, readonly=True) as s:
         assert s.study_definition("tiny")["min_effect"] == 0.02
+
+
+# ---------------------------------------------------------------- rows changed outside dropoutlab
+
+
+@pytest.fixture(scope="module")
+def stored_tiny(tmp_path_factory) -> Path:
+    """A store holding the tiny study's 4 runs, written once for the tests that damage a copy."""
+    folder = tmp_path_factory.mktemp("stored")
+    (folder / "tiny.toml").write_text(TINY_STUDY)
+    with Store(folder / "s.db") as store:
+        run_study(load_study(folder / "tiny.toml"), store, device="cpu", progress=False)
+    return folder / "s.db"
+
+
+def damaged_copy(stored: Path, tmp_path: Path, statement: str) -> tuple[Path, str]:
+    """A copy of ``stored`` changed by one SQL ``statement`` on its second run; that run's id."""
+    path = tmp_path / "t.db"
+    shutil.copyfile(stored, path)
+    conn = sqlite3.connect(path)
+    with conn:
+        run_id = conn.execute("SELECT id FROM runs WHERE rowid = 2").fetchone()[0]
+        conn.execute(statement.replace("RUN", f"'{run_id}'"))
+    conn.close()
+    return path, run_id
+
+
+@pytest.mark.parametrize(
+    ("statement", "column", "why"),
+    [
+        ("UPDATE runs SET params = '{bad' WHERE id = RUN", "params", "is not JSON"),
+        (
+            "UPDATE runs SET params = '[1, 2]' WHERE id = RUN",
+            "params",
+            "holds a JSON list, not a JSON object",
+        ),
+        (
+            'UPDATE runs SET params = \'{"dropout.hidden1": {"a": 1}}\' WHERE id = RUN',
+            "params",
+            "holds the value {'a': 1}",
+        ),
+        ("UPDATE runs SET spec = 'null' WHERE id = RUN", "spec", "holds null, not a JSON object"),
+        ("UPDATE runs SET spec = '{\"dropout\": 3}' WHERE id = RUN", "spec", "dropout entry of int"),
+        ("UPDATE runs SET spec = '{\"early_stopping\": [1]}' WHERE id = RUN", "spec", "early_stopping entry"),
+        ("UPDATE runs SET env = 'not json' WHERE id = RUN", "env", "is not JSON"),
+        ("UPDATE runs SET env = '\"text\"' WHERE id = RUN", "env", "holds text, not a JSON object"),
+        ("UPDATE runs SET seed = 'x' WHERE id = RUN", "seed", "holds text 'x', not a whole number"),
+        ("UPDATE runs SET seed = 1.5 WHERE id = RUN", "seed", "holds float 1.5, not a whole number"),
+        ("UPDATE runs SET test_acc = 'high' WHERE id = RUN", "test_acc", "not a number"),
+        ("UPDATE epochs SET val_loss = 'zz' WHERE run_id = RUN", "epochs.val_loss", "not a number"),
+        ("UPDATE runs SET params = '" + "[" * 100_000 + "' WHERE id = RUN", "params", "is not JSON"),
+    ],
+)
+def test_a_tampered_run_is_one_line_naming_run_and_column_and_export_keeps_the_rest(
+    capsys, caplog, stored_tiny, tmp_path, statement, column, why
+):
+    path, run_id = damaged_copy(stored_tiny, tmp_path, statement)
+    for command in (("report", "--out", tmp_path / "r"), ("report", "--format", "json")):
+        err = one_error(capsys, *command, "--store", path)
+        assert f"run '{run_id}': the column {column} " in err and why in err and len(err) < 600
+    assert not (tmp_path / "r" / "report.html").exists()
+    with caplog.at_level("WARNING", logger="dropoutlab.store"):
+        code, out, err = run_cli(capsys, "export", "--store", path)
+    assert code == 0 and "Traceback" not in err
+    exported = json.loads(out)["runs"]
+    assert len(exported) == 3 and run_id not in {r["id"] for r in exported}
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    assert f"left out run '{run_id}': the column {column}" in warnings[0]
+    assert "left out 1 damaged run of 4" in warnings[1]
+    code, out, err = run_cli(capsys, "export", "--store", path, "--format", "csv")
+    assert code == 0 and run_id not in out and out.count("\n") == 1 + 3 * 2  # header + 3 runs x 2 epochs
+
+
+@pytest.mark.parametrize(
+    ("definition", "why"),
+    [
+        ("{bad", "is not JSON"),
+        ("[]", "holds a JSON list"),
+        ('{"grid": 5}', "grid entry of the wrong type"),
+        ('{"seeds": ["a"]}', "seeds entry"),
+        ('{"min_effect": "big"}', "not a number"),
+    ],  # fmt: skip
+)
+def test_a_tampered_definition_is_one_line_for_report_and_run(capsys, stored_tiny, tmp_path, definition, why):
+    path, _ = damaged_copy(stored_tiny, tmp_path, f"UPDATE studies SET definition = '{definition}'")
+    err = one_error(capsys, "report", "--store", path, "--format", "json")
+    assert "study 'tiny': the column definition " in err and why in err
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY_STUDY)
+    err = one_error(capsys, "run", study, "--store", path, "--dry-run")
+    assert "the column definition" in err
+    assert run_cli(capsys, "export", "--store", path)[0] == 0  # the runs themselves are intact
+
+
+def test_a_tampered_look_is_one_line(stored_tiny, tmp_path):
+    path, _ = damaged_copy(
+        stored_tiny,
+        tmp_path,
+        "INSERT INTO looks (study, look, record, written_at) VALUES ('tiny', 1, '{x', 'now')",
+    )
+    with (
+        Store(path, readonly=True) as store,
+        pytest.raises(DropoutlabError, match=r"look 1 of study 'tiny'.*not JSON"),
+    ):
+        store.looks("tiny")
+
+
+def test_replace_archives_a_study_whose_definition_was_damaged(capsys, stored_tiny, tmp_path):
+    path, _ = damaged_copy(stored_tiny, tmp_path, "UPDATE studies SET definition = '{bad'")
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY_STUDY)
+    assert "--replace" in one_error(capsys, "run", study, "--store", path, "--no-progress")
+    code, out, err = run_cli(
+        capsys, "run", study, "--store", path, "--no-progress", "--replace", "--workers", "1"
+    )
+    assert code == 0, err
+    assert "kept the 4 stored runs as 'tiny@archived-1'" in out
+    with Store(path, readonly=True) as store:
+        assert store.study_definition("tiny")["seeds"] == [0, 1]
+        assert len(store.records("tiny")) == 4

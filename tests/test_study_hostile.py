@@ -387,3 +387,116 @@ def test_a_dataset_path_the_system_refuses_is_one_line(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(f'name = "p"\ndataset = "npz:{"a" * 5000}.npz"\n')
     assert "dataset: cannot read 'npz:aaaa" in one_line(path) and "File name too long" in one_line(path)
+
+
+# ---------------------------------------------------------------- names, keys and files a new user writes
+
+
+def test_a_megabyte_name_is_refused_by_its_length_in_one_short_line(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text(BASE.replace('name = "s"', f'name = "{"n" * 1_000_000}"'))
+    line = one_line(path)
+    assert "name: has 1,000,000 characters, more than the limit of 200" in line
+    assert "DROPOUTLAB_MAX_NAME_CHARS" in line and len(line) < len(str(path)) + 300
+
+
+@linux_only
+def test_a_megabyte_name_is_refused_under_a_memory_cap(tmp_path):
+    path = tmp_path / "n.toml"  # before: accepted, 1 MB printed per line and 8.1 MB of store for 2 runs
+    path.write_text(BASE.replace('name = "s"', f'name = "{"n" * 1_000_000}"'))
+    line = run_limited(LOAD.format(path=str(path)), BUDGET)
+    assert "name: has 1,000,000 characters, more than the limit of 200" in line and len(line) < 600
+
+
+def test_names_and_descriptions_at_their_bounds_pass_and_one_more_character_is_refused(tmp_path):
+    path = tmp_path / "b.toml"
+    text = BASE.replace('name = "s"', f'name = "{"n" * 200}"') + f'description = "{"d" * 10_000}"\n'
+    path.write_text(text)
+    study = load_study(path)
+    assert len(study.name) == 200 and len(study.description) == 10_000
+    path.write_text(text.replace('"d', '"dd'))
+    assert "description: has 10,001 characters, more than the limit of 10,000" in one_line(path)
+    path.write_text(text.replace('"n', '"nn'))
+    assert "name: has 201 characters" in one_line(path)
+
+
+def test_the_name_bound_is_raised_by_its_environment_variable(tmp_path, monkeypatch):
+    path = tmp_path / "e.toml"
+    path.write_text(BASE.replace('name = "s"', f'name = "{"n" * 300}"'))
+    monkeypatch.setenv("DROPOUTLAB_MAX_NAME_CHARS", "300")
+    assert len(load_study(path).name) == 300
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('name = "abc\\u202egpj.exe"', r"name: contains the bidirectional control '\\u202e' \(U\+202E\)"),
+        ('name = "a\\u2066b"', r"name: contains the bidirectional control '\\u2066'"),
+        ('name = "one\\u2028two"', r"name: contains the line separator '\\u2028'"),
+        ('description = "p\\u2029q"', r"description: contains the line separator '\\u2029'"),
+        ('description = "x\\u202dy"', r"description: contains the bidirectional control"),
+    ],
+)
+def test_bidirectional_overrides_and_line_separators_are_refused_as_control_characters(
+    tmp_path, line, message
+):
+    key = line.split(" ")[0]
+    base = "".join(s + "\n" for s in BASE.splitlines() if not s.startswith(key + " "))
+    path = tmp_path / "u.toml"
+    path.write_text(base + line + "\n")
+    assert re.search(message, one_line(path))
+
+
+def test_a_study_file_that_starts_with_a_utf8_bom_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    assert load_study(path).name == "s"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("epoch = 3", r"epoch: unknown key \(did you mean 'epochs'\?\)"),
+        ("learning_rate = 0.1", r"learning_rate: unknown key \(did you mean 'lr' in \[optimizer\]\?\)"),
+        (
+            '[optimizer]\nname = "sgd"\nlearning_rate = 0.1',
+            r"optimizer.learning_rate: unknown key \(did you mean 'lr'\?\)",
+        ),
+        (
+            "[dropout]\nhiden1 = 0.1",
+            r"dropout.hiden1: unknown slot for model 'mlp' \(did you mean 'hidden1'\?\)",
+        ),
+        (
+            '[grid]\n"dropout.hiden1" = [0.1]',
+            r"\(did you mean 'hidden1'\?\).*\(in the grid point dropout.hiden1=0.1\)",
+        ),
+        ('[grid]\n"epoch" = [1, 2]', r"unknown setting 'epoch' \(did you mean 'epochs'\?\)"),
+        (
+            "[early_stopping]\npatiance = 2",
+            r"early_stopping.patiance: unknown key \(did you mean 'patience'\?\)",
+        ),
+    ],
+)
+def test_a_mistyped_or_foreign_key_gets_a_did_you_mean(tmp_path, change, message):
+    path = tmp_path / "k.toml"
+    path.write_text(BASE + change + "\n")
+    assert re.search(message, one_line(path))
+
+
+def test_a_key_nothing_is_close_to_gets_no_suggestion(tmp_path):
+    path = tmp_path / "k.toml"
+    path.write_text(BASE + "zzzz = 3\n")
+    assert "zzzz: unknown key; allowed: " in one_line(path)
+
+
+def test_a_dataset_error_does_not_name_a_grid_point_it_is_not_about(tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text(
+        f'name = "d"\ndataset = "npz:{tmp_path / "missing.npz"}"\n[grid]\n"dropout.hidden1" = [0.0, 0.5]\n'
+    )
+    line = one_line(path)
+    assert "missing.npz" in line and "grid point" not in line
+    path.write_text(
+        f'name = "d"\ndataset = "digits"\n[grid]\ndataset = ["digits", "npz:{tmp_path / "no.npz"}"]\n'
+    )
+    assert re.search(r"no\.npz.*\(in the grid point dataset=npz:", one_line(path))

@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batchnorm", action="store_true", help="a preset with batch norm before each hidden activation"
     )
+    for command in sub.choices.values():  # -v after the command too; SUPPRESS keeps one given before it
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log what happens, step by step (on stderr)")  # fmt: skip
     return parser
 
 
@@ -250,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # -v: our steps only; other libraries' INFO (matplotlib's fonts...) is not the user's business
+    logging.getLogger("dropoutlab").setLevel(logging.INFO if args.verbose else logging.NOTSET)
     if args.command is None:
         parser.print_help()
         return 0
@@ -321,7 +325,7 @@ def cmd_run(args) -> int:
                     note = f"{study.name}: would keep the {stored} stored runs as '{study.name}@archived-N'"
                     note = note if stored else None
                 else:
-                    note = check_design(existing.study_definition(study.name), study, str(store))
+                    note = check_design(existing.study_definition(study.name), study, existing.name)
                     if design is not None:
                         from dropoutlab.study.sequential import check_looks, planned_configs
 
@@ -447,7 +451,7 @@ def cmd_evaluate(args) -> int:
         outcome = evaluate_mc(store, study, args.mc, args.device, args.data_dir,
                               progress=False if args.no_progress else None)  # fmt: skip
     print(f"{study}: Monte Carlo dropout with {', '.join(map(str, args.mc))} passes measured for "
-          f"{_count(outcome.evaluated, 'run')} and stored in {args.store}")  # fmt: skip
+          f"{_count(outcome.evaluated, 'run')} and stored in {store.name}")  # fmt: skip
     if outcome.without_weights:
         print(f"{_count(outcome.without_weights, 'completed run')} without stored weights were left out "
               "(trained without --keep-weights)")  # fmt: skip
@@ -515,7 +519,7 @@ def cmd_export(args) -> int:
 
     with Store(args.store, readonly=True) as store:
         study = store.resolve_study(args.study) if args.study else None
-        records = store.records(study)
+        records = store.records(study, skip_damaged=True)  # damaged runs: named on stderr, counted
     sys.stdout.write(export_json(records) if args.format == "json" else export_csv(records))
     return 0
 

@@ -350,7 +350,7 @@ def default_baseline(runs: pd.DataFrame, params: Sequence[str] | None = None) ->
             return zero_labels[0]
     log.info(
         "several configurations have no dropout (%s); name the baseline explicitly",
-        ", ".join(labels),
+        config_list(labels),
     )
     return None
 
@@ -397,6 +397,14 @@ def _matches(column: pd.Series, value) -> pd.Series:
     return pd.Series(np.isclose(numeric, float(value), rtol=1e-9, atol=1e-12), index=column.index)
 
 
+def config_list(labels, most: int = 30) -> str:
+    """Configuration labels for a one-line message: separated by " | " (a label holds ", "
+    itself), the first ``most`` of them and how many more."""
+    labels = [str(label) for label in labels]
+    shown = " | ".join(labels[:most])
+    return shown + (f" | ... and {len(labels) - most} more" if len(labels) > most else "")
+
+
 def match_baseline(runs: pd.DataFrame, selection: Mapping, params: Sequence[str] | None = None):
     """The one ``config`` label whose parameters match ``selection`` (from ``parse_baseline``).
 
@@ -405,7 +413,7 @@ def match_baseline(runs: pd.DataFrame, selection: Mapping, params: Sequence[str]
     """
     param_columns(runs, params)
     configs = runs.drop_duplicates("config")
-    available = ", ".join(map(str, configs["config"]))
+    available = config_list(configs["config"])
     keep = pd.Series(True, index=configs.index)
     for key, value in selection.items():
         if key not in configs.columns:
@@ -421,7 +429,7 @@ def match_baseline(runs: pd.DataFrame, selection: Mapping, params: Sequence[str]
         )
     if len(chosen) > 1:
         raise DropoutlabError(
-            f"baseline {wanted} matches several configurations ({', '.join(map(str, chosen))}); "
+            f"baseline {wanted} matches several configurations ({config_list(chosen)}); "
             f"add parameters to pick one. Available configurations: {available}"
         )
     return chosen[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +23,15 @@ from dropoutlab.store.connection import (
     cannot_open,
     check_store_file,
     check_writable,
+    corrupt,
+    is_malformed,
     is_url,
     postgres_engine,
     reason,
+    sqlite_damage,
     sqlite_engine,
     table_names,
+    url_secrets,
 )
 
 log = logging.getLogger("dropoutlab.store")  # the package's one logger, whichever module speaks
@@ -56,6 +61,7 @@ class StoreBase:
         self.readonly = readonly
         self.create = create and not readonly
         self.postgres = is_url(location)
+        self._secrets = url_secrets(location)  # masked in every message a driver gives
         if self.postgres:
             self.path = None
             self.engine, self.name = postgres_engine(str(location), self.readonly)
@@ -78,7 +84,7 @@ class StoreBase:
             found = self._open()
         except sa.exc.DBAPIError as exc:
             self.engine.dispose()
-            raise cannot_open(self.name, self.postgres, exc) from None
+            raise cannot_open(self.name, self.postgres, exc, self._secrets) from None
         except DropoutlabError:
             self.engine.dispose()
             raise
@@ -87,6 +93,12 @@ class StoreBase:
         elif found < schema.SCHEMA_VERSION:
             log.warning(schema.upgrade_line(self.name, found))
         self.schema_version = found if self.readonly else schema.SCHEMA_VERSION
+        log.info(
+            "%s: store opened %s (schema %d)",
+            self.name,
+            "read-only" if self.readonly else "for writing",
+            found,
+        )
         runs = self.tables["runs"]
         self._order = runs.c.seq if self.postgres else sa.literal_column("runs.rowid")
         self._run_columns = [c for c in runs.c if c.name != "seq"]
@@ -96,7 +108,7 @@ class StoreBase:
         version it was found at."""
         if self.readonly:
             with self._read() as conn:
-                return schema.stored_version(conn, self.name, self.postgres, table_names(conn))
+                return self._stored_version(conn, table_names(conn))
         with self._write("the store's tables") as conn:
             if self.postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
@@ -104,12 +116,28 @@ class StoreBase:
             if not present and self.create:
                 schema.create(conn, self.postgres)
                 return schema.SCHEMA_VERSION
-            found = schema.stored_version(conn, self.name, self.postgres, present)
+            found = self._stored_version(conn, present)
             if found < schema.SCHEMA_VERSION:
                 schema.upgrade(conn, self.postgres, found)
             return found
 
+    def _stored_version(self, conn: sa.Connection, present: set[str]) -> int:
+        """``schema.stored_version``; an SQLite file whose pages are damaged is called corrupt,
+        not "no schema version" (a damaged page can hide the meta table's rows)."""
+        try:
+            return schema.stored_version(conn, self.name, self.postgres, present)
+        except DropoutlabError:
+            damage = None if self.postgres else sqlite_damage(conn)
+            if damage:
+                raise corrupt(self.name, damage) from None
+            raise
+
     def _check_file(self) -> None:
+        if self.path.is_symlink() and not self.path.exists():
+            raise DropoutlabError(
+                f"{self.path}: a dangling symbolic link (to {os.readlink(self.path)}, which does not exist); "
+                "restore what it points to, or remove the link and choose another --store"
+            )
         if not self.create and not self.path.exists():
             raise DropoutlabError(
                 f"{self.path}: no store here; run a study first (`dropoutlab run STUDY.toml`)"
@@ -151,8 +179,10 @@ class StoreBase:
             with self.engine.connect() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
+            if is_malformed(exc):
+                raise corrupt(self.name, reason(exc)) from None
             raise DropoutlabError(
-                f"{self.name}: cannot read the store ({reason(exc)}); nothing was changed"
+                f"{self.name}: cannot read the store ({reason(exc, self._secrets)}); nothing was changed"
             ) from None
 
     @contextmanager
@@ -167,7 +197,7 @@ class StoreBase:
                     yield conn
         except (sa.exc.OperationalError, sa.exc.InternalError, sa.exc.DataError) as exc:
             raise DropoutlabError(
-                f"{self.name}: cannot write {what} ({reason(exc)}); the store keeps every run written before "
+                f"{self.name}: cannot write {what} ({reason(exc, self._secrets)}); the store keeps every run written before "
                 "this one; fix the cause and run the same command again to train the rest"
             ) from None
 

@@ -79,7 +79,7 @@ def holds_store(location: str | Path) -> bool:
         with engine.connect() as conn:
             return bool(table_names(conn))
     except sa.exc.DBAPIError as exc:
-        raise cannot_open(shown, True, exc) from None
+        raise cannot_open(shown, True, exc, url_secrets(location)) from None
     finally:
         engine.dispose()
 
@@ -89,16 +89,52 @@ def table_names(conn: sa.Connection) -> set[str]:
     return set(sa.inspect(conn).get_table_names())
 
 
-def cannot_open(name: str, postgres: bool, exc: sa.exc.DBAPIError) -> DropoutlabError:
+def cannot_open(
+    name: str, postgres: bool, exc: sa.exc.DBAPIError, secrets: list[str] = ()
+) -> DropoutlabError:
     """The one line for a database that refused to open: a PostgreSQL server's words, or an
     SQLite file that is not a store."""
+    if not postgres and is_malformed(exc):
+        return corrupt(name, reason(exc))
     what = "cannot open the PostgreSQL store" if postgres else "not a dropoutlab store"
-    return DropoutlabError(f"{name}: {what} ({reason(exc)})")
+    return DropoutlabError(f"{name}: {what} ({reason(exc, secrets)})")
 
 
-def reason(exc: sa.exc.DBAPIError) -> str:
-    """The database's own words for ``exc``, on one line."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+def is_malformed(exc: sa.exc.DBAPIError) -> bool:
+    """Whether SQLite said that the file's pages are damaged (a store, corrupt), rather than
+    that the file is not a database at all."""
+    return isinstance(exc.orig, sqlite3.DatabaseError) and "malformed" in str(exc.orig)
+
+
+def sqlite_damage(conn: sa.Connection) -> str | None:
+    """What SQLite's ``PRAGMA quick_check`` finds wrong with the file of ``conn``, or None when
+    its pages are whole. Reads every page: for error paths only."""
+    try:
+        found = conn.exec_driver_sql("PRAGMA quick_check(1)").scalar()
+    except sa.exc.DBAPIError as exc:
+        return reason(exc)
+    if found == "ok":
+        return None
+    lines = [line for line in str(found).splitlines() if line.strip() and not line.startswith("***")]
+    return (lines or [str(found)])[0][:200]
+
+
+def corrupt(name: str, damage: str) -> DropoutlabError:
+    """The one line for an SQLite store whose pages are damaged."""
+    return DropoutlabError(
+        f"{name}: the store is corrupt ({damage}); it was left unchanged: restore it from a copy, or save "
+        f"what can be read with `sqlite3 {name} .recover`"
+    )
+
+
+def reason(exc: sa.exc.DBAPIError, secrets: list[str] = ()) -> str:
+    """The database's own words for ``exc``, on one line, with any credential masked (those
+    of the URL in ``secrets``, and anything shaped like one: :func:`masked_text`)."""
+    text = str(exc.orig).strip() if exc.orig is not None else str(exc)
+    text = (text.splitlines() or [""])[0]
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return masked_text(text)
 
 
 NETWORK_FILE_SYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "ceph", "glusterfs",
@@ -149,6 +185,43 @@ def sqlite_engine(path: Path, readonly: bool) -> sa.Engine:
     return engine
 
 
+# Query parameters of a URL that hold a secret: libpq's password and the key file's passphrase.
+SECRET_QUERY = frozenset({"password", "sslpassword"})
+_SECRET_IN_TEXT = re.compile(r"(?i)(^|[?&\s])((?:ssl)?password=)[^&\s]*|(://[^:/@\s]*:)[^@\s]*(@)")
+
+
+def shown_url(url: sa.URL) -> str:
+    """``url`` as messages show it: every credential SQLAlchemy's URL holds masked as ``***``
+    (the password, and the query parameters ``password`` and ``sslpassword``)."""
+    mark = "MASKED0dropoutlab"  # letters and digits: the URL renders it as it is, to be swapped for ***
+    query = {k: (mark if k.lower() in SECRET_QUERY else v) for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True).replace(mark, "***")
+
+
+def masked_text(text: str) -> str:
+    """``text`` (a URL SQLAlchemy could not parse, or a driver's message) with anything shaped
+    like a credential masked: ``user:SECRET@`` and ``password=SECRET`` / ``sslpassword=SECRET``."""
+    return _SECRET_IN_TEXT.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}***" if m.group(2) else f"{m.group(3)}***{m.group(4)}", text
+    )
+
+
+def url_secrets(location: str | Path) -> list[str]:
+    """The credentials written in a store URL (its password and secret query values), to mask
+    wherever a driver's message may repeat them."""
+    if not is_url(location):
+        return []
+    try:
+        url = sa.make_url(str(location))
+    except (sa.exc.ArgumentError, ValueError):
+        return []
+    values = [url.password] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in SECRET_QUERY:
+            values.extend([value] if isinstance(value, str) else value)
+    return [str(v) for v in values if v]
+
+
 def postgres_engine(url: str, readonly: bool) -> tuple[sa.Engine, str]:
     """An engine on a PostgreSQL URL (a plain ``postgresql://`` is opened with psycopg), and the
     URL as shown in messages (without its password)."""
@@ -156,9 +229,9 @@ def postgres_engine(url: str, readonly: bool) -> tuple[sa.Engine, str]:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise DropoutlabError(
-            f"{url}: not a database URL; give a file path or postgresql://USER@HOST/DB"
+            f"{masked_text(url)}: not a database URL; give a file path or postgresql://USER@HOST/DB"
         ) from None
-    shown = parsed.render_as_string(hide_password=True)
+    shown = shown_url(parsed)
     if parsed.get_backend_name() != "postgresql":
         raise DropoutlabError(
             f"{shown}: a store is an SQLite file path or a PostgreSQL URL (postgresql://USER@HOST/DB), "

@@ -60,7 +60,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             "wall_s": r["wall_s"],
         }  # fmt: skip
         row.update({f"final_{m}": final.get(m) for m in EPOCH_METRICS})
-        row.update({f"dropout.{slot}": rate for slot, rate in r["spec"]["dropout"].items()})
+        row.update({f"dropout.{slot}": rate for slot, rate in r["spec"].get("dropout", {}).items()})
         row.update({k: _cell(r["params"].get(k)) for k in params})
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import StudySpec, spec_run_id
-from dropoutlab.store.records import Records, now_text
+from dropoutlab.store.records import Damaged, Records, now_text, number, parse_json, shown_id, whole
 
 RUN_TABLES = ("epochs", "mc", "learned_rates", "weights")  # keyed by run id, renamed with their run
 
@@ -32,7 +32,16 @@ class Studies(Records):
         studies = self.tables["studies"]
         with self._read() as conn:
             text = conn.execute(sa.select(studies.c.definition).where(studies.c.name == study)).scalar()
-        return json.loads(text) if text is not None else None
+        if text is None:
+            return None
+        try:
+            definition = check_definition(parse_json(text, dict))
+        except Damaged as exc:
+            raise DropoutlabError(
+                f"{self.name}: study {shown_id(study)}: the column definition {exc}; it was changed outside "
+                "dropoutlab: restore the store, or run the study with --replace to keep its runs archived"
+            ) from None
+        return definition
 
     def studies(self) -> list[str]:
         """Names of the studies in the store, in the order they were first written."""
@@ -82,7 +91,17 @@ class Studies(Records):
         looks = self.tables["looks"]
         query = sa.select(looks.c.look, looks.c.record).where(looks.c.study == study).order_by(looks.c.look)
         with self._read() as conn:
-            return [{**json.loads(record), "look": look} for look, record in conn.execute(query)]
+            rows = conn.execute(query).all()
+        looks = []
+        for look, record in rows:
+            try:
+                looks.append({**parse_json(record, dict), "look": whole(look, False)})
+            except Damaged as exc:
+                raise DropoutlabError(
+                    f"{self.name}: look {look!r} of study {shown_id(study)}: the column record {exc}; it was "
+                    "changed outside dropoutlab: restore the store"
+                ) from None
+        return looks
 
     def _next_look(self, study: str) -> int:
         looks = self.tables["looks"]
@@ -99,7 +118,12 @@ class Studies(Records):
         ``--study``. Their ids become those of the archived name, so the study can run again.
         """
         runs, studies, looks = self.tables["runs"], self.tables["studies"], self.tables["looks"]
-        if not self.count_runs(study) and self.study_definition(study) is None and not self.looks(study):
+        with self._read() as conn:  # rows counted, not decoded: a damaged definition is archived too
+            held = sum(
+                conn.execute(sa.select(sa.func.count()).where(column == study)).scalar()
+                for column in (studies.c.name, looks.c.study)
+            )
+        if not self.count_runs(study) and not held:
             return None
         taken = set(self.studies())
         with self._read() as conn:  # one connection at a time: an SQLite store has only one
@@ -118,7 +142,13 @@ class Studies(Records):
                 "SET CONSTRAINTS ALL DEFERRED" if self.postgres else "PRAGMA defer_foreign_keys = ON"
             )
             for old_id, spec, seed in rows:
-                settings = {k: v for k, v in json.loads(spec).items() if k != "seed"}
+                try:
+                    settings = {k: v for k, v in parse_json(spec, dict).items() if k != "seed"}
+                except Damaged as exc:
+                    raise DropoutlabError(
+                        f"{self.name}: run {shown_id(old_id)}: the column spec {exc}; it was changed outside "
+                        "dropoutlab, so the study cannot be archived: restore the store"
+                    ) from None
                 new_id = spec_run_id(archived, settings, seed)
                 for table in RUN_TABLES:
                     t = self.tables[table]
@@ -127,3 +157,28 @@ class Studies(Records):
             conn.execute(sa.update(studies).where(studies.c.name == study).values(name=archived))
             conn.execute(sa.update(looks).where(looks.c.study == study).values(study=archived))
         return archived
+
+
+def check_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    """A stored definition whose entries have the types its readers index into (the report,
+    the changed-study check): ``settings`` a table, ``grid`` a table or a list of tables of
+    lists, ``seeds`` a list of whole numbers, ``min_effect`` a number, ``description`` text;
+    each may be absent. :class:`Damaged` names the first that is not."""
+
+    def wrong(key: str) -> Damaged:
+        return Damaged(f"holds a {key} entry of the wrong type ({shown_id(definition[key])[:60]})")
+
+    if not isinstance(definition.get("settings", {}), dict):
+        raise wrong("settings")
+    grid = definition.get("grid", [])
+    subs = grid if isinstance(grid, list) else [grid]
+    if not all(isinstance(sub, dict) and all(isinstance(v, list) for v in sub.values()) for sub in subs):
+        raise wrong("grid")
+    seeds = definition.get("seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise wrong("seeds")
+    if definition.get("min_effect") is not None:
+        number(definition["min_effect"])
+    if not isinstance(definition.get("description", ""), str | None):
+        raise wrong("description")
+    return definition

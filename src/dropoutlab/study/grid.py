@@ -33,6 +33,16 @@ def sweep_hint(settings: dict, message: str) -> str:
     return ""
 
 
+def _fails_alike(settings: dict, message: str) -> bool:
+    """Whether ``settings`` without any grid value fail with ``message`` too: then the error
+    is not about the grid point (a missing dataset file), and naming the point misleads."""
+    try:
+        parse_settings(copy.deepcopy(settings))
+    except DropoutlabError as exc:
+        return str(exc) == message
+    return False
+
+
 def expand_runs(study: StudySpec) -> list[RunSpec]:
     """The runs of a study: each grid point (union of cross products) times each seed.
 
@@ -52,8 +62,9 @@ def expand_runs(study: StudySpec) -> list[RunSpec]:
             except DropoutlabError as exc:
                 message = str(exc) + sweep_hint(study.settings, str(exc))
                 shown = ", ".join(f"{k}={v}" for k, v in flatten(point).items())
+                about_point = point and not _fails_alike(study.settings, str(exc))
                 raise DropoutlabError(
-                    f"{message} (in the grid point {shown})" if point else message
+                    f"{message} (in the grid point {shown})" if about_point else message
                 ) from None
             # "dropout.rate" is the grid's own value where the point sets it: read back from the
             # slots (the most common rate) it could name two points alike when slots are set apart

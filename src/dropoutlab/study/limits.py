@@ -28,5 +28,11 @@ MAX_NESTING = 32
 MAX_RUNS = Limit("DROPOUTLAB_MAX_RUNS", 100_000, "runs")
 MAX_PARAMS = Limit("DROPOUTLAB_MAX_PARAMS", 100_000_000, "parameters")
 MAX_ACTIVATIONS = Limit("DROPOUTLAB_MAX_ACTIVATIONS", 1_000_000_000, "activation values per batch")
+# Names are stored with every run (id, study column, definition) and printed on every line
+# that names a study: a 1 MB name cost about 3 MB of store per run and 1 MB of terminal.
+MAX_NAME_CHARS = Limit("DROPOUTLAB_MAX_NAME_CHARS", 200, "characters")
+MAX_DESCRIPTION_CHARS = Limit("DROPOUTLAB_MAX_DESCRIPTION_CHARS", 10_000, "characters")
 
-LIMITS = (MAX_RUNS, MAX_PARAMS, MAX_ACTIVATIONS, MAX_DATASET_BYTES, MAX_CLASSES)
+LIMITS = (
+    MAX_RUNS, MAX_PARAMS, MAX_ACTIVATIONS, MAX_NAME_CHARS, MAX_DESCRIPTION_CHARS, MAX_DATASET_BYTES, MAX_CLASSES,
+)  # fmt: skip

@@ -7,12 +7,14 @@ is validated, for ``run`` and ``--dry-run`` alike.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import reprlib
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from dropoutlab.data.limits import Limit
 from dropoutlab.data.prepare import NORMALIZATIONS
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.models import FAMILIES, PRESETS, dropout_kinds, dropout_slots, parse_layers, with_batchnorm
@@ -126,16 +128,28 @@ def check_whole(value: Any, where: str, low: int) -> int:
     return value
 
 
-def check_text(value: Any, where: str, *, lines: bool = False) -> str:
-    """Text without control characters (they would reach terminals and reports raw); ``lines``
-    allows tabs and line breaks."""
+# Characters that change how the text around them is displayed without being visible: the
+# bidirectional embeddings, overrides and isolates (a name can show reversed, "Trojan
+# Source"), and Unicode's line and paragraph separators (a name would print on two lines).
+INVISIBLE_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+
+
+def check_text(value: Any, where: str, *, lines: bool = False, limit: Limit | None = None) -> str:
+    """Text without control characters (they would reach terminals and reports raw), nor
+    bidirectional-override or line-separator characters; ``lines`` allows tabs and line
+    breaks; ``limit`` bounds its length in characters (checked first)."""
     if not isinstance(value, str):
         raise type_error(where, "text", value)
+    if limit is not None:
+        limit.check(f"{where}: has", len(value))
     allowed = "\t\n\r" if lines else ""
     for ch in value:
-        if unicodedata.category(ch) == "Cc" and ch not in allowed:
+        if (unicodedata.category(ch) == "Cc" and ch not in allowed) or ch in INVISIBLE_CONTROLS:
+            kind = "control character" if ch not in INVISIBLE_CONTROLS else (
+                "line separator" if ch in "\u2028\u2029" else "bidirectional control")  # fmt: skip
             raise DropoutlabError(
-                f"{where}: contains the control character {ch!r}; allowed: text without control characters"
+                f"{where}: contains the {kind} {ch!r} (U+{ord(ch):04X}); allowed: text without control, "
+                "bidirectional-override or line-separator characters"
                 + (" (tabs and line breaks are fine)" if lines else "")
             )
     return value
@@ -149,11 +163,49 @@ def check_choice(value: Any, where: str, allowed) -> str:
     return value
 
 
+# Words other tools use for a key that dropoutlab names otherwise, by the full dotted key
+# they mean ("learning_rate" at the top is optimizer.lr, and inside [optimizer] it is lr).
+ALIASES = {
+    "learning_rate": "optimizer.lr", "learningrate": "optimizer.lr", "lr": "optimizer.lr", "eta": "optimizer.lr",
+    "weight_decay": "optimizer.weight_decay", "l2": "optimizer.weight_decay", "momentum": "optimizer.momentum",
+    "optim": "optimizer", "opt": "optimizer", "solver": "optimizer", "n_epochs": "epochs",
+    "num_epochs": "epochs", "max_epochs": "epochs", "seed": "seeds", "random_seed": "seeds",
+    "batch": "batch_size", "batchsize": "batch_size", "bs": "batch_size", "data": "dataset",
+    "patience": "early_stopping.patience", "early_stop": "early_stopping", "earlystopping": "early_stopping",
+    "architecture": "model", "arch": "model", "network": "model", "net": "model", "p": "rate",
+    "drop_rate": "rate", "dropout_rate": "dropout.rate", "val_split": "validation", "validation_split": "validation",
+}  # fmt: skip
+
+
+def did_you_mean(key: str, allowed: Iterable[str], where: str = "") -> str:
+    """`` (did you mean 'epochs'?)`` for a mistyped ``key`` of the table ``where`` (dotted,
+    "" at the top): a common synonym from :data:`ALIASES`, else the closest allowed key
+    (``difflib``); "" when nothing is close."""
+    allowed = [str(a) for a in allowed]
+    alias = ALIASES.get(str(key).lower())
+    if alias is not None:
+        prefix = f"{where}." if where else ""
+        if alias.startswith(prefix) and alias[len(prefix) :] in allowed:
+            return f" (did you mean {alias[len(prefix) :]!r}?)"
+        if "." not in alias and alias in allowed:
+            return f" (did you mean {alias!r}?)"
+        if where == "" and "." in alias:
+            table, leaf = alias.rsplit(".", 1)
+            return f" (did you mean {leaf!r} in [{table}]?)"
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_keys(table: dict[str, Any], allowed, where: str) -> None:
+    """Refuse a key of ``table`` (the table ``where``) that is not in ``allowed``, suggesting the
+    key it may mean."""
     for key in table:
         if key not in allowed:
             prefix = f"{where}." if where else ""
-            raise DropoutlabError(f"{prefix}{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
+            raise DropoutlabError(
+                f"{prefix}{key}: unknown key"
+                f"{did_you_mean(key, allowed, where)}; allowed: {', '.join(sorted(allowed))}"
+            )
 
 
 def check_table(value: Any, where: str) -> dict[str, Any]:
@@ -311,7 +363,8 @@ def parse_dropout(raw: Any, slots: dict[str, float], model: str):
         where = f"dropout.{slot}"
         if slot not in slots:
             raise DropoutlabError(
-                f"{where}: unknown slot for model {model!r}; its slots: {', '.join(slots) or '(none)'}"
+                f"{where}: unknown slot for model {model!r}{did_you_mean(slot, [*slots, 'kind', 'rate'], 'dropout')}; "
+                f"its slots: {', '.join(slots) or '(none)'}"
             )
         if isinstance(value, dict):
             check_keys(value, SLOT_KEYS, where)

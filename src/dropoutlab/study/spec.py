@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,14 @@ else:  # pragma: no cover
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import StudySpec
 from dropoutlab.study.grid import count_points, expand_runs, grid_points
-from dropoutlab.study.limits import MAX_KEY_PARTS, MAX_NESTING, MAX_RUNS, MAX_STUDY_BYTES
+from dropoutlab.study.limits import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_KEY_PARTS,
+    MAX_NAME_CHARS,
+    MAX_NESTING,
+    MAX_RUNS,
+    MAX_STUDY_BYTES,
+)
 from dropoutlab.study.settings import (
     SETTING_KEYS,
     STUDY_KEYS,
@@ -26,10 +34,13 @@ from dropoutlab.study.settings import (
     check_table,
     check_text,
     check_whole,
+    did_you_mean,
     set_dotted,
     shown,
     type_error,
 )
+
+log = logging.getLogger(__name__)
 
 RESOURCE_KEYS = {"cpus_per_task", "gpus_per_task"}  # [resources]: what each Ray task asks for
 SEQUENTIAL_KEYS = {"step", "max_seeds", "baseline"}  # [sequential]: the design of --until-decided
@@ -45,7 +56,7 @@ def _parse_grid(raw: Any) -> tuple[dict[str, list[Any]], ...]:
             root = key.split(".")[0]
             if root not in SETTING_KEYS:
                 raise DropoutlabError(
-                    f"{where}.{shown(key)}: unknown setting {shown(root)}; "
+                    f"{where}.{shown(key)}: unknown setting {shown(root)}{did_you_mean(root, SETTING_KEYS)}; "
                     f"allowed: {', '.join(sorted(SETTING_KEYS))}"
                 )
             if key.count(".") >= MAX_KEY_PARTS:
@@ -65,8 +76,10 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise DropoutlabError('name: missing; give the study a name, e.g. name = "digits-mlp"')
-    check_text(name, "name")
-    description = check_text(raw.get("description", ""), "description", lines=True)
+    check_text(name, "name", limit=MAX_NAME_CHARS)
+    description = check_text(
+        raw.get("description", ""), "description", lines=True, limit=MAX_DESCRIPTION_CHARS
+    )
     settings = {k: v for k, v in raw.items() if k not in STUDY_KEYS}
     check_keys(settings, SETTING_KEYS | STUDY_KEYS, "")
     grid = _parse_grid(raw.get("grid", {}))
@@ -129,7 +142,7 @@ def _parse_sequential(raw: Any) -> dict[str, Any]:
         if key in table:
             out[key] = check_whole(table[key], f"sequential.{key}", 0)
     if "baseline" in table:
-        out["baseline"] = check_text(table["baseline"], "sequential.baseline")
+        out["baseline"] = check_text(table["baseline"], "sequential.baseline", limit=MAX_DESCRIPTION_CHARS)
     return out
 
 
@@ -159,7 +172,7 @@ def load_study(path: str | Path) -> StudySpec:
             raise DropoutlabError(
                 f"{path}: a study file is at most {MAX_STUDY_BYTES >> 20} MiB of text; this one is larger"
             )
-        text = blob.decode("utf-8")
+        text = blob.decode("utf-8-sig")  # a BOM (Windows editors write one) is no part of the TOML
     except FileNotFoundError:
         raise DropoutlabError(f"{path}: no such study file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -174,9 +187,12 @@ def load_study(path: str | Path) -> StudySpec:
     except ValueError as exc:  # TOMLDecodeError, and integers of more than 4300 digits
         raise DropoutlabError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return parse_study(raw, path)
+        study = parse_study(raw, path)
     except DropoutlabError as exc:
         raise DropoutlabError(f"{path}: {exc}") from None
+    log.info("%s: study %r checked: %d grid points x %d seeds", path, study.name, count_points(study.grid),
+             len(study.seeds))  # fmt: skip
+    return study
 
 
 def check_toml_shape(text: str) -> None:
