@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -97,8 +98,27 @@ def memory_budget(device: torch.device) -> int:
     return CPU_BUDGET
 
 
+def stack_limit(run: RunSpec, data: PreparedData, device: torch.device, stack: str | int) -> int:
+    """The most members a stack of ``run``'s group may have: ``stack`` itself when a whole number;
+    with ``"auto"``, as many as the memory budget and ``AUTO_MAX`` allow (see :func:`plan_stacks`)."""
+    if stack == "auto":
+        total, state = member_bytes(run, data)
+        limit = memory_budget(device) // total
+        if device.type == "cpu":
+            limit = min(limit, CPU_CACHE_BUDGET // state)
+        return max(1, min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"])))
+    if isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
+        return stack
+    raise DropoutlabError(f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1")
+
+
 def plan_stacks(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, stack: str | int, workers: int = 1
+    runs: list[RunSpec],
+    data: PreparedData,
+    device: torch.device,
+    stack: str | int,
+    workers: int = 1,
+    resume: Sequence[list[RunSpec]] = (),
 ) -> list[list[RunSpec]]:
     """Group ``runs`` by :func:`stack_key` and cut each group into stacks, largest first.
 
@@ -115,29 +135,37 @@ def plan_stacks(
     A group is cut into stacks of nearly equal sizes, its runs ordered by seed (stable), so
     that runs with the same seed, which draw the same batches, sit side by side. A run's
     results do not depend on the plan (each member draws its own masks), only its speed does.
+
+    ``resume`` lists stacks that have a checkpoint (of an earlier, interrupted plan): each is
+    kept as it is, in its order, when its runs are all among ``runs``, in one group, and within
+    the group's limit (:func:`stack_limit`), so that it resumes where it stopped; the other runs
+    are planned as above.
     """
     groups: dict[tuple, list[RunSpec]] = {}
     stacks: list[list[RunSpec]] = []
-    for run in sorted(runs, key=lambda run: run.seed):
+    todo = {run.id for run in runs}
+    for kept in resume:
+        ids = [run.id for run in kept]
+        if (
+            len(kept) < 2  # a lone run is planned alone anyway, or joins a stack: nothing to keep
+            or not set(ids) <= todo
+            or len(set(ids)) < len(ids)
+            or any(trains_alone(run) for run in kept)
+            or len({stack_key(run) for run in kept}) > 1
+            or len(kept) > stack_limit(kept[0], data, device, stack)
+        ):
+            continue
+        stacks.append(list(kept))
+        todo -= set(ids)
+    for run in sorted((run for run in runs if run.id in todo), key=lambda run: run.seed):
         if trains_alone(run):
             stacks.append([run])
         else:
             groups.setdefault(stack_key(run), []).append(run)
     for group in groups.values():
+        count = math.ceil(len(group) / stack_limit(group[0], data, device, stack))
         if stack == "auto":
-            total, state = member_bytes(group[0], data)
-            limit = memory_budget(device) // total
-            if device.type == "cpu":
-                limit = min(limit, CPU_CACHE_BUDGET // state)
-            limit = max(1, min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"])))
-            count = math.ceil(len(group) / limit)
             count = min(len(group), math.ceil(count / workers) * workers)
-        elif isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
-            count = math.ceil(len(group) / stack)
-        else:
-            raise DropoutlabError(
-                f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1"
-            )
         size, extra = divmod(len(group), count)
         start = 0
         for i in range(count):
