@@ -26,7 +26,8 @@ def test_a_checkpointed_stack_is_not_kept_beyond_the_limits_or_the_runs_to_train
     data = prepared(digits, runs[0])
     fresh = ids(plan_stacks(runs, data, CPU, 2))
     assert ids(plan_stacks(runs, data, CPU, 2, resume=[runs[:3]])) == fresh  # --stack 2 now
-    assert ids(plan_stacks(runs[1:], data, CPU, "auto", resume=[runs[:3]])) == ids([runs[1:]])  # one is stored
+    one_stored = plan_stacks(runs[1:], data, CPU, "auto", resume=[runs[:3]])
+    assert ids(one_stored) == ids([runs[1:]])
     other = make_run(0, batch_size=32)
     mixed = plan_stacks([*runs, other], data, CPU, "auto", resume=[[runs[0], other]])  # not one stack key
     assert ids(mixed) == ids([runs, [other]])
