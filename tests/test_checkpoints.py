@@ -159,6 +159,9 @@ def test_a_checkpoint_by_minutes_is_due_at_the_first_epoch_end_after_them():
     both = Checkpoint(Path("unused"), every=4, minutes=2.0)
     assert both.due(4, last=10, since_s=0.0) and both.due(5, last=10, since_s=130.0)
     assert not Checkpoint(Path("unused")).due(4, last=10, since_s=1e9)  # 0 and 0: never
+    # a save of 6 s would be 5% of 2 minutes: the interval grows to 300 s, where it is 2%
+    assert not every_two_minutes.due(3, last=10, since_s=299.0, save_s=6.0)
+    assert every_two_minutes.due(3, last=10, since_s=300.0, save_s=6.0)
 
 
 def test_the_cli_default_minutes_are_the_libraries():
@@ -176,7 +179,7 @@ def test_a_negative_interval_is_refused_in_one_line(tiny_study, tmp_path):
 
 def test_a_manifest_names_each_resumable_batch_and_goes_with_it(digits, tmp_path):
     runs = runs_for("stacked")
-    checkpoint = Checkpoint(tmp_path, minutes=1e-9)  # any epoch takes longer: a save after each
+    checkpoint = Checkpoint(tmp_path, every=1)
     with pytest.raises(Interrupted):
         train_runs(runs, prepared(digits, runs[0]), CPU, "stacked", interrupt_after(2), checkpoint=checkpoint)
     assert checkpoint.saved_batches() == [("stacked", [run.id for run in runs])]
@@ -214,8 +217,10 @@ def test_a_study_killed_with_the_default_flags_resumes_its_stack_and_leaves_no_c
     assert whole.returncode == 0, whole.stderr
     last = stored(tmp_path / "whole.db", "SELECT id FROM runs ORDER BY rowid DESC LIMIT 1")[0][0]
     store = tmp_path / "killed.db"
-    quick = ["--store", str(store), "--checkpoint-minutes", "1e-9"]  # as if each epoch took minutes
-    env = {**os.environ, "DROPOUTLAB_FAULT": f"kill:{last}:2:{tmp_path / 'fired'}"}
+    # as if each epoch took minutes: the first epoch of each stack ends with a save (later ones may
+    # wait for the interval that keeps saves under 2% of the time)
+    quick = ["--store", str(store), "--checkpoint-minutes", "1e-9"]
+    env = {**os.environ, "DROPOUTLAB_FAULT": f"kill:{last}:1:{tmp_path / 'fired'}"}
     killed = subprocess.run([*one, *quick], env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL and (tmp_path / "fired").exists()
     assert len(stored(store, "SELECT id FROM runs")) == 3  # the first stack, stored before the kill
@@ -223,9 +228,9 @@ def test_a_study_killed_with_the_default_flags_resumes_its_stack_and_leaves_no_c
     folder = tmp_path / "killed.db.checkpoints"
     assert len(list(folder.rglob("*.pt"))) == len(list(folder.rglob("*.json"))) == 1
     # Again, with 2 workers: planned afresh, its 3 runs would be cut into stacks of 2 and 1 (one per
-    # worker); the checkpointed stack is trained as it was. Were epoch 1 or 2 trained again, the
-    # fault would kill this process too.
-    env = {**os.environ, "DROPOUTLAB_FAULT": f"kill:{last}:2:{tmp_path / 'again'}"}
+    # worker); the checkpointed stack is trained as it was. Were epoch 1 trained again, the fault
+    # would kill this process too.
+    env = {**os.environ, "DROPOUTLAB_FAULT": f"kill:{last}:1:{tmp_path / 'again'}"}
     again = subprocess.run([*cmd, "--workers", "2", *quick], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert not (tmp_path / "again").exists(), "epochs before the checkpoint were trained again"

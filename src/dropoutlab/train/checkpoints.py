@@ -41,6 +41,10 @@ FORMAT = 2
 #: costs about a second (``benchmarks/bench_checkpoints.py``), well under 1% of 5 minutes.
 DEFAULT_MINUTES = 5.0
 
+#: The most of a batch's wall time its time checkpoints may take: where one save takes longer than
+#: this share of ``minutes`` (a large stack on a slow disk), the interval grows to keep it so.
+MAX_SHARE = 0.02
+
 
 def checkpoint_folder(root: Path, study: str) -> Path:
     """The folder of ``study``'s checkpoints under ``root`` (the store's): its name, made safe
@@ -64,13 +68,15 @@ class Checkpoint:
         trained by ``engine``, with this code's :data:`FORMAT`."""
         return self.folder / f"{_key(engine, [run.id for run in runs])}.pt"
 
-    def due(self, epoch: int, last: int, since_s: float = 0.0) -> bool:
+    def due(self, epoch: int, last: int, since_s: float = 0.0, save_s: float = 0.0) -> bool:
         """Whether to save after ``epoch``, ``since_s`` seconds after the batch's start or last
-        save (never after the ``last`` epoch: the batch then ends)."""
+        save, which took ``save_s`` seconds (never after the ``last`` epoch: the batch then ends).
+        By time, the interval is ``minutes``, or longer where saves would take more than
+        :data:`MAX_SHARE` of it."""
         if epoch >= last:
             return False
         by_epochs = self.every > 0 and epoch % self.every == 0
-        return by_epochs or (self.minutes > 0 and since_s >= 60 * self.minutes)
+        return by_epochs or (self.minutes > 0 and since_s >= max(60 * self.minutes, save_s / MAX_SHARE))
 
     def save(
         self, path: Path, state: dict[str, Any], runs: list[RunSpec] | None = None, engine: str = ""

@@ -183,7 +183,7 @@ def train_runs(
             log.warning("checkpoint %s does not fit these runs (%s); training them from epoch 1", path, exc)
             trainer, lives = ENGINES[engine](runs, data, device), [RunLifecycle(run) for run in runs]
             live, first, start = list(range(len(runs))), 1, time.perf_counter()
-    saved_at = time.perf_counter()  # the time of the last save (or the start here), for checkpoint.minutes
+    saved_at, save_s = time.perf_counter(), 0.0  # the last save's end (or the start here) and its length
     for epoch in range(first, s.epochs + 1):
         trained = len(live)
         train = trainer.train_epoch()
@@ -202,11 +202,13 @@ def train_runs(
         live = [live[pos] for pos in staying]
         if live and leaving:
             trainer.keep_members(staying)
-        if path and live and checkpoint.due(epoch, s.epochs, time.perf_counter() - saved_at):
+        if path and live and checkpoint.due(epoch, s.epochs, time.perf_counter() - saved_at, save_s):
+            began = time.perf_counter()
             checkpoint.save(path, {"epoch": epoch, "live": live, "engine": trainer.state(),
                                    "lives": [life.state() for life in lives],
                                    "elapsed_s": time.perf_counter() - start}, runs, trainer.name)  # fmt: skip
             saved_at = time.perf_counter()
+            save_s = saved_at - began
         if on_epoch:
             on_epoch(epoch, trained)
         if not live:
