@@ -240,3 +240,13 @@ def test_a_study_killed_with_the_default_flags_resumes_its_stack_and_leaves_no_c
     assert stored(store, query) == stored(tmp_path / "whole.db", query)  # the same numbers, to the last bit
     query = "SELECT id, test_loss, test_acc FROM runs ORDER BY id"
     assert stored(store, query) == stored(tmp_path / "whole.db", query)
+
+
+def test_a_checkpoint_that_cannot_be_written_costs_the_checkpoint_not_the_runs(digits, tmp_path, caplog):
+    runs = runs_for("single")
+    (tmp_path / "a-file").write_text("not a folder")
+    checkpoint = Checkpoint(tmp_path / "a-file" / "ckpt", every=1)  # mkdir fails: its parent is a file
+    result = train_runs(runs, prepared(digits, runs[0]), CPU, "single", checkpoint=checkpoint)[0]
+    assert result.status == "completed" and len(result.history) == len(train_runs(runs, prepared(
+        digits, runs[0]), CPU, "single")[0].history)  # fmt: skip
+    assert "cannot be written" in caplog.text

@@ -18,6 +18,7 @@ train that same batch again even when it would now plan its stacks differently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -82,12 +83,17 @@ class Checkpoint:
         self, path: Path, state: dict[str, Any], runs: list[RunSpec] | None = None, engine: str = ""
     ) -> None:
         """Write ``state`` to ``path`` whole: a kill mid-write leaves the previous checkpoint.
-        With ``runs``, the manifest beside it names them and ``engine`` (:func:`saved_batches`)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if runs is not None and not path.with_suffix(".json").exists():
-            manifest = {"format": FORMAT, "engine": engine, "runs": [run.id for run in runs]}
-            _write_whole(path.with_suffix(".json"), lambda to: to.write_text(json.dumps(manifest)))
-        _write_whole(path, lambda to: torch.save(state, to))
+        With ``runs``, the manifest beside it names them and ``engine`` (:func:`saved_batches`).
+        A folder that cannot be written (a full disk, a Ray node without the driver's file system)
+        costs the checkpoint, not the training: one warning, and the batch goes on."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if runs is not None and not path.with_suffix(".json").exists():
+                manifest = {"format": FORMAT, "engine": engine, "runs": [run.id for run in runs]}
+                _write_whole(path.with_suffix(".json"), lambda to: to.write_text(json.dumps(manifest)))
+            _write_whole(path, lambda to: torch.save(state, to))
+        except OSError as exc:
+            log.warning("checkpoint %s cannot be written (%s); training goes on without it", path, exc)
 
     @staticmethod
     def load(path: Path) -> dict[str, Any] | None:
@@ -104,8 +110,9 @@ class Checkpoint:
     @staticmethod
     def remove(path: Path) -> None:
         """Drop the checkpoint of a batch that finished (and its manifest)."""
-        path.unlink(missing_ok=True)
-        path.with_suffix(".json").unlink(missing_ok=True)
+        for file in (path, path.with_suffix(".json")):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # none was written
+                file.unlink()
 
     def saved_batches(self) -> list[tuple[str, list[str]]]:
         """``(engine, run ids)`` of every batch with a checkpoint in :attr:`folder` that this
