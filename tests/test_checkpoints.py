@@ -250,3 +250,16 @@ def test_a_checkpoint_that_cannot_be_written_costs_the_checkpoint_not_the_runs(d
     assert result.status == "completed" and len(result.history) == len(train_runs(runs, prepared(
         digits, runs[0]), CPU, "single")[0].history)  # fmt: skip
     assert "cannot be written" in caplog.text
+
+
+def test_only_the_claims_of_drivers_no_longer_alive_are_forgotten(store_at):
+    with Store(store_at) as store:
+        live, dead = f"here:{os.getpid()}:live", "here:1:dead"
+        store.claim(["r1", "r2"], dead, lease_s=60, study="s")
+        store.claim(["r3"], live, lease_s=60, study="s")
+        store.claim(["r4"], dead, lease_s=60, study="other")
+        gone = lambda owner: owner == dead  # noqa: E731
+        assert store.forget_stale_claims(60, gone, study="s") == 2
+        assert store.claimed() == {"r3": live, "r4": dead}  # the live driver's, and another study's
+        assert store.forget_stale_claims(0.0, study="s") == 1  # a lease of 0 s: every claim has lapsed
+        assert store.claimed() == {"r4": dead}
