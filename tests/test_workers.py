@@ -1,6 +1,7 @@
 """CPU worker processes (``--workers``): same results as one process, errors and stops handled."""
 
 import dataclasses
+import logging
 import multiprocessing
 import os
 import signal
@@ -215,3 +216,14 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_runs(write_study, tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"{len(stored)} already stored" in done.stdout
     assert len(set(stored_ids(store))) == len(stored_ids(store)) == 16
+
+
+@needs_fork
+def test_more_workers_than_cores_are_capped_at_the_cores_in_one_line(caplog):
+    cores = usable_cores()
+    with caplog.at_level(logging.WARNING, logger="dropoutlab.study.workers"):
+        assert resolve_workers(cores + 22, CPU) == cores
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--workers {cores + 22}: this process may run on {cores} cores; training with {cores} worker processes"
+    ]
+    assert resolve_workers(cores, CPU) == cores and len(caplog.records) == 1

@@ -22,6 +22,8 @@ from dropoutlab.version import __version__
 
 # the defaults of a sequential design (dropoutlab.report.decide), here without importing SciPy for --help
 DEFAULT_STEP, DEFAULT_MAX_SEEDS = 2, 20
+# minutes of a stack between checkpoints (dropoutlab.train.checkpoints), here without importing torch
+DEFAULT_MINUTES = 5.0
 
 EPILOG = """\
 examples:
@@ -74,6 +76,19 @@ def _epochs(text: str) -> int:
             f"{text!r} is not allowed; allowed: a whole number of epochs, 0 for off"
         )
     return int(text)
+
+
+def _minutes(text: str) -> float:
+    """An argparse type: a number of minutes >= 0 (0: off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; allowed: a number of minutes >= 0, 0 for off"
+        )
+    return value
 
 
 def _whole(text: str) -> int:
@@ -153,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save each stack's state every N epochs (in STORE.checkpoints/ beside an SQLite "
                    "store, HOST-PORT-DB.checkpoints/ here for PostgreSQL), so that a stack tried "
                    "again after a kill resumes there instead of at epoch 1 (default: off)")  # fmt: skip
+    p.add_argument("--checkpoint-minutes", type=_minutes, default=DEFAULT_MINUTES, metavar="M",
+                   help="also save each stack's state at the end of the first epoch after every M minutes of "
+                   "its training, so that a kill loses at most M minutes of it (same place as "
+                   f"--checkpoint-every; 0: off; default: {DEFAULT_MINUTES:g})")  # fmt: skip
     p.add_argument("--keep-weights", action="store_true",
                    help="store each tested run's weights (4 bytes per parameter: 1.5 MB for the MLP on CIFAR-10, "
                    "31 MB for the CNN), so that `dropoutlab evaluate` can measure them later")  # fmt: skip
@@ -340,6 +359,8 @@ def cmd_run(args) -> int:
         )
         if note:
             print(note)
+        if args.executor == "local":
+            _print_memory(runs, args.device, args.stack, args.workers)
         if design is not None:
             _print_design(design, len(runs) // len(study.seeds))
         for run in runs:
@@ -347,7 +368,8 @@ def cmd_run(args) -> int:
         return 0
     options = dict(device=args.device, data_dir=args.data_dir, progress=False if args.no_progress else None,
                    stack=args.stack, workers=args.workers, replace=args.replace, keep_weights=args.keep_weights,
-                   executor=args.executor, ray=ray, checkpoint_every=args.checkpoint_every)  # fmt: skip
+                   executor=args.executor, ray=ray, checkpoint_every=args.checkpoint_every,
+                   checkpoint_minutes=args.checkpoint_minutes)  # fmt: skip
     with Store(args.store) as store:
         if design is not None:
             _print_sequential(_run_until_decided(study, store, design, options), store)
@@ -539,6 +561,37 @@ def cmd_datasets(args) -> int:
 
 #: One line per dropout kind whose class docstring opens with something else.
 KIND_SUMMARIES = {"standard": "Bernoulli dropout with inverted scaling, as torch.nn.Dropout (the default)."}
+
+
+def _print_memory(runs, device_name: str, stack, workers) -> None:
+    """--dry-run's line on memory: the peak budgeted per worker and in total (train/plan.py); a
+    plan that needs more than the machine has available is refused, naming the setting to lower."""
+    from dropoutlab.data import dataset_info
+    from dropoutlab.study import resolve_device
+    from dropoutlab.study.workers import resolve_workers
+    from dropoutlab.train.plan import available_memory, plan_memory
+
+    device = resolve_device(device_name)
+    shapes = {name: dataset_info(name) for name in {run.settings.dataset for run in runs}}
+    plan = plan_memory(runs, shapes, device, stack, resolve_workers(workers, device))
+    largest, free = plan.largest, available_memory(device)
+    what = f"a stack of {largest.members} runs" if largest.members > 1 else "one run"
+    print(f"memory: at most {_size(largest.total)} per worker ({what}), {_size(plan.total)} for "
+          f"{_count(plan.workers, 'worker')} at once; {_size(free)} available on {device.type}")  # fmt: skip
+    if plan.total > free:
+        fewer = ", or lower --workers" if plan.workers > 1 else ""
+        raise DropoutlabError(
+            f"the plan needs about {_size(plan.total)} at its peak, more than the {_size(free)} available on "
+            f"{device.type}: {largest.setting}{fewer}"
+        )
+
+
+def _size(n: int) -> str:
+    """Bytes in words: 3.2 MiB, 1.5 GiB."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024:.1f} KiB"
 
 
 def _count(n: int, noun: str) -> str:

@@ -93,6 +93,25 @@ class Claims(StoreBase):
         with self._write("the release of this driver's claims") as conn:
             conn.execute(sa.delete(claims).where(claims.c.owner == owner))
 
+    def forget_stale_claims(
+        self, lease_s: float, gone: Callable[[str], bool] = lambda owner: False, study: str | None = None
+    ) -> int:
+        """Delete the claims whose driver is not alive (its heartbeat ``lease_s`` old or older, or
+        ``gone``): what a killed driver left behind, of runs of ``study`` when given; returns how
+        many. Checked and deleted in one transaction, so a claim renewed meanwhile is kept."""
+        claims = self.tables["claims"]
+        with self._write("the deletion of stale claims") as conn:
+            if self.postgres:
+                conn.execute(sa.text("LOCK TABLE claims IN EXCLUSIVE MODE"))
+            live = self._live_claims(conn, lease_s, gone, study)
+            query = sa.select(claims.c.run_id)
+            if study is not None:
+                query = query.where(claims.c.study == study)
+            stale = [rid for rid in conn.execute(query).scalars() if rid not in live]
+            for start in range(0, len(stale), 500):  # SQLite's bound on a statement's parameters
+                conn.execute(sa.delete(claims).where(claims.c.run_id.in_(stale[start : start + 500])))
+        return len(stale)
+
     def holder(self, run_id: str) -> str | None:
         """The owner of the claim on ``run_id``, or None when no driver claims it."""
         claims = self.tables["claims"]

@@ -28,7 +28,7 @@ from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
 from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
-from dropoutlab.train.checkpoints import Checkpoint, checkpoint_folder
+from dropoutlab.train.checkpoints import DEFAULT_MINUTES, Checkpoint, checkpoint_folder
 from dropoutlab.train.plan import trains_alone
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def run_study(
     checkpoint_every: int = 0,
     runs: list[RunSpec] | None = None,
     desc: str | None = None,
+    checkpoint_minutes: float = DEFAULT_MINUTES,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -112,12 +113,15 @@ def run_study(
     it claimed (:mod:`dropoutlab.study.leases`), and a run another live driver holds is left
     to it (``busy`` in the outcome).
 
-    ``checkpoint_every`` N > 0 saves each stack's (or run's) state every N epochs in the study's
+    Each stack (or run) saves its state at the end of the first epoch after every
+    ``checkpoint_minutes`` of its wall time (default :data:`~dropoutlab.train.checkpoints.DEFAULT_MINUTES`;
+    0: never by time) and, with ``checkpoint_every`` N > 0, every N epochs, in the study's
     folder under :meth:`Store.checkpoint_folder` (``STORE.checkpoints`` beside an SQLite file),
     deleted once the study is complete; a stack tried again (a Ray task after its worker
-    died, the same stack after a restart) resumes from its last checkpoint
-    (:mod:`dropoutlab.train.checkpoints`). For Ray workers on other machines, that folder
-    must be on a file system they share.
+    died, the same stack after a restart, even where the restart would plan other stacks)
+    resumes from its last checkpoint (:mod:`dropoutlab.train.checkpoints`). For Ray workers on
+    other machines, that folder must be on a file system they share. Once the study is
+    complete, the claims that killed drivers left on its runs are deleted too.
 
     ``runs`` trains these runs of the study instead of its grid x seeds: configurations of its
     grid with any seeds, such as the seeds ``--until-decided`` adds (:mod:`dropoutlab.study.sequential`).
@@ -126,6 +130,10 @@ def run_study(
     """
     if executor not in EXECUTORS:
         raise DropoutlabError(f"--executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
+    if not checkpoint_minutes >= 0:
+        raise DropoutlabError(
+            f"--checkpoint-minutes: {checkpoint_minutes!r} is not allowed; allowed: a number of minutes >= 0"
+        )
     start = time.perf_counter()
     runs = expand_runs(study) if runs is None else runs
     if replace:
@@ -159,8 +167,9 @@ def run_study(
         todo = [run for run in todo if run.id in mine]
         if todo:
             how = (ray or RayOptions()) if executor == "ray" else None
+            checkpoint = Checkpoint(folder, checkpoint_every, checkpoint_minutes)
             options = BatchOptions(stack == "off", keep_weights,
-                                   Checkpoint(folder, checkpoint_every) if checkpoint_every else None)  # fmt: skip
+                                   checkpoint if checkpoint_every or checkpoint_minutes else None)  # fmt: skip
             _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how,
                         desc)  # fmt: skip
     forget_checkpoints(folder, store, runs)
@@ -169,15 +178,19 @@ def run_study(
 
 
 def forget_checkpoints(folder: Path, store: Store, runs: list[RunSpec]) -> None:
-    """Delete the study's checkpoint ``folder`` once every run of the study is stored and no
-    driver trains any of its runs (of this design or another: an extension, an older one): no
-    batch can resume from what is left there (stacks that never came back: re-planned after a
-    restart, taken over, or of a design since replaced)."""
-    if not folder.exists() or not runs:
+    """Once every run of the study is stored and no driver trains any of its runs (of this
+    design or another: an extension, an older one), delete the study's checkpoint ``folder``:
+    no batch can resume from what is left there (stacks that never came back: taken over, or
+    of a design since replaced); and delete the claims that killed drivers left on its runs."""
+    if not runs:
         return
     study = runs[0].study
     done = {run.id for run in runs} <= store.finished_ids(study)
-    if done and not store.live_claims(LEASE_S, driver_gone, study=study):
+    if not done or store.live_claims(LEASE_S, driver_gone, study=study):
+        return
+    if store.forget_stale_claims(LEASE_S, driver_gone, study=study):
+        log.info("%s: deleted the claims of drivers that were killed while they trained it", study)
+    if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # the store's folder, once no study has files in it
             folder.parent.rmdir()
@@ -214,7 +227,9 @@ def _train_todo(
         s = group[0].settings
         data = prepare_data(datasets[s.dataset], s.validation, s.split_seed, s.normalize, dev)
         batches = (
-            [[run] for run in group] if stack == "off" else plan_stacks(group, data, dev, stack, n_workers)
+            [[run] for run in group]
+            if stack == "off"
+            else plan_stacks(group, data, dev, stack, n_workers, _saved_stacks(options.checkpoint, group))
         )
         if stack != "off":
             for reason in dict.fromkeys(filter(None, map(trains_alone, group))):
@@ -250,6 +265,19 @@ def _train_todo(
             f"{taken} runs were taken over by another `dropoutlab run` while this one trained them (its claims "
             "lapsed): their results are left to it"
         )
+
+
+def _saved_stacks(checkpoint: Checkpoint | None, runs: list[RunSpec]) -> list[list[RunSpec]]:
+    """The stacks of ``runs`` that have a checkpoint (an interrupted plan), for :func:`plan_stacks`
+    to keep, so that they resume even where this plan would cut the runs otherwise."""
+    if checkpoint is None:
+        return []
+    by_id = {run.id: run for run in runs}
+    return [
+        [by_id[i] for i in ids]
+        for engine, ids in checkpoint.saved_batches()
+        if engine == "stacked" and all(i in by_id for i in ids)
+    ]
 
 
 def _by_data(runs: list[RunSpec]) -> dict[tuple, list[RunSpec]]:

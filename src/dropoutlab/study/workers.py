@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,6 +33,7 @@ import torch
 
 from dropoutlab.errors import DropoutlabError
 
+log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # prctl option: a signal sent to this process when its parent dies
 
 _job: tuple[Callable, tuple] | None = None  # what forked workers call: (function, shared arguments)
@@ -55,7 +57,9 @@ def resolve_workers(workers: str | int, device: torch.device) -> int:
 
     ``auto`` is one per usable core when training on the CPU on Linux, else 1 (train in this
     process, with all its threads). More than one worker is refused on CUDA (the runs of a
-    GPU study share the device in one process) and where processes cannot be forked.
+    GPU study share the device in one process) and where processes cannot be forked. More
+    workers than usable cores are capped at the cores, in one warning line: each worker is a
+    process of its own, with its own memory, and two on one core only take turns.
     """
     if workers == "auto":
         return usable_cores() if device.type == "cpu" and can_fork() else 1
@@ -69,6 +73,11 @@ def resolve_workers(workers: str | int, device: torch.device) -> int:
         raise DropoutlabError(
             f"--workers {workers}: worker processes need Linux (they are forked); use --workers 1 or auto"
         )
+    cores = usable_cores()
+    if workers > cores:
+        log.warning("--workers %d: this process may run on %d cores; training with %d worker processes",
+                    workers, cores, cores)  # fmt: skip
+        return cores
     return workers
 
 

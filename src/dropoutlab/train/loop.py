@@ -157,8 +157,9 @@ def train_runs(
     ``on_epoch(epoch, members)`` is called after each epoch with the number of runs that
     trained in it. A run's ``wall_s`` is the engine's wall time divided by its runs. With
     ``keep_weights`` each tested run's result carries its weights (:func:`weights_to_bytes`).
-    With ``checkpoint``, the batch saves its state every ``checkpoint.every`` epochs and, when
-    a checkpoint of these runs exists, resumes from it (:mod:`dropoutlab.train.checkpoints`).
+    With ``checkpoint``, the batch saves its state every ``checkpoint.every`` epochs and at the
+    end of the first epoch after every ``checkpoint.minutes`` of its wall time and, when a
+    checkpoint of these runs exists, resumes from it (:mod:`dropoutlab.train.checkpoints`).
     """
     start = time.perf_counter()
     trainer = ENGINES[engine](runs, data, device)
@@ -177,10 +178,12 @@ def train_runs(
             trainer.restore(saved["engine"])
             for life, state in zip(lives, saved["lives"], strict=True):
                 life.restore(state)
+            log.info("%d runs resume from their checkpoint after epoch %d", len(runs), first - 1)
         except Exception as exc:  # a state that does not fit these runs: start afresh rather than fail
             log.warning("checkpoint %s does not fit these runs (%s); training them from epoch 1", path, exc)
             trainer, lives = ENGINES[engine](runs, data, device), [RunLifecycle(run) for run in runs]
             live, first, start = list(range(len(runs))), 1, time.perf_counter()
+    saved_at, save_s = time.perf_counter(), 0.0  # the last save's end (or the start here) and its length
     for epoch in range(first, s.epochs + 1):
         trained = len(live)
         train = trainer.train_epoch()
@@ -199,10 +202,13 @@ def train_runs(
         live = [live[pos] for pos in staying]
         if live and leaving:
             trainer.keep_members(staying)
-        if path and live and checkpoint.due(epoch, s.epochs):
+        if path and live and checkpoint.due(epoch, s.epochs, time.perf_counter() - saved_at, save_s):
+            began = time.perf_counter()
             checkpoint.save(path, {"epoch": epoch, "live": live, "engine": trainer.state(),
                                    "lives": [life.state() for life in lives],
-                                   "elapsed_s": time.perf_counter() - start})  # fmt: skip
+                                   "elapsed_s": time.perf_counter() - start}, runs, trainer.name)  # fmt: skip
+            saved_at = time.perf_counter()
+            save_s = saved_at - began
         if on_epoch:
             on_epoch(epoch, trained)
         if not live:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -97,8 +102,27 @@ def memory_budget(device: torch.device) -> int:
     return CPU_BUDGET
 
 
+def stack_limit(run: RunSpec, data: PreparedData, device: torch.device, stack: str | int) -> int:
+    """The most members a stack of ``run``'s group may have: ``stack`` itself when a whole number;
+    with ``"auto"``, as many as the memory budget and ``AUTO_MAX`` allow (see :func:`plan_stacks`)."""
+    if stack == "auto":
+        total, state = member_bytes(run, data)
+        limit = memory_budget(device) // total
+        if device.type == "cpu":
+            limit = min(limit, CPU_CACHE_BUDGET // state)
+        return max(1, min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"])))
+    if isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
+        return stack
+    raise DropoutlabError(f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1")
+
+
 def plan_stacks(
-    runs: list[RunSpec], data: PreparedData, device: torch.device, stack: str | int, workers: int = 1
+    runs: list[RunSpec],
+    data: PreparedData,
+    device: torch.device,
+    stack: str | int,
+    workers: int = 1,
+    resume: Sequence[list[RunSpec]] = (),
 ) -> list[list[RunSpec]]:
     """Group ``runs`` by :func:`stack_key` and cut each group into stacks, largest first.
 
@@ -115,29 +139,37 @@ def plan_stacks(
     A group is cut into stacks of nearly equal sizes, its runs ordered by seed (stable), so
     that runs with the same seed, which draw the same batches, sit side by side. A run's
     results do not depend on the plan (each member draws its own masks), only its speed does.
+
+    ``resume`` lists stacks that have a checkpoint (of an earlier, interrupted plan): each is
+    kept as it is, in its order, when its runs are all among ``runs``, in one group, and within
+    the group's limit (:func:`stack_limit`), so that it resumes where it stopped; the other runs
+    are planned as above.
     """
     groups: dict[tuple, list[RunSpec]] = {}
     stacks: list[list[RunSpec]] = []
-    for run in sorted(runs, key=lambda run: run.seed):
+    todo = {run.id for run in runs}
+    for kept in resume:
+        ids = [run.id for run in kept]
+        if (
+            len(kept) < 2  # a lone run is planned alone anyway, or joins a stack: nothing to keep
+            or not set(ids) <= todo
+            or len(set(ids)) < len(ids)
+            or any(trains_alone(run) for run in kept)
+            or len({stack_key(run) for run in kept}) > 1
+            or len(kept) > stack_limit(kept[0], data, device, stack)
+        ):
+            continue
+        stacks.append(list(kept))
+        todo -= set(ids)
+    for run in sorted((run for run in runs if run.id in todo), key=lambda run: run.seed):
         if trains_alone(run):
             stacks.append([run])
         else:
             groups.setdefault(stack_key(run), []).append(run)
     for group in groups.values():
+        count = math.ceil(len(group) / stack_limit(group[0], data, device, stack))
         if stack == "auto":
-            total, state = member_bytes(group[0], data)
-            limit = memory_budget(device) // total
-            if device.type == "cpu":
-                limit = min(limit, CPU_CACHE_BUDGET // state)
-            limit = max(1, min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"])))
-            count = math.ceil(len(group) / limit)
             count = min(len(group), math.ceil(count / workers) * workers)
-        elif isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
-            count = math.ceil(len(group) / stack)
-        else:
-            raise DropoutlabError(
-                f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1"
-            )
         size, extra = divmod(len(group), count)
         start = 0
         for i in range(count):
@@ -145,3 +177,168 @@ def plan_stacks(
             stacks.append(group[start:end])
             start = end
     return sorted(stacks, key=len, reverse=True)
+
+
+# --- the peak memory of a batch of runs, for --dry-run ------------------------------------
+
+#: Copies of each attention matrix a training step holds: scores, softmax, dropout mask / gradient.
+ATTENTION_COPIES = 3
+#: The fewest rows per member a stacked evaluation pass takes, whatever the budget (``StackedEngine``).
+STACKED_EVAL_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Estimated peak memory of one batch of runs trained together, in bytes (float32):
+    ``state`` (weights, gradients, optimizer state, a best copy), ``train`` (a training step's
+    activations, kept for the backward pass) and ``evaluate`` (a validation, test or MC dropout
+    pass over ``eval_rows`` rows per member, nothing kept for a backward pass)."""
+
+    members: int
+    state: int
+    train: int
+    evaluate: int
+    eval_rows: int
+
+    @property
+    def total(self) -> int:
+        """The peak: the state plus the larger of the two passes."""
+        return self.state + max(self.train, self.evaluate)
+
+    @property
+    def setting(self) -> str:
+        """The setting to lower to bring the peak down, in words."""
+        if self.evaluate >= max(self.train, self.state):
+            if self.members == 1:
+                return f"the evaluation batch ({self.eval_rows} rows) dominates: lower the model's or the images' size"
+            return f"the evaluation batch ({self.eval_rows} rows per member) dominates: lower --stack"
+        if self.train >= self.state:
+            return "lower batch_size or --stack"
+        return "lower --stack or the model's size"
+
+
+def attention_values(model: str, input_shape: tuple[int, ...], training: bool = True) -> int:
+    """Attention values one sample holds at once for the transformer (0 for other models): in a
+    training step layers x heads x tokens^2 x :data:`ATTENTION_COPIES` (every layer's are kept for
+    the backward pass); in an evaluation pass one layer's scores and softmax, heads x tokens^2 x 2."""
+    if model != "transformer":
+        return 0
+    from dropoutlab.models.families import Transformer, patch_size
+
+    _, height, width = input_shape
+    patch = patch_size(height, width)
+    tokens = (height // patch) * (width // patch) + 1  # the class token
+    if not training:
+        return Transformer.heads * tokens**2 * 2
+    return Transformer.depth * Transformer.heads * tokens**2 * ATTENTION_COPIES
+
+
+def family_outputs(model: str, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, list[int]]:
+    """A family network's parameter count and the values of each of its leaf modules' outputs for
+    one sample, every call counted (a recurrent step's state at each time step), on the meta
+    device: nothing allocated, nothing computed."""
+    with torch.device("meta"):
+        net = FAMILIES[model].build(input_shape, num_classes, dict.fromkeys(FAMILIES[model].slots, 0.5))
+        outputs: list[int] = []
+
+        def count(module, inputs, output):
+            if isinstance(output, torch.Tensor) and not list(module.children()):
+                outputs.append(output.numel())
+
+        hooks = [m.register_forward_hook(count) for m in net.modules()]
+        net.eval()(torch.empty(1, *input_shape))
+        for hook in hooks:
+            hook.remove()
+    return sum(p.numel() for p in net.parameters()), outputs
+
+
+def peak_memory(
+    run: RunSpec,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    members: int = 1,
+    device: torch.device | None = None,
+) -> Peak:
+    """The :class:`Peak` of ``members`` runs like ``run`` trained as one batch (1: the single engine).
+
+    Counts what a forward pass holds at its peak, for every member: each layer's output (a
+    recurrent family's state at every time step, as the steps are kept for the backward pass),
+    the attention matrices (batch x heads x tokens^2), three copies of a training batch's
+    activations (values, gradients, masks, as :func:`member_bytes`), and the evaluation
+    batch: 2048 rows with the single engine, at least ``STACKED_EVAL_ROWS`` per member stacked
+    (as the engines evaluate; MC dropout's passes run one after another in such batches).
+    """
+    from dropoutlab.models.builder import model_size, summarize_model
+    from dropoutlab.train.single import EVAL_BATCH
+
+    s = run.settings
+    if s.model in FAMILIES:
+        params, outputs = family_outputs(s.model, input_shape, num_classes)
+    else:
+        rows = summarize_model(s.layers, all_slots(s.dropout), input_shape, num_classes)
+        params, outputs = model_size(rows, input_shape).params, [math.prod(r.output_shape) for r in rows]
+    sizes = [math.prod(input_shape), *outputs]
+    per_sample = sum(sizes) + attention_values(s.model, input_shape)
+    # without a backward pass, a pass holds a layer's input and output (and a residual block's input)
+    at_once = 3 * max(sizes) + attention_values(s.model, input_shape, training=False)
+    copies = (4 if s.optimizer.name in ("adam", "adamw") else 3) + (1 if s.early_stopping else 0)
+    state = 4 * params * copies * members
+    train = 4 * 3 * s.batch_size * per_sample * members
+    if members == 1:
+        rows = EVAL_BATCH
+    else:
+        room = memory_budget(device or torch.device("cpu")) // (4 * members * max(per_sample, 1))
+        rows = int(max(STACKED_EVAL_ROWS, min(EVAL_BATCH, room)))
+    return Peak(members, state, train, 4 * rows * at_once * members, rows)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The peak memory a study's plan budgets: ``largest``, the batch of runs (a stack or a run)
+    whose :class:`Peak` is highest, what one worker holds at most; ``total``, the sum over the
+    ``workers`` largest batches, which may train at once (bytes)."""
+
+    largest: Peak
+    total: int
+    workers: int
+
+
+def plan_memory(
+    runs: list[RunSpec], shapes: Mapping[str, Any], device: torch.device, stack: str | int, workers: int = 1
+) -> MemoryPlan:
+    """The :class:`MemoryPlan` of ``runs`` planned as a study would (``stack``, ``workers``);
+    ``shapes`` maps each dataset to anything with its ``input_shape`` and ``num_classes`` (a
+    :class:`~dropoutlab.data.registry.DatasetInfo`): nothing is loaded or allocated."""
+    by_dataset: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.settings.dataset, []).append(run)
+    peaks = []
+    known: dict[tuple, Peak] = {}  # one count per distinct network and stack size, however many stacks
+    for dataset, group in by_dataset.items():
+        info = shapes[dataset]
+        batches = (
+            [[run] for run in group] if stack == "off" else plan_stacks(group, info, device, stack, workers)
+        )
+        for batch in batches:
+            members = 1 if stack == "off" or trains_alone(batch[0]) else len(batch)
+            key = (stack_key(batch[0]), members)
+            if key not in known:
+                known[key] = peak_memory(batch[0], info.input_shape, info.num_classes, members, device)
+            peaks.append(known[key])
+    peaks.sort(key=lambda peak: peak.total, reverse=True)
+    n = max(1, min(workers, len(peaks)))
+    return MemoryPlan(peaks[0], sum(peak.total for peak in peaks[:n]), n)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes this machine can give a study now: the free memory of the GPU on CUDA; on the CPU,
+    Linux's ``MemAvailable`` (else the physical memory)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
