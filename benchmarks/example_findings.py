@@ -79,21 +79,25 @@ def main() -> None:
         stores.mkdir(parents=True, exist_ok=True)
         for path in args.examples:
             study = load_study(path)
-            start = time.perf_counter()
             with Store(stores / f"{path.stem}.db") as store:
-                run_study(study, store, progress=False)
+                outcome = run_study(study, store, progress=False)
+                start = time.perf_counter()
                 analysis = analyze(store, study.name)
+                analysed = time.perf_counter() - start
                 runs = len(store.runs(study.name))
-            wall = time.perf_counter() - start
+            new = outcome.planned - outcome.skipped
+            trained = (
+                f"{new} trained now in {outcome.wall_s:.0f} s" if new else "all stored by an earlier call"
+            )
             lines += [
                 f"## `examples/{path.name}`",
                 "",
-                f"{runs} runs, trained and analysed in {wall:.0f} s.",
+                f"{runs} runs ({trained}); analysed in {analysed:.1f} s.",
                 "",
             ]
             lines += [f"- {finding.text}" for finding in analysis.findings[:SHOWN]]
             lines.append("")
-            print(f"{path.name}: {wall:.0f} s", flush=True)
+            print(f"{path.name}: {runs} runs, analysed in {analysed:.1f} s", flush=True)
     args.out.write_text("\n".join(lines))
 
 
