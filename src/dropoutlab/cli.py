@@ -426,7 +426,7 @@ def _print_design(design, configs: int) -> None:
 
 def _print_sequential(outcome, store) -> None:
     """The decision after ``--until-decided``, in a few plain lines."""
-    from dropoutlab.report.summary import summary_table
+    from dropoutlab.report.summary import config_labels, summary_table
 
     for line in dict.fromkeys(
         line for step in outcome.steps for line in (step.note, *step.plan_notes) if line
@@ -435,12 +435,14 @@ def _print_sequential(outcome, store) -> None:
     done = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items())) or "nothing new"
     print(f"{outcome.study}: {_count(len(outcome.looks), 'look')} stored, {outcome.taken} taken now; "
           f"runs trained: {done} in {outcome.wall_s:.1f} s")  # fmt: skip
-    print(summary_table(store.runs(outcome.study)))
+    runs = store.runs(outcome.study)
+    print(summary_table(runs))
     if outcome.stopped:
         print(outcome.stopped)
     decision = outcome.decision
     if decision is not None:
         design = decision.design
+        name = config_labels(runs, base=design.baseline).get  # the table's and the report's names
         path = "; ".join(
             f"{look['look']} at {look['seeds']} seeds: "
             + ", ".join(f"{n} {v}" for v, n in _verdict_counts(look["comparisons"]).items() if n)
@@ -448,9 +450,11 @@ def _print_sequential(outcome, store) -> None:
         )
         print(f"looks: {path}")
         counts = _verdict_counts([{"verdict": c.verdict} for c in decision.comparisons])
-        print(f"verdicts against {design.baseline}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
-        print(f"choose: {decision.choice} (rule: {decision.rule})")
-        print(f"could be best: {'; '.join(decision.could_be_best)}")
+        print(
+            f"verdicts against {name(design.baseline)}: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+        )
+        print(f"choose: {name(decision.choice)} (rule: {decision.rule})")
+        print(f"could be best: {'; '.join(map(name, decision.could_be_best))}")
         state = "done" if decision.done else "not done"
         print(f"{state}: {decision.reason}; seeds spent: {outcome.spent} runs of at most {outcome.max_runs} "
               f"({design.max_seeds} seeds x {outcome.max_runs // design.max_seeds} configurations)")  # fmt: skip
