@@ -4,8 +4,9 @@ import torch
 from conftest import make_run, prepared
 
 from dropoutlab.cli import main
+from dropoutlab.models import family_outputs
 from dropoutlab.study import expand_runs, load_study
-from dropoutlab.train.plan import attention_values, family_outputs, peak_memory, plan_stacks
+from dropoutlab.train.plan import attention_values, peak_memory, plan_stacks
 
 CPU = torch.device("cpu")
 

@@ -369,19 +369,27 @@ def _layers(
     return out
 
 
-def family_size(model: str, input_shape: tuple[int, ...], num_classes: int) -> ModelSize:
-    """Parameters and per-sample activation values of a family's network, every slot on,
-    counted on the meta device: nothing is allocated and nothing computed."""
+def family_outputs(model: str, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, list[int]]:
+    """A family network's parameter count and the values of each of its leaf modules' outputs for
+    one sample, every slot on and every call counted (a recurrent step's state at each time
+    step), on the meta device: nothing allocated, nothing computed."""
     with torch.device("meta"):
         net = FAMILIES[model].build(input_shape, num_classes, dict.fromkeys(FAMILIES[model].slots, 0.5))
-        values = [math.prod(input_shape)]
+        outputs: list[int] = []
 
         def count(module, inputs, output):
             if isinstance(output, torch.Tensor) and not list(module.children()):
-                values.append(output.numel())
+                outputs.append(output.numel())
 
         hooks = [m.register_forward_hook(count) for m in net.modules()]
         net.eval()(torch.empty(1, *input_shape))
         for hook in hooks:
             hook.remove()
-    return ModelSize(params=sum(p.numel() for p in net.parameters()), activations=sum(values))
+    return sum(p.numel() for p in net.parameters()), outputs
+
+
+def family_size(model: str, input_shape: tuple[int, ...], num_classes: int) -> ModelSize:
+    """Parameters and per-sample activation values (the input and every leaf output) of a
+    family's network, every slot on (:func:`family_outputs`)."""
+    params, outputs = family_outputs(model, input_shape, num_classes)
+    return ModelSize(params=params, activations=math.prod(input_shape) + sum(outputs))

@@ -14,7 +14,7 @@ import torch
 from dropoutlab.data.prepare import PreparedData
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers import STACKED_FORMS
-from dropoutlab.models import FAMILIES, LayerRow, dropout_kinds, summarize_model
+from dropoutlab.models import FAMILIES, LayerRow, dropout_kinds, family_outputs, summarize_model
 from dropoutlab.runs import LayerSpec, RunSpec
 
 CPU_BUDGET = 1 << 30  # bytes of parameters, optimizer state and activations per stack on the CPU
@@ -231,25 +231,6 @@ def attention_values(model: str, input_shape: tuple[int, ...], training: bool = 
     if not training:
         return Transformer.heads * tokens**2 * 2
     return Transformer.depth * Transformer.heads * tokens**2 * ATTENTION_COPIES
-
-
-def family_outputs(model: str, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, list[int]]:
-    """A family network's parameter count and the values of each of its leaf modules' outputs for
-    one sample, every call counted (a recurrent step's state at each time step), on the meta
-    device: nothing allocated, nothing computed."""
-    with torch.device("meta"):
-        net = FAMILIES[model].build(input_shape, num_classes, dict.fromkeys(FAMILIES[model].slots, 0.5))
-        outputs: list[int] = []
-
-        def count(module, inputs, output):
-            if isinstance(output, torch.Tensor) and not list(module.children()):
-                outputs.append(output.numel())
-
-        hooks = [m.register_forward_hook(count) for m in net.modules()]
-        net.eval()(torch.empty(1, *input_shape))
-        for hook in hooks:
-            hook.remove()
-    return sum(p.numel() for p in net.parameters()), outputs
 
 
 def peak_memory(
