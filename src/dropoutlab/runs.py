@@ -215,12 +215,18 @@ class StudySpec:
     # [sequential]: step, max_seeds and baseline of `--until-decided`; not in the definition, since
     # the looks stored with the study record the design they were taken with
     sequential: dict[str, Any] = field(default_factory=dict)
+    # what the names stand for: {"data": {dataset name: identity}}, filled in by run_study
+    # (study.design.with_identity); part of the design, compared entry by entry
+    identity: dict[str, Any] = field(default_factory=dict)
 
     def definition(self) -> dict[str, Any]:
-        """What the store keeps of the study (JSON-ready): the settings, grid and seeds that make
-        its design, and ``description`` and ``min_effect``, which only the report reads."""
+        """What the store keeps of the study (JSON-ready): the settings, grid, seeds and
+        ``identity`` (when known) that make its design, and ``description`` and ``min_effect``,
+        which only the report reads."""
         data = {"description": self.description, "settings": self.settings, "grid": list(self.grid),
                 "seeds": list(self.seeds), "min_effect": self.min_effect}  # fmt: skip
+        if self.identity:
+            data["identity"] = self.identity
         return json.loads(json.dumps(data))
 
     @property
