@@ -481,6 +481,20 @@ def check_model_fits(settings: RunSettings) -> None:
 
     info = dataset_info(settings.dataset)
     check_split(info.train_size, settings.validation, settings.dataset)
+    if len(info.input_shape) == 1:  # feature vectors (F,): dense layers only
+        if settings.model in FAMILIES or any(
+            layer.type in ("conv2d", "maxpool2d") for layer in settings.layers
+        ):
+            raise DropoutlabError(
+                f"model: {settings.model} needs images (C, H, W) but {settings.dataset} holds feature vectors "
+                f"{info.input_shape}: a convolution or pooling slides over height and width, which a feature "
+                'vector lacks; use model = "mlp" or a list of dense layers'
+            )
+        if settings.augment:
+            raise DropoutlabError(
+                f"augment: crop and flip move pixels, and {settings.dataset} holds feature vectors "
+                f"{info.input_shape}; remove augment"
+            )
     if settings.model in FAMILIES:
         check_family_kinds(settings.model, settings.kind_of)
         size = family_size(settings.model, info.input_shape, info.num_classes)
