@@ -42,6 +42,7 @@ FILE_PREFIXES = ("npz:", "csv:")
 MAX_NAME_CHARS = 200
 
 _SPLITS = ("train", "val", "test")
+_NUMPY = {torch.uint8: np.uint8, torch.float32: np.float32, torch.int64: np.int64}
 
 # Data made in this process, by name: how a study's `dataset` finds them (see Data.__post_init__).
 _KNOWN: dict[str, Data] = {}
@@ -249,8 +250,9 @@ def _is_uint8(a: np.ndarray | torch.Tensor) -> bool:
 def _tensor(a: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``a`` as a contiguous tensor of ``dtype``, always a copy: the data stay ours, whatever
     the caller does to its arrays afterwards."""
-    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
-    return t.to(dtype, copy=True).contiguous()
+    if isinstance(a, torch.Tensor):
+        return a.to(dtype, copy=True).contiguous()
+    return torch.from_numpy(np.array(a, dtype=_NUMPY[dtype], order="C", copy=True))
 
 
 def check_samples(x: np.ndarray | torch.Tensor, where: str) -> tuple[int, ...]:
