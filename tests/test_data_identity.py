@@ -10,7 +10,14 @@ from importlib.metadata import version
 
 import numpy as np
 import pytest
-from test_data_helpers import isolated, write_npz  # noqa: F401  (isolated is an autouse fixture)
+from test_data_helpers import (  # noqa: F401  (isolated is an autouse fixture)
+    IDX_NAMES,
+    isolated,
+    sha256,
+    trust,
+    write_idx_set,
+    write_npz,
+)
 
 from dropoutlab.cli import main
 from dropoutlab.data import Data
@@ -179,3 +186,15 @@ def test_with_identity_leaves_out_what_it_cannot_know_without_downloading():
     spec = with_identity(parse_study(raw), download=False)
     assert spec.identity == {"data": {"digits": f"scikit-learn {version('scikit-learn')}"}}
     assert spec.definition()["identity"] == spec.identity
+
+
+def test_a_registered_dataset_is_identified_by_its_verified_files_in_split_order(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "kmnist"
+    write_idx_set(folder)
+    trust(monkeypatch, "kmnist", *folder.iterdir())
+    digests = [sha256(folder / f"{stem}.gz") for stem in IDX_NAMES]
+    expected = "sha256:" + hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
+    assert data_identity("kmnist", tmp_path / "data", download=False) == expected
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    with pytest.raises(DropoutlabError, match="is corrupt or not the expected kmnist file"):
+        data_identity("kmnist", tmp_path / "data", download=False)  # checked, as loading it is

@@ -293,3 +293,13 @@ def test_data_given_to_run_study_must_be_the_studys(tmp_path):
         with pytest.raises(DropoutlabError, match=r"data=: ndarray is not allowed"):
             run_study(study, store, data=X)
         assert store.count_runs("d") == 0
+
+
+def test_npz_feature_vectors_are_bounded_as_float32_before_they_are_inflated(tmp_path, monkeypatch):
+    np.savez(
+        tmp_path / "t.npz",
+        **dict(zip(("x_train", "y_train", "x_test", "y_test"), split(X, Y, 40), strict=True)),
+    )
+    monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", "1000")
+    with pytest.raises(DropoutlabError, match=r"x_train and x_test as float32 values would hold 1,440 bytes"):
+        load_dataset(f"npz:{tmp_path / 't.npz'}")
