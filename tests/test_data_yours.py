@@ -303,3 +303,14 @@ def test_npz_feature_vectors_are_bounded_as_float32_before_they_are_inflated(tmp
     monkeypatch.setenv("DROPOUTLAB_MAX_DATASET_BYTES", "1000")
     with pytest.raises(DropoutlabError, match=r"x_train and x_test as float32 values would hold 1,440 bytes"):
         load_dataset(f"npz:{tmp_path / 't.npz'}")
+
+
+def test_data_is_part_of_the_public_api_and_named_in_unknown_dataset_errors():
+    import dropoutlab as dl
+
+    assert dl.Data is Data
+    Data.from_arrays(*split(X, Y, 40), name="public-blobs")
+    with pytest.raises(
+        DropoutlabError, match=r"unknown dataset 'public-blob' \(did you mean 'public-blobs'\?\)"
+    ):
+        load_dataset("public-blob")

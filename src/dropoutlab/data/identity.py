@@ -51,9 +51,11 @@ def file_sha256(path: Path) -> str:
         raise DropoutlabError(f"cannot read {path} to hash it: {exc.strerror or exc}") from None
 
 
-def files_identity(paths: list[Path]) -> str:
-    """``"sha256:<hex>"``: of the one file, or of the files' hex digests one per line."""
-    digests = [file_sha256(p) for p in paths]
+def files_identity(paths: list[Path], hashed: bool = False) -> str:
+    """``"sha256:<hex>"``: of the one file, or of the files' hex digests one per line. With
+    ``hashed``, registered files whose hash :func:`~dropoutlab.data.fetch.verify` computed
+    already (pooch, cached) are not read again."""
+    digests = [fetch.file_sha256(p) if hashed else file_sha256(p) for p in paths]
     if len(digests) == 1:
         return f"sha256:{digests[0]}"
     return "sha256:" + hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
@@ -97,4 +99,4 @@ def data_identity(name: str, data_dir: str | Path | None = None, download: bool 
     paths = list(found.paths)
     if found.kind == "cifar" and paths[0].is_dir():
         paths = [paths[0] / member for member in LAYOUTS[key].members()]
-    return files_identity(paths)
+    return files_identity(paths, hashed=True)

@@ -93,9 +93,11 @@ def with_identity(study: StudySpec, data_dir: str | Path | None = None, download
     (:func:`~dropoutlab.data.identity.data_identity`). Without ``download``, a registered
     dataset whose files are not on this machine is left out (it cannot be told apart here)."""
     from dropoutlab.data.identity import data_identity
-    from dropoutlab.study.grid import expand_runs
 
-    names = sorted({run.settings.dataset for run in expand_runs(study)})
+    # the datasets a study names: its setting and the grid's values (validated names, so no run
+    # need be expanded again)
+    named = [study.settings.get("dataset"), *(v for sub in study.grid for v in sub.get("dataset", []))]
+    names = sorted({name for name in named if isinstance(name, str)})
     found = {name: data_identity(name, data_dir, download) for name in names}
     data = {name: identity for name, identity in found.items() if identity is not None}
     return dataclasses.replace(study, identity={**study.identity, "data": data})
