@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from dropoutlab.data.base import ImageDataset, one_line
+from dropoutlab.data.checks import build_dataset
 from dropoutlab.data.limits import MAX_DATASET_BYTES
 from dropoutlab.errors import DropoutlabError
 
@@ -87,8 +88,6 @@ def read_csv(path: Path) -> Any:
 
 def read_csv_dataset(name: str, path: Path, label: str, test: float | Path) -> ImageDataset:
     """The dataset ``name`` (``csv:...``) from its file(s), checked as any table is."""
-    from dropoutlab.data.memory import build_dataset
-
     frame = read_csv(path)
     test_frame = read_csv(test) if isinstance(test, Path) else test
     splits, _ = frame_splits(frame, label, test_frame, None, name, where=str(path))
