@@ -29,6 +29,7 @@ from dropoutlab.data.base import ImageDataset
 from dropoutlab.data.checks import build_dataset, read_items, tensor_identity
 from dropoutlab.data.known import remember
 from dropoutlab.data.registry import DATASETS
+from dropoutlab.data.tabular import hold_out
 from dropoutlab.errors import DropoutlabError
 
 #: Prefixes of the dataset names that name files; a name given to data from Python cannot start so.
@@ -141,14 +142,27 @@ class Data:
         return cls(build_dataset(name, splits), classes=classes)
 
     @classmethod
-    def from_dataset(cls, train: Any, test: Any, validation: Any = None, *, name: str = "dataset") -> Data:
+    def from_dataset(
+        cls, train: Any, test: Any = 0.2, validation: Any = None, *, name: str = "dataset"
+    ) -> Data:
         """Data from map-style torch ``Dataset`` objects (``len`` and ``ds[i]``), whose items are
         ``(input, label)``: an input tensor (or array) of the same shape for every item, and an
         integer label. Each is read once, item by item, into one tensor; transforms run then,
-        once, not per epoch. ``validation`` is optional, as for :meth:`from_arrays`.
+        once, not per epoch. ``test`` is a second Dataset, or the fraction of ``train``'s items
+        held out for testing (default 0.2, stratified by label, ``random_state=0``, as
+        :meth:`from_frame`). ``validation`` is optional, as for :meth:`from_arrays`.
         """
         name = check_name(name)
-        splits = {"train": read_items(train, "train", name), "test": read_items(test, "test", name)}
+        splits = {"train": read_items(train, "train", name)}
+        if isinstance(test, int | float) and not isinstance(test, bool):
+            if not 0 < test < 1:
+                raise DropoutlabError(
+                    f"data {name!r}: test={test!r} is not allowed; allowed: a Dataset of test items, or the "
+                    "fraction of the items held out for testing, in (0, 1)"
+                )
+            splits["train"], splits["test"] = hold_out(*splits["train"], float(test), f"data {name!r}")
+        else:
+            splits["test"] = read_items(test, "test", name)
         if validation is not None:
             splits["val"] = read_items(validation, "validation", name)
         return cls(build_dataset(name, splits))
