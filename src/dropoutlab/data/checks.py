@@ -80,8 +80,8 @@ def check_samples(x: np.ndarray | torch.Tensor, where: str) -> tuple[int, ...]:
         raise DropoutlabError(f"{where} has shape {shape}; a sample needs at least one value")
     if _kind(x) == "f":
         finite = torch.isfinite(x) if isinstance(x, torch.Tensor) else torch.from_numpy(np.isfinite(x))
-        bad = int(finite.numel() - finite.sum())
-        if bad:
+        if not bool(finite.all()):  # counted only when some are not
+            bad = int(finite.numel() - finite.sum())
             first = int((~finite).reshape(shape[0], -1).any(dim=1).nonzero()[0])
             raise DropoutlabError(
                 f"{where} has {bad:,} values that are not finite (NaN or infinity), the first in sample {first}; "
@@ -142,10 +142,10 @@ def build_dataset(name: str, splits: dict[str, tuple[Any, Any]]) -> ImageDataset
     MAX_DATASET_BYTES.check(f"data {name!r} would hold", total)
     ys = {split: labels(y, int(x.shape[0]), f"data {name!r}: y_{split}") for split, (x, y) in arrays.items()}
     num_classes = int(torch.cat(list(ys.values())).max()) + 1
-    present = torch.unique(ys["train"])
-    if len(present) < 2:
+    low, high = int(ys["train"].min()), int(ys["train"].max())
+    if low == high:
         raise DropoutlabError(
-            f"data {name!r}: y_train holds a single class ({int(present[0])}); a classifier needs at least 2"
+            f"data {name!r}: y_train holds a single class ({low}); a classifier needs at least 2"
         )
     pixel = pixels["train"]
     xs = {}

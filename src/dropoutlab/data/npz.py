@@ -287,7 +287,7 @@ def read_npz(path: Path, name: str) -> ImageDataset:
     except (OSError, ValueError, EOFError, zlib.error, NotImplementedError) as exc:
         raise DropoutlabError(f"cannot read npz file {path}: {one_line(exc)}") from exc
     num_classes = int(torch.cat([y_train, y_test]).max()) + 1
-    if features and len(torch.unique(y_train)) < 2:
+    if features and int(y_train.min()) == int(y_train.max()):
         raise DropoutlabError(f"{path}: y_train holds a single class; a classifier needs at least 2")
     return ImageDataset(
         name, x_train, y_train, x_test, y_test, num_classes=num_classes, pixel_max=None if features else 255.0
