@@ -89,8 +89,9 @@ def register_factory(factory: Callable[..., nn.Module]) -> str:
 
 
 def check_factory_path(path: Any, where: str = "model") -> str:
-    """``path`` if it reads ``module.sub:function`` (identifiers only), else one line saying so."""
-    if not isinstance(path, str) or not _PATH.match(path):
+    """``path`` if it reads ``module.sub:function`` (identifiers only) or is registered (a nested
+    function's ``module:outer.<locals>.make_net``), else one line saying so."""
+    if not isinstance(path, str) or not (_PATH.match(path) or path in _REGISTERED):
         raise DropoutlabError(
             f"{where}: {path!r} is not a factory path; allowed: 'package.module:function' (a function that "
             "returns an nn.Module), a preset or a family (see `dropoutlab models`)"
@@ -394,3 +395,20 @@ def model_identity(
             path,
         )
     return {"factory": path, "source_sha256": info.source_sha256, "repr": info.text}
+
+
+def user_summary(path: str, args: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """``(module path, class name, parameters)`` of each module of a factory's model that holds
+    parameters of its own (``dropoutlab models``); built on the meta device where the factory
+    allows it, the global random state left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device("meta"):
+                model = call_factory(path, args)
+        except Exception:  # a factory that needs real tensors
+            model = call_factory(path, args)
+    return [
+        (name or "(model)", type(module).__name__, sum(p.numel() for p in module.parameters(recurse=False)))
+        for name, module in model.named_modules()
+        if any(True for _ in module.parameters(recurse=False))
+    ]
