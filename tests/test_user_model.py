@@ -331,3 +331,23 @@ def test_define_study_takes_a_callable_and_factory_arguments():
     assert {r.settings.factory_args["width"] for r in runs} == {8, 12}
     assert study.definition()["settings"]["model"] == {"factory": CNN, "width": 8}
     assert math.isclose(runs[0].settings.dropout["features.2"], 0.1)
+
+
+def test_concrete_dropout_at_a_users_slot_learns_its_rate(digits):
+    run = user_run(epochs=2, dropout={"head.3": {"rate": 0.3, "kind": "concrete"}, "features.2": 0.0})
+    result = train_runs([run], prepared(digits, run), CPU, "single")[0]
+    assert [(epoch, slot) for epoch, slot, _ in result.learned_rates] == [(1, "head.3"), (2, "head.3")]
+    assert all(0 < rate < 1 and rate != 0.3 for _, _, rate in result.learned_rates)
+
+
+def test_the_own_model_example_names_a_factory_beside_it():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "own_model" / "study.toml"
+    study = load_study(path)
+    runs = expand_runs(study)
+    assert len(runs) == 4 * 5 and len(study.seeds) == 5
+    assert study.definition()["identity"]["model"]["factory"] == "own_nets:make_cnn"
+    assert {slot for run in runs for slot in run.settings.dropout} == {"drop_conv", "drop_dense"}
+    assert {(r.params["dropout.drop_conv"], r.params["dropout.drop_dense"]) for r in runs} == {
+        (0.0, 0.0), (0.0, 0.5), (0.2, 0.0), (0.2, 0.5)}  # fmt: skip
