@@ -265,7 +265,10 @@ def test_a_changed_model_under_the_same_name_is_refused_and_replace_archives(tmp
     with Store(tmp_path / "s.db") as store:
         run_study(define_study("mine", model=make_net, **keys), store, progress=False, workers=1)
         study = define_study("mine", model=changed, **{**keys, "seeds": [0, 1]})
-        with pytest.raises(DropoutlabError, match=r"another design \(changed: identity.model\)"):
+        with pytest.raises(
+            DropoutlabError,
+            match=r"the model changed \(identity.model\): repr was Sequential\( \(0\): Flatten",
+        ):
             run_study(study, store, progress=False, workers=1)
         assert len(store.runs("mine")) == 1  # nothing trained
         run_study(study, store, progress=False, workers=1, replace=True)

@@ -549,6 +549,22 @@ def check_model_fits(settings: RunSettings) -> None:
 
     info = dataset_info(settings.dataset)
     check_split(info.train_size, settings.validation, settings.dataset)
+    if len(info.input_shape) == 1:  # feature vectors (F,): dense layers only
+        if (
+            settings.model in FAMILIES
+            or not settings.factory
+            and any(layer.type in ("conv2d", "maxpool2d") for layer in settings.layers)
+        ):
+            raise DropoutlabError(
+                f"model: {settings.model} needs images (C, H, W) but {settings.dataset} holds feature vectors "
+                f"{info.input_shape}: a convolution or pooling slides over height and width, which a feature "
+                'vector lacks; use model = "mlp" or a list of dense layers'
+            )
+        if settings.augment:
+            raise DropoutlabError(
+                f"augment: crop and flip move pixels, and {settings.dataset} holds feature vectors "
+                f"{info.input_shape}; remove augment"
+            )
     if settings.factory:
         from dropoutlab.models import ModelSize, check_user_kinds
 
