@@ -629,6 +629,8 @@ def cmd_models(args) -> int:
                 f"  {name:<12}{DESCRIPTIONS[name]}\n{'':14}dropout slots: {', '.join(dropout_slots(layers))}"
             )
         print("  custom      a list of layers in the study file, see docs/study-files.md")
+        print("your own network (a function returning an nn.Module; its dropout modules are the slots):")
+        print("  module:function, e.g. `dropoutlab models own_nets:make_cnn`; see docs/study-files.md")
         print("families (their own modules, trained one run at a time; see docs/families.md):")
         for family in FAMILIES.values():
             print(f"  {family.name:<12}{family.description}\n{'':14}dropout slots: {', '.join(family.slots)}")
