@@ -1,11 +1,14 @@
 """A user's own network (issue 27): a factory returning an nn.Module, its dropout modules found as slots."""
 
 import importlib
+import inspect
 import json
+import linecache
 import logging
 import math
 import sys
 import textwrap
+import types
 
 import pytest
 import torch
@@ -300,6 +303,27 @@ def test_the_source_hash_follows_the_forward_of_the_users_classes(own_study, mon
     monkeypatch.syspath_prepend(str(path.parent))
     fresh = importlib.reload(sys.modules[module])  # as a new process would import it
     assert source_sha256(fresh.make_net, fresh.make_net()) != before  # the factory itself is unchanged
+
+
+def test_a_notebook_class_without_a_source_file_counts_by_its_methods_source():
+    from dropoutlab.models.user import source_sha256
+
+    def cell(number, body):
+        """A class defined as a notebook cell defines it: its module has no file, its lines are in linecache."""
+        text = (
+            f"from torch import nn\nclass Net(nn.Module):\n    def forward(self, x):\n        return {body}\n"
+        )
+        filename = f"<cell-{number}>"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        module = types.ModuleType(f"cell_module_{number}")
+        exec(compile(text, filename, "exec"), module.__dict__)
+        return module.Net
+
+    first, again, changed = cell(1, "x + 1"), cell(2, "x + 1"), cell(3, "x + 2")
+    with pytest.raises((OSError, TypeError)):
+        inspect.getsource(first)
+    assert source_sha256(make_cnn, first()) == source_sha256(make_cnn, again())
+    assert source_sha256(make_cnn, first()) != source_sha256(make_cnn, changed())
 
 
 def test_the_models_command_lists_slots_rates_and_parameters(own_study, monkeypatch, capsys):

@@ -363,7 +363,8 @@ def source_sha256(factory: Callable[..., Any], model: nn.Module) -> str | None:
     """SHA-256 of the factory's source and of the source of each class of ``model`` defined outside
     torch and dropoutlab (so a changed ``forward`` counts), or None when the factory's source
     cannot be read (a function typed at an interactive prompt, a compiled one). A class whose
-    source cannot be read (some notebooks) counts by its qualified name alone."""
+    own source cannot be read (one defined in a notebook: ``inspect`` finds a class through its
+    module's file) counts by the source of its methods, which can."""
     try:
         parts = [inspect.getsource(factory)]
     except (OSError, TypeError):
@@ -373,12 +374,25 @@ def source_sha256(factory: Callable[..., Any], model: nn.Module) -> str | None:
         cls = type(module)
         if cls.__module__.split(".")[0] not in ("torch", "dropoutlab"):
             seen.setdefault(cls, None)
-    for cls in seen:
-        try:
-            parts.append(inspect.getsource(cls))
-        except (OSError, TypeError):
-            parts.append(f"<no source: {cls.__module__}.{cls.__qualname__}>")
+    parts += [class_source(cls) for cls in seen]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def class_source(cls: type) -> str:
+    """The source of ``cls``; where ``inspect`` cannot find it, its name and the source of each of
+    its methods (``<no source: NAME>`` for one without)."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        parts = [f"class {cls.__qualname__}"]
+    for name, value in sorted(vars(cls).items()):
+        function = getattr(value, "__func__", value)  # a classmethod's or staticmethod's function
+        if inspect.isfunction(function):
+            try:
+                parts.append(inspect.getsource(function))
+            except (OSError, TypeError):
+                parts.append(f"<no source: {name}>")
+    return "\n".join(parts)
 
 
 def model_identity(
