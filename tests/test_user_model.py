@@ -378,3 +378,32 @@ def test_the_own_model_example_names_a_factory_beside_it():
     assert {slot for run in runs for slot in run.settings.dropout} == {"drop_conv", "drop_dense"}
     assert {(r.params["dropout.drop_conv"], r.params["dropout.drop_dense"]) for r in runs} == {
         (0.0, 0.0), (0.0, 0.5), (0.2, 0.0), (0.2, 0.5)}  # fmt: skip
+
+
+class TanhNet(nn.Module):
+    """The study file's network with tanh: the same slot (body.3) and argument (width)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.Tanh(), nn.Dropout(0.3))
+        self.out = nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.out(self.body(x))
+
+
+def make_tanh_net(width: int = 32) -> nn.Module:
+    return TanhNet(width)
+
+
+def test_load_study_takes_the_model_from_python_keeping_the_files_arguments(own_study):
+    path, module = own_study
+    study = load_study(path, model=make_tanh_net)
+    runs = expand_runs(study)
+    assert {r.settings.model for r in runs} == {f"{__name__}:make_tanh_net"}
+    assert {r.settings.factory_args["width"] for r in runs} == {8, 12}  # the file's argument, then the grid's
+    assert "Tanh()" in study.definition()["identity"]["model"]["repr"]
+    with pytest.raises(
+        DropoutlabError, match=r"dropout.body.3: unknown slot .* its slots: features.2, head.3"
+    ):
+        load_study(path, model=make_cnn)  # the file's grid names a slot this network lacks
