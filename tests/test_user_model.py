@@ -407,3 +407,18 @@ def test_load_study_takes_the_model_from_python_keeping_the_files_arguments(own_
         DropoutlabError, match=r"dropout.body.3: unknown slot .* its slots: features.2, head.3"
     ):
         load_study(path, model=make_cnn)  # the file's grid names a slot this network lacks
+
+
+def test_dropoutlab_run_trains_a_study_file_naming_a_factory_then_refuses_a_changed_one(
+    own_study, tmp_path, capsys
+):
+    path, module = own_study
+    store = str(tmp_path / "s.db")
+    assert main(["run", str(path), "--store", store, "--no-progress", "--workers", "1"]) == 0
+    assert "4 completed" in capsys.readouterr().out
+    source = path.parent / f"{module}.py"
+    source.write_text(source.read_text().replace("nn.ReLU()", "nn.GELU()"))
+    sys.modules.pop(module, None)  # a new process would import the changed file
+    assert main(["run", str(path), "--store", store, "--no-progress", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the model changed (identity.model)" in err and "--replace" in err and err.count("\n") == 1
