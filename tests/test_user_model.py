@@ -137,6 +137,10 @@ def test_a_factory_that_cannot_be_found_or_named_is_refused_in_one_line(tmp_path
         user_run(model="nets:make net")
     with pytest.raises(DropoutlabError, match="a lambda has no name"):
         define_study("x", dataset="digits", model=lambda: nn.Linear(64, 10))
+    with pytest.raises(
+        DropoutlabError, match=r"a SmallCNN network, not a factory; .* pass its class or a function"
+    ):
+        define_study("x", dataset="digits", model=SmallCNN())
     with pytest.raises(DropoutlabError, match=r"make_cnn\(widht=8\) raised TypeError"):
         user_run(model={"factory": CNN, "widht": 8})
 
@@ -348,6 +352,14 @@ def test_report_and_export_read_the_store_without_importing_the_users_code(own_s
     assert {run["spec"]["model"] for run in exported["runs"]} == {f"{module}:make_net"}
     assert main(["report", "--study", "own", "--store", store, "--out", str(tmp_path / "report")]) == 0
     assert module not in sys.modules
+
+
+def test_a_class_is_a_factory_too():
+    study = define_study("cls", dataset="digits", model={"factory": SmallCNN, "width": 8})
+    (run,) = expand_runs(study)[:1]
+    assert run.settings.model == f"{__name__}:SmallCNN" and run.settings.factory_args == {"width": 8}
+    assert study.definition()["identity"]["model"]["source_sha256"] is not None
+    assert isinstance(build_network(run.settings, (1, 8, 8), 10), SmallCNN)
 
 
 def test_define_study_takes_a_callable_and_factory_arguments():

@@ -64,7 +64,14 @@ def is_factory_path(name: Any) -> bool:
 
 
 def factory_path(factory: Callable[..., Any]) -> str:
-    """The import path of a callable, ``"module:qualname"``; a lambda is refused (it has no name to store)."""
+    """The import path of a callable (a function, or a class whose instances are networks),
+    ``"module:qualname"``; a lambda is refused (it has no name to store), and so is a network
+    itself (each run needs a fresh one)."""
+    if isinstance(factory, nn.Module):
+        raise DropoutlabError(
+            f"model: a {type(factory).__name__} network, not a factory; each run needs a fresh one: pass its class "
+            f"or a function that returns one (def make_net(): return {type(factory).__name__}(...))"
+        )
     qualname = getattr(factory, "__qualname__", None)
     module = getattr(factory, "__module__", None)
     if not callable(factory) or not qualname or not module:
@@ -366,7 +373,7 @@ def source_sha256(factory: Callable[..., Any], model: nn.Module) -> str | None:
     own source cannot be read (one defined in a notebook: ``inspect`` finds a class through its
     module's file) counts by the source of its methods, which can."""
     try:
-        parts = [inspect.getsource(factory)]
+        parts = [class_source(factory) if isinstance(factory, type) else inspect.getsource(factory)]
     except (OSError, TypeError):
         return None
     seen: dict[type, None] = {}
