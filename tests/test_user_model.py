@@ -434,3 +434,25 @@ def test_dropoutlab_run_trains_a_study_file_naming_a_factory_then_refuses_a_chan
     assert main(["run", str(path), "--store", store, "--no-progress", "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert "the model changed (identity.model)" in err and "--replace" in err and err.count("\n") == 1
+
+
+def test_dropconnect_at_a_slot_before_a_linear_masks_that_layers_weights(digits):
+    from dropoutlab.layers.kinds import DropConnectLinear
+
+    settings = user_run(dropout={"head.3": {"rate": 0.4, "kind": "dropconnect"}}).settings
+    torch.manual_seed(0)
+    plain = build_network(user_run().settings, (1, 8, 8), 10)
+    torch.manual_seed(0)
+    model = build_network(settings, (1, 8, 8), 10)
+    assert isinstance(model.head[4], DropConnectLinear) and model.head[4].p == 0.4 and model.head[3].p == 0.0
+    assert list(model.state_dict()) == list(plain.state_dict())  # the same parameters, the same names
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), plain.state_dict().values(), strict=True)
+    )
+    run = user_run(epochs=1, dropout={"head.3": {"rate": 0.4, "kind": "dropconnect"}})
+    assert train_runs([run], prepared(digits, run), CPU, "single")[0].status == "completed"
+    with pytest.raises(
+        DropoutlabError, match="dropout.features.2: kind 'dropconnect' needs a dense layer right after"
+    ):
+        user_run(dropout={"features.2": {"rate": 0.4, "kind": "dropconnect"}})

@@ -740,7 +740,8 @@ def _print_user_model(args, info) -> int:
     return 0
 
 
-_SITES = {"image": "images (N, C, H, W)", "dense": "feature vectors (N, F)", "other": "other inputs"}
+_SITES = {"image": "images (N, C, H, W)", "dense": "feature vectors (N, F)", "other": "other inputs",
+          "weights": "feature vectors (N, F) that an nn.Linear reads next (dropconnect fits)"}  # fmt: skip
 
 
 COMMANDS = {
