@@ -84,6 +84,9 @@ def test_a_slot_key_sets_its_rate_and_dropout_rate_every_slot():
     # a grid key arrives nested ("dropout.head.3" split at its dots); a quoted key as it is
     assert user_run(dropout={"head": {"3": 0.5}}).settings.dropout == {"features.2": 0.1, "head.3": 0.5}
     assert user_run(dropout={"head.3": 0.0}).settings.dropout["head.3"] == 0.0
+    # a table's quoted slot and a grid's nested key of the same slot meet: the kind keeps the rate
+    both = user_run(dropout={"head.3": 0.3, "head": {"3": {"kind": "alpha"}}}).settings
+    assert both.dropout["head.3"] == 0.3 and both.kind_of("head.3") == "alpha"
     model = build_network(user_run(dropout={"rate": 0.3, "head.3": 0.0}).settings, (1, 8, 8), 10)
     assert (model.features[2].p, model.head[3].p) == (0.3, 0.0)
     assert isinstance(model.features[2], nn.Dropout2d)  # standard keeps the factory's own module

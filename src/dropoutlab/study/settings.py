@@ -388,19 +388,29 @@ def parse_factory(model: Any, info) -> tuple[str, dict[str, Any], UserModelInfo]
 def slot_table(table: dict[str, Any], slots: dict[str, float]) -> dict[str, Any]:
     """A ``[dropout]`` table with each slot of a user's model under its full name: a grid key
     ``dropout.features.3`` arrives nested (``{"features": {"3": 0.2}}``) and becomes
-    ``{"features.3": 0.2}``; a quoted key ``"features.3"`` stays as it is."""
+    ``{"features.3": 0.2}``; a quoted key ``"features.3"`` stays as it is, and the two forms of
+    one slot meet as :func:`set_dotted` merges them (a grid's kind keeps the table's rate)."""
     out: dict[str, Any] = {}
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
             name = f"{prefix}{key}"
             if name in slots or not isinstance(value, dict) or (not prefix and key in ("rate", "kind")):
-                out[name] = value
+                out[name] = _merged(out[name], value) if name in out else value
             else:
                 walk(value, name + ".")
 
     walk(table, "")
     return out
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """A slot's two values merged, the later winning: rates and tables (``{rate, kind, ...}``)."""
+    old = {"rate": old} if _is_number(old) else old
+    new = {"rate": new} if _is_number(new) else new
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **new}
+    return new
 
 
 def parse_dropout(raw: Any, slots: dict[str, float], model: str):
