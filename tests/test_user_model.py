@@ -459,3 +459,26 @@ def test_dropconnect_at_a_slot_before_a_linear_masks_that_layers_weights(digits)
         DropoutlabError, match="dropout.features.2: kind 'dropconnect' needs a dense layer right after"
     ):
         user_run(dropout={"features.2": {"rate": 0.4, "kind": "dropconnect"}})
+
+
+def test_a_users_mlp_trains_on_feature_vectors_from_arrays(tmp_path):
+    import numpy as np
+
+    from dropoutlab.data import Data
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+    data = Data.from_arrays(x[:180], y[:180], x[180:], y[180:], name="user-model-features")
+
+    def make_mlp(width=16):
+        return nn.Sequential(nn.Linear(5, width), nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, 3))
+
+    study = define_study("features", dataset=data.name, model=make_mlp, seeds=[0], epochs=2, normalize="standard",
+                         grid={"dropout.2": [0.0, 0.3]})  # fmt: skip
+    assert all(run.settings.dropout.keys() == {"2"} for run in expand_runs(study))
+    with Store(tmp_path / "s.db") as store:
+        outcome = run_study(study, store, progress=False, workers=1, data=data)
+    assert outcome.statuses["completed"] == 2
+    with pytest.raises(DropoutlabError, match="dropout.2: kind 'spatial' needs image activations"):
+        define_study("features", dataset=data.name, model=make_mlp, dropout={"2": {"kind": "spatial"}})
