@@ -138,6 +138,8 @@ def test_a_factory_that_cannot_be_found_or_named_is_refused_in_one_line(tmp_path
         user_run(model="no_such_module_here:make_net")
     with pytest.raises(DropoutlabError, match="is not a factory path"):
         user_run(model="nets:make net")
+    with pytest.raises(DropoutlabError, match="your own network as 'module:function'"):
+        user_run(model="nets.make_net")  # a dot where the colon goes
     with pytest.raises(DropoutlabError, match="a lambda has no name"):
         define_study("x", dataset="digits", model=lambda: nn.Linear(64, 10))
     with pytest.raises(

@@ -250,7 +250,11 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         if batchnorm:
             raise DropoutlabError(f"batchnorm: applies to the presets; {model} builds its own network")
     elif isinstance(model, str):
-        check_choice(model, "model", names)
+        if model not in names:
+            raise DropoutlabError(
+                f"model: {shown(model)} is not allowed; allowed: {', '.join(names)}, or your own network as "
+                "'module:function' (a function returning an nn.Module, e.g. 'own_nets:make_cnn')"
+            )
         layers = PRESETS.get(model, ())
         slots = dropout_slots(layers) if layers else dict.fromkeys(FAMILIES[model].slots, 0.0)
         if batchnorm:
