@@ -198,3 +198,21 @@ def test_a_registered_dataset_is_identified_by_its_verified_files_in_split_order
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
     with pytest.raises(DropoutlabError, match="is corrupt or not the expected kmnist file"):
         data_identity("kmnist", tmp_path / "data", download=False)  # checked, as loading it is
+
+
+def test_a_complete_study_checked_without_its_files_downloads_nothing_and_keeps_its_identity(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "data"
+    write_idx_set(folder / "kmnist", n=(12, 5))
+    trust(monkeypatch, "kmnist", *(folder / "kmnist").iterdir())
+    raw = {"name": "k", "dataset": "kmnist", "epochs": 1, "seeds": [0], "eval_train": False}
+    with Store(str(tmp_path / "s.db")) as store:
+        run_study(parse_study(raw), store, device="cpu", progress=False, workers=1, data_dir=folder)
+        stored = store.study_definition("k")["identity"]
+        assert stored["data"]["kmnist"].startswith("sha256:")
+        for path in (folder / "kmnist").iterdir():
+            path.unlink()  # pooch.retrieve raises in these tests: a download would fail the run
+        outcome = run_study(parse_study(raw), store, device="cpu", progress=False, workers=1, data_dir=folder)
+        assert outcome.skipped == 1 and outcome.note is None
+        assert store.study_definition("k")["identity"] == stored

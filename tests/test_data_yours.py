@@ -314,3 +314,25 @@ def test_data_is_part_of_the_public_api_and_named_in_unknown_dataset_errors():
         DropoutlabError, match=r"unknown dataset 'public-blob' \(did you mean 'public-blobs'\?\)"
     ):
         load_dataset("public-blob")
+
+
+def test_one_dataset_is_split_into_training_and_test_items_the_same_way_each_time():
+    x, y = blobs(n=100)
+    items = torch.utils.data.TensorDataset(torch.from_numpy(x).float(), torch.from_numpy(y))
+    first = Data.from_dataset(items, name="one-ds")
+    again = Data.from_dataset(items, name="one-ds")
+    assert (len(first.dataset.y_train), len(first.dataset.y_test)) == (80, 20)
+    assert first.identity == again.identity
+    assert set(torch.bincount(first.dataset.y_test).tolist()) <= {6, 7}  # stratified: 34/33/33 items
+    with pytest.raises(DropoutlabError, match=r"test=1.5 is not allowed"):
+        Data.from_dataset(items, 1.5)
+
+
+def test_standardising_keeps_features_in_tiny_units_and_only_shifts_constant_ones():
+    x, y = blobs()
+    x[:, 0] *= 1e-9  # nanometres: tiny, but not constant
+    x[:, 1] = 3.0
+    Data.from_arrays(*split(x, y, 240), name="tiny-units")
+    train = prepare_data(load_dataset("tiny-units"), 0.0, 0, "standard", "cpu").train.x.double()
+    assert abs(train[:, 0].std(unbiased=False) - 1) < 1e-3
+    assert train[:, 1].abs().max() == 0

@@ -564,7 +564,8 @@ def cmd_datasets(args) -> int:
         print(
             f"{info.name:<15}{shape:<12}{info.num_classes:>8}{info.train_size:>8}{info.test_size:>8}  {info.source}"
         )
-    print("npz:PATH       any Keras-layout .npz file (x_train, y_train, x_test, y_test)")
+    print("npz:PATH       a Keras-layout .npz (x_train, y_train, x_test, y_test): images or (N, F) features")
+    print("csv:PATH?label=COLUMN  a CSV table of features and a label column (docs/datasets.md)")
     return 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dropoutlab.data import fetch
 from dropoutlab.data.cifar import LAYOUTS
-from dropoutlab.data.memory import known
+from dropoutlab.data.known import known
 from dropoutlab.data.registry import DATASETS, parse_name
 from dropoutlab.data.tabular import CSV_PREFIX, parse_csv_name
 from dropoutlab.errors import DropoutlabError

@@ -96,8 +96,12 @@ def scaling(
         count = train_x.numel() // channels
         mean = total / count
         var = total_sq / count - mean * mean
-        if dataset.pixel_max is None:  # a constant feature is only shifted, not blown up by 1e6
-            var = torch.where(var > 1e-12 * (1 + mean * mean), var, torch.ones_like(var))
+        if dataset.pixel_max is None:
+            # a constant feature (its variance float32 rounding, under a millionth of its mean)
+            # is only shifted, not blown up; a feature in tiny units keeps its scale
+            return mean.float(), torch.where(
+                var > 1e-12 * mean * mean, var, torch.ones_like(var)
+            ).sqrt().float()
         std = var.clamp_min(1e-12).sqrt()
         return mean.float(), std.float()
     raise ValueError(f"unknown normalization {normalize!r}")

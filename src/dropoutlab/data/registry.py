@@ -13,8 +13,8 @@ from dropoutlab.data.base import ImageDataset
 from dropoutlab.data.cifar import read_cifar
 from dropoutlab.data.digits import read_digits
 from dropoutlab.data.idx import idx_split_header, read_idx_split
+from dropoutlab.data.known import known, known_names
 from dropoutlab.data.limits import MAX_DATASET_BYTES
-from dropoutlab.data.memory import known, known_names
 from dropoutlab.data.npz import read_npz
 from dropoutlab.data.tabular import CSV_PREFIX, parse_csv_name, read_csv_dataset
 from dropoutlab.errors import DropoutlabError

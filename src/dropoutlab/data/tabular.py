@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
+import torch
 
 from dropoutlab.data.base import ImageDataset, one_line
+from dropoutlab.data.checks import build_dataset
 from dropoutlab.data.limits import MAX_DATASET_BYTES
 from dropoutlab.errors import DropoutlabError
 
@@ -87,8 +89,6 @@ def read_csv(path: Path) -> Any:
 
 def read_csv_dataset(name: str, path: Path, label: str, test: float | Path) -> ImageDataset:
     """The dataset ``name`` (``csv:...``) from its file(s), checked as any table is."""
-    from dropoutlab.data.memory import build_dataset
-
     frame = read_csv(path)
     test_frame = read_csv(test) if isinstance(test, Path) else test
     splits, _ = frame_splits(frame, label, test_frame, None, name, where=str(path))
@@ -139,7 +139,7 @@ def frame_splits(
     xs = {split: _features(table, features, where, split) for split, table in frames.items()}
     splits = {split: (xs[split], y[split]) for split in frames}
     if "test" not in frames:
-        splits["train"], splits["test"] = _hold_out(*splits["train"], float(test), where)
+        splits["train"], splits["test"] = hold_out(*splits["train"], float(test), where)
     return splits, classes
 
 
@@ -211,22 +211,26 @@ def _encode_labels(
     }, tuple(classes)
 
 
-def _hold_out(
-    x: np.ndarray, y: np.ndarray, fraction: float, where: str
-) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """``((x_train, y_train), (x_test, y_test))``: ``fraction`` of the rows held out, stratified by
-    label where every class has at least two rows, always with ``random_state=0``."""
+def hold_out(x: Any, y: Any, fraction: float, where: str) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """``((x_train, y_train), (x_test, y_test))``: ``fraction`` of the samples held out for
+    testing, stratified by label where every class has at least two samples on each side,
+    always with ``random_state=0``. ``x`` and ``y`` are NumPy arrays or torch tensors."""
     from sklearn.model_selection import train_test_split
 
-    n_test = round(len(y) * fraction)
-    if n_test < 1 or len(y) - n_test < 2:
+    labels = np.asarray(y)
+    n_test = round(len(labels) * fraction)
+    if n_test < 1 or len(labels) - n_test < 2:
         raise DropoutlabError(
-            f"{where}: holding out {fraction:g} of {len(y):,} rows for testing leaves {len(y) - n_test:,} to train "
-            f"on and {n_test:,} to test on; give more rows, or a test table"
+            f"{where}: holding out {fraction:g} of {len(labels):,} samples for testing leaves "
+            f"{len(labels) - n_test:,} to train on and {n_test:,} to test on; give more samples, or a test split"
         )
-    _, counts = np.unique(y, return_counts=True)
-    stratify = y if counts.min() >= 2 and n_test >= len(counts) and len(y) - n_test >= len(counts) else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=n_test, stratify=stratify, random_state=SPLIT_SEED
+    _, counts = np.unique(labels, return_counts=True)
+    fits = counts.min() >= 2 and min(n_test, len(labels) - n_test) >= len(counts)
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=n_test, stratify=labels if fits else None, random_state=SPLIT_SEED
     )
-    return (x_train, y_train), (x_test, y_test)
+
+    def take(a: Any, idx: np.ndarray) -> Any:
+        return a[torch.from_numpy(idx)] if isinstance(a, torch.Tensor) else a[idx]
+
+    return (take(x, train), take(y, train)), (take(x, test), take(y, test))

@@ -103,6 +103,20 @@ def with_identity(study: StudySpec, data_dir: str | Path | None = None, download
     return dataclasses.replace(study, identity={**study.identity, "data": data})
 
 
+def keep_identity(old: dict[str, Any] | None, study: StudySpec) -> StudySpec:
+    """``study`` with the identities the stored definition ``old`` has and ``study`` lacks (a
+    dataset whose files this machine does not have), so that writing the definition again never
+    forgets what the stored runs were trained on."""
+    kept = (old or {}).get("identity") or {}
+    identity = dict(study.identity)
+    for entry, value in kept.items():
+        if entry not in identity:
+            identity[entry] = value
+        elif isinstance(value, dict) and isinstance(identity[entry], dict):
+            identity[entry] = {**value, **identity[entry]}
+    return dataclasses.replace(study, identity=identity) if identity != study.identity else study
+
+
 def compare_identities(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
     """``(changed, adopted)`` between two definitions' ``identity`` tables.
 

@@ -24,7 +24,7 @@ from dropoutlab.data.prepare import PreparedData, prepare_data
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import RunResult, RunSpec, StudySpec
 from dropoutlab.store import Store
-from dropoutlab.study.design import check_design, with_identity
+from dropoutlab.study.design import check_design, keep_identity, with_identity
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
 from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
@@ -145,7 +145,10 @@ def run_study(
     runs = expand_runs(study) if runs is None else runs
     if data is not None:
         use(data, (run.settings.dataset for run in runs))
-    study = with_identity(study, data_dir)  # what each dataset name stands for, part of the design
+    # what each dataset name stands for, part of the design; a complete study is checked with the
+    # files on this machine, and downloads nothing
+    finished = store.finished_ids(study.name)
+    study = with_identity(study, data_dir, download=replace or any(run.id not in finished for run in runs))
     if replace:
         busy = store.live_claims(LEASE_S, driver_gone, study=study.name)  # of any design of the study
         if busy:
@@ -157,7 +160,9 @@ def run_study(
         archived = store.archive_study(study.name)
         note = f"{study.name}: kept the {stored} stored runs as {archived!r}" if archived else None
     else:
-        note = check_design(store.study_definition(study.name), study, store.name)
+        old = store.study_definition(study.name)
+        note = check_design(old, study, store.name)
+        study = keep_identity(old, study)
     store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
