@@ -146,6 +146,7 @@ def compare_identities(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[s
 
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = " ".join(text.split())  # one line: a model's repr has line breaks
     return text if len(text) <= 80 else text[:77] + "..."
 
 
