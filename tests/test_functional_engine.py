@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from functools import partial
 
@@ -250,3 +251,33 @@ def test_a_stack_of_one_user_model_leaves_the_global_generator_alone(digits):
     before = torch.get_rng_state()
     FunctionalEngine([run], data, CPU, build=lambda run, data: user_mlp(run.settings))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_members_with_different_kinds_at_one_slot_train_as_alone(digits, monkeypatch, float64):
+    """A sweep over parameter-free kinds puts several kinds at one slot of one stack: each member
+    draws its own kind's noise (the alpha member's offset, the others' none)."""
+    hidden = {
+        0: kinds.GaussianDropout(0.3),
+        1: nn.Dropout(0.0),
+        2: kinds.AlphaDropout(0.2),
+        3: nn.Dropout(0.4),
+    }
+
+    def factory(settings, seed):
+        model = UserMLP(p_in=0.1)
+        model.body[2] = copy.deepcopy(hidden[seed])
+        return model
+
+    runs = [make_run(seed, epochs=2, optimizer={"name": "adam", "lr": 0.01}) for seed in hidden]
+    data = prepared(digits, runs[0])
+    monkeypatch.setitem(
+        loop.ENGINES,
+        "stacked",
+        partial(FunctionalEngine, build=lambda run, data: factory(run.settings, run.seed)),
+    )
+    results = train_runs(runs, data, CPU, "stacked")
+    for result, run in zip(results, runs, strict=True):
+        monkeypatch.setattr(
+            single, "build_network", lambda settings, shape, classes, seed=run.seed: factory(settings, seed)
+        )
+        assert_same_history(result, alone(run, data))

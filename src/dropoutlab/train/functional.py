@@ -300,17 +300,16 @@ class FunctionalEngine:
                     torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
                 )
                 self.mask_rngs.append(g)
-        reason = functional_reason(models[0])
-        if reason:
-            raise NotStackable(reason)
+        for model in models:  # a slot's kind may differ between members (a kind at rate 0 keeps the module)
+            reason = functional_reason(model)
+            if reason:
+                raise NotStackable(reason)
         shapes = [[(k, tuple(v.shape)) for k, v in m.state_dict().items()] for m in models]
         if any(shape != shapes[0] for shape in shapes):
             raise NotStackable("the runs' models differ in their weights' names or shapes")
         self.paths = dropout_paths(models[0])
+        # each member's own module at each slot: its kind and rate, which its noise is drawn with
         self.slots = {path: [m.get_submodule(path) for m in models] for path in self.paths}
-        for path, mods in self.slots.items():
-            if len({type(m) for m in mods}) > 1:
-                raise NotStackable(f"the runs' models have different dropout kinds at {path!r}")
         self.feed = NoiseFeed()
         self.template = with_noise_slots(models[0], self.feed)
         self.params, self.buffers = stack_module_state(models)
