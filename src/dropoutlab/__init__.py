@@ -23,6 +23,7 @@ from dropoutlab.version import __version__
 _LAZY = {
     "load_dataset": "dropoutlab.data",
     "Store": "dropoutlab.store",
+    "define_study": "dropoutlab.study",
     "expand_runs": "dropoutlab.study",
     "load_study": "dropoutlab.study",
     "run_study": "dropoutlab.study",
@@ -51,6 +52,7 @@ __all__ = [
     "StudyResults",
     "__version__",
     "decide",
+    "define_study",
     "expand_runs",
     "load_dataset",
     "load_study",

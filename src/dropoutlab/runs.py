@@ -72,8 +72,10 @@ class EarlyStoppingSpec:
 class RunSettings:
     """Everything that determines one training run except its seed, defaults resolved.
 
-    ``model`` is a preset name or ``"custom"``; ``layers`` is the layer list either way.
-    ``dropout`` maps every dropout slot of the model to its rate (0 means no layer).
+    ``model`` is a preset name or ``"custom"``, with its layer list in ``layers``; a family's
+    name; or a factory's import path (``"mypackage.nets:make_net"``, :attr:`factory`), called
+    with ``factory_args``, its layers empty. ``dropout`` maps every dropout slot of the model
+    to its rate (0 means no layer; a factory's slots are module paths, ``features.3``).
     ``validation`` is the fraction of the training set held out; ``epochs`` and
     ``batch_size`` count passes over that remainder and samples per step.
     """
@@ -99,6 +101,13 @@ class RunSettings:
     augment: tuple[str, ...] = ()
     batchnorm: bool = False
     mc_samples: tuple[int, ...] = ()
+    factory_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def factory(self) -> str | None:
+        """The import path of the factory that builds this run's model, or None for a preset,
+        a layer list or a family (a path has a colon, ``"module:function"``; a name has none)."""
+        return self.model if ":" in self.model else None
 
     @property
     def monitor(self) -> str:
@@ -115,9 +124,12 @@ class RunSettings:
         ``dropout.kind`` is the study's kind, ``dropout.rate`` the rate most slots share (the
         first slot's on a tie: every slot's, unless some were set apart), ``dropout.SLOT`` and
         ``dropout.SLOT.rate`` a slot's rate, ``dropout.SLOT.kind`` and ``dropout.SLOT.block_size``
-        what that slot uses.
+        what that slot uses (a slot's name may have dots: a factory's ``features.3``);
+        ``model.ARG`` a factory's keyword argument.
         """
         parts = key.split(".")
+        if parts[0] == "model" and len(parts) == 2 and self.factory:
+            return self.factory_args.get(parts[1])
         if parts[0] == "dropout" and len(parts) >= 2:
             if parts[1:] == ["kind"]:
                 return self.dropout_kind
@@ -125,6 +137,10 @@ class RunSettings:
                 rates = list(self.dropout.values())
                 return max(rates, key=rates.count) if rates else None
             slot, rest = parts[1], parts[2:]
+            for end in range(len(parts), 2, -1):  # the longest dotted prefix that names a slot
+                if ".".join(parts[1:end]) in self.dropout:
+                    slot, rest = ".".join(parts[1:end]), parts[end:]
+                    break
             if rest in ([], ["rate"]):
                 return self.dropout.get(slot)
             if rest == ["kind"]:
@@ -169,7 +185,7 @@ class RunSettings:
 # Settings added after the first release (see RunSettings.to_dict).
 ADDED_SETTINGS = (
     "dropout_kind", "slot_kinds", "slot_options", "label_smoothing", "max_norm", "augment", "batchnorm",
-    "mc_samples",
+    "mc_samples", "factory_args",
 )  # fmt: skip
 
 
@@ -215,12 +231,18 @@ class StudySpec:
     # [sequential]: step, max_seeds and baseline of `--until-decided`; not in the definition, since
     # the looks stored with the study record the design they were taken with
     sequential: dict[str, Any] = field(default_factory=dict)
+    # what the settings name but do not hold, whose change changes the design: ``model`` (a
+    # factory's import path, source hash and repr), ``data``; kept in the definition
+    identity: dict[str, Any] = field(default_factory=dict)
 
     def definition(self) -> dict[str, Any]:
         """What the store keeps of the study (JSON-ready): the settings, grid and seeds that make
-        its design, and ``description`` and ``min_effect``, which only the report reads."""
+        its design, its ``identity`` (when it has one), and ``description`` and ``min_effect``,
+        which only the report reads."""
         data = {"description": self.description, "settings": self.settings, "grid": list(self.grid),
                 "seeds": list(self.seeds), "min_effect": self.min_effect}  # fmt: skip
+        if self.identity:
+            data["identity"] = self.identity
         return json.loads(json.dumps(data))
 
     @property

@@ -8,6 +8,7 @@ from dropoutlab.models.builder import (
     build_network,
     check_family_kinds,
     check_slot_kinds,
+    check_user_kinds,
     family_outputs,
     family_size,
     kind_fits,
@@ -19,6 +20,7 @@ from dropoutlab.models.builder import (
 from dropoutlab.models.families import FAMILIES, count_parameters, family_summary
 from dropoutlab.models.presets import DESCRIPTIONS, PRESETS, with_batchnorm
 from dropoutlab.models.spec import dropout_kinds, dropout_slots, parse_layers
+from dropoutlab.models.user import build_user_model, find_slots
 from dropoutlab.runs import LayerSpec
 
 __all__ = [
@@ -29,8 +31,11 @@ __all__ = [
     "ModelSize",
     "build_model",
     "build_network",
+    "build_user_model",
+    "find_slots",
     "check_family_kinds",
     "check_slot_kinds",
+    "check_user_kinds",
     "count_parameters",
     "family_summary",
     "family_outputs",

@@ -16,6 +16,7 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.layers.kinds import DropConnectLinear
 from dropoutlab.models.families import FAMILIES
 from dropoutlab.models.spec import dropout_kinds
+from dropoutlab.models.user import UserModelInfo, build_user_model
 from dropoutlab.runs import LayerSpec, RunSettings
 
 _ACTIVATION_MODULES = {
@@ -83,7 +84,10 @@ def build_network(
     rates: dict[str, float] | None = None,
 ) -> nn.Module:
     """The network of a run's ``settings`` (its ``rates``, unless given): a layer list's
-    ``nn.Sequential`` (:func:`build_model`) or a family's module (:data:`FAMILIES`)."""
+    ``nn.Sequential`` (:func:`build_model`), a family's module (:data:`FAMILIES`) or what a
+    user's factory returns (:func:`~dropoutlab.models.user.build_user_model`)."""
+    if settings.factory:
+        return initialize(build_user_model(settings, input_shape, num_classes, rates), settings.init)
     rates = settings.dropout if rates is None else rates
     if settings.model in FAMILIES:
         return initialize(FAMILIES[settings.model].build(input_shape, num_classes, rates), settings.init)
@@ -224,6 +228,26 @@ def check_slot_kinds(
                 "per dense layer"
             )
         masked[index] = slot
+
+
+def check_user_kinds(info: UserModelInfo, kind_of: Callable[[str], str]) -> None:
+    """Refuse, in one line naming the slot, a kind that makes no sense where a slot of a user's model
+    sits (:func:`~dropoutlab.models.builder.kind_fits`); ``standard`` keeps the factory's own
+    module at any site."""
+    kinds = dropout_kinds()
+    for slot, site in info.sites.items():
+        kind = kind_of(slot)
+        if kind == "standard" or kind_fits(kind, site):
+            continue
+        wants = " or ".join(NEEDS[w] for w in sorted(kind_places(kind)))
+        where = {"image": "on images (N, C, H, W)", "dense": "on feature vectors (N, F)"}.get(
+            site, "on inputs that are neither images nor feature vectors"
+        )
+        allowed = ", ".join(k for k in kinds if k == "standard" or kind_fits(k, site))
+        raise DropoutlabError(
+            f"dropout.{slot}: kind {kind!r} needs {wants}, but slot {slot!r} ({info.classes[slot]}) sits "
+            f"{where}; allowed there: {allowed}"
+        )
 
 
 def _masks_weights(cls: type) -> bool:

@@ -4,7 +4,7 @@ from dropoutlab.runs import RunSettings, RunSpec, StudySpec
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.runner import StudyOutcome, resolve_device, run_study
 from dropoutlab.study.sequential import SequentialOutcome, run_until_decided
-from dropoutlab.study.spec import load_study, parse_study
+from dropoutlab.study.spec import define_study, load_study, parse_study
 
 __all__ = [
     "RunSettings",
@@ -12,6 +12,7 @@ __all__ = [
     "SequentialOutcome",
     "StudyOutcome",
     "StudySpec",
+    "define_study",
     "expand_runs",
     "load_study",
     "parse_study",

@@ -44,6 +44,11 @@ def compare_designs(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
         ):
             changed.append(key)
 
+    old_identity, new_identity = old.get("identity") or {}, new.get("identity") or {}
+    for key in sorted(set(old_identity) & set(new_identity)):  # one not stored before is adopted
+        if not _same(old_identity[key], new_identity[key]):
+            changed.append(f"identity.{key}")
+
     old_grid, new_grid = old.get("grid") or [{}], new.get("grid") or [{}]
     several = len(old_grid) > 1 or len(new_grid) > 1
     old_keys = {key for sub in old_grid for key in sub}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import math
 import reprlib
 import unicodedata
@@ -19,6 +20,7 @@ from dropoutlab.data.prepare import NORMALIZATIONS
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.models import FAMILIES, PRESETS, dropout_kinds, dropout_slots, parse_layers, with_batchnorm
 from dropoutlab.models.spec import check_rate
+from dropoutlab.models.user import UserModelInfo, check_factory_path, is_factory_path, probe_user_model
 from dropoutlab.runs import EPOCH_METRICS, EarlyStoppingSpec, OptimizerSpec, RunSettings
 from dropoutlab.study.limits import MAX_ACTIVATIONS, MAX_PARAMS, MAX_WHOLE
 
@@ -44,7 +46,9 @@ def set_dotted(settings: dict[str, Any], key: str, value: Any) -> None:
 
     A dropout slot is a rate or a table (``{rate, kind, block_size}``), and either form meets
     the other: ``dropout.conv.kind`` on ``conv = 0.2`` gives ``{rate = 0.2, kind = ...}``, and
-    a rate set on a slot table (``dropout.conv = 0.5``) keeps the table's other keys.
+    a rate set on a slot table (``dropout.conv = 0.5``) keeps the table's other keys. A
+    factory's keyword argument (``model.width``) turns ``model = "nets:make_net"`` into the
+    table ``{factory = "nets:make_net", width = ...}``.
     """
     *parents, last = key.split(".")
     node = settings
@@ -53,6 +57,8 @@ def set_dotted(settings: dict[str, Any], key: str, value: Any) -> None:
         node = node.setdefault(part, {})
         if depth == 1 and parents[0] == "dropout" and _is_number(node):
             node = parent[part] = {"rate": node}
+        if depth == 0 and part == "model" and (is_factory_path(node) or callable(node)):
+            node = parent[part] = {"factory": node}
         if not isinstance(node, dict):
             raise DropoutlabError(f"grid key {key!r}: {part!r} is not a table")
     old = node.get(last)
@@ -226,7 +232,7 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
     if not isinstance(raw["dataset"], str):
         raise type_error("dataset", "a dataset name", raw["dataset"])
     try:
-        dataset_info(raw["dataset"])  # raises for an unknown name or an unreadable npz
+        info = dataset_info(raw["dataset"])  # raises for an unknown name or an unreadable npz
     except OSError as exc:  # a path the system refuses (too long, a loop of links...)
         raise DropoutlabError(
             f"dataset: cannot read {shown(raw['dataset'])} ({exc.strerror or exc})"
@@ -237,7 +243,13 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
     if not isinstance(batchnorm, bool):
         raise type_error("batchnorm", "true or false", batchnorm)
     names = [*PRESETS, *FAMILIES]
-    if isinstance(model, str):
+    factory_args: dict[str, Any] = {}
+    if is_factory_path(model) or isinstance(model, dict) and "factory" in model:
+        model, factory_args, user = parse_factory(model, info)
+        layers, slots = (), dict(user.slots)
+        if batchnorm:
+            raise DropoutlabError(f"batchnorm: applies to the presets; {model} builds its own network")
+    elif isinstance(model, str):
         check_choice(model, "model", names)
         layers = PRESETS.get(model, ())
         slots = dropout_slots(layers) if layers else dict.fromkeys(FAMILIES[model].slots, 0.0)
@@ -256,8 +268,15 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
                 'batchnorm: applies to the presets; add {type = "batchnorm"} layers to the list'
             )
     else:
-        raise type_error("model", f"a model name ({', '.join(names)}) or a table with layers", model)
-    rates, kind, slot_kinds, slot_options = parse_dropout(raw.get("dropout", {}), slots, model)
+        raise type_error(
+            "model",
+            f"a model name ({', '.join(names)}), a factory 'module:function' or a table with layers",
+            model,
+        )
+    table = raw.get("dropout", {})
+    if factory_args or is_factory_path(model):
+        table = slot_table(check_table(table, "dropout"), slots)
+    rates, kind, slot_kinds, slot_options = parse_dropout(table, slots, model)
 
     opt_raw = check_table(raw.get("optimizer", {}), "optimizer")
     check_keys(opt_raw, {"name", "lr", "momentum", "weight_decay"}, "optimizer")
@@ -330,9 +349,58 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         augment=parse_augment(raw.get("augment", list(RunSettings.augment))),
         batchnorm=batchnorm,
         mc_samples=parse_mc_samples(raw.get("mc_samples", list(RunSettings.mc_samples))),
+        factory_args=factory_args,
     )  # fmt: skip
     check_model_fits(settings)
     return settings
+
+
+def parse_factory(model: Any, info) -> tuple[str, dict[str, Any], UserModelInfo]:
+    """A factory as ``model`` names it (``"nets:make_net"``, or a table ``{factory = ..., ARG = ...}``
+    whose other keys are its keyword arguments): ``(import path, arguments, what a trial build
+    found)``, the model checked against the dataset ``info`` (:func:`probe_user_model`)."""
+    if isinstance(model, dict):
+        path, args = model["factory"], {k: v for k, v in model.items() if k != "factory"}
+        where = "model.factory"
+    else:
+        path, args, where = model, {}, "model"
+    if callable(path):
+        from dropoutlab.models.user import register_factory
+
+        path = register_factory(path)
+    check_factory_path(path, where)
+    for key, value in args.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise DropoutlabError(
+                f"model.{shown(key)}: a factory's keyword argument is a Python name, e.g. width"
+            )
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise DropoutlabError(
+                f"model.{key}: {shown(value)} is not allowed; a factory's arguments are numbers, text, booleans, "
+                "lists or tables (the store keeps them)"
+            ) from None
+    args = dict(sorted(args.items()))
+    return path, args, probe_user_model(path, args, info.input_shape, info.num_classes)
+
+
+def slot_table(table: dict[str, Any], slots: dict[str, float]) -> dict[str, Any]:
+    """A ``[dropout]`` table with each slot of a user's model under its full name: a grid key
+    ``dropout.features.3`` arrives nested (``{"features": {"3": 0.2}}``) and becomes
+    ``{"features.3": 0.2}``; a quoted key ``"features.3"`` stays as it is."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if name in slots or not isinstance(value, dict) or (not prefix and key in ("rate", "kind")):
+                out[name] = value
+            else:
+                walk(value, name + ".")
+
+    walk(table, "")
+    return out
 
 
 def parse_dropout(raw: Any, slots: dict[str, float], model: str):
@@ -481,7 +549,13 @@ def check_model_fits(settings: RunSettings) -> None:
 
     info = dataset_info(settings.dataset)
     check_split(info.train_size, settings.validation, settings.dataset)
-    if settings.model in FAMILIES:
+    if settings.factory:
+        from dropoutlab.models import ModelSize, check_user_kinds
+
+        user = probe_user_model(settings.factory, settings.factory_args, info.input_shape, info.num_classes)
+        check_user_kinds(user, settings.kind_of)
+        size = ModelSize(params=user.params, activations=user.activations)
+    elif settings.model in FAMILIES:
         check_family_kinds(settings.model, settings.kind_of)
         size = family_size(settings.model, info.input_shape, info.num_classes)
     else:

@@ -6,6 +6,7 @@ import copy
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from dropoutlab.errors import DropoutlabError
-from dropoutlab.runs import StudySpec
+from dropoutlab.runs import RunSpec, StudySpec
 from dropoutlab.study.grid import count_points, expand_runs, grid_points
 from dropoutlab.study.limits import (
     MAX_DESCRIPTION_CHARS,
@@ -73,6 +74,7 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
     The plan's size (grid points x seeds) is computed and checked against ``DROPOUTLAB_MAX_RUNS``
     before any run is expanded, so a file declaring a billion seeds is refused at once.
     """
+    raw = with_factory_paths(raw)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise DropoutlabError('name: missing; give the study a name, e.g. name = "digits-mlp"')
@@ -126,9 +128,72 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> StudySpec:
         resources=resources,
         sequential=sequential,
     )
-    expand_runs(study)  # validates every grid point now, before anything trains
+    runs = expand_runs(study)  # validates every grid point now, before anything trains
     check_block_sizes(_dropout_points(study))  # and the options that a run may leave out
-    return study
+    model = model_identity(runs)
+    return replace(study, identity={"model": model}) if model else study
+
+
+def model_identity(runs: list[RunSpec]) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """``identity.model`` of a study whose runs build a factory's model: its import path, source
+    hash and repr (:func:`~dropoutlab.models.user.model_identity`) with the arguments of the
+    first run that calls it; a list, by path, when the grid names several factories; None
+    without any."""
+    from dropoutlab.data import dataset_info
+    from dropoutlab.models.user import model_identity as identity_of
+
+    first: dict[str, RunSpec] = {}
+    for run in runs:
+        if run.settings.factory:
+            first.setdefault(run.settings.factory, run)
+    entries = []
+    for path, run in sorted(first.items()):
+        info = dataset_info(run.settings.dataset)
+        entries.append(identity_of(path, run.settings.factory_args, info.input_shape, info.num_classes))
+    return None if not entries else entries[0] if len(entries) == 1 else entries
+
+
+def with_factory_paths(raw: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
+    """``raw`` with each callable given as a model (``model``, ``model.factory``, a grid's values of
+    ``model`` or ``model.factory``) replaced by its import path, registered so that runs find it
+    (:func:`~dropoutlab.models.user.register_factory`). With ``folder`` (a study file's), each
+    factory path the study names is imported from there when it is not on ``sys.path``."""
+    from dropoutlab.models.user import is_factory_path, register_factory, remember_folder
+
+    def path_of(value: Any) -> Any:
+        if callable(value) and not isinstance(value, type | str):
+            value = register_factory(value)
+        if isinstance(value, dict) and "factory" in value:
+            return {**value, "factory": path_of(value["factory"])}
+        if folder is not None and is_factory_path(value):
+            remember_folder(value, folder)
+        return value
+
+    raw = dict(raw)
+    if "model" in raw:
+        raw["model"] = path_of(raw["model"])
+    grid = raw.get("grid")
+    if isinstance(grid, dict | list):
+        subs = [grid] if isinstance(grid, dict) else grid
+        subs = [
+            {k: [path_of(v) for v in vs] if k in ("model", "model.factory") and isinstance(vs, list) else vs
+             for k, vs in sub.items()} if isinstance(sub, dict) else sub
+            for sub in subs
+        ]  # fmt: skip
+        raw["grid"] = subs[0] if isinstance(grid, dict) else subs
+    return raw
+
+
+def define_study(name: str, **keys: Any) -> StudySpec:
+    """A study from Python, as a study file would define it: the same keys, checked the same way.
+
+    ``model`` may be a factory, a function returning a fresh ``nn.Module`` (called once per run
+    after seeding; its dropout modules are the slots), as well as anything a study file writes;
+    ``grid`` is a table (or a list of tables) of dotted keys, ``{"dropout.rate": [0.0, 0.3]}``.
+    For example ``define_study("mine", model=make_net, dataset="digits", seeds=5, epochs=3,
+    grid={"dropout.rate": [0.0, 0.25]})``.
+    """
+    return parse_study({"name": name, **keys})
 
 
 def _parse_sequential(raw: Any) -> dict[str, Any]:
@@ -158,8 +223,13 @@ def _dropout_points(study: StudySpec) -> Iterator[dict[str, Any]]:
             yield raw
 
 
-def load_study(path: str | Path) -> StudySpec:
+def load_study(path: str | Path, model: Any = None) -> StudySpec:
     """Read and validate a TOML study file; errors name the file, the key and what is allowed.
+
+    ``model`` replaces the file's model: a factory (a function returning a fresh ``nn.Module``),
+    a factory path, a preset or a family; a file's ``[model]`` table keeps its factory's
+    arguments. A factory path the file names is imported from beside the file, else from
+    ``PYTHONPATH``: a study file that names code runs it.
 
     The text is checked for size, nesting and key length before the TOML parser reads it
     (see :mod:`dropoutlab.study.limits`), so no file makes parsing slow or large.
@@ -186,8 +256,12 @@ def load_study(path: str | Path) -> StudySpec:
         raise DropoutlabError(f"{path}: not valid TOML: nested too deeply") from None
     except ValueError as exc:  # TOMLDecodeError, and integers of more than 4300 digits
         raise DropoutlabError(f"{path}: not valid TOML: {exc}") from None
+    if model is not None:
+        given = raw.get("model")
+        keep = isinstance(given, dict) and "factory" in given and not isinstance(model, str | dict)
+        raw["model"] = {**given, "factory": model} if keep else model
     try:
-        study = parse_study(raw, path)
+        study = parse_study(with_factory_paths(raw, path.parent), path)
     except DropoutlabError as exc:
         raise DropoutlabError(f"{path}: {exc}") from None
     log.info("%s: study %r checked: %d grid points x %d seeds", path, study.name, count_points(study.grid),

@@ -53,6 +53,8 @@ def stack_key(run: RunSpec) -> tuple:
 def trains_alone(run: RunSpec) -> str | None:
     """Why ``run`` cannot join a stack (one line for the plan), or None when it can."""
     s = run.settings
+    if s.factory:
+        return f"{s.factory} runs train one at a time: the stacked engine covers layer-list models"
     if s.model in FAMILIES:
         return f"{s.model} runs train one at a time: the stacked engine covers layer-list models"
     stackable = {name for name, cls in dropout_kinds().items() if cls in STACKED_FORMS}
@@ -253,7 +255,11 @@ def peak_memory(
     from dropoutlab.train.single import EVAL_BATCH
 
     s = run.settings
-    if s.model in FAMILIES:
+    if s.factory:
+        from dropoutlab.models.user import user_outputs
+
+        params, outputs = user_outputs(s, input_shape, num_classes)
+    elif s.model in FAMILIES:
         params, outputs = family_outputs(s.model, input_shape, num_classes)
     else:
         rows = summarize_model(s.layers, all_slots(s.dropout), input_shape, num_classes)
