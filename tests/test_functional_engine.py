@@ -9,12 +9,14 @@ from functools import partial
 import pytest
 import torch
 from conftest import make_run, prepared
-from test_stacked import assert_same_history
+from test_stacked import F64_RTOL, assert_same_history
 from torch import nn
 from torch.nn import functional as F
 
 from dropoutlab.layers import kinds
 from dropoutlab.layers.dropout import Dropout as LabDropout
+from dropoutlab.store import Store
+from dropoutlab.study import expand_runs, load_study, run_study
 from dropoutlab.train import loop, single
 from dropoutlab.train.checkpoints import Checkpoint
 from dropoutlab.train.functional import (
@@ -24,6 +26,7 @@ from dropoutlab.train.functional import (
     functional_reason,
 )
 from dropoutlab.train.loop import train_runs
+from dropoutlab.train.plan import stack_key, trains_alone
 
 CPU = torch.device("cpu")
 
@@ -281,3 +284,88 @@ def test_members_with_different_kinds_at_one_slot_train_as_alone(digits, monkeyp
             single, "build_network", lambda settings, shape, classes, seed=run.seed: factory(settings, seed)
         )
         assert_same_history(result, alone(run, data))
+
+
+NETS = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, width, norm):
+        super().__init__()
+        self.fc = nn.Linear(64, width)
+        self.norm = nn.BatchNorm1d(width) if norm else nn.Identity()
+        self.drop = nn.Dropout(0.5)
+        self.out = nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.relu(self.norm(self.fc(x.flatten(1))))))
+
+
+def make_net(width=16):
+    return Net(width, norm=False)
+
+
+def make_bn_net(width=16):
+    return Net(width, norm=True)
+"""
+
+FACTORY_STUDY = """
+name = "{name}"
+dataset = "digits"
+model = "nets:{factory}"
+epochs = 3
+batch_size = 64
+seeds = [0, 1]
+
+[optimizer]
+name = "adam"
+lr = 0.01
+
+[grid]
+"dropout.drop" = [0.0, 0.4]
+"model.width" = [16, 24]
+"""
+
+
+def test_a_factorys_study_stacks_its_runs_and_stores_what_one_at_a_time_stores(
+    write_study, tmp_path, float64
+):
+    (tmp_path / "nets.py").write_text(NETS)
+    study = load_study(write_study(FACTORY_STUDY.format(name="user", factory="make_net")))
+    runs = expand_runs(study)
+    assert trains_alone(runs[0]) is None
+    assert len({stack_key(run) for run in runs}) == 2  # the width shapes the network; the rate does not
+    records = {}
+    for stack in ("off", "auto"):
+        with Store(tmp_path / f"{stack}.db") as store:
+            outcome = run_study(study, store, device="cpu", progress=False, stack=stack, workers=1)
+            assert outcome.statuses == {"completed": 8}
+            records[stack] = {r["id"]: r for r in store.records()}
+    assert records["off"].keys() == records["auto"].keys()
+    for run_id, want in records["off"].items():
+        got = records["auto"][run_id]
+        assert (got["env"]["engine"], got["env"]["stack"]["size"], want["env"]["engine"]) == (
+            "stacked",
+            4,
+            "single",
+        )
+        for g, w in zip(got["history"], want["history"], strict=True):
+            for metric, value in w.items():
+                assert g[metric] == (value if value is None else pytest.approx(value, rel=F64_RTOL)), metric
+        assert got["test"]["acc"] == want["test"]["acc"]
+
+
+def test_the_plan_says_why_a_factory_with_batch_norm_trains_one_at_a_time(write_study, tmp_path):
+    (tmp_path / "nets.py").write_text(NETS)
+    study = load_study(write_study(FACTORY_STUDY.format(name="bn", factory="make_bn_net")))
+    reason = trains_alone(expand_runs(study)[0])
+    assert reason == (
+        "nets:make_bn_net: BatchNorm1d at 'norm' updates running statistics in training: "
+        "this model's runs train one at a time"
+    )
+    with Store(tmp_path / "bn.db") as store:
+        outcome = run_study(study, store, device="cpu", progress=False, stack="auto", workers=1)
+        assert outcome.statuses == {"completed": 8} and reason in outcome.plan_notes
+        assert {r["env"]["engine"] for r in store.records()} == {"single"}

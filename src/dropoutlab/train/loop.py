@@ -28,6 +28,7 @@ from dropoutlab.models import build_network
 from dropoutlab.runs import EpochRecord, RunResult, RunSettings, RunSpec
 from dropoutlab.train.checkpoints import Checkpoint
 from dropoutlab.train.early_stopping import EarlyStopping
+from dropoutlab.train.functional import FunctionalEngine
 from dropoutlab.train.single import SingleEngine
 from dropoutlab.train.stacked import StackedEngine
 from dropoutlab.train.uncertainty import mc_sweep
@@ -68,9 +69,17 @@ class Engine(Protocol):
         """Take up training where :meth:`state` left it (its members already kept)."""
 
 
+def stacked_engine(runs: list[RunSpec], data: PreparedData, device: torch.device) -> Engine:
+    """The engine of a stack: :class:`FunctionalEngine` for a factory's model (``torch.func``),
+    :class:`StackedEngine` for a layer list."""
+    if runs[0].settings.factory:
+        return FunctionalEngine(runs, data, device)
+    return StackedEngine(runs, data, device)
+
+
 ENGINES: dict[str, Callable[[list[RunSpec], PreparedData, torch.device], Engine]] = {
     "single": SingleEngine,
-    "stacked": StackedEngine,
+    "stacked": stacked_engine,
 }
 
 
