@@ -1,8 +1,9 @@
 """The training loop: the one lifecycle of every run, whichever engine trains it.
 
 An engine trains and evaluates K >= 1 members side by side (:class:`SingleEngine`: one run's
-own model, ``--stack off``; :class:`StackedEngine`: a stack of runs as one network). The
-loop below asks it, epoch by epoch, for each member's numbers, and applies the same code
+own model, ``--stack off``; :class:`StackedEngine`: a stack of runs as one network;
+:class:`~dropoutlab.train.functional.FunctionalEngine`: a stack of a factory's models through
+``torch.func``). The loop below asks it, epoch by epoch, for each member's numbers, and applies the same code
 to every member: record the epoch, stop a member whose training loss is not finite
 (``diverged``), early stopping, restore-best, the final test of the kept weights and, when
 the run asks for ``mc_samples``, Monte Carlo dropout on the test split.
