@@ -11,7 +11,7 @@ no download is possible on the benchmark machine, see ``common.synthetic_images`
   ``Dropout``-dense(10) (slots ``drop_conv`` = 0.1, ``drop_fc``); a grid over ``dropout.drop_fc``
   of 0, 0.25, 0.5 times the seeds.
 
-Batch 64, Adam lr 1e-3, ``eval_train = false``: per epoch a training pass (dropout on) and a
+Batch 64, Adam lr 3e-3, ``eval_train = false``: per epoch a training pass (dropout on) and a
 validation pass, then the test set. Each contender is one whole process, timed from the
 outside from its start to its exit (start-up, imports, reading the study, preparing the
 data), the matmul peak measured right before it (``common.run_contenders``):
@@ -21,11 +21,15 @@ data), the matmul peak measured right before it (``common.run_contenders``):
 * ``MODEL-off``: ``dropoutlab run STUDY --stack off``: the same code one run at a time;
 * ``MODEL-plain``: the loop a user writes, tensors in memory: ``randperm`` slices, the same
   factory's module with its rates set, ``torch.optim.Adam``, validation each epoch and the
-  test set at the end, runs one after another (:func:`part_plain`).
+  test set at the end, runs one after another (:func:`part_plain`), with PyTorch's default
+  threads (one per core);
+* ``MODEL-plain1``: the same loop on one thread (``OMP_NUM_THREADS=1``), as each of
+  dropoutlab's worker processes trains: on a shared machine two threads per process can
+  cost more than they give.
 
 Commands (from the repository root)::
 
-    python benchmarks/bench_user_models.py --quick                 # smoke test, ~2 min
+    python benchmarks/bench_user_models.py --quick                 # smoke test, ~3 min
     python benchmarks/bench_user_models.py --json user_models.json  # the measurement
 """
 
@@ -64,8 +68,9 @@ from common import (  # noqa: E402
     write_json,
 )
 
-FULL = {"epochs": 2, "seeds": 3, "n_train": 12_000, "n_test": 2_000}
-QUICK = {"epochs": 1, "seeds": 2, "n_train": 3_000, "n_test": 1_000}
+# sized for 2 shared cores: the whole measurement (8 processes) takes ~10 min there
+FULL = {"epochs": 2, "seeds": 2, "n_train": 4_000, "n_test": 1_000}
+QUICK = {"epochs": 1, "seeds": 2, "n_train": 1_500, "n_test": 500}
 VALIDATION = 0.1667
 EVAL_CHUNK = 2000
 
@@ -139,7 +144,7 @@ eval_train = false
 
 [optimizer]
 name = "adam"
-lr = 0.001
+lr = 0.003
 
 [grid]
 "dropout.{swept}" = {rates}
@@ -240,6 +245,10 @@ def contenders(args, studies: dict[str, Path], flops: dict[str, float], epochs: 
             every.append(Contender(f"{name}-{stack}", label, argv, flops[name], epochs, env, store))
         argv = (sys.executable, __file__, "--part", "plain", "--study", str(study))
         every.append(Contender(f"{name}-plain", f"{name}: plain PyTorch loop", argv, flops[name], epochs))
+        label = f"{name}: plain PyTorch loop, 1 thread"
+        every.append(
+            Contender(f"{name}-plain1", label, argv, flops[name], epochs, (("OMP_NUM_THREADS", "1"),))
+        )
     return [c for c in every if c.key not in args.skip]
 
 
@@ -248,7 +257,7 @@ def table(results: dict[str, dict]) -> str:
     lines = ["| contender | wall | model-epochs/s | vs plain loop | GFLOP/s | of matmul peak | peak memory | "
              "mean test acc |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for key, out in results.items():
-        plain = results.get(key.split("-")[0] + "-plain")
+        plain = results.get(key.split("-")[0] + "-plain")  # the loop with default threads
         ratio = f"{out['me_per_s'] / plain['me_per_s']:.2f}x" if plain else "-"
         lines.append(f"| {out['label']} | {out['wall_s']:.1f} s | {out['me_per_s']:.3f} | {ratio} | "
                      f"{out['gflops']:.1f} | {out['of_peak']:.0%} | {out['peak_mib']:.0f} MiB | "
@@ -259,12 +268,12 @@ def table(results: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 1 epoch, 2 seeds, 3,000 + 1,000 images"
+        "--quick", action="store_true", help="smoke test: 1 epoch, 2 seeds, 1,500 + 500 images"
     )
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--part", choices=["plain"], help=argparse.SUPPRESS)
     parser.add_argument("--study", type=Path, help=argparse.SUPPRESS)
-    parse_common(parser, "mlp-auto, mlp-off, mlp-plain, cnn-auto, cnn-off, cnn-plain")
+    parse_common(parser, "mlp-auto, mlp-off, mlp-plain, mlp-plain1, cnn-auto, cnn-off, cnn-plain, cnn-plain1")
     args = parser.parse_args()
     if args.part == "plain":
         return report(part_plain(args.study))

@@ -72,12 +72,12 @@ def user_cnn(settings):
 @pytest.fixture
 def user_model(monkeypatch):
     """Make both engines build ``factory(settings)`` as each run's model (the single engine the
-    reference, the functional engine as the stacked one); returns the setter."""
+    reference, the functional engine with ``options`` as the stacked one); returns the setter."""
 
-    def use(factory):
+    def use(factory, **options):
         monkeypatch.setattr(single, "build_network", lambda settings, shape, classes: factory(settings))
         build = lambda run, data: factory(run.settings)  # noqa: E731
-        monkeypatch.setitem(loop.ENGINES, "stacked", partial(FunctionalEngine, build=build))
+        monkeypatch.setitem(loop.ENGINES, "stacked", partial(FunctionalEngine, build=build, **options))
 
     return use
 
@@ -111,8 +111,11 @@ def test_a_stack_of_user_mlps_trains_each_run_as_alone_with_its_own_rates_and_lr
     assert results[0].history[-1].train_loss > results[2].history[-1].train_loss
 
 
-def test_a_stack_of_user_cnns_with_channel_dropout_trains_each_run_as_alone(digits, user_model, float64):
-    user_model(user_cnn)
+@pytest.mark.parametrize("loop", [False, True], ids=["vmap", "member-loop"])
+def test_a_stack_of_user_cnns_with_channel_dropout_trains_each_run_as_alone(
+    digits, user_model, loop, float64
+):
+    user_model(user_cnn, loop=loop)
     runs = [make_run(seed, dropout={"input": pc, "hidden1": pd}, epochs=2, batch_size=50,
                      optimizer={"name": "adam", "lr": 0.01}, label_smoothing=0.1, max_norm=1.5)
             for seed, pc, pd in ((3, 0.3, 0.5), (3, 0.0, 0.0), (4, 0.2, 0.1))]  # fmt: skip

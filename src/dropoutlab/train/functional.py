@@ -289,6 +289,13 @@ class FunctionalEngine:
     ``build(run, data)`` makes a run's own model (default :func:`member_model`); the engine
     calls it once per member after ``torch.manual_seed(run.seed)``, as the single engine does.
     Raises :class:`NotStackable` when the model cannot be mapped over its members.
+
+    ``loop`` (default: on the CPU for a model with convolutions) runs the members' passes one
+    after another on their slices of the stacked weights instead of through ``vmap``, with the
+    same noise and the same numbers: on the CPU, ``vmap`` maps a convolution over members as a
+    grouped one and a pooling over a strided view, measured 30% slower than the members' own
+    passes (a user's CNN on 1 thread, ``benchmarks/RESULTS.md``); the optimizer step, the
+    batches and the evaluation stay shared. ``vmap`` still checks the model at the start.
     """
 
     name = "stacked"
@@ -300,6 +307,7 @@ class FunctionalEngine:
         data: PreparedData,
         device: torch.device,
         build: Callable[[RunSpec, PreparedData], nn.Module] = member_model,
+        loop: bool | None = None,
     ) -> None:
         s = runs[0].settings
         self.runs, self.data, self.device, self.settings = runs, data, device, s
@@ -346,8 +354,10 @@ class FunctionalEngine:
         self.augment_rngs = [augmentation_generator(run.seed, device) for run in runs] if s.augment else []
         self.live = list(range(len(runs)))
         self.calls: dict[int, list[SlotCall]] = {}
-        self.mapped = vmap(self.forward, in_dims=(0, 0, 0, 0), randomness="error")
-        self.mapped_eval = vmap(self.forward, in_dims=(0, 0, None, None), randomness="error")
+        self.vmapped = vmap(self.forward, in_dims=(0, 0, 0, 0), randomness="error")
+        self.vmapped_eval = vmap(self.forward, in_dims=(0, 0, None, None), randomness="error")
+        convolutions = any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in models[0].modules())
+        self.loop = device.type == "cpu" and convolutions if loop is None else loop
         self.eval_chunk = max(256, EVAL_BATCH // len(runs))
         try:  # one step's forward on two samples: whatever vmap cannot map shows here
             self.slot_calls(2)
@@ -355,7 +365,7 @@ class FunctionalEngine:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 noise = self.draw_noise(self.slot_calls(2), [copy_generator(g) for g in self.mask_rngs])
             self.template.train()
-            self.mapped(self.params, self.buffers, x, noise)
+            self.vmapped(self.params, self.buffers, x, noise)
         except NotStackable:
             raise
         except Exception as exc:
@@ -372,6 +382,21 @@ class FunctionalEngine:
         finally:
             self.feed.mode = "off"
         return out
+
+    def mapped(self, params: Weights, buffers: Weights, x: torch.Tensor, noise: list[torch.Tensor] | None):
+        """Every member's pass: ``x`` ``(M, B, ...)`` with ``noise`` in training, ``(B, ...)`` shared and
+        ``noise`` None in evaluation; ``(M, B, classes)``. Through ``vmap``, or member by member."""
+        if not self.loop:
+            return (self.vmapped if noise is not None else self.vmapped_eval)(params, buffers, x, noise)
+        outs = []
+        for i in range(next(iter(params.values())).shape[0]):
+            mine = {k: v[i] for k, v in params.items()}, {k: v[i] for k, v in buffers.items()}
+            outs.append(
+                self.forward(
+                    *mine, x if noise is None else x[i], None if noise is None else [t[i] for t in noise]
+                )
+            )
+        return torch.stack(outs)
 
     def slot_calls(self, batch: int) -> list[SlotCall]:
         """The dropout calls of a training step on ``batch`` samples, recorded once per size."""
@@ -449,7 +474,7 @@ class FunctionalEngine:
                     for pos, i in enumerate(self.live)
                 ])  # fmt: skip
             noise = self.draw_noise(self.slot_calls(b), generators)
-            logits = self.mapped(self.params, self.buffers, x, noise)
+            logits = self.mapped(self.params, self.buffers, x, noise)  # (M, B, classes)
             losses = member_losses(logits, y, s.label_smoothing).sum(1)
             grads = torch.autograd.grad(losses.sum() / b, params)
             self.optimizer.step(params, grads)
@@ -471,7 +496,7 @@ class FunctionalEngine:
         loss_sum = torch.zeros(members, device=self.device)
         correct = torch.zeros(members, device=self.device)
         for x, y in zip(split.x.split(self.eval_chunk), split.y.split(self.eval_chunk), strict=True):
-            logits = self.mapped_eval(params, buffers, x, None)
+            logits = self.mapped(params, buffers, x, None)
             loss_sum += member_losses(logits, y.expand(members, -1)).sum(1)
             correct += (predictions(logits) == y).sum(1)
         self.template.train()
