@@ -242,12 +242,13 @@ def test_what_the_modules_show_is_said_in_one_line():
 @pytest.mark.parametrize(
     "model, says", [(Branching, "cannot map this model"), (Noisy, "cannot map this model")]
 )
-def test_what_only_a_pass_shows_refuses_the_stack_before_it_trains(digits, model, says):
+def test_what_only_a_pass_shows_refuses_the_stack_before_it_trains(digits, model, says, caplog):
     runs = [make_run(seed) for seed in (0, 1)]
     data = prepared(digits, runs[0])
     with pytest.raises(NotStackable, match=says) as caught:
         FunctionalEngine(runs, data, CPU, build=lambda run, data: model())
     assert "\n" not in str(caught.value)
+    assert f"{caught.value}; these runs train one at a time" in caplog.text  # the runner's log says why
 
 
 def test_a_stack_of_one_user_model_leaves_the_global_generator_alone(digits):

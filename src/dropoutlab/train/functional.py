@@ -42,6 +42,7 @@ Early stopping, divergence, restore-best, checkpoints and MC dropout are the loo
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ from dropoutlab.train.regularizers import clip_norms
 from dropoutlab.train.single import EVAL_BATCH
 
 Weights = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 # ATen's alpha dropout constant (SELU's lambda * alpha), as F.alpha_dropout uses it
 ALPHA = 1.7580993408473766
@@ -326,10 +328,10 @@ class FunctionalEngine:
         for model in models:  # a slot's kind may differ between members (a kind at rate 0 keeps the module)
             reason = functional_reason(model)
             if reason:
-                raise NotStackable(reason)
+                raise refused(reason)
         shapes = [[(k, tuple(v.shape)) for k, v in m.state_dict().items()] for m in models]
         if any(shape != shapes[0] for shape in shapes):
-            raise NotStackable("the runs' models differ in their weights' names or shapes")
+            raise refused("the runs' models differ in their weights' names or shapes")
         self.paths = dropout_paths(models[0])
         # each member's own module at each slot: its kind and rate, which its noise is drawn with
         self.slots = {path: [m.get_submodule(path) for m in models] for path in self.paths}
@@ -366,11 +368,11 @@ class FunctionalEngine:
                 noise = self.draw_noise(self.slot_calls(2), [copy_generator(g) for g in self.mask_rngs])
             self.template.train()
             self.vmapped(self.params, self.buffers, x, noise)
-        except NotStackable:
-            raise
+        except NotStackable as exc:
+            raise refused(str(exc)) from None
         except Exception as exc:
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise NotStackable(f"torch.func cannot map this model over its runs: {line}") from exc
+            raise refused(f"torch.func cannot map this model over its runs: {line}") from exc
 
     def forward(self, params: Weights, buffers: Weights, x: torch.Tensor, noise: list[torch.Tensor]):
         """One member's pass (inside ``vmap``): the template with its weights and its noise."""
@@ -559,6 +561,13 @@ class FunctionalEngine:
         for n, b in self.buffers.items():  # a buffer outside the state_dict (not persistent) stays as built
             buffers.setdefault(n, b[:1].expand(len(states), *b.shape[1:]))
         return self.evaluate_with(params, buffers, self.data.test)
+
+
+def refused(reason: str) -> NotStackable:
+    """The :class:`NotStackable` of ``reason``, logged once: the runner then trains the stack's runs
+    one by one, and its own warning names only the exception's class."""
+    log.warning("%s; these runs train one at a time", reason)
+    return NotStackable(reason)
 
 
 def copy_generator(g: torch.Generator) -> torch.Generator:
