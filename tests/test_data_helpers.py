@@ -42,7 +42,8 @@ def isolated(tmp_path, monkeypatch):
         raise requests.ConnectionError(f"network is off in tests: {url}")
 
     monkeypatch.setattr(pooch, "retrieve", no_network)
-    for cached in (registry._decode, registry._read_npz_cached, registry._digits, fetch._sha256):
+    for cached in (registry._decode, registry._read_npz_cached, registry._read_csv_cached, registry._digits,
+                   fetch._sha256):  # fmt: skip
         cached.cache_clear()
     yield home
 

@@ -389,7 +389,8 @@ def test_unknown_name_lists_the_allowed_ones():
         load_dataset("mnsit")
     assert str(err.value) == (
         "unknown dataset 'mnsit' (did you mean 'mnist'?); choose one of: digits, mnist, "
-        "fashion-mnist, kmnist, cifar10, cifar100, npz:PATH"
+        "fashion-mnist, kmnist, cifar10, cifar100, npz:PATH, csv:PATH?label=COLUMN, or data made with "
+        "dropoutlab.Data"
     )
     with pytest.raises(DropoutlabError, match="choose one of"):
         dataset_info("imagenet")

@@ -13,7 +13,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["digits_dropout_comparison_mlp.ipynb", "digits_dropout_sweep_cnn.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["digits_dropout_comparison_mlp.ipynb", "digits_dropout_sweep_cnn.ipynb", "your_own_model.ipynb"]
+)
 def test_example_notebook_runs_and_shows_figures(tmp_path, name):
     shutil.copytree(EXAMPLES, tmp_path / "examples")
     folder = tmp_path / "examples" / "notebooks"

@@ -22,6 +22,7 @@ from dropoutlab.version import __version__
 # then answers without importing torch, and `dropoutlab run` does not import the report.
 _LAZY = {
     "load_dataset": "dropoutlab.data",
+    "Data": "dropoutlab.data",
     "Store": "dropoutlab.store",
     "define_study": "dropoutlab.study",
     "expand_runs": "dropoutlab.study",
@@ -46,6 +47,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Data",
     "Design",
     "DropoutlabError",
     "Store",

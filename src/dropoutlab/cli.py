@@ -239,7 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "and the dropout kinds a slot can use. With NAME, print the model's summary (layers, "
                        "output shapes, parameter counts) for a dataset's images.")  # fmt: skip
     p.add_argument(
-        "name", nargs="?", help="a preset (mlp, cnn, lenet5) or a family (resnet, gru, lstm, transformer)"
+        "name",
+        nargs="?",
+        help="a preset (mlp, cnn, lenet5), a family (resnet, gru, lstm, transformer) or a "
+        "factory, module:function (a module in this folder or on PYTHONPATH: its code runs)",
     )
     p.add_argument(
         "--dataset", default="digits", help="dataset whose image shape and classes to use (default: digits)"
@@ -250,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batchnorm", action="store_true", help="a preset with batch norm before each hidden activation"
     )
+    p.add_argument("--arg", metavar="KEY=VALUE", action="append", default=[],
+                   help="a factory's keyword argument (a TOML value, e.g. width=64); repeat for more")  # fmt: skip
     for command in sub.choices.values():  # -v after the command too; SUPPRESS keeps one given before it
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="log what happens, step by step (on stderr)")  # fmt: skip
@@ -559,7 +564,8 @@ def cmd_datasets(args) -> int:
         print(
             f"{info.name:<15}{shape:<12}{info.num_classes:>8}{info.train_size:>8}{info.test_size:>8}  {info.source}"
         )
-    print("npz:PATH       any Keras-layout .npz file (x_train, y_train, x_test, y_test)")
+    print("npz:PATH       a Keras-layout .npz (x_train, y_train, x_test, y_test): images or (N, F) features")
+    print("csv:PATH?label=COLUMN  a CSV table of features and a label column (docs/datasets.md)")
     return 0
 
 
@@ -624,6 +630,8 @@ def cmd_models(args) -> int:
                 f"  {name:<12}{DESCRIPTIONS[name]}\n{'':14}dropout slots: {', '.join(dropout_slots(layers))}"
             )
         print("  custom      a list of layers in the study file, see docs/study-files.md")
+        print("your own network (a function returning an nn.Module; its dropout modules are the slots):")
+        print("  module:function, e.g. `dropoutlab models own_nets:make_cnn`; see docs/study-files.md")
         print("families (their own modules, trained one run at a time; see docs/families.md):")
         for family in FAMILIES.values():
             print(f"  {family.name:<12}{family.description}\n{'':14}dropout slots: {', '.join(family.slots)}")
@@ -637,6 +645,10 @@ def cmd_models(args) -> int:
         return 0
     info = dataset_info(args.dataset)
     shape = "x".join(map(str, info.input_shape))
+    if ":" in args.name:
+        return _print_user_model(args, info)
+    if args.arg:
+        raise DropoutlabError(f"--arg applies to a factory (module:function); {args.name} is not one")
     if args.name in FAMILIES:
         if args.dropout or args.batchnorm:
             raise DropoutlabError(
@@ -679,6 +691,58 @@ def cmd_models(args) -> int:
         f"Dropout slots: {', '.join(f'{s}={rates.get(s, d)}' for s, d in slots.items())} (rate 0 adds no layer)"
     )
     return 0
+
+
+def _print_user_model(args, info) -> int:
+    """``dropoutlab models module:function``: the factory's modules with parameters, then the
+    dropout slots found (module path, class, rate, where it sits) and the parameter count."""
+    from pathlib import Path
+
+    import tomllib
+
+    from dropoutlab.models.user import remember_folder, user_summary
+    from dropoutlab.study.settings import parse_dropout, parse_factory
+
+    factory_args = {}
+    for item in args.arg:
+        key, sep, text = item.partition("=")
+        try:
+            factory_args[key.strip()] = tomllib.loads(f"v = {text}")["v"] if sep else None
+        except tomllib.TOMLDecodeError:
+            factory_args[key.strip()] = text  # a bare word is text
+        if not sep:
+            raise DropoutlabError(f"--arg: {item!r} is not KEY=VALUE, e.g. width=64")
+    remember_folder(args.name, Path.cwd())
+    model = {"factory": args.name, **factory_args}
+    path, factory_args, user = parse_factory(model, info)
+    table = dict(item.partition("=")[::2] for item in filter(None, (args.dropout or "").split(",")))
+    try:
+        table = {slot: float(value) for slot, value in table.items()}
+    except ValueError:
+        raise DropoutlabError(f"--dropout: {args.dropout!r} is not SLOT=RATE,... with numbers") from None
+    rates = parse_dropout(table, user.slots, path)[0]
+    shape = "x".join(map(str, info.input_shape))
+    print(f'Model: "{path}" on {info.name} ({shape}, {info.num_classes} classes)')
+    print(f"{'Module (type)':<48}{'Param #':>12}")
+    print("=" * 60)
+    for name, kind, params in user_summary(path, factory_args):
+        print(f"{name + ' (' + kind + ')':<48}{params:>12,}")
+    print("=" * 60)
+    print(f"Total params: {user.params:,}")
+    if not user.slots:
+        print(
+            "Dropout slots: none (no nn.Dropout, Dropout1d/2d/3d, AlphaDropout or FeatureAlphaDropout module)"
+        )
+        return 0
+    print("Dropout slots (grid key dropout.SLOT; rate as the factory sets it, or --dropout):")
+    width = max(len(slot) for slot in user.slots) + 2
+    for slot, rate in rates.items():
+        print(f"  {slot:<{width}}{user.classes[slot]:<20}rate {rate:<6g}on {_SITES[user.sites[slot]]}")
+    return 0
+
+
+_SITES = {"image": "images (N, C, H, W)", "dense": "feature vectors (N, F)", "other": "other inputs",
+          "weights": "feature vectors (N, F) that an nn.Linear reads next (dropconnect fits)"}  # fmt: skip
 
 
 COMMANDS = {

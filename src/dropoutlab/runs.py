@@ -231,13 +231,14 @@ class StudySpec:
     # [sequential]: step, max_seeds and baseline of `--until-decided`; not in the definition, since
     # the looks stored with the study record the design they were taken with
     sequential: dict[str, Any] = field(default_factory=dict)
-    # what the settings name but do not hold, whose change changes the design: ``model`` (a
-    # factory's import path, source hash and repr), ``data``; kept in the definition
+    # what the names stand for, part of the design and compared entry by entry: "data" ({dataset
+    # name: identity}, filled in by run_study: study.design.with_identity) and "model" (a factory's
+    # import path, source hash and repr, from study.spec.parse_study)
     identity: dict[str, Any] = field(default_factory=dict)
 
     def definition(self) -> dict[str, Any]:
-        """What the store keeps of the study (JSON-ready): the settings, grid and seeds that make
-        its design, its ``identity`` (when it has one), and ``description`` and ``min_effect``,
+        """What the store keeps of the study (JSON-ready): the settings, grid, seeds and
+        ``identity`` (when known) that make its design, and ``description`` and ``min_effect``,
         which only the report reads."""
         data = {"description": self.description, "settings": self.settings, "grid": list(self.grid),
                 "seeds": list(self.seeds), "min_effect": self.min_effect}  # fmt: skip

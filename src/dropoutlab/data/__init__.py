@@ -1,11 +1,15 @@
-"""Datasets: decoded once into uint8 ``(N, C, H, W)`` tensors, found locally or downloaded.
+"""Datasets: decoded once into tensors (uint8 ``(N, C, H, W)`` images, or ``float32 (N, F)``
+feature vectors), found locally or downloaded, or given from Python.
 
 ``load_dataset(name)`` for ``digits``, ``mnist``, ``fashion-mnist``, ``kmnist``,
-``cifar10``, ``cifar100`` or ``npz:PATH``; ``dataset_info(name)`` for shape and class
-count without decoding; ``DATASETS`` / ``list_datasets()`` for listing.
+``cifar10``, ``cifar100``, ``npz:PATH``, ``csv:PATH?label=COLUMN`` or the name of a
+:class:`Data` (your arrays, DataFrame or torch Dataset); ``dataset_info(name)`` for shape
+and class count without decoding; ``DATASETS`` / ``list_datasets()`` for listing;
+``data_identity(name)`` for what the design records of the data.
 """
 
 from dropoutlab.data.base import ImageDataset
+from dropoutlab.data.memory import Data
 from dropoutlab.data.registry import (
     DATASETS,
     DatasetInfo,
@@ -16,6 +20,7 @@ from dropoutlab.data.registry import (
 
 __all__ = [
     "DATASETS",
+    "Data",
     "DatasetInfo",
     "ImageDataset",
     "dataset_info",

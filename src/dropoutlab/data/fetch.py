@@ -170,6 +170,13 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return pooch.file_hash(path, alg="sha256")
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of the file at ``path``, computed once per path, size and mtime: the
+    hash :func:`verify` checked is not computed again."""
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
 def verify(path: Path, name: str, original: str) -> None:
     """Check ``path`` against the SHA-256 of ``original``, a file of dataset ``name``.
 
@@ -180,8 +187,7 @@ def verify(path: Path, name: str, original: str) -> None:
     if expected is None:
         log.warning("no known SHA-256 for %s of %s; %s is not checked", original, name, path)
         return
-    st = path.stat()
-    actual = _sha256(str(path), st.st_size, st.st_mtime_ns)
+    actual = file_sha256(path)
     if actual != expected:
         raise DropoutlabError(
             f"{path} is corrupt or not the expected {name} file {original}: its SHA-256 is "

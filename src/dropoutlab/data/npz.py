@@ -1,7 +1,9 @@
 """NumPy ``.npz`` files in Keras' layout: ``x_train, y_train, x_test, y_test``.
 
-Images may be ``(N, H, W)`` (one channel) or channels-last ``(N, H, W, C)``, as Keras
-stores them; they are turned into ``(N, C, H, W)``. Pixels may be
+Samples may be feature vectors ``(N, F)`` (tabular data: any numbers, kept as ``float32``
+values, checked finite, never against [0, 1]; a study scales or standardises them on the
+training split), or images ``(N, H, W)`` (one channel) or channels-last ``(N, H, W, C)``,
+as Keras stores them, turned into ``(N, C, H, W)``. Pixels may be
 
 * integers in 0..255 (stored as any integer dtype), kept as they are, or
 * floats in [0, 1], multiplied by 255 and rounded to ``uint8``: 8 bits is what every
@@ -129,13 +131,19 @@ def _check_headers(members: dict[str, Member], path: Path) -> None:
     """Shapes and dtypes of the four members, checked together before any value is read."""
     for split in ("train", "test"):
         x, y = members[f"x_{split}"], members[f"y_{split}"]
-        if len(x.shape) not in (3, 4):
+        if len(x.shape) not in (2, 3, 4):
             raise DropoutlabError(
-                f"{path}: {x.key} has shape {x.shape}; expected (N, H, W) or channels-last (N, H, W, C)"
+                f"{path}: {x.key} has shape {x.shape}; expected feature vectors (N, F), images (N, H, W) or "
+                "channels-last (N, H, W, C)"
             )
         if 0 in x.shape[1:]:
             raise DropoutlabError(
-                f"{path}: {x.key} has shape {x.shape}; an image needs at least one pixel and one channel"
+                f"{path}: {x.key} has shape {x.shape}; "
+                + (
+                    "a sample needs at least one feature"
+                    if len(x.shape) == 2
+                    else "an image needs at least one pixel and one channel"
+                )
             )
         if x.dtype.kind not in "iuf":
             raise DropoutlabError(f"{path}: {x.key} has {x.dtype} pixels; expected uint8 or float in [0, 1]")
@@ -153,6 +161,17 @@ def _check_headers(members: dict[str, Member], path: Path) -> None:
                 + ("nothing could train on it" if split == "train" else "no run could be tested")
             )
     train, test = members["x_train"], members["x_test"]
+    if (len(train.shape) == 2) != (len(test.shape) == 2) or (
+        len(train.shape) == 2 and train.shape[1] != test.shape[1]
+    ):
+        raise DropoutlabError(
+            f"{path}: x_train has shape {train.shape} but x_test has shape {test.shape}; their samples must match"
+        )
+    if len(train.shape) == 2:  # feature vectors, held as float32
+        MAX_DATASET_BYTES.check(
+            f"{path}: x_train and x_test as float32 values would hold", 4 * (train.count + test.count)
+        )
+        return
     if _channels_first(train.shape) != _channels_first(test.shape):
         raise DropoutlabError(
             f"{path}: x_train images are {_channels_first(train.shape)} but x_test images are "
@@ -194,6 +213,24 @@ def _images(archive: zipfile.ZipFile, x: Member, path: Path) -> torch.Tensor:
     images = staged.reshape(x.shape[::-1]).T if x.fortran else staged.reshape(x.shape)
     images = images[:, None] if len(x.shape) == 3 else images.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(images))  # a copy only when not already (N, C, H, W)
+
+
+def _features(archive: zipfile.ZipFile, x: Member, path: Path) -> torch.Tensor:
+    """``float32 (N, F)`` feature vectors of member ``x``, converted and checked finite a chunk
+    at a time: nothing larger than the result is allocated (plus one chunk)."""
+    values = np.empty(x.count, dtype=np.float32)  # file order
+    done = 0
+    for chunk in _chunks(archive, x, path):
+        part = values[done : done + len(chunk)]
+        part[:] = chunk
+        if x.dtype.kind == "f" and not np.isfinite(part).all():
+            raise DropoutlabError(
+                f"{path}: {x.key} has values that are not finite (NaN or infinity, or beyond float32); "
+                "fill or drop them"
+            )
+        done += len(chunk)
+    features = values.reshape(x.shape[::-1]).T if x.fortran else values.reshape(x.shape)
+    return torch.from_numpy(np.ascontiguousarray(features))
 
 
 def _labels(archive: zipfile.ZipFile, y: Member, path: Path) -> torch.Tensor:
@@ -238,8 +275,10 @@ def read_npz(path: Path, name: str) -> ImageDataset:
             _check_headers(members, path)
             y_train = _labels(archive, members["y_train"], path)
             y_test = _labels(archive, members["y_test"], path)
-            x_train = _images(archive, members["x_train"], path)
-            x_test = _images(archive, members["x_test"], path)
+            features = len(members["x_train"].shape) == 2
+            read = _features if features else _images
+            x_train = read(archive, members["x_train"], path)
+            x_test = read(archive, members["x_test"], path)
     except zipfile.BadZipFile as exc:
         raise DropoutlabError(
             f"cannot read npz file {path}: it is not an npz archive (a zip of .npy files, as np.savez "
@@ -248,4 +287,8 @@ def read_npz(path: Path, name: str) -> ImageDataset:
     except (OSError, ValueError, EOFError, zlib.error, NotImplementedError) as exc:
         raise DropoutlabError(f"cannot read npz file {path}: {one_line(exc)}") from exc
     num_classes = int(torch.cat([y_train, y_test]).max()) + 1
-    return ImageDataset(name, x_train, y_train, x_test, y_test, num_classes=num_classes)
+    if features and len(torch.unique(y_train)) < 2:
+        raise DropoutlabError(f"{path}: y_train holds a single class; a classifier needs at least 2")
+    return ImageDataset(
+        name, x_train, y_train, x_test, y_test, num_classes=num_classes, pixel_max=None if features else 255.0
+    )

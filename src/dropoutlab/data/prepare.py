@@ -46,7 +46,7 @@ class PreparedData:
     val: Split
     train_eval: Split
     test: Split
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
 
     def to(self, device: torch.device | str) -> PreparedData:
@@ -62,13 +62,25 @@ class PreparedData:
 def scaling(
     dataset: ImageDataset, normalize: str, train_x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel ``(shift, scale)`` such that ``(x - shift) / scale`` is the normalised image.
+    """Per-channel (per-feature for feature vectors) ``(shift, scale)`` such that
+    ``(x - shift) / scale`` is the normalised sample.
 
     ``"unit"`` maps pixels to [0, 1] (the CIFAR-10 notebook's division by 255), ``"symmetric"``
     to [-1, 1] (the Fashion-MNIST notebook's ``Normalize(0.5, 0.5)``), ``"standard"`` to zero
-    mean and unit variance per channel, measured on the training split only.
+    mean and unit variance per channel, measured on the training split only. Values that are
+    not pixels (``pixel_max`` None: feature vectors, arrays from Python) have no white value:
+    ``"unit"`` and ``"symmetric"`` map the training split's range of each channel or feature to
+    [0, 1] and [-1, 1], and a constant one is only shifted.
     """
     channels = dataset.input_shape[0]
+    dims = (0, *range(2, train_x.dim()))  # every dimension but the channel (or feature)
+    if normalize in ("unit", "symmetric") and dataset.pixel_max is None:
+        low = train_x.amin(dim=dims).double()
+        high = train_x.amax(dim=dims).double()
+        span = torch.where(high > low, high - low, torch.ones_like(high))
+        if normalize == "unit":
+            return low.float(), span.float()
+        return ((low + high) / 2).float(), (span / 2).float()
     if normalize == "unit":
         return torch.zeros(channels), torch.full((channels,), dataset.pixel_max)
     if normalize == "symmetric":
@@ -79,11 +91,18 @@ def scaling(
         total_sq = torch.zeros(channels, dtype=torch.float64)
         for chunk in train_x.split(4096):  # chunks keep the float64 copy small
             c = chunk.to(torch.float64)
-            total += c.sum(dim=(0, 2, 3))
-            total_sq += (c * c).sum(dim=(0, 2, 3))
-        count = train_x.shape[0] * train_x.shape[2] * train_x.shape[3]
+            total += c.sum(dim=dims)
+            total_sq += (c * c).sum(dim=dims)
+        count = train_x.numel() // channels
         mean = total / count
-        std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+        var = total_sq / count - mean * mean
+        if dataset.pixel_max is None:
+            # a constant feature (its variance float32 rounding, under a millionth of its mean)
+            # is only shifted, not blown up; a feature in tiny units keeps its scale
+            return mean.float(), torch.where(
+                var > 1e-12 * mean * mean, var, torch.ones_like(var)
+            ).sqrt().float()
+        std = var.clamp_min(1e-12).sqrt()
         return mean.float(), std.float()
     raise ValueError(f"unknown normalization {normalize!r}")
 
@@ -129,28 +148,35 @@ def prepare_data(
     """Split off validation, normalise once and move every split to ``device``.
 
     The uint8 images go to the device first and are converted there, so a GPU run never
-    copies float32 images over the bus. Raises :class:`DropoutlabError` for a degenerate
-    split (:func:`check_split`).
+    copies float32 images over the bus. A dataset that brings its own validation split
+    (``x_val``, arrays from Python) uses it, and ``validation`` carves nothing. Raises
+    :class:`DropoutlabError` for a degenerate split (:func:`check_split`).
     """
-    check_split(len(dataset.y_train), validation, dataset.name)
-    train_idx, val_idx = split_indices(len(dataset.y_train), validation, split_seed)
-    x_fit = dataset.x_train[train_idx]
+    if dataset.y_val is None:
+        check_split(len(dataset.y_train), validation, dataset.name)
+        train_idx, val_idx = split_indices(len(dataset.y_train), validation, split_seed)
+        x_fit, y_fit = dataset.x_train[train_idx], dataset.y_train[train_idx]
+        x_val, y_val = dataset.x_train[val_idx], dataset.y_train[val_idx]
+    else:
+        x_fit, y_fit, x_val, y_val = dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val
     shift, scale = scaling(dataset, normalize, x_fit)
-    shift = shift.to(device).view(1, -1, 1, 1)
-    scale = scale.to(device).view(1, -1, 1, 1)
+    view = (1, -1, *[1] * (x_fit.dim() - 2))  # (1, C, 1, 1) for images, (1, F) for feature vectors
+    shift = shift.to(device).view(view)
+    scale = scale.to(device).view(view)
 
     def split(x: torch.Tensor, y: torch.Tensor) -> Split:
-        x = x.to(device)
+        moved = x.to(device)
         # in place: one float copy, not three; torch's default dtype, as nn.Linear's weights, so that
-        # the tests can train both engines in float64
-        x = x.to(torch.get_default_dtype())
+        # the tests can train both engines in float64. A copy even where the dtype is that already
+        # (float32 values), so that the dataset's own tensors are never normalised in place.
+        x = moved.to(torch.get_default_dtype(), copy=moved is x)
         return Split(x.sub_(shift).div_(scale), y.to(device))
 
-    train = split(x_fit, dataset.y_train[train_idx])
+    train = split(x_fit, y_fit)
     n_eval = min(len(train), TRAIN_EVAL_MAX)
     return PreparedData(
         train=train,
-        val=split(dataset.x_train[val_idx], dataset.y_train[val_idx]),
+        val=split(x_val, y_val),
         train_eval=Split(train.x[:n_eval], train.y[:n_eval]),
         test=split(dataset.x_test, dataset.y_test),
         input_shape=dataset.input_shape,

@@ -13,8 +13,10 @@ from dropoutlab.data.base import ImageDataset
 from dropoutlab.data.cifar import read_cifar
 from dropoutlab.data.digits import read_digits
 from dropoutlab.data.idx import idx_split_header, read_idx_split
+from dropoutlab.data.known import known, known_names
 from dropoutlab.data.limits import MAX_DATASET_BYTES
 from dropoutlab.data.npz import read_npz
+from dropoutlab.data.tabular import CSV_PREFIX, parse_csv_name, read_csv_dataset
 from dropoutlab.errors import DropoutlabError
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,10 @@ class DatasetInfo:
     """What a dataset is, known without decoding it.
 
     Attributes:
-        name: registry name (``"cifar10"``) or ``"npz:PATH"``.
+        name: registry name (``"cifar10"``), ``"npz:PATH"``, ``"csv:PATH?label=COLUMN"``, or the
+            name of data made in Python (:class:`~dropoutlab.data.memory.Data`).
         description: one line for listings.
-        input_shape: ``(channels, height, width)`` of one image, in pixels.
+        input_shape: ``(channels, height, width)`` of one image, in pixels, or ``(features,)``.
         num_classes: number of classes; labels lie in ``[0, num_classes)``.
         train_size, test_size: number of images in each split.
         source: where the data comes from: a URL, a file path, or "scikit-learn (bundled)".
@@ -37,7 +40,7 @@ class DatasetInfo:
 
     name: str
     description: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     train_size: int
     test_size: int
@@ -110,8 +113,9 @@ def list_datasets() -> list[DatasetInfo]:
     return list(DATASETS.values())
 
 
-def _parse(name: str) -> tuple[str, Path | None]:
-    """The registry key of ``name``, or ``(name, path)`` for ``npz:PATH``."""
+def parse_name(name: str) -> tuple[str, Path | None]:
+    """The registry key of ``name``, or ``(name, path)`` for ``npz:PATH`` and ``csv:PATH?...``,
+    or ``(name, None)`` for data made in Python (:func:`~dropoutlab.data.memory.known`)."""
     if not isinstance(name, str):
         raise DropoutlabError(f"dataset name must be a string, got {name!r}")
     text = name.strip()
@@ -120,12 +124,18 @@ def _parse(name: str) -> tuple[str, Path | None]:
         if not path:
             raise DropoutlabError("'npz:' needs a file path after it, e.g. npz:data/my_images.npz")
         return text, Path(path).expanduser()
+    if text[: len(CSV_PREFIX)].lower() == CSV_PREFIX:
+        return CSV_PREFIX + text[len(CSV_PREFIX) :], parse_csv_name(text)[0]
+    if known(text) is not None:
+        return text, None
     key = text.lower().replace("_", "-")
     if key not in DATASETS:
-        close = difflib.get_close_matches(key, DATASETS, n=1)
+        close = difflib.get_close_matches(key, [*DATASETS, *known_names()], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        mine = f", {', '.join(map(repr, known_names()[:5]))} (made in Python)" if known_names() else ""
         raise DropoutlabError(
-            f"unknown dataset {name!r}{hint}; choose one of: {', '.join(DATASETS)}, npz:PATH"
+            f"unknown dataset {name!r}{hint}; choose one of: {', '.join(DATASETS)}, npz:PATH, "
+            f"csv:PATH?label=COLUMN{mine}, or data made with dropoutlab.Data"
         )
     return key, None
 
@@ -140,6 +150,22 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 @lru_cache(maxsize=8)
 def _read_npz_cached(name: str, path: str, size: int, mtime_ns: int) -> ImageDataset:
     return read_npz(Path(path), name)
+
+
+@lru_cache(maxsize=8)
+def _read_csv_cached(name: str, stamps: tuple[tuple[str, int, int], ...]) -> ImageDataset:
+    path, label, test = parse_csv_name(name)
+    return read_csv_dataset(name, path, label, test)
+
+
+def _csv_stamps(name: str) -> tuple[tuple[str, int, int], ...]:
+    """Resolved path, size and mtime of the CSV file(s) of ``name``, which must exist."""
+    path, _, test = parse_csv_name(name)
+    paths = [path, test] if isinstance(test, Path) else [path]
+    for p in paths:
+        if not p.is_file():
+            raise DropoutlabError(f"CSV file {p} does not exist (from dataset {name!r})")
+    return tuple(_stamp(p) for p in paths)
 
 
 def _check_idx_headers(name: str, paths: list[Path]) -> None:
@@ -221,11 +247,18 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     unless ``download`` is False. Decoding happens once per process: later calls return
     the same tensors, so callers must not modify them in place.
 
+    ``csv:PATH?label=COLUMN`` reads a CSV table (see :mod:`dropoutlab.data.tabular`), and the
+    name of a :class:`~dropoutlab.data.memory.Data` made in this process gives its tensors.
+
     Raises:
         DropoutlabError: unknown name, files missing (and not downloadable), corrupt or
             malformed files; the message names the file and what was expected.
     """
-    key, npz_path = _parse(name)
+    key, npz_path = parse_name(name)
+    if known(key) is not None:
+        return known(key).dataset
+    if key.startswith(CSV_PREFIX):
+        return _read_csv_cached(key, _csv_stamps(key))
     if npz_path is not None:
         if not npz_path.is_file():
             raise DropoutlabError(f"npz file {npz_path} does not exist (from dataset {name!r})")
@@ -239,20 +272,21 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
 def dataset_info(name: str, data_dir: str | Path | None = None) -> DatasetInfo:
     """Shape, class count and split sizes of ``name``, without decoding registered datasets.
 
-    For ``npz:PATH`` the file is read (once per path and modification time) to learn
+    For ``npz:PATH`` and ``csv:...`` the file is read (once per path and modification time) to learn
     them, so a bad file is reported here, before anything trains. ``data_dir`` is
     accepted for symmetry with :func:`load_dataset`; no lookup needs it.
     """
-    key, npz_path = _parse(name)
-    if npz_path is None:
+    key, npz_path = parse_name(name)
+    if npz_path is None and key in DATASETS:
         return DATASETS[key]
     ds = load_dataset(key, data_dir, download=False)
+    what = "feature vectors" if ds.features else "images"
     return DatasetInfo(
         name=key,
-        description=f"images from {npz_path}",
+        description=f"{what} from {npz_path or 'Python'}",
         input_shape=ds.input_shape,
         num_classes=ds.num_classes,
         train_size=len(ds.y_train),
         test_size=len(ds.y_test),
-        source=str(npz_path.resolve()),
+        source=str(npz_path.resolve()) if npz_path else "Python (dropoutlab.Data)",
     )

@@ -230,6 +230,11 @@ def check_slot_kinds(
         masked[index] = slot
 
 
+# Where a slot of a user's model sits, in words (UserModelInfo.sites).
+USER_SITES = {"image": "on images (N, C, H, W)", "dense": "on feature vectors (N, F)",
+              "weights": "on feature vectors (N, F)"}  # fmt: skip
+
+
 def check_user_kinds(info: UserModelInfo, kind_of: Callable[[str], str]) -> None:
     """Refuse, in one line naming the slot, a kind that makes no sense where a slot of a user's model
     sits (:func:`~dropoutlab.models.builder.kind_fits`); ``standard`` keeps the factory's own
@@ -240,9 +245,7 @@ def check_user_kinds(info: UserModelInfo, kind_of: Callable[[str], str]) -> None
         if kind == "standard" or kind_fits(kind, site):
             continue
         wants = " or ".join(NEEDS[w] for w in sorted(kind_places(kind)))
-        where = {"image": "on images (N, C, H, W)", "dense": "on feature vectors (N, F)"}.get(
-            site, "on inputs that are neither images nor feature vectors"
-        )
+        where = USER_SITES.get(site, "on inputs that are neither images nor feature vectors")
         allowed = ", ".join(k for k in kinds if k == "standard" or kind_fits(k, site))
         raise DropoutlabError(
             f"dropout.{slot}: kind {kind!r} needs {wants}, but slot {slot!r} ({info.classes[slot]}) sits "

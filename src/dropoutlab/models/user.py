@@ -10,7 +10,8 @@ Slots are found, not declared (:func:`find_slots`): every ``nn.Dropout``, ``Drop
 ``AlphaDropout`` and ``FeatureAlphaDropout`` submodule (and any of dropoutlab's dropout
 kinds) is a slot named by its module path (``encoder.layers.0.dropout``). A run sets each
 slot's rate (``module.p``); a slot whose kind is not ``standard`` is replaced by dropoutlab's
-module of that kind, as baal's ``patch_module`` does for MC dropout. Where a kind makes sense
+module of that kind, as baal's ``patch_module`` does for MC dropout (``dropconnect``: the
+``nn.Linear`` that reads the slot's output). Where a kind makes sense
 follows :func:`~dropoutlab.models.builder.kind_fits` (:func:`~dropoutlab.models.builder.check_user_kinds`), the site of a slot read from the
 input it gets in a trial forward pass: ``image`` for (N, C, H, W), ``dense`` for (N, F).
 
@@ -64,7 +65,14 @@ def is_factory_path(name: Any) -> bool:
 
 
 def factory_path(factory: Callable[..., Any]) -> str:
-    """The import path of a callable, ``"module:qualname"``; a lambda is refused (it has no name to store)."""
+    """The import path of a callable (a function, or a class whose instances are networks),
+    ``"module:qualname"``; a lambda is refused (it has no name to store), and so is a network
+    itself (each run needs a fresh one)."""
+    if isinstance(factory, nn.Module):
+        raise DropoutlabError(
+            f"model: a {type(factory).__name__} network, not a factory; each run needs a fresh one: pass its class "
+            f"or a function that returns one (def make_net(): return {type(factory).__name__}(...))"
+        )
     qualname = getattr(factory, "__qualname__", None)
     module = getattr(factory, "__module__", None)
     if not callable(factory) or not qualname or not module:
@@ -89,8 +97,9 @@ def register_factory(factory: Callable[..., nn.Module]) -> str:
 
 
 def check_factory_path(path: Any, where: str = "model") -> str:
-    """``path`` if it reads ``module.sub:function`` (identifiers only), else one line saying so."""
-    if not isinstance(path, str) or not _PATH.match(path):
+    """``path`` if it reads ``module.sub:function`` (identifiers only) or is registered (a nested
+    function's ``module:outer.<locals>.make_net``), else one line saying so."""
+    if not isinstance(path, str) or not (_PATH.match(path) or path in _REGISTERED):
         raise DropoutlabError(
             f"{where}: {path!r} is not a factory path; allowed: 'package.module:function' (a function that "
             "returns an nn.Module), a preset or a family (see `dropoutlab models`)"
@@ -177,7 +186,8 @@ class UserModelInfo:
     """What one trial build and forward pass told of a factory's model with given arguments.
 
     ``slots`` maps each slot (module path) to the rate the factory set; ``sites`` to where it
-    sits (``image``, ``dense`` or ``other``, from the rank of its input); ``classes`` to its
+    sits (``image``, ``dense`` or ``other``, from the rank of its input; ``weights`` for feature
+    vectors that an ``nn.Linear`` reads right after it, whose path ``weights`` gives); ``classes`` to its
     module's class name. ``params`` counts trainable values, ``activations`` the values one
     sample occupies (the input and every leaf module's output); ``output_shape`` is the output
     of a batch of two; ``text`` the model's ``repr`` as the factory returned it;
@@ -188,6 +198,7 @@ class UserModelInfo:
     args: dict[str, Any]
     slots: dict[str, float]
     sites: dict[str, str]
+    weights: dict[str, str]
     classes: dict[str, str]
     params: int
     activations: int
@@ -271,8 +282,29 @@ def _probe(
         if isinstance(output, torch.Tensor) and not list(module.children()) and output.dim() > 0:
             outputs.append(output.numel() // max(output.shape[0], 1))
 
+    marked: list[tuple[torch.Tensor, str]] = []  # each slot's output, a view of its own (kept alive)
+    weights: dict[str, str] = {}
+
+    def mark_output(module, inputs, output):
+        if isinstance(output, torch.Tensor):
+            view = output.view_as(output)  # a new object even where dropout (eval) returns its input
+            marked.append((view, names[id(module)]))
+            return view
+        return None
+
+    def see_linear(module, inputs):
+        x = inputs[0] if inputs else None
+        for output, slot in marked:
+            if x is output:
+                weights.setdefault(slot, linears[id(module)])
+
     names = {id(module): name for name, module in slots.items()}
+    linears = {id(module): name for name, module in model.named_modules() if type(module) is nn.Linear}
     hooks = [module.register_forward_pre_hook(see_input) for module in slots.values()]
+    hooks += [module.register_forward_hook(mark_output) for module in slots.values()]
+    hooks += [
+        module.register_forward_pre_hook(see_linear) for module in model.modules() if id(module) in linears
+    ]
     hooks += [module.register_forward_hook(count) for module in model.modules()]
     try:
         model.eval()
@@ -299,7 +331,11 @@ def _probe(
         factory=path,
         args=args,
         slots={name: slot_rate(module) for name, module in slots.items()},
-        sites={name: sites.get(name, "other") for name in slots},
+        sites={
+            name: "weights" if name in weights and sites.get(name) == "dense" else sites.get(name, "other")
+            for name in slots
+        },  # fmt: skip
+        weights={slot: linear for slot, linear in weights.items() if sites.get(slot) == "dense"},
         classes={name: type(module).__name__ for name, module in slots.items()},
         params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         activations=math.prod(input_shape) + sum(outputs),
@@ -314,19 +350,28 @@ def set_slots(
     rates: Mapping[str, float],
     kind_of: Callable[[str], str],
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    weights: Mapping[str, str] | None = None,
 ) -> nn.Module:
     """Give each slot of ``model`` its rate; a slot of a kind other than ``standard`` (with a rate
     above 0) becomes dropoutlab's module of that kind (``options``: its ``block_size``).
 
     ``standard`` keeps the factory's module (an ``nn.Dropout2d`` stays channel dropout) and sets
-    its ``p``; rate 0 is that module at ``p = 0``, the identity, whatever the kind.
+    its ``p``; rate 0 is that module at ``p = 0``, the identity, whatever the kind. A
+    ``dropconnect`` slot leaves its module at ``p = 0`` and masks the weights of the
+    ``nn.Linear`` that reads its output instead (``weights``: its path, from
+    :func:`probe_user_model`), which becomes a
+    :class:`~dropoutlab.layers.kinds.DropConnectLinear` holding the same parameters.
     """
-    options = options or {}
+    options, weights = options or {}, weights or {}
     kinds = dropout_kinds()
     for name, module in find_slots(model).items():
         if name not in rates:
             continue
         rate, kind = float(rates[name]), kind_of(name)
+        if kind == "dropconnect" and rate > 0.0:
+            module.p = 0.0
+            model.set_submodule(weights[name], dropconnect(model.get_submodule(weights[name]), rate, name))
+            continue
         if kind == "standard" or rate == 0.0:
             try:
                 module.p = rate
@@ -339,6 +384,18 @@ def set_slots(
     return model
 
 
+def dropconnect(linear: nn.Linear, rate: float, slot: str) -> nn.Module:
+    """``linear`` as a :class:`~dropoutlab.layers.kinds.DropConnectLinear` at ``rate`` holding its
+    very parameters (made on the meta device: nothing drawn from the run's generator)."""
+    from dropoutlab.layers.kinds import DropConnectLinear
+
+    with torch.device("meta"):
+        layer = DropConnectLinear(linear.in_features, linear.out_features, rate, slot=slot)
+    layer.weight = linear.weight
+    layer.bias = linear.bias  # None where the factory's layer has none
+    return layer
+
+
 def build_user_model(
     settings, input_shape: tuple[int, ...], num_classes: int, rates: Mapping[str, float] | None = None
 ) -> nn.Module:
@@ -348,7 +405,10 @@ def build_user_model(
     seeds the global generator first; nothing here draws from it but the factory."""
     model = call_factory(settings.factory, settings.factory_args)
     rates = settings.dropout if rates is None else rates
-    return set_slots(model, rates, settings.kind_of, settings.slot_options)
+    weights = {}
+    if any(settings.kind_of(slot) == "dropconnect" for slot in rates):
+        weights = probe_user_model(settings.factory, settings.factory_args, input_shape, num_classes).weights
+    return set_slots(model, rates, settings.kind_of, settings.slot_options, weights)
 
 
 def user_outputs(settings, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, list[int]]:
@@ -362,9 +422,10 @@ def source_sha256(factory: Callable[..., Any], model: nn.Module) -> str | None:
     """SHA-256 of the factory's source and of the source of each class of ``model`` defined outside
     torch and dropoutlab (so a changed ``forward`` counts), or None when the factory's source
     cannot be read (a function typed at an interactive prompt, a compiled one). A class whose
-    source cannot be read (some notebooks) counts by its qualified name alone."""
+    own source cannot be read (one defined in a notebook: ``inspect`` finds a class through its
+    module's file) counts by the source of its methods, which can."""
     try:
-        parts = [inspect.getsource(factory)]
+        parts = [class_source(factory) if isinstance(factory, type) else inspect.getsource(factory)]
     except (OSError, TypeError):
         return None
     seen: dict[type, None] = {}
@@ -372,12 +433,25 @@ def source_sha256(factory: Callable[..., Any], model: nn.Module) -> str | None:
         cls = type(module)
         if cls.__module__.split(".")[0] not in ("torch", "dropoutlab"):
             seen.setdefault(cls, None)
-    for cls in seen:
-        try:
-            parts.append(inspect.getsource(cls))
-        except (OSError, TypeError):
-            parts.append(f"<no source: {cls.__module__}.{cls.__qualname__}>")
+    parts += [class_source(cls) for cls in seen]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def class_source(cls: type) -> str:
+    """The source of ``cls``; where ``inspect`` cannot find it, its name and the source of each of
+    its methods (``<no source: NAME>`` for one without)."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        parts = [f"class {cls.__qualname__}"]
+    for name, value in sorted(vars(cls).items()):
+        function = getattr(value, "__func__", value)  # a classmethod's or staticmethod's function
+        if inspect.isfunction(function):
+            try:
+                parts.append(inspect.getsource(function))
+            except (OSError, TypeError):
+                parts.append(f"<no source: {name}>")
+    return "\n".join(parts)
 
 
 def model_identity(
@@ -394,3 +468,20 @@ def model_identity(
             path,
         )
     return {"factory": path, "source_sha256": info.source_sha256, "repr": info.text}
+
+
+def user_summary(path: str, args: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """``(module path, class name, parameters)`` of each module of a factory's model that holds
+    parameters of its own (``dropoutlab models``); built on the meta device where the factory
+    allows it, the global random state left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device("meta"):
+                model = call_factory(path, args)
+        except Exception:  # a factory that needs real tensors
+            model = call_factory(path, args)
+    return [
+        (name or "(model)", type(module).__name__, sum(p.numel() for p in module.parameters(recurse=False)))
+        for name, module in model.named_modules()
+        if any(True for _ in module.parameters(recurse=False))
+    ]

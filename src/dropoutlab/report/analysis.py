@@ -404,7 +404,9 @@ def _methods(runs: pd.DataFrame, records: Sequence[dict]) -> Methods:
         engines=_count(_engine(e) for e in envs),
         stack_sizes={int(k): v for k, v in _count(s for s in stacks if s is not None).items()},
         devices=recorded["device"], dtypes=recorded["dtype"], threads=recorded["threads"],
-        versions={k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("dropoutlab", "torch", "python")},
+        # with the data's identity (env["data"]: what the dataset's name stood for, dropoutlab.data.identity)
+        versions={k: _count(str(e.get(k, NOT_RECORDED)) for e in envs) for k in ("dropoutlab", "torch", "python",
+                                                                                  "data")},
         training=training,
     )  # fmt: skip
 

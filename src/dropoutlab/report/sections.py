@@ -607,10 +607,14 @@ def _training_text(training: dict) -> str:
 def _methods(a: Analysis) -> Section:
     m = a.methods
     statuses = ", ".join(f"{n} {s}" for s, n in m.statuses.items()) or "none"
-    versions = ", ".join(f"{name} {_counted(values)}" for name, values in m.versions.items())
+    versions = ", ".join(
+        f"{name} {_counted(values)}" for name, values in m.versions.items() if name != "data"
+    )
     lines = [
         f"{m.runs} runs ({statuses}).",
         _training_text(m.training),
+        f"Data identity (the SHA-256 of the dataset's files or arrays, or the scikit-learn version of digits, "
+        f"when each run trained): {_counted(m.versions.get('data', {}))}.",
         f"How they were trained: {_engine_text(m)}. Device: {_counted(_devices(m.devices))}; "
         f"precision: {_counted(m.dtypes)}; CPU threads: {_counted(m.threads)}; {versions}.",
         f"Statistics: tests at alpha = {a.alpha:g} over one Holm family of {a.family_size} tests; intervals at "

@@ -7,11 +7,21 @@ would compare them as if they were one. So adding seeds or grid values *extends*
 changed keys and the ways out: a new study name, or ``--replace``, which keeps the old runs
 under ``NAME@archived-N``. ``description`` and ``min_effect`` only affect the report and may
 change freely.
+
+What the names stand for is part of the design too: the definition's ``identity`` table holds
+one entry per thing a name can hide (``identity["data"]``: each dataset's identity, see
+:mod:`dropoutlab.data.identity`; other entries, such as a model's, the same way). Every entry
+is compared: a different value is a changed design, refused with the entry named (``the data
+changed (identity.data): ...``). An entry the stored definition lacks (a store written before
+it was recorded) is adopted, said in one line, never refused; a dataset added by extending
+the grid adds its identity.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from dropoutlab.errors import DropoutlabError
@@ -43,11 +53,6 @@ def compare_designs(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
             or not _same(old_settings[key], new_settings[key])
         ):
             changed.append(key)
-
-    old_identity, new_identity = old.get("identity") or {}, new.get("identity") or {}
-    for key in sorted(set(old_identity) & set(new_identity)):  # one not stored before is adopted
-        if not _same(old_identity[key], new_identity[key]):
-            changed.append(f"identity.{key}")
 
     old_grid, new_grid = old.get("grid") or [{}], new.get("grid") or [{}]
     several = len(old_grid) > 1 or len(new_grid) > 1
@@ -83,16 +88,95 @@ def compare_designs(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
     return changed, added
 
 
+def with_identity(study: StudySpec, data_dir: str | Path | None = None, download: bool = True) -> StudySpec:
+    """``study`` with ``identity["data"]``: each of its datasets' identity
+    (:func:`~dropoutlab.data.identity.data_identity`). Without ``download``, a registered
+    dataset whose files are not on this machine is left out (it cannot be told apart here)."""
+    from dropoutlab.data.identity import data_identity
+
+    # the datasets a study names: its setting and the grid's values (validated names, so no run
+    # need be expanded again)
+    named = [study.settings.get("dataset"), *(v for sub in study.grid for v in sub.get("dataset", []))]
+    names = sorted({name for name in named if isinstance(name, str)})
+    found = {name: data_identity(name, data_dir, download) for name in names}
+    data = {name: identity for name, identity in found.items() if identity is not None}
+    return dataclasses.replace(study, identity={**study.identity, "data": data})
+
+
+def keep_identity(old: dict[str, Any] | None, study: StudySpec) -> StudySpec:
+    """``study`` with the identities the stored definition ``old`` has and ``study`` lacks (a
+    dataset whose files this machine does not have), so that writing the definition again never
+    forgets what the stored runs were trained on."""
+    kept = (old or {}).get("identity") or {}
+    identity = dict(study.identity)
+    for entry, value in kept.items():
+        if entry not in identity:
+            identity[entry] = value
+        elif isinstance(value, dict) and isinstance(identity[entry], dict):
+            identity[entry] = {**value, **identity[entry]}
+    return dataclasses.replace(study, identity=identity) if identity != study.identity else study
+
+
+def compare_identities(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(changed, adopted)`` between two definitions' ``identity`` tables.
+
+    ``changed`` has one phrase per entry whose value differs (``the data changed (identity.data):
+    npz:a.npz was sha256:1f2e... when its runs were stored, now sha256:9a8b...``); ``adopted``
+    names the entries the stored table lacks. Entries that are tables (``data``: one identity
+    per dataset) are compared key by key, and a key only one side has is no change: a dataset
+    the grid adds, or one whose files this machine lacks.
+    """
+    changed: list[str] = []
+    adopted: list[str] = []
+    for entry in sorted(new):
+        if entry not in old:
+            adopted.append(entry)
+            continue
+        before, after = old[entry], new[entry]
+        if isinstance(before, dict) and isinstance(after, dict):
+            pairs = [(f"{key} was ", before[key], after[key]) for key in sorted(set(before) & set(after))]
+        else:
+            pairs = [("", before, after)]
+        diffs = [f"{what}{_short(a)} when its runs were stored, now {_short(b)}"
+                 for what, a, b in pairs if not _same(a, b)]  # fmt: skip
+        if diffs:
+            changed.append(f"the {entry} changed (identity.{entry}): {'; '.join(diffs)}")
+    return changed, adopted
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = " ".join(text.split())  # one line: a model's repr has line breaks
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _identity_text(entry: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key} as {_short(v)}" for key, v in sorted(value.items())) or "nothing"
+    return _short(value)
+
+
 def check_design(old: dict[str, Any] | None, study: StudySpec, store: str) -> str | None:
     """Refuse ``study`` when the definition ``old`` stored in ``store`` is another design.
 
-    Returns the one line that says what an extension adds, or None when nothing is added
-    (or nothing was stored: a new study, or a store made before definitions were kept, whose
-    runs are taken as this definition's).
+    Returns the lines that say what an extension adds and which identity entries are adopted
+    (see :func:`compare_identities`), or None when there is nothing to say (or nothing was
+    stored: a new study, or a store made before definitions were kept, whose runs are taken as
+    this definition's). A study without its data's identity (not from
+    :func:`with_identity`) gets the identities that can be known without downloading.
     """
     if old is None:
         return None
-    changed, added = compare_designs(old, study.definition())
+    if "data" not in study.identity:
+        study = with_identity(study, download=False)
+    new = study.definition()
+    changed_ids, adopted = compare_identities(old.get("identity") or {}, new.get("identity") or {})
+    if changed_ids:
+        raise DropoutlabError(
+            f"study {study.name!r} in {store}: {'; '.join(changed_ids)}; runs of the two "
+            f"would be compared as one: use a new study name or --replace (keeps the stored runs as '{study.name}@archived-N')"
+        )
+    changed, added = compare_designs(old, new)
     if changed:
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         raise DropoutlabError(
@@ -101,6 +185,10 @@ def check_design(old: dict[str, Any] | None, study: StudySpec, store: str) -> st
             f"change give the study a new name, or run with --replace to keep the stored runs as "
             f"'{study.name}@archived-N'"
         )
-    if added:
-        return f"{study.name}: extends the stored study with {', '.join(added)}"
-    return None
+    lines = [f"{study.name}: extends the stored study with {', '.join(added)}"] if added else []
+    for entry in adopted:
+        lines.append(
+            f"{study.name}: the store had no identity.{entry} for this study (written before it was recorded); "
+            f"recorded it now: {_identity_text(entry, new['identity'][entry])}"
+        )
+    return "\n".join(lines) or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -17,12 +18,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dropoutlab.data import load_dataset
+from dropoutlab.data import Data, load_dataset
+from dropoutlab.data.memory import use
 from dropoutlab.data.prepare import PreparedData, prepare_data
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.runs import RunResult, RunSpec, StudySpec
 from dropoutlab.store import Store
-from dropoutlab.study.design import check_design
+from dropoutlab.study.design import check_design, keep_identity, with_identity
 from dropoutlab.study.grid import expand_runs
 from dropoutlab.study.leases import LEASE_S, Lease, driver_gone
 from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
@@ -84,6 +86,7 @@ def run_study(
     runs: list[RunSpec] | None = None,
     desc: str | None = None,
     checkpoint_minutes: float = DEFAULT_MINUTES,
+    data: Data | None = None,
 ) -> StudyOutcome:
     """Train every run of ``study`` that ``store`` does not hold yet, writing each as it ends.
 
@@ -127,6 +130,10 @@ def run_study(
     grid with any seeds, such as the seeds ``--until-decided`` adds (:mod:`dropoutlab.study.sequential`).
     The store keeps the study's own definition either way, so a plain run of the same file
     afterwards is the same design. ``desc`` is the progress bar's label (default: the study's name).
+
+    ``data`` is your own data (a :class:`~dropoutlab.data.Data`: arrays, a DataFrame, a torch
+    ``Dataset``), which the study names as its ``dataset``; a Data made in this process is found
+    by its name without it, and ``data=`` makes sure it is that one.
     """
     if executor not in EXECUTORS:
         raise DropoutlabError(f"--executor: {executor!r} is not allowed; allowed: {', '.join(EXECUTORS)}")
@@ -136,6 +143,12 @@ def run_study(
         )
     start = time.perf_counter()
     runs = expand_runs(study) if runs is None else runs
+    if data is not None:
+        use(data, (run.settings.dataset for run in runs))
+    # what each dataset name stands for, part of the design; a complete study is checked with the
+    # files on this machine, and downloads nothing
+    finished = store.finished_ids(study.name)
+    study = with_identity(study, data_dir, download=replace or any(run.id not in finished for run in runs))
     if replace:
         busy = store.live_claims(LEASE_S, driver_gone, study=study.name)  # of any design of the study
         if busy:
@@ -147,7 +160,9 @@ def run_study(
         archived = store.archive_study(study.name)
         note = f"{study.name}: kept the {stored} stored runs as {archived!r}" if archived else None
     else:
-        note = check_design(store.study_definition(study.name), study, store.name)
+        old = store.study_definition(study.name)
+        note = check_design(old, study, store.name)
+        study = keep_identity(old, study)
     store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
@@ -171,7 +186,7 @@ def run_study(
             options = BatchOptions(stack == "off", keep_weights,
                                    checkpoint if checkpoint_every or checkpoint_minutes else None)  # fmt: skip
             _train_todo(todo, store, lease, outcome, device, data_dir, progress, stack, workers, options, how,
-                        desc)  # fmt: skip
+                        desc, study.identity["data"])  # fmt: skip
     forget_checkpoints(folder, store, runs)
     outcome.wall_s = time.perf_counter() - start
     return outcome
@@ -209,8 +224,10 @@ def _train_todo(
     options: BatchOptions,
     ray: RayOptions | None,
     desc: str | None = None,
+    identities: dict[str, str] | None = None,
 ) -> None:
-    """Train the runs this driver claimed (on Ray with ``ray``), writing each result as it arrives."""
+    """Train the runs this driver claimed (on Ray with ``ray``), writing each result as it arrives,
+    each with its dataset's identity (``identities``) in its ``env["data"]``."""
     dev = resolve_device(device)
     n_workers = min(resolve_workers(workers, dev), len(todo))
     datasets = {name: load_dataset(name, data_dir) for name in {r.settings.dataset for r in todo}}
@@ -247,6 +264,9 @@ def _train_todo(
                     outcome.busy += 1
                     taken += 1
                     continue
+                identity = (identities or {}).get(result.run.settings.dataset)
+                if identity is not None:
+                    result = dataclasses.replace(result, env={**result.env, "data": identity})
                 store.write_run(result)
                 outcome.statuses[result.status] += 1
             bar.update(len(batch))

@@ -250,7 +250,11 @@ def parse_settings(raw: dict[str, Any]) -> RunSettings:
         if batchnorm:
             raise DropoutlabError(f"batchnorm: applies to the presets; {model} builds its own network")
     elif isinstance(model, str):
-        check_choice(model, "model", names)
+        if model not in names:
+            raise DropoutlabError(
+                f"model: {shown(model)} is not allowed; allowed: {', '.join(names)}, or your own network as "
+                "'module:function' (a function returning an nn.Module, e.g. 'own_nets:make_cnn')"
+            )
         layers = PRESETS.get(model, ())
         slots = dropout_slots(layers) if layers else dict.fromkeys(FAMILIES[model].slots, 0.0)
         if batchnorm:
@@ -388,19 +392,29 @@ def parse_factory(model: Any, info) -> tuple[str, dict[str, Any], UserModelInfo]
 def slot_table(table: dict[str, Any], slots: dict[str, float]) -> dict[str, Any]:
     """A ``[dropout]`` table with each slot of a user's model under its full name: a grid key
     ``dropout.features.3`` arrives nested (``{"features": {"3": 0.2}}``) and becomes
-    ``{"features.3": 0.2}``; a quoted key ``"features.3"`` stays as it is."""
+    ``{"features.3": 0.2}``; a quoted key ``"features.3"`` stays as it is, and the two forms of
+    one slot meet as :func:`set_dotted` merges them (a grid's kind keeps the table's rate)."""
     out: dict[str, Any] = {}
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
             name = f"{prefix}{key}"
             if name in slots or not isinstance(value, dict) or (not prefix and key in ("rate", "kind")):
-                out[name] = value
+                out[name] = _merged(out[name], value) if name in out else value
             else:
                 walk(value, name + ".")
 
     walk(table, "")
     return out
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """A slot's two values merged, the later winning: rates and tables (``{rate, kind, ...}``)."""
+    old = {"rate": old} if _is_number(old) else old
+    new = {"rate": new} if _is_number(new) else new
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **new}
+    return new
 
 
 def parse_dropout(raw: Any, slots: dict[str, float], model: str):
@@ -549,6 +563,22 @@ def check_model_fits(settings: RunSettings) -> None:
 
     info = dataset_info(settings.dataset)
     check_split(info.train_size, settings.validation, settings.dataset)
+    if len(info.input_shape) == 1:  # feature vectors (F,): dense layers only
+        if (
+            settings.model in FAMILIES
+            or not settings.factory
+            and any(layer.type in ("conv2d", "maxpool2d") for layer in settings.layers)
+        ):
+            raise DropoutlabError(
+                f"model: {settings.model} needs images (C, H, W) but {settings.dataset} holds feature vectors "
+                f"{info.input_shape}: a convolution or pooling slides over height and width, which a feature "
+                'vector lacks; use model = "mlp" or a list of dense layers'
+            )
+        if settings.augment:
+            raise DropoutlabError(
+                f"augment: crop and flip move pixels, and {settings.dataset} holds feature vectors "
+                f"{info.input_shape}; remove augment"
+            )
     if settings.factory:
         from dropoutlab.models import ModelSize, check_user_kinds
 

@@ -161,7 +161,7 @@ def with_factory_paths(raw: dict[str, Any], folder: Path | None = None) -> dict[
     from dropoutlab.models.user import is_factory_path, register_factory, remember_folder
 
     def path_of(value: Any) -> Any:
-        if callable(value) and not isinstance(value, type | str):
+        if callable(value) and not isinstance(value, str):
             value = register_factory(value)
         if isinstance(value, dict) and "factory" in value:
             return {**value, "factory": path_of(value["factory"])}
