@@ -32,9 +32,18 @@ first) and one forward pass of the model is mapped over them (``torch.func.vmap`
   (:class:`~dropoutlab.train.optim.StackedOptimizer` over the stacked parameters), and its
   max-norm bound.
 
-Where a model does not allow this (batch norm updating running statistics in training, a
-random module without a functional form here, an operation ``vmap`` cannot map),
-:func:`functional_reason` says why in one line, and the runs train one at a time.
+On the CPU, a model with convolutions runs its members' passes one after another on their
+slices of the stacked weights instead of through ``vmap`` (:class:`FunctionalEngine`'s
+``loop``): the same noise, the same numbers, and the optimizer step, batches and evaluation
+still shared.
+
+Where a model's modules do not allow this (batch norm updating running statistics in
+training, a random module without a functional form here), the plan says why in one line
+(:func:`functional_reason`, through :func:`~dropoutlab.train.plan.trains_alone`) and the runs
+train one at a time. What only a pass shows (data-dependent control flow, a random operation
+of the model's own, an in-place write ``vmap`` refuses) refuses the stack when the engine is
+built, before any training (:class:`NotStackable`, logged with its reason), and the runner
+then trains its runs one by one.
 Early stopping, divergence, restore-best, checkpoints and MC dropout are the loop's
 (:func:`~dropoutlab.train.loop.train_runs`), as for the other engines.
 """
