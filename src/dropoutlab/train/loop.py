@@ -1,8 +1,9 @@
 """The training loop: the one lifecycle of every run, whichever engine trains it.
 
 An engine trains and evaluates K >= 1 members side by side (:class:`SingleEngine`: one run's
-own model, ``--stack off``; :class:`StackedEngine`: a stack of runs as one network). The
-loop below asks it, epoch by epoch, for each member's numbers, and applies the same code
+own model, ``--stack off``; :class:`StackedEngine`: a stack of runs as one network;
+:class:`~dropoutlab.train.functional.FunctionalEngine`: a stack of a factory's models through
+``torch.func``). The loop below asks it, epoch by epoch, for each member's numbers, and applies the same code
 to every member: record the epoch, stop a member whose training loss is not finite
 (``diverged``), early stopping, restore-best, the final test of the kept weights and, when
 the run asks for ``mc_samples``, Monte Carlo dropout on the test split.
@@ -28,6 +29,7 @@ from dropoutlab.models import build_network
 from dropoutlab.runs import EpochRecord, RunResult, RunSettings, RunSpec
 from dropoutlab.train.checkpoints import Checkpoint
 from dropoutlab.train.early_stopping import EarlyStopping
+from dropoutlab.train.functional import FunctionalEngine
 from dropoutlab.train.single import SingleEngine
 from dropoutlab.train.stacked import StackedEngine
 from dropoutlab.train.uncertainty import mc_sweep
@@ -68,9 +70,17 @@ class Engine(Protocol):
         """Take up training where :meth:`state` left it (its members already kept)."""
 
 
+def stacked_engine(runs: list[RunSpec], data: PreparedData, device: torch.device) -> Engine:
+    """The engine of a stack: :class:`FunctionalEngine` for a factory's model (``torch.func``),
+    :class:`StackedEngine` for a layer list."""
+    if runs[0].settings.factory:
+        return FunctionalEngine(runs, data, device)
+    return StackedEngine(runs, data, device)
+
+
 ENGINES: dict[str, Callable[[list[RunSpec], PreparedData, torch.device], Engine]] = {
     "single": SingleEngine,
-    "stacked": StackedEngine,
+    "stacked": stacked_engine,
 }
 
 

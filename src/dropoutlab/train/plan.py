@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ def stack_key(run: RunSpec) -> tuple:
     momentum, early-stopping patience and min_delta, and the kind of dropout at a slot where
     every kind is parameter-free (:attr:`~dropoutlab.layers.stacked.StackedLayer.mixable`:
     standard, scaled, gaussian, alpha, spatial, dropblock), so a sweep over those kinds
-    trains in one stack.
+    trains in one stack. A factory's keyword arguments (``model.width``) shape its network.
     """
     s = run.settings
     es = s.early_stopping
@@ -47,6 +48,7 @@ def stack_key(run: RunSpec) -> tuple:
         s.dataset, s.validation, s.split_seed, s.normalize, s.model, s.layers, tuple(s.dropout), kinds,
         options, s.epochs, s.batch_size, s.init, s.eval_train, s.optimizer.name,
         (es.monitor, es.restore_best) if es else None, s.label_smoothing, s.augment, s.mc_samples,
+        json.dumps(s.factory_args, sort_keys=True),
     )  # fmt: skip
 
 
@@ -54,7 +56,7 @@ def trains_alone(run: RunSpec) -> str | None:
     """Why ``run`` cannot join a stack (one line for the plan), or None when it can."""
     s = run.settings
     if s.factory:
-        return f"{s.factory} runs train one at a time: the stacked engine covers layer-list models"
+        return user_model_reason(s)
     if s.model in FAMILIES:
         return f"{s.model} runs train one at a time: the stacked engine covers layer-list models"
     stackable = {name for name, cls in dropout_kinds().items() if cls in STACKED_FORMS}
@@ -62,6 +64,34 @@ def trains_alone(run: RunSpec) -> str | None:
     if missing:
         return f"{', '.join(missing)} dropout has no stacked form: its runs train one at a time"
     return None
+
+
+_USER_REASONS: dict[tuple, str | None] = {}
+
+
+def user_model_reason(settings) -> str | None:
+    """Why the runs of a factory's model train one at a time, or None when they can train together
+    through ``torch.func`` (:func:`~dropoutlab.train.functional.functional_reason`: batch norm
+    updating running statistics, a random module without a functional form). Looks at the model
+    built once per factory, arguments and slot kinds, every slot at a rate above 0 (so that each
+    takes its kind), on the meta device where the factory allows it (nothing allocated)."""
+    from dropoutlab.models.user import build_user_model
+    from dropoutlab.train.functional import functional_reason
+
+    kinds = tuple((slot, settings.kind_of(slot)) for slot in settings.dropout)
+    key = (settings.factory, json.dumps(settings.factory_args, sort_keys=True, default=repr), kinds,
+           json.dumps(settings.slot_options, sort_keys=True, default=repr))  # fmt: skip
+    if key not in _USER_REASONS:
+        rates = all_slots(settings.dropout)
+        with torch.random.fork_rng(devices=[]):
+            try:
+                with torch.device("meta"):
+                    model = build_user_model(settings, (), 0, rates)
+            except Exception:  # a factory that needs real tensors: built on the CPU
+                model = build_user_model(settings, (), 0, rates)
+        reason = functional_reason(model)
+        _USER_REASONS[key] = f"{settings.factory}: {reason}" if reason else None
+    return _USER_REASONS[key]
 
 
 def all_slots(rates: dict[str, float]) -> dict[str, float]:
@@ -88,12 +118,18 @@ def member_bytes(run: RunSpec, data: PreparedData) -> tuple[int, int]:
     pass, their gradients, dropout masks).
     """
     s = run.settings
-    rows = stack_rows(s.layers, s.dropout, data)
-    params = sum(r.params for r in rows)
+    if s.factory:  # a user's model: its parameters and the values one sample occupies, probed once
+        from dropoutlab.models.user import user_outputs
+
+        params, outputs = user_outputs(s, data.input_shape, data.num_classes)
+        per_sample = math.prod(data.input_shape) + sum(outputs)
+    else:
+        rows = stack_rows(s.layers, s.dropout, data)
+        params, per_sample = sum(r.params for r in rows), per_sample_floats(rows, data.input_shape)
     copies = 4 if s.optimizer.name in ("adam", "adamw") else 3
     copies += 1 if s.early_stopping else 0
     state = 4 * params * copies
-    return state + 4 * 3 * s.batch_size * per_sample_floats(rows, data.input_shape), state
+    return state + 4 * 3 * s.batch_size * per_sample, state
 
 
 def memory_budget(device: torch.device) -> int:
