@@ -10,7 +10,10 @@ gap along a swept rate, the findings as data (``findings.py``), how the runs wer
 (``FigurePlan``). Nothing here draws, formats a table or writes a file.
 
 The comparisons with the baseline are decided by ``decide`` (``_decision``): four verdicts,
-each read off an interval simultaneous over the comparisons and the looks. Every other claim
+each read off an interval simultaneous over the comparisons and the looks; with no single
+baseline, one decision per stratum at ``alpha / S`` (``_strata_decisions``). The values of a
+categorical parameter with three or more values (kind, model) get their own could-be-best
+set from ``decide`` too (``_factor_best``, together at ``alpha``). Every other claim
 of a difference comes from one family of tests (``_Family``), adjusted together with Holm's
 method at ``alpha``: each section below adds its tests (each configuration against the
 baseline, kept as members, the interaction test, the effects and interactions of the
@@ -20,11 +23,13 @@ simultaneous over that family (Bonferroni), so one that excludes 0 always goes w
 rejection when ``confidence == 1 - alpha``; a rejection at a later Holm step is printed with
 the interval at its step's level (``holm_step``), which excludes 0 as the claim does. Anything else that compares
 configurations (the runner-up, the two best placements) was picked by looking at the data:
-those findings are marked ``exploratory`` and kept out of the headline.
+those findings are marked ``exploratory`` and kept out of the headline, as is the rate at
+which a curve fitted along a swept rate peaks (``_rate_peak``, a bootstrap over seeds).
 
 A section applies to a study or stays silent: the interaction test and the factor effects
 apply to a study whose file crosses two (three) parameters in one sub-grid (or, without a
-stored definition, wherever that many parameters vary). A section that applies but cannot
+stored definition, wherever that many parameters vary), and the interaction test reads only
+the runs of the sub-grids that cross its two parameters (``crossing_runs``). A section that applies but cannot
 be computed says why in ``Analysis.unavailable``.
 """
 
