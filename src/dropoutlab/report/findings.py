@@ -754,8 +754,8 @@ def _interaction(a: Analysis) -> list[Finding]:
                "p_adjusted": r.p_adjusted, "partial_eta_sq": r.partial_eta_sq, "left_out": list(r.left_out)}  # fmt: skip
     if r.left_out:
         figure += (
-            f"; over the {len(r.levels[0])} x {len(r.levels[1])} cells the study file crosses, outside which lie "
-            f"{and_list([a.label(c) for c in r.left_out])}"
+            f"; over the {len(r.levels[0])} x {len(r.levels[1])} cells the study file crosses: "
+            f"{and_list([a.label(c) for c in r.left_out])} {'is' if len(r.left_out) == 1 else 'are'} not among them"
         )
     if r.significant:
         return [
