@@ -407,9 +407,30 @@ def test_a_grid_over_models_compares_each_models_dropout_with_the_same_model_wit
     assert not resnet.significant and abs(resnet.diff) < 0.01
     texts = [f.text for f in a.headline]
     assert any(f.kind == "stratified_baseline" for f in a.headline)
-    assert any(t.startswith("model=mlp, dropout.rate=0.2 has lower test accuracy than model=mlp without dropout")
+    # one decision per model at alpha / 2, so both hold together at alpha
+    assert set(a.strata_decisions) == {"model=mlp,dropout.rate=0.0", "model=resnet,dropout.rate=0.0"}
+    assert all(d.design.alpha == pytest.approx(0.025) for d in a.strata_decisions.values())
+    assert a.verdicts() == {
+        "model=mlp,dropout.rate=0.2": "worse",
+        "model=resnet,dropout.rate=0.2": "equivalent",
+    }
+    assert any(t.startswith("model=mlp, dropout.rate=0.2 is worse than model=mlp without dropout: ")
                for t in texts), texts  # fmt: skip
-    assert any("vs model=resnet without dropout" in t and t.startswith("Undecided") for t in texts), texts
+    assert any(
+        t.startswith("model=resnet, dropout.rate=0.2 is equivalent to model=resnet without") for t in texts
+    )
+    answer = next(f.text for f in a.headline if f.kind == "choice")
+    assert answer.startswith(
+        "Per stratum, each against its own settings without dropout (5 seeds per configuration; "
+    )
+    assert (
+        "the 2 strata together at 95%" in answer and "model=mlp: choose dropout.rate=0 (1 worse; " in answer
+    )
+    data = json.loads(json.dumps(analysis_to_json(a)))
+    assert data["decision"] is None and [s["stratum"] for s in data["strata_decisions"]] == list(
+        a.strata_decisions
+    )
+    assert [c["verdict"] for c in data["comparisons"]] == ["worse", "equivalent"]
     assert not any(f.kind == "no_baseline" for f in a.headline)
     section = next(
         s for s in report_sections(a) if s.title == "Compared with the same settings without dropout"
@@ -427,3 +448,78 @@ def test_a_grid_over_kinds_has_no_rate_axis():
     runs["dropout.conv"] = 0.2
     a = analyze_runs(runs)
     assert a.rate_key is None and a.gap_trend is None
+
+
+# ---------------------------------------------------------------------------- the best value of a factor
+
+
+def kinds_grid(worse: float = 0.03, seeds: int = 6, rng: int = 0) -> pd.DataFrame:
+    """The kinds example's shape: a baseline without dropout (the default kind) beside four kinds
+    crossed with rates 0.1 and 0.3; kind 'gaussian' is ``worse`` lower at both rates."""
+    runs = grid_runs(lambda rate, kind: 0.90 - worse * (kind == "gaussian"),
+                     levels={"dropout.conv": [0.1, 0.3], "dropout.conv.kind": ["standard", "scaled", "gaussian",
+                                                                               "spatial"]},
+                     seeds=seeds, rng=rng, seed_sd=0.01, noise_sd=0.003)  # fmt: skip
+    base = runs[runs["config"] == "dropout.conv=0.1,dropout.conv.kind=standard"].copy()
+    base["config"], base["dropout.conv"] = "dropout.conv=0.0,dropout.conv.kind=standard", 0.0
+    return pd.concat([base, runs], ignore_index=True).pipe(lambda r: r.__setattr__("attrs", runs.attrs) or r)
+
+
+def test_a_clearly_worse_kind_is_left_out_of_the_kinds_could_be_best_set():
+    runs = kinds_grid()
+    runs.attrs["params"] = ["dropout.conv", "dropout.conv.kind"]
+    grids = ({"dropout.conv": [0.0]}, {"dropout.conv.kind": ["standard", "scaled", "gaussian", "spatial"],
+                                       "dropout.conv": [0.1, 0.3]})  # fmt: skip
+    a = _analyze(StudyData.from_runs(runs, crossed=2, grids=grids))
+    (best,) = a.factor_best
+    assert best.factor == "dropout.conv.kind" and best.over == {"dropout.conv": [0.1, 0.3]}
+    assert "dropout.conv=0.0,dropout.conv.kind=standard" not in best.configs  # the baseline is no kind's cell
+    d = best.decision
+    could = {best.value(c) for c in d.could_be_best}
+    assert "gaussian" not in could and could == {"standard", "scaled", "spatial"}
+    assert d.worse_than_best["dropout.conv.kind=gaussian"] > 0.01  # 3 pp worse, bounded away
+    (finding,) = [f for f in a.findings if f.kind == "factor_best"]
+    assert finding.claim and finding.text.startswith(
+        "Which dropout.conv.kind: of its 4 values compared with each"
+    )
+    assert "worse than the best: gaussian (by at least" in finding.text
+    assert "averaged per seed over dropout.conv 0.1 and 0.3" in finding.text
+    data = json.loads(json.dumps(analysis_to_json(a)))
+    (entry,) = data["factor_best"]
+    assert set(entry["could_be_best"]) == could and "gaussian" in entry["worse_than_best"]
+    assert entry["alpha"] == 0.05 and entry["decision"]["design"]["alpha"] == 0.05
+
+
+def test_kinds_that_do_not_differ_all_could_be_best_and_no_claim_is_made():
+    runs = kinds_grid(worse=0.0, seeds=3)
+    runs.attrs["params"] = ["dropout.conv", "dropout.conv.kind"]
+    a = _analyze(StudyData.from_runs(runs))  # no stored sub-grids: the cells every kind ran still count
+    (best,) = a.factor_best
+    assert {best.value(c) for c in best.decision.could_be_best} == {
+        "standard",
+        "scaled",
+        "gaussian",
+        "spatial",
+    }
+    assert best.over == {"dropout.conv": [0.1, 0.3]}
+    (finding,) = [f for f in a.findings if f.kind == "factor_best"]
+    assert not finding.claim and "worse than the best" not in finding.text
+
+
+def test_the_could_be_best_set_of_a_factor_holds_the_true_best_in_at_least_1_minus_alpha():
+    """200 simulated 4-kind grids, kinds 0, 0.5, 1 and 1 pp apart (the best unique), 3 seeds:
+    the best kind stays in its set in at least 95% (one-sided binomial bound)."""
+    from scipy import stats
+
+    from dropoutlab.report.factors import factor_best
+
+    misses = 0
+    for i in range(200):
+        gen = np.random.default_rng(500 + i)
+        shift = {"a": 0.0, "b": -0.005, "c": -0.01, "d": -0.01}
+        rows = [{"config": f"k={k},r={r}", "seed": s, "status": "completed", "k": k, "r": r,
+                 "test_acc": 0.9 + shift[k] + gen.normal(0, 0.006)}
+                for k in shift for r in (0.1, 0.3) for s in range(3)]  # fmt: skip
+        best = factor_best(pd.DataFrame(rows), "k", ["r"], "a", 0.01, 0.05)
+        misses += "k=a" not in best.decision.could_be_best
+    assert stats.binom.sf(misses - 1, 200, 0.05) > 0.01  # no evidence of more than alpha misses

@@ -462,3 +462,21 @@ def test_underfitting_is_said_only_when_its_interval_is_below_zero_and_as_explor
     assert said[0].numbers["ci_high"] < 0
     noisy = analyze_runs(study([(conv(0.0), 0.80, 0.85, 0.78), (conv(0.5), 0.80, 0.85, 0.90)], noise_sd=0.05))
     assert not [f for f in noisy.findings if "underfitting" in f.text and "sign of" in f.text]
+
+
+def test_undecided_strata_are_advised_a_new_study_not_until_decided():
+    """No single baseline: each stratum has its own decision; ``--until-decided`` needs one
+    baseline, so what would decide the rest is a new study with the seeds a fixed design needs."""
+    configs = [
+        ({"model": m, "dropout.conv": r}, 0.80, 0.85, 0.86) for m in ("mlp", "cnn") for r in (0.0, 0.5)
+    ]
+    runs = study(configs, seeds=3, noise_sd=0.01)
+    a = analyze_runs(runs)
+    assert a.decision is None and len(a.strata_decisions) == 2
+    assert set(a.verdicts().values()) == {"undecided"}
+    undecided = one([f.text for f in a.headline], "All undecided against the same settings without dropout")
+    assert "dropout.conv=0.5 vs model=cnn without dropout" in undecided
+    assert "in a new study (a new name, new seeds; `--until-decided` needs a single baseline" in undecided
+    assert "give it `seeds = " in undecided and "--max-seeds" not in undecided
+    finding = next(f for f in a.headline if f.kind == "undecided")
+    assert finding.numbers["max_seeds_advised"] >= 3 and finding.numbers["alpha"] == 0.025

@@ -10,7 +10,10 @@ gap along a swept rate, the findings as data (``findings.py``), how the runs wer
 (``FigurePlan``). Nothing here draws, formats a table or writes a file.
 
 The comparisons with the baseline are decided by ``decide`` (``_decision``): four verdicts,
-each read off an interval simultaneous over the comparisons and the looks. Every other claim
+each read off an interval simultaneous over the comparisons and the looks; with no single
+baseline, one decision per stratum at ``alpha / S`` (``_strata_decisions``). The values of a
+categorical parameter with three or more values (kind, model) get their own could-be-best
+set from ``decide`` too (``_factor_best``, together at ``alpha``). Every other claim
 of a difference comes from one family of tests (``_Family``), adjusted together with Holm's
 method at ``alpha``: each section below adds its tests (each configuration against the
 baseline, kept as members, the interaction test, the effects and interactions of the
@@ -20,11 +23,13 @@ simultaneous over that family (Bonferroni), so one that excludes 0 always goes w
 rejection when ``confidence == 1 - alpha``; a rejection at a later Holm step is printed with
 the interval at its step's level (``holm_step``), which excludes 0 as the claim does. Anything else that compares
 configurations (the runner-up, the two best placements) was picked by looking at the data:
-those findings are marked ``exploratory`` and kept out of the headline.
+those findings are marked ``exploratory`` and kept out of the headline, as is the rate at
+which a curve fitted along a swept rate peaks (``_rate_peak``, a bootstrap over seeds).
 
 A section applies to a study or stays silent: the interaction test and the factor effects
 apply to a study whose file crosses two (three) parameters in one sub-grid (or, without a
-stored definition, wherever that many parameters vary). A section that applies but cannot
+stored definition, wherever that many parameters vary), and the interaction test reads only
+the runs of the sub-grids that cross its two parameters (``crossing_runs``). A section that applies but cannot
 be computed says why in ``Analysis.unavailable``.
 """
 
@@ -36,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dropoutlab.report import factors as fx
@@ -51,12 +57,14 @@ from dropoutlab.report.model import (
     Analysis,
     Comparison,
     ConfigSummary,
+    FactorBest,
     Factors,
     FigurePlan,
     GapTrend,
     Interaction,
     Levels,
     Methods,
+    RatePeak,
     plain,
 )
 from dropoutlab.report.stats import (
@@ -70,12 +78,15 @@ from dropoutlab.report.stats import (
     interaction_test,
     param_columns,
     rate_axis,
+    rate_peak,
     resolve_baseline,
     summarize,
+    value_matches,
     varied_params,
 )
 from dropoutlab.report.summary import baseline_name, config_labels
 from dropoutlab.report.text import slug, value_text
+from dropoutlab.runs import flatten
 from dropoutlab.store import history_frame, runs_frame
 
 
@@ -88,7 +99,10 @@ class StudyData:
     columns (dotted keys); ``history``: ``Store.history()`` layout; ``records``: the export
     layout (``Store.records``), for the methods, Monte Carlo dropout and learned rates;
     ``crossed``: the most parameters one sub-grid of the study file crosses (None when the
-    store kept no study definition: then every section that the varied parameters allow applies).
+    store kept no study definition: then every section that the varied parameters allow applies);
+    ``grids``: the study file's sub-grids as stored (``[[grid]]`` tables, key -> values), so a
+    section that compares values of two parameters uses only the cells a sub-grid planned
+    (empty without a stored definition: then every run counts).
     """
 
     runs: pd.DataFrame
@@ -96,13 +110,14 @@ class StudyData:
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     records: tuple[dict, ...] = ()
     crossed: int | None = None
+    grids: tuple[dict, ...] = ()
 
     @classmethod
     def from_records(cls, records: Sequence[dict], definition: dict | None = None) -> StudyData:
         """From store records (``Store.records(study)``) and the study's stored definition."""
         runs = runs_frame(list(records))
         return cls(runs, tuple(runs.attrs["params"]), history_frame(list(records)), tuple(records),
-                   _crossed(definition))  # fmt: skip
+                   _crossed(definition), _grids(definition))  # fmt: skip
 
     @classmethod
     def from_runs(cls, runs: pd.DataFrame, params: Sequence[str] | None = None, **more) -> StudyData:
@@ -116,6 +131,56 @@ def _crossed(definition: dict | None) -> int | None:
         return None
     grids = definition["grid"] if isinstance(definition["grid"], list) else [definition["grid"]]
     return max((sum(isinstance(v, list) and len(v) > 1 for v in g.values()) for g in grids), default=0)
+
+
+def _grids(definition: dict | None) -> tuple[dict, ...]:
+    """The sub-grids of a stored definition (one table, or a list of ``[[grid]]`` tables)."""
+    if not definition or "grid" not in definition:
+        return ()
+    grids = definition["grid"] if isinstance(definition["grid"], list) else [definition["grid"]]
+    return tuple(g for g in grids if isinstance(g, dict))
+
+
+def crossing_runs(runs: pd.DataFrame, grids: Sequence[dict], keys: Sequence[str]) -> pd.Series:
+    """Which runs belong to a sub-grid of the study file that crosses every one of ``keys``
+    (each given two or more values there): a boolean Series on ``runs.index``. Without
+    sub-grids (no stored definition), or when none crosses them all, every run counts.
+
+    A grid ``{"dropout.conv": [0.0]}`` beside ``{"dropout.conv.kind": [...], "dropout.conv":
+    [0.1, 0.3]}`` plans no cell of kind x rate 0 but the baseline's: a test over kind x rate
+    must not ask for the cells that were never planned."""
+    crossing = [g for g in grids if all(len(_grid_values(g, key)) > 1 for key in keys)]
+    if not crossing:
+        return pd.Series(True, index=runs.index)
+    mask = pd.Series(False, index=runs.index)
+    for grid in crossing:
+        inside = pd.Series(True, index=runs.index)
+        for column in _grid_columns(grid):
+            if column in runs.columns:
+                values = _grid_values(grid, column)
+                inside &= pd.concat([value_matches(runs[column], v) for v in values], axis=1).any(axis=1)
+        mask |= inside
+    return mask
+
+
+def _grid_columns(grid: dict) -> list[str]:
+    """The dotted keys a sub-grid sets: its keys, a table of rates flattened (``dropout.conv``)."""
+    columns: dict[str, None] = {}
+    for key, given in grid.items():
+        for value in given if isinstance(given, list) else [given]:
+            columns.update(dict.fromkeys(flatten({key: value}) if isinstance(value, dict) else [key]))
+    return list(columns)
+
+
+def _grid_values(grid: dict, column: str) -> list:
+    """The values a sub-grid gives ``column`` (a dotted key), reading tables of rates too."""
+    values: list = []
+    for key, given in grid.items():
+        for value in given if isinstance(given, list) else [given]:
+            flat = flatten({key: value}) if isinstance(value, dict) else {key: value}
+            if column in flat and flat[column] not in values:
+                values.append(flat[column])
+    return values
 
 
 def _decision(
@@ -133,6 +198,25 @@ def _decision(
     if seeds < 2:
         return None
     return decide(runs, Design(base, levels.min_effect, levels.alpha, start=seeds, step=1, max_seeds=seeds))
+
+
+def _strata_decisions(runs: pd.DataFrame, strata: dict[str, str], levels: Levels) -> dict[str, Decision]:
+    """With no single baseline: per stratum (a configuration without dropout and those with
+    dropout sharing its other settings, ``stats.dropout_strata``), the decision of one look at
+    its seeds, at ``alpha / S`` for the ``S`` strata that can be decided, so that every claim
+    of every stratum holds together with probability at least ``1 - alpha``."""
+    groups: dict[str, list[str]] = {}
+    for config, base in strata.items():
+        groups.setdefault(base, [base]).append(config)
+    tables = {}
+    for base, configs in groups.items():
+        mine = runs[runs["config"].isin(configs)]
+        seeds = int(mine.groupby("config")["seed"].nunique().max()) if not mine.empty else 0
+        if seeds >= 2 and mine["config"].nunique() >= 2:
+            tables[base] = (mine, seeds)
+    share = levels.alpha / max(len(tables), 1)
+    return {base: decide(mine, Design(base, levels.min_effect, share, start=seeds, step=1, max_seeds=seeds))
+            for base, (mine, seeds) in tables.items()}  # fmt: skip
 
 
 def analyze(
@@ -213,7 +297,7 @@ def _analyze(
         applies = {n: data.crossed is None or data.crossed >= n for n in (2, fx.MIN_FACTORS)}
         sections["comparisons"] = _comparisons(runs, params, base or strata, len(configs), family)
         if grid is not None and applies[2]:
-            sections["interaction"] = _interaction(runs, params, grid, family)
+            sections["interaction"] = _interaction(runs, params, grid, family, data.grids)
         if len(varied) >= fx.MIN_FACTORS and applies[fx.MIN_FACTORS]:
             sections["factors"] = _factors(runs, varied, _reference_levels(runs, base, varied), family)
         if rate_key is not None:
@@ -228,6 +312,13 @@ def _analyze(
             unavailable[name] = str(error)
     if completed and (data.history.empty or "epoch" not in data.history):
         unavailable["curves"] = "no per-epoch history was stored for these runs"
+    best = _factor_best(runs, varied, base, data.grids, levels, unavailable) if completed else ()
+    peak = None
+    if completed and rate_key is not None:
+        try:
+            peak = _rate_peak(runs, rate_key, on_line, levels.confidence)
+        except NotComputable as error:
+            unavailable["rate_peak"] = str(error)
 
     analysis = Analysis(
         study=study, alpha=levels.alpha, confidence=levels.confidence, min_effect=levels.min_effect,
@@ -239,7 +330,8 @@ def _analyze(
         rate_on_line=on_line, factors=results.get("factors"), mc=results.get("mc"),
         learned_rates=learned_rate_frame(data.records, runs), strata=strata,
         decision=_decision(runs, base, levels, looks[-1]["design"] if looks else None) if completed else None,
-        looks=looks,
+        looks=looks, rate_peak=peak, factor_best=best,
+        strata_decisions=_strata_decisions(runs, strata, levels) if completed else {},
     )  # fmt: skip
     figures = tuple(_figure_plans(analysis)) if completed else ()
     return replace(analysis, findings=tuple(build_findings(analysis)), figures=figures)
@@ -268,12 +360,17 @@ def _comparisons(runs, params, base, n_configs: int, family: _Family) -> Callabl
     return lambda: tuple(Comparison.from_row(row) for row in rows())
 
 
-def _interaction(runs, params, grid, family: _Family) -> Callable[[], Interaction]:
-    """The two-way ANOVA interaction test of a two-parameter grid."""
+def _interaction(runs, params, grid, family: _Family, grids=()) -> Callable[[], Interaction]:
+    """The two-way ANOVA interaction test of a two-parameter grid, over the runs of the study
+    file's sub-grids that cross both parameters (``crossing_runs``): a cell no sub-grid planned
+    is not missing."""
+    inside = crossing_runs(runs, grids, grid)
+    left_out = tuple(dict.fromkeys(runs.loc[~inside, "config"].astype(str)))
     try:
-        raw = interaction_test(runs, params, grid)
+        raw = interaction_test(runs[inside], params, grid)
     except NotComputable as error:
         return _deferred(error)
+    raw["left_out"] = left_out
     rows = family.add([{"p_value": raw["p_value"], "diff": math.nan, "se": math.nan, "df": math.nan,
                         "ci_low": math.nan, "ci_high": math.nan, "sd": math.nan, "test": "F"}])  # fmt: skip
 
@@ -314,6 +411,47 @@ def _gap_trend(runs, summary, key, on_line, family: _Family) -> Callable[[], Gap
         high_test_acc=float(high["test_acc_mean"]), low_gap=float(low["gap_acc_mean"]),
         high_gap=float(high["gap_acc_mean"]), change=Comparison.from_row(change()[0]),
     )  # fmt: skip
+
+
+def _factor_best(runs, varied, base, grids, levels: Levels, unavailable: dict) -> tuple[FactorBest, ...]:
+    """Per categorical parameter with three or more values (``factors.best_factors``): the
+    values that could be best, compared with each other over the runs of the sub-grids that
+    vary it. The sets share ``alpha``: with ``F`` of them each is at ``alpha / F``, so all hold
+    together with probability at least ``1 - alpha``."""
+    names = fx.best_factors(runs, varied)
+    reference = _reference_levels(runs, base, varied) or {}
+    out, why = [], []
+    for factor in names:
+        inside = crossing_runs(runs, grids, [factor])
+        others = [p for p in varied if p != factor]
+        try:
+            out.append(fx.factor_best(runs[inside], factor, others, reference.get(factor), levels.min_effect,
+                                      levels.alpha / len(names)))  # fmt: skip
+        except NotComputable as error:
+            why.append(f"{factor}: {error}")
+    if why:
+        unavailable["factor_best"] = "; ".join(why)
+    return tuple(out)
+
+
+def _rate_peak(runs: pd.DataFrame, key: str, on_line: pd.Series, confidence: float) -> RatePeak | None:
+    """Exploratory: where a quadratic fitted to test accuracy along the swept rate peaks, with a
+    bootstrap interval over seeds (``stats.rate_peak``); None with fewer than three rates on
+    the line, where no curve with a peak can be fitted and nothing is said."""
+    line = runs[on_line.to_numpy(dtype=bool)]
+    rates = pd.to_numeric(line[key], errors="coerce")
+    values = sorted(set(rates.dropna().tolist()))
+    if len(values) < 3:
+        return None
+    done = line["status"].eq("completed").to_numpy() & np.isfinite(
+        pd.to_numeric(line["test_acc"], errors="coerce")
+    )
+    samples, configs = [], []
+    for value in values:
+        here = np.isclose(rates.to_numpy(dtype=float), value)
+        samples.append(pd.to_numeric(line.loc[here & done, "test_acc"]).to_numpy(dtype=float))
+        configs.append(str(line.loc[here, "config"].iloc[0]))
+    return RatePeak(key=key, configs=tuple(configs), **rate_peak(values, samples, confidence))
 
 
 def _mc(runs, records, family: _Family) -> Callable[[], Any]:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dropoutlab.report.model import FactorEffect, FactorInteraction, Factors, LevelMean, plain
+from dropoutlab.report.model import FactorBest, FactorEffect, FactorInteraction, Factors, LevelMean, plain
 from dropoutlab.report.stats import NotComputable, accuracy_interval, paired_t, run_metrics, sorted_levels
 
 #: The fewest varied parameters for which the report shows effects averaged over the others.
@@ -251,3 +251,91 @@ def factor_results(design: FactorDesign, means: Sequence[LevelMean], adjusted: S
         effects=tuple(effects),
         interactions=tuple(interactions),
     )
+
+
+# ----------------------------------------------------------------------------------------
+# The best value of a multi-level factor (dropout kind, model family)
+
+#: The fewest values a categorical parameter needs for its own could-be-best set: with two,
+#: the comparison of the two says it all.
+MIN_BEST_LEVELS = 3
+
+
+def best_factors(runs: pd.DataFrame, varied: Sequence[str]) -> list[str]:
+    """The varied parameters that get their own could-be-best set: categorical (not numbers:
+    a kind, a model family, an optimizer) with at least ``MIN_BEST_LEVELS`` values."""
+    out = []
+    for f in varied:
+        values = [plain(v) for v in runs[f].dropna().unique()]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if not numeric and len(values) >= MIN_BEST_LEVELS:
+            out.append(f)
+    return out
+
+
+def factor_best(
+    runs: pd.DataFrame,
+    factor: str,
+    others: Sequence[str],
+    reference: Any,
+    min_effect: float,
+    alpha: float,
+) -> FactorBest:
+    """The values of ``factor`` that could be the best on test accuracy, compared with each
+    other, averaged over ``others`` (the other varied parameters).
+
+    ``runs``: the runs of the sub-grids that vary ``factor`` (``analysis.crossing_runs``).
+    Only the combinations of ``others`` run with every value of ``factor`` count, so each
+    value is averaged over the same cells (the baseline beside a kind x rate grid, say, has
+    one kind only and stays out). Per seed, a value's test accuracy is the mean over those
+    cells; a seed that did not complete them all is missing data for that value. Then
+    ``decide`` (one look at these seeds, ``alpha``, ``min_effect``) compares the values paired
+    by seed, with the value ``reference`` as its baseline: its Hsu MCB gives the could-be-best
+    set, which holds the true best with probability at least ``1 - alpha``. Raises
+    ``NotComputable`` when no combination of ``others`` ran with every value, or fewer than
+    two seeds did.
+    """
+    from dropoutlab.report.decide import Design, decide
+
+    levels = sorted_levels(plain(v) for v in runs[factor].dropna())
+    others = [o for o in others if o in runs.columns]
+    key = runs[others].astype(str).agg("\x1f".join, axis=1) if others else pd.Series("", index=runs.index)
+    value = runs[factor].map(lambda v: _key(plain(v)))
+    with_all = value.groupby(key).agg(lambda v: set(v)) if len(runs) else pd.Series(dtype=object)
+    complete = {k for k, seen in with_all.items() if seen >= {_key(x) for x in levels}}
+    if not complete:
+        raise NotComputable(
+            f"no setting of {', '.join(others)} ran with every value of {factor}, so the values cannot be "
+            "compared on the same cells"
+        )
+    used = runs[key.isin(complete)]
+    cells = len(complete)
+    metrics = run_metrics(used)
+    good = metrics[metrics["status"].eq("completed") & np.isfinite(metrics["test_acc"])]
+    seeds = sorted_levels(plain(s) for s in metrics["seed"])
+    rows = []
+    for level in levels:
+        for seed in seeds:
+            here = good[(value[good.index] == _key(level)).to_numpy() & (good["seed"] == seed).to_numpy()]
+            # the seed completed every cell this value averages over, else it is missing data
+            full = key[here.index].nunique() == cells
+            rows.append({"config": _level_label(factor, level), "seed": seed,
+                         "status": "completed" if full else "failed",
+                         "test_acc": float(here.groupby(key[here.index])["test_acc"].mean().mean())
+                         if full else math.nan})  # fmt: skip
+    table = pd.DataFrame(rows)
+    if len(seeds) < 2:
+        raise NotComputable(f"{len(seeds)} seed(s); comparing the values of {factor} needs two or more")
+    ref = next((v for v in levels if _key(v) == _key(plain(reference))), levels[0])
+    design = Design(
+        _level_label(factor, ref), min_effect, alpha, start=len(seeds), step=1, max_seeds=len(seeds)
+    )
+    over = {o: sorted_levels(plain(v) for v in used[o].dropna()) for o in others}
+    configs = tuple(dict.fromkeys(used["config"].astype(str)))
+    return FactorBest(factor=factor, levels=tuple(levels), reference=ref, over=over, configs=configs,
+                      seeds=tuple(seeds), decision=decide(table, design))  # fmt: skip
+
+
+def _level_label(factor: str, level) -> str:
+    """How a value of a factor is named in the decision's table: ``model=cnn``."""
+    return f"{factor}={_key(level)}"

@@ -98,9 +98,11 @@ def build_findings(a: Analysis) -> list[Finding]:
     """The findings of an analysis, headline first in reading order, then the exploratory ones.
 
     In order: the answer (which configuration to choose and how sure that is, from the
-    decision); what is decided against the baseline, one sentence per comparison (better,
-    worse or equivalent, with the decision's interval and the look it was decided at); what
-    is not, in one sentence with what would decide it; what the statistics rest on
+    decision, or per stratum); what is decided against the baseline, one sentence per
+    comparison (better, worse or equivalent, with the decision's interval and the look it was
+    decided at); what is not, in one sentence with what would decide it; per categorical
+    parameter with three or more values (kind, model), which values could be best, compared
+    with each other; what the statistics rest on
     (completed, diverged and failed runs, seeds with no spread, seeds left out of a pairing);
     the configuration with the highest mean; placement when dropout slots are varied one at a
     time; whether two crossed parameters interact; in a grid of three or more parameters, the
@@ -108,8 +110,9 @@ def build_findings(a: Analysis) -> list[Finding]:
     (each distinguishable interaction, else the largest one per pair); the train-test gap
     along the rate axis; Monte Carlo dropout against the deterministic pass (studies with
     ``mc_samples``); where train accuracy falls below test accuracy. Then, exploratory: the
-    lead of the best over the runner-up, the two best placements. Without a decision (no
-    single baseline) the comparisons are the Holm family's, in the same two parts.
+    rate at which a curve fitted along the swept rate peaks, the lead of the best over the
+    runner-up, the two best placements. With no single baseline each stratum has its own
+    decision; without any decision the comparisons are the Holm family's, in the same two parts.
     """
     if a.runs.empty:
         return [Finding("no_runs", "No runs in this study yet: nothing to report.")]
@@ -119,8 +122,9 @@ def build_findings(a: Analysis) -> list[Finding]:
     out: list[Finding] = []
     out += _answer(a)
     out += _headline(a, done)
-    out += _decided(a) if a.decision is not None else _holm_decided(a, done)
-    out += _undecided(a) if a.decision is not None else _holm_undecided(a, done)
+    out += _decided(a) if a.decisions() else _holm_decided(a, done)
+    out += _undecided(a) if a.decisions() else _holm_undecided(a, done)
+    out += _factor_best(a)
     out += _basis(a, done)
     out += _failures(a)
     out += _no_spread(a)
@@ -133,25 +137,41 @@ def build_findings(a: Analysis) -> list[Finding]:
     out += _gap_trend(a)
     out += _mc_dropout(a)
     out += _train_below_test(a, done)
+    out += _rate_peak(a)
     out += _runner_up(a, done)
     return out
 
 
-def _answer(a: Analysis) -> list[Finding]:
-    """The report's opening: which configuration to choose, by which rule, how sure that is
-    (the could-be-best set), and the four verdicts against the baseline (``report/decide.py``)."""
-    d = a.decision
-    if d is None or d.choice is None:
-        return []
-    counts = {
+def _base(a: Analysis, d) -> str:
+    """How the report names what decision ``d`` compares with: the baseline, or its stratum's
+    configuration without dropout (``model=cnn without dropout``)."""
+    if a.decision is not None or not d.comparisons:
+        return a.baseline_name or a.label(a.baseline)
+    return a.baseline_of(d.comparisons[0])
+
+
+def _verdict_counts(d) -> dict[str, int]:
+    return {
         v: sum(c.verdict == v for c in d.comparisons) for v in ("better", "worse", "equivalent", "undecided")
     }
+
+
+def _answer(a: Analysis) -> list[Finding]:
+    """The report's opening: which configuration to choose, by which rule, how sure that is
+    (the could-be-best set), and the four verdicts against the baseline (``report/decide.py``);
+    with no single baseline, the same per stratum in one sentence (``_strata_answer``)."""
+    d = a.decision
+    if d is None:
+        return _strata_answer(a)
+    if d.choice is None:
+        return []
+    counts = _verdict_counts(d)
     said = [f"{n} {v}" for v, n in counts.items() if n]
     best = [a.label(c) for c in d.could_be_best]
     confidence = level(1 - d.design.alpha)
     text = (
         f"Choose {a.label(d.choice)}: {d.rule}. Could be the best on test accuracy ({confidence} confidence, "
-        f"{seeds_text(d.look)} per configuration): {and_list(best)}. Against {a.baseline_name or a.label(a.baseline)}: "
+        f"{seeds_text(d.look)} per configuration): {and_list(best)}. Against {_base(a, d)}: "
         f"{', '.join(said)} (equivalent: within ±{100 * d.design.min_effect:.1f} pp)."
     )
     if not counts["undecided"] and not d.done:
@@ -167,6 +187,52 @@ def _answer(a: Analysis) -> list[Finding]:
             claim=bool(counts["better"] + counts["worse"]),
         )
     ]
+
+
+_PROVISIONAL = " (provisional: none is yet shown within min_effect of the best)"
+
+
+def _strata_answer(a: Analysis) -> list[Finding]:
+    """With no single baseline: per stratum (the same other settings, with and without dropout)
+    the choice, its verdicts and the could-be-best set, in one sentence; each stratum's
+    decision at ``alpha / S``, so the ``S`` strata hold together at ``1 - alpha``."""
+    decisions = [d for d in a.strata_decisions.values() if d.choice is not None]
+    if not decisions:
+        return []
+
+    def short(config: str) -> str:  # within a stratum only the dropout settings differ
+        params = a.config(config).params
+        return ", ".join(setting(p, params.get(p)) for p in a.varied if p.startswith("dropout.")) or a.label(
+            config
+        )
+
+    parts, counts = [], dict.fromkeys(("better", "worse", "equivalent", "undecided"), 0)
+    for d in decisions:
+        params = a.config(d.design.baseline).params
+        stratum = ", ".join(setting(p, params.get(p)) for p in a.varied if not p.startswith("dropout."))
+        mine = _verdict_counts(d)
+        counts = {v: counts[v] + n for v, n in mine.items()}
+        said = ", ".join(f"{n} {v}" for v, n in mine.items() if n)
+        provisional = ", provisional" if d.rule.endswith(_PROVISIONAL) else ""
+        parts.append(
+            f"{stratum}: choose {short(d.choice)}{provisional} ({said}; could be best: "
+            f"{and_list([short(c) for c in d.could_be_best])})"
+        )
+    first = decisions[0]
+    rules = list(dict.fromkeys(d.rule.removesuffix(_PROVISIONAL) for d in decisions))
+    provisional = any(d.rule.endswith(_PROVISIONAL) for d in decisions)
+    text = (
+        f"Per stratum, each against its own settings without dropout ({seeds_text(first.look)} per configuration; "
+        f"{level(1 - first.design.alpha)} confidence each, the {len(a.strata_decisions)} strata together at "
+        f"{level(1 - a.alpha)}): {'; '.join(parts)}. Each choice is {' or '.join(rules)}"
+        + ("; provisional where none is yet shown within min_effect of the best." if provisional else ".")
+    )
+    numbers = {"choices": {d.design.baseline: d.choice for d in decisions}, "seeds": first.look,
+               "alpha": first.design.alpha, "confidence": 1 - first.design.alpha, "family_alpha": a.alpha,
+               "family_confidence": 1 - a.alpha, "strata": len(a.strata_decisions),
+               "min_effect": first.design.min_effect, **counts}  # fmt: skip
+    configs = tuple(dict.fromkeys(c for d in decisions for c in (d.choice, *d.could_be_best)))
+    return [Finding("choice", text, configs, numbers, claim=bool(counts["better"] + counts["worse"]))]
 
 
 def _seed_phrase(done) -> str:
@@ -347,8 +413,8 @@ def _best(a: Analysis, done) -> list[Finding]:
 def _verdict(a: Analysis, config: str) -> str:
     """How ``config`` compares with the baseline: the decision's verdict, else the Holm family's
     (``better``, ``worse``, ``undecided``; ``untestable`` without an interval)."""
-    if a.decision is not None:
-        return a.decision.verdicts().get(config, "undecided")
+    if a.decisions():
+        return a.verdicts().get(config, "undecided")
     c = a.comparison(config)
     if c is None or not np.isfinite(c.p_value):
         return "untestable"
@@ -368,52 +434,58 @@ def _decision_ci(c, confidence: float) -> str:
 
 
 def _decided(a: Analysis) -> list[Finding]:
-    """One sentence per comparison the decision has decided: better, worse or equivalent, with
-    its interval and the look it was decided at."""
-    d = a.decision
-    confidence, base = 1 - d.design.alpha, a.baseline_name or a.label(a.baseline)
+    """One sentence per comparison a decision has decided: better, worse or equivalent, with
+    its interval and the look it was decided at (each stratum's decision without a single baseline)."""
     out = []
-    for c in d.comparisons:
-        if c.verdict == "undecided":
-            continue
-        at = f"decided at {seeds_text(c.decided_at)} per configuration"
-        if c.verdict == "equivalent":
-            verdict = f"is equivalent to {base} (within \u00b1{100 * d.design.min_effect:.1f} pp)"
-        else:
-            verdict = f"is {c.verdict} than {base}"
-        text = (
-            f"{a.label(c.config)} {verdict}: {pp(c.diff)} over {c.n} paired seeds "
-            f"({_decision_ci(c, confidence)}, {at})."
-        )
-        numbers = {"verdict": c.verdict, "diff": c.diff, "ci_low": c.low, "ci_high": c.high, "n": c.n,
-                   "decided_at": c.decided_at, "alpha": d.design.alpha, "min_effect": d.design.min_effect}  # fmt: skip
-        out.append(Finding(c.verdict, text, (c.config, c.baseline), numbers, claim=True))
+    for d in a.decisions():
+        confidence, base = 1 - d.design.alpha, _base(a, d)
+        for c in d.comparisons:
+            if c.verdict == "undecided":
+                continue
+            at = f"decided at {seeds_text(c.decided_at)} per configuration"
+            if c.verdict == "equivalent":
+                verdict = f"is equivalent to {base} (within \u00b1{100 * d.design.min_effect:.1f} pp)"
+            else:
+                verdict = f"is {c.verdict} than {base}"
+            text = (
+                f"{a.label(c.config)} {verdict}: {pp(c.diff)} over {c.n} paired seeds "
+                f"({_decision_ci(c, confidence)}, {at})."
+            )
+            numbers = {"verdict": c.verdict, "diff": c.diff, "ci_low": c.low, "ci_high": c.high, "n": c.n,
+                       "decided_at": c.decided_at, "alpha": d.design.alpha, "confidence": confidence,
+                       "min_effect": d.design.min_effect}  # fmt: skip
+            out.append(Finding(c.verdict, text, (c.config, c.baseline), numbers, claim=True))
     return out
 
 
 def _undecided(a: Analysis) -> list[Finding]:
-    """The comparisons the decision has not decided, in one sentence with what would decide them."""
-    d = a.decision
-    pending = [c for c in d.comparisons if c.verdict == "undecided"]
+    """The comparisons the decisions have not decided, in one sentence with what would decide them."""
+    decisions = a.decisions()
+    pending = [(d, c) for d in decisions for c in d.comparisons if c.verdict == "undecided"]
     if not pending:
         return []
-    confidence, base = 1 - d.design.alpha, a.baseline_name or a.label(a.baseline)
+    d = decisions[0]
+    stratified = a.decision is None
     parts = [
-        f"{a.label(c.config)} ({pp(c.diff)}, {_decision_ci(c, confidence)})"
+        f"{a.label(c.config)}{' vs ' + _base(a, e) if stratified else ''} ({pp(c.diff)}, "
+        f"{_decision_ci(c, 1 - e.design.alpha)})"
         if np.isfinite(c.low) and np.isfinite(c.high)
         else f"{a.label(c.config)} (no interval yet: fewer than 2 paired seeds, or no spread)"
-        for c in pending
+        for e, c in pending
     ]
-    which = "Undecided" if len(pending) < len(d.comparisons) else "All undecided"
+    total = sum(len(e.comparisons) for e in decisions)
+    which = "Undecided" if len(pending) < total else "All undecided"
     they = "It" if len(pending) == 1 else "They"
+    against = "the same settings without dropout" if stratified else _base(a, d)
     text = (
-        f"{which} against {base} at {seeds_text(d.look)} per configuration, neither shown different nor "
+        f"{which} against {against} at {seeds_text(d.look)} per configuration, neither shown different nor "
         f"within \u00b1{100 * d.design.min_effect:.1f} pp: {'; '.join(parts)}. "
     )
-    numbers = {"undecided": [c.config for c in pending], "diff": [c.diff for c in pending],
-               "ci_low": [c.low for c in pending], "ci_high": [c.high for c in pending], "n": [c.n for c in pending],
-               "seeds": d.look, "alpha": d.design.alpha, "min_effect": d.design.min_effect,
-               "max_seeds": d.design.max_seeds}  # fmt: skip
+    numbers = {"undecided": [c.config for _, c in pending], "diff": [c.diff for _, c in pending],
+               "ci_low": [c.low for _, c in pending], "ci_high": [c.high for _, c in pending],
+               "n": [c.n for _, c in pending], "seeds": d.look, "alpha": d.design.alpha,
+               "confidence": 1 - d.design.alpha,
+               "min_effect": d.design.min_effect, "max_seeds": d.design.max_seeds}  # fmt: skip
     later = [g for g in d.design.grid() if g > d.look]
     if a.looks and later and not d.done:
         text += (
@@ -422,51 +494,60 @@ def _undecided(a: Analysis) -> list[Finding]:
         )
         numbers["next_look"] = later[0]
     else:
-        plan = _plan(a, pending, new_study=bool(a.looks))
+        plan = _plan(a, d, [c for _, c in pending], new_study=bool(a.looks), fixed=stratified)
         numbers.update(plan)
-        text += _plan_text(a, plan, new_study=bool(a.looks), they=they)
-    return [Finding("undecided", text, tuple(c.config for c in pending), numbers)]
+        text += _plan_text(a, d, plan, new_study=bool(a.looks), they=they, fixed=stratified)
+    return [Finding("undecided", text, tuple(c.config for _, c in pending), numbers)]
 
 
-def _plan(a: Analysis, pending, new_study: bool) -> dict:
-    """The most seeds a sequential design needs to decide ``pending`` comparisons: the spread of
-    their paired differences pooled, its ``PLANNING_CONFIDENCE`` upper confidence bound, and
-    ``recommend_max_seeds`` at that bound (``docs/report.md``, "The findings")."""
+def _plan(a: Analysis, d, pending, new_study: bool, fixed: bool = False) -> dict:
+    """The most seeds a sequential design needs to decide ``pending`` comparisons of decision
+    ``d``: the spread of their paired differences pooled, its ``PLANNING_CONFIDENCE`` upper
+    confidence bound, and ``recommend_max_seeds`` at that bound (``docs/report.md``, "The
+    findings"); with ``fixed`` (strata, which ``--until-decided`` cannot run), the seeds of a
+    new study of one look."""
     from dropoutlab.report.decide import DEFAULT_STEP, recommend_max_seeds
 
-    d = a.decision
     rows = [a.comparison(c.config) for c in pending]
     rows = [r for r in rows if r is not None and np.isfinite(r.sd) and r.sd > 0 and r.test == "paired t"]
     df = sum(r.n - 1 for r in rows)
     sd = math.sqrt(sum((r.n - 1) * r.sd**2 for r in rows) / df) if df > 0 else math.nan
     bound = sd_upper_bound(sd, df)
-    start = 3 if new_study else d.design.start
+    start = 3 if new_study or fixed else d.design.start
     plan = {"sd": sd, "sd_df": df, "sd_bound": bound, "planning_confidence": PLANNING_CONFIDENCE,
             "start": start, "step": DEFAULT_STEP, "max_seeds_advised": math.nan}  # fmt: skip
     if np.isfinite(bound):
         m = len(d.comparisons)
-        advised = recommend_max_seeds(bound, d.design.min_effect, d.design.alpha, m, start, DEFAULT_STEP)
+        advised = recommend_max_seeds(
+            bound, d.design.min_effect, d.design.alpha, m, start, DEFAULT_STEP, sequential=not fixed
+        )
         plan["max_seeds_advised"] = (
-            advised if math.isinf(advised) else max(int(advised), start + DEFAULT_STEP)
+            advised if math.isinf(advised) or fixed else max(int(advised), start + DEFAULT_STEP)
         )
     return plan
 
 
-def _plan_text(a: Analysis, plan: dict, new_study: bool, they: str = "They") -> str:
-    d = a.decision
+def _plan_text(a: Analysis, d, plan: dict, new_study: bool, they: str = "They", fixed: bool = False) -> str:
     sd, bound, advised = plan["sd"], plan["sd_bound"], plan["max_seeds_advised"]
-    if new_study:
+    them = "it" if they == "It" else "them"
+    if fixed:
         lead = (
-            f"{they} stayed so at the design's most seeds ({d.design.max_seeds}); deciding {they.lower().replace('they', 'them')} needs a new study "
+            f"More seeds decide {them}, in a new study (a new name, new seeds; `--until-decided` needs a single "
+            "baseline, and looking again at these seeds would spend the error rate twice)"
+        )
+        how = "give it `seeds ="
+    elif new_study:
+        lead = (
+            f"{they} stayed so at the design's most seeds ({d.design.max_seeds}); deciding {them} needs a new study "
             "with new seeds, or a larger min_effect"
         )
-        how = "run `--until-decided` with"
+        how = "run `--until-decided` with `--max-seeds"
     else:
         lead = (
-            f"More seeds decide {'it' if they == 'It' else 'them'}: `dropoutlab run STUDY.toml --until-decided` adds seeds only where they "
+            f"More seeds decide {them}: `dropoutlab run STUDY.toml --until-decided` adds seeds only where they "
             "still matter, looks after each step and keeps the error rates"
         )
-        how = "give it"
+        how = "give it `--max-seeds"
     if not np.isfinite(bound):
         return f"{lead}."
     spread = (
@@ -476,8 +557,9 @@ def _plan_text(a: Analysis, plan: dict, new_study: bool, they: str = "They") -> 
     )
     if math.isinf(advised):
         return f"{lead}; at that spread ({spread}) even 2000 seeds would not suffice: choose a larger min_effect."
+    most = "the seeds" if fixed else "the most seeds"
     return (
-        f"{lead}; {how} `--max-seeds {int(advised)}`, the most seeds that call a comparison with no true difference "
+        f"{lead}; {how} {int(advised)}`, {most} that call a comparison with no true difference "
         f"equivalent in 80% of studies ({spread})."
     )
 
@@ -669,7 +751,12 @@ def _interaction(a: Analysis) -> list[Finding]:
         f"(unadjusted {p_text(r.p_value)}), partial \u03b7\u00b2 = {r.partial_eta_sq:.2f}; {how}"
     )
     numbers = {"F": r.F, "df_num": r.df_num, "df_den": r.df_den, "p_value": r.p_value,
-               "p_adjusted": r.p_adjusted, "partial_eta_sq": r.partial_eta_sq}  # fmt: skip
+               "p_adjusted": r.p_adjusted, "partial_eta_sq": r.partial_eta_sq, "left_out": list(r.left_out)}  # fmt: skip
+    if r.left_out:
+        figure += (
+            f"; over the {len(r.levels[0])} x {len(r.levels[1])} cells the study file crosses: "
+            f"{and_list([a.label(c) for c in r.left_out])} {'is' if len(r.left_out) == 1 else 'are'} not among them"
+        )
     if r.significant:
         return [
             Finding(
@@ -720,6 +807,46 @@ def _gap_trend(a: Analysis) -> list[Finding]:
                "high_test_acc": g.high_test_acc, "low_gap": g.low_gap,
                "high_gap": g.high_gap, **_comparison_numbers(c, a.confidence)}  # fmt: skip
     return [Finding("gap_trend", text, (g.low_config, g.high_config), numbers, claim=claim)]
+
+
+def _rate(value: float) -> str:
+    """A rate in two decimals, as the sweep's own values are written when it is one (``0.3``)."""
+    return f"{value:g}" if abs(value - round(value, 2)) < 1e-9 else f"{value:.2f}"
+
+
+def _rate_peak(a: Analysis) -> list[Finding]:
+    """Exploratory: the rate at which a quadratic fitted to mean test accuracy peaks, with its
+    bootstrap interval over seeds; at an end of the swept range it says so and goes no further."""
+    r = a.rate_peak
+    if r is None:
+        return []
+    fixed = a.config(r.configs[0]).params
+    others = [setting(p, fixed.get(p)) for p in a.varied if p != r.key]
+    where = f" at {', '.join(others)}" if others else ""
+    curve = "a quadratic in the rate" if r.scale == "rate" else "a quadratic in the square root of the rate"
+    interval = f"{level(r.confidence)} bootstrap interval over seeds {_rate(r.ci_low)} to {_rate(r.ci_high)}"
+    if r.edge == "high":
+        peak = (
+            f"is highest at or beyond the largest rate tried, {r.key} = {_rate(r.rates[-1])}: the sweep does not "
+            "show where accuracy peaks; try larger rates to find it"
+        )
+    elif r.edge == "low":
+        peak = (
+            f"is highest at or below the smallest rate tried, {r.key} = {_rate(r.rates[0])}: accuracy falls "
+            "from there along the rates tried"
+        )
+    else:
+        peak = f"peaks at {r.key} = {_rate(r.peak)}"
+    text = (
+        f"Exploratory (a curve fitted to these same results; nothing is tested, not a claim): along {r.key}"
+        f"{where}, {curve} fitted to mean test accuracy at {len(r.rates)} rates {peak} (fitted "
+        f"{pct(r.fitted)}; {interval}, {r.resamples} resamples)."
+    )
+    numbers = {"exploratory": True, "key": r.key, "scale": r.scale, "peak": r.peak, "fitted": r.fitted,
+               "ci_low": r.ci_low, "ci_high": r.ci_high, "edge": r.edge, "confidence": r.confidence,
+               "resamples": r.resamples, "seed": r.seed, "rates": list(r.rates), "means": list(r.means),
+               "n": list(r.n), "rate_count": len(r.rates)}  # fmt: skip
+    return [Finding("rate_peak", text, r.configs, numbers, exploratory=True)]
 
 
 def _mc_verdict(c: Comparison, better_when_lower: bool) -> tuple[str, bool]:
@@ -832,6 +959,61 @@ def _factor_effects(a: Analysis) -> list[Finding]:
         if moderators:
             text += f" This is an average: the effect of {e.factor} depends on {and_list(list(dict.fromkeys(moderators)))} (below)."
         out.append(Finding("factor_effect", text + _left_out_text(e), (), numbers, claim=e.significant))
+    return out
+
+
+def _mean(value: float) -> float:
+    return value if np.isfinite(value) else -math.inf
+
+
+def _factor_best(a: Analysis) -> list[Finding]:
+    """Per multi-level categorical parameter (kind, model): which of its values could be the
+    best, compared with each other (Hsu's MCB through ``decide``), in one sentence."""
+    out = []
+    together = len(a.factor_best)
+    for fb in a.factor_best:
+        d = fb.decision
+        name = {c: value_text(fb.value(c)) for c in d.means}
+        over = [
+            f"{o} {and_list([value_text(v) for v in vals])}" for o, vals in fb.over.items() if len(vals) > 1
+        ]
+        fixed = [setting(o, vals[0]) for o, vals in fb.over.items() if len(vals) == 1]
+        where = (f"each value averaged per seed over {and_list(over)}" if over else "") + (
+            ("; " if over else "") + f"at {', '.join(fixed)}" if fixed else ""
+        )
+        top = max(d.means, key=lambda c: _mean(d.means[c]))
+        shared = f", {together} such sets together at {level(1 - a.alpha)}" if together > 1 else ""
+        head = (
+            f"Which {fb.factor}: of its {len(fb.levels)} values compared with each other on test accuracy"
+            f"{' (' + where + ')' if where else ''}, over {seeds_text(len(fb.seeds))}, could be the best at "
+            f"{level(1 - d.design.alpha)} confidence (Hsu's multiple comparisons with the best{shared}): "
+            f"{and_list([name[c] for c in sorted(d.could_be_best, key=lambda c: -_mean(d.means[c]))])}"
+        )
+        parts = [head]
+        worse = [
+            f"{name[c]} (by at least {pp(w).lstrip('+')})" if w > 0 else name[c]
+            for c, w in d.worse_than_best.items()
+        ]
+        if worse:
+            parts.append(f"worse than the best: {and_list(worse)}")
+        if d.within_min_effect:
+            parts.append(
+                f"within ±{100 * d.design.min_effect:.1f} pp of the best: "
+                f"{and_list([name[c] for c in d.within_min_effect])}"
+            )
+        parts.append(f"highest mean: {name[top]} ({pct(d.means[top])})")
+        numbers = {"factor": fb.factor, "levels": list(fb.levels), "level_count": len(fb.levels),
+                   "could_be_best": [fb.value(c) for c in d.could_be_best],
+                   "worse_than_best": {str(fb.value(c)): w for c, w in d.worse_than_best.items()},
+                   "worse_by": list(d.worse_than_best.values()),
+                   "within_min_effect": [fb.value(c) for c in d.within_min_effect],
+                   "means": {str(fb.value(c)): m for c, m in d.means.items()}, "highest_mean": d.means[top],
+                   "over": {o: list(v) for o, v in fb.over.items()}, "over_values": [v for vals in fb.over.values() for v in vals],
+                   "seeds": len(fb.seeds), "alpha": d.design.alpha, "confidence": 1 - d.design.alpha,
+                   "family_confidence": 1 - a.alpha, "sets": together,
+                   "min_effect": d.design.min_effect}  # fmt: skip
+        claim = bool(d.worse_than_best or d.within_min_effect)
+        out.append(Finding("factor_best", "; ".join(parts) + ".", fb.configs, numbers, claim=claim))
     return out
 
 

@@ -191,7 +191,10 @@ _CONVERT = {"test": str, "effect_size_kind": str, "significant": bool, "n": int,
 
 @dataclass(frozen=True)
 class Interaction:
-    """The two-way ANOVA interaction F-test of a two-parameter grid (a family member)."""
+    """The two-way ANOVA interaction F-test of a two-parameter grid (a family member).
+
+    ``left_out``: configurations outside the study file's sub-grids that cross both
+    parameters (the baseline beside a kind x rate grid, say), which the test does not use."""
 
     factors: tuple[str, str]
     levels: tuple[list, list]
@@ -204,6 +207,7 @@ class Interaction:
     partial_eta_sq: float
     blocked_by_seed: bool
     n: int
+    left_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,40 @@ class GapTrend:
     low_gap: float
     high_gap: float
     change: Comparison
+
+
+@dataclass(frozen=True)
+class RatePeak:
+    """Exploratory: where a curve fitted to mean test accuracy against the swept rate peaks.
+
+    ``key``: the swept rate (``Analysis.rate_key``), along the configurations on its line
+    (``configs``, one per rate); ``scale``: ``"rate"`` or ``"sqrt(rate)"``, the scale the
+    quadratic was fitted on; ``peak``: the rate where the fitted curve is highest within the
+    rates tried, and ``fitted`` its fitted test accuracy; ``ci_low, ci_high``: the percentile
+    bootstrap interval of the peak at ``confidence``, seeds resampled within each rate
+    (``resamples`` of them, generator seeded by ``seed``); ``edge``: ``"high"`` when the peak is
+    at or beyond the largest rate tried, ``"low"`` at or below the smallest, else None;
+    ``rates, means, n``: the rates, their mean test accuracies and completed seeds;
+    ``coefficients``: ``c0, c1, c2`` of ``c0 + c1 x + c2 x^2`` on that scale. Nothing is
+    tested, so it makes no claim (``exploratory`` is always True).
+    """
+
+    key: str
+    configs: tuple[str, ...]
+    scale: str
+    peak: float
+    fitted: float
+    ci_low: float
+    ci_high: float
+    edge: str | None
+    rates: tuple[float, ...]
+    means: tuple[float, ...]
+    n: tuple[int, ...]
+    coefficients: tuple[float, ...]
+    confidence: float
+    resamples: int
+    seed: int
+    exploratory: bool = True
 
 
 # ----------------------------------------------------------------------------------------
@@ -303,6 +341,32 @@ class Factors:
     def interactions_of(self, factor: str, by: str) -> list[FactorInteraction]:
         """The interaction contrasts of one pair."""
         return [i for i in self.interactions if (i.factor, i.by) == (factor, by)]
+
+
+@dataclass(frozen=True)
+class FactorBest:
+    """The values of a multi-level categorical parameter (a dropout kind, a model family)
+    that could be the best on test accuracy, compared with each other (``factors.factor_best``).
+
+    ``levels``: the values compared; ``reference``: the one ``decision`` compares the others
+    with; ``over``: the other parameters' values each value is averaged over, per seed (the
+    same cells for every value); ``configs``: the configurations those cells are; ``seeds``:
+    the seeds; ``decision``: ``decide`` on the table of per-seed averages, one configuration
+    per value named ``factor=value``: its ``could_be_best`` (Hsu's MCB), ``within_min_effect``,
+    ``worse_than_best`` and ``means`` answer "which kind?", at ``decision.design.alpha``.
+    """
+
+    factor: str
+    levels: tuple
+    reference: Any
+    over: dict[str, list]
+    configs: tuple[str, ...]
+    seeds: tuple
+    decision: Decision
+
+    def value(self, label: str):
+        """The value of the factor a decision label (``model=cnn``) names."""
+        return next(v for v in self.levels if f"{self.factor}={v}" == label)
 
 
 @dataclass(frozen=True)
@@ -417,6 +481,13 @@ class Analysis:
     that is (``report/decide.py``: the four verdicts against the baseline, the configurations
     that could be best, the choice and its rule), None without a single baseline or two
     seeds; ``looks``: the looks a study run with ``--until-decided`` recorded, in order.
+    ``rate_peak``: exploratory, the rate at which a curve fitted to test accuracy along the
+    swept rate peaks (three or more rates), with its bootstrap interval over seeds.
+    ``factor_best``: per categorical parameter with three or more values (kind, model), the
+    values that could be best, compared with each other; together at ``alpha``.
+    ``strata_decisions``: with :attr:`strata` (no single baseline), one ``Decision`` per
+    stratum, keyed by its configuration without dropout: each stratum's configurations against
+    it, at ``alpha / S`` for ``S`` strata, so all hold together at ``alpha``.
     """
 
     study: str
@@ -450,6 +521,17 @@ class Analysis:
     strata: dict[str, str] = field(default_factory=dict)
     decision: Decision | None = None
     looks: tuple[dict, ...] = ()
+    rate_peak: RatePeak | None = None
+    factor_best: tuple[FactorBest, ...] = ()
+    strata_decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def decisions(self) -> list[Decision]:
+        """Every decision against a baseline: the study's, or one per stratum (in that order)."""
+        return [self.decision] if self.decision is not None else list(self.strata_decisions.values())
+
+    def verdicts(self) -> dict[str, str]:
+        """Configuration -> its verdict against its baseline (the decision's or its stratum's)."""
+        return {config: v for d in self.decisions() for config, v in d.verdicts().items()}
 
     @property
     def headline(self) -> list[Finding]:

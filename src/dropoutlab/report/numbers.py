@@ -78,13 +78,54 @@ def _mc(a: Analysis) -> dict | None:
     }
 
 
+def _factor_best(a: Analysis) -> list[dict]:
+    """Per multi-level categorical parameter: its values that could be best, compared with each
+    other, by value (the decision's own data, labels ``factor=value``, under ``decision``)."""
+    out = []
+    for fb in a.factor_best:
+        d = fb.decision
+        out.append({"factor": fb.factor, "levels": list(fb.levels), "reference": fb.reference,
+                    "over": {k: list(v) for k, v in fb.over.items()}, "configs": list(fb.configs),
+                    "seeds": list(fb.seeds), "could_be_best": [fb.value(c) for c in d.could_be_best],
+                    "within_min_effect": [fb.value(c) for c in d.within_min_effect],
+                    "worse_than_best": {str(fb.value(c)): w for c, w in d.worse_than_best.items()},
+                    "means": {str(fb.value(c)): m for c, m in d.means.items()},
+                    "choice": fb.value(d.choice) if d.choice else None, "rule": d.rule, "alpha": d.design.alpha,
+                    "decision": d.to_dict()})  # fmt: skip
+    return out
+
+
+def _families(a: Analysis) -> list[dict]:
+    """The report's families of claims, each with the error rate it holds (``docs/report.md``,
+    "One family of claims"): the decision (or the strata's decisions, together), the
+    could-be-best sets of multi-level parameters (together), and the Holm family. Any false
+    claim anywhere has probability at most the sum of their ``alpha``s (the union bound)."""
+    out = []
+    if a.decision is not None:
+        out.append({"family": "decision", "alpha": a.decision.design.alpha, "decisions": 1})
+    elif a.strata_decisions:
+        out.append({"family": "decision", "alpha": a.alpha, "decisions": len(a.strata_decisions),
+                    "alpha_each": next(iter(a.strata_decisions.values())).design.alpha})  # fmt: skip
+    if a.factor_best:
+        out.append({"family": "factor_best", "alpha": a.alpha, "sets": len(a.factor_best),
+                    "alpha_each": a.factor_best[0].decision.design.alpha})  # fmt: skip
+    if a.family_size:
+        out.append({"family": "holm", "alpha": a.alpha, "tests": a.family_size})
+    return out
+
+
 def _decision(a: Analysis) -> dict | None:
     """The decision (``report/decide.py``) with its headline fields first: ``choice`` and its
     ``rule``, ``could_be_best``, and each comparison's ``verdict`` (``better``, ``worse``,
     ``equivalent`` or ``undecided``), with the report's labels beside the configurations."""
     if a.decision is None:
         return None
-    d = a.decision.to_dict()
+    return _decision_data(a, a.decision)
+
+
+def _decision_data(a: Analysis, decision) -> dict:
+    """One decision as JSON, headline fields first, with the report's labels."""
+    d = decision.to_dict()
     for c in d["comparisons"]:
         c["label"] = a.label(c["config"])
     return {"choice": d["choice"], "choice_label": a.label(d["choice"]) if d["choice"] else None,
@@ -105,7 +146,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
                         **{name: _stat(interval) for name, interval in accuracies.items()}, "gap": _stat(c.gap_acc),
                         "interval": {name: interval.method for name, interval in accuracies.items()},
                         "range": {name: {"min": i.min, "max": i.max} for name, i in accuracies.items()}})  # fmt: skip
-    verdicts = a.decision.verdicts() if a.decision is not None else {}
+    verdicts = a.verdicts()
     return clean(
         {
             "study": a.study,
@@ -116,6 +157,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "baseline": a.config(a.baseline).params if a.baseline is not None else None,
             "baseline_config": a.baseline,
             "family_size": a.family_size,
+            "families": _families(a),
             "configs": configs,
             "comparisons": [
                 _test(
@@ -125,7 +167,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
                     baseline=a.config(c.baseline).params,
                     label=a.label(c.config),
                     verdict=verdicts.get(c.config)
-                    if c.metric == "test_acc" and c.baseline == a.baseline
+                    if c.metric == "test_acc" and c.baseline == (a.baseline or a.strata.get(c.config))
                     else None,
                 )
                 for c in a.comparisons
@@ -135,7 +177,13 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             "mc": _mc(a),
             "learned_rates": a.learned_rates.to_dict("records"),
             "gap_trend": asdict(a.gap_trend) if a.gap_trend is not None else None,
+            "rate_peak": asdict(a.rate_peak) if a.rate_peak is not None else None,
+            "factor_best": _factor_best(a),
             "decision": _decision(a),
+            "strata_decisions": [
+                {"stratum": base, "label": a.label(base), **_decision_data(a, d)}
+                for base, d in a.strata_decisions.items()
+            ],
             "looks": list(a.looks),
             "findings": [asdict(f) for f in a.findings],
             "unavailable": a.unavailable,

@@ -163,7 +163,7 @@ def _comparisons(a: Analysis) -> Section:
     )
     text = [
         f"Test accuracy of each configuration minus {against}, in percentage points. "
-        f"Every claim of a difference in this report comes from one family of {m} tests ({members}), "
+        f"Every claim of a difference outside the decision comes from one family of {m} tests ({members}), "
         f"adjusted together with Holm's method at alpha = {a.alpha:g}: 'significant' means a Holm-adjusted "
         f"p below {a.alpha:g}. Paired t-tests on the seeds both configurations completed; Welch's t-test "
         "when they share fewer than two seeds.",

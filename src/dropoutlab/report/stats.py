@@ -390,7 +390,9 @@ def parse_baseline(text: str) -> dict:
     return selection
 
 
-def _matches(column: pd.Series, value) -> pd.Series:
+def value_matches(column: pd.Series, value) -> pd.Series:
+    """Which cells of ``column`` hold ``value``: numbers to 1e-9 (a rate read back from JSON or
+    SQL), anything else as text, ignoring case (``True`` matches ``"true"``)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return column.astype(str).str.lower() == str(value).lower()
     numeric = pd.to_numeric(column, errors="coerce").astype(float)
@@ -420,7 +422,7 @@ def match_baseline(runs: pd.DataFrame, selection: Mapping, params: Sequence[str]
             raise DropoutlabError(
                 f"baseline: {key!r} is not a parameter of this study; available configurations: {available}"
             )
-        keep &= _matches(configs[key], value)
+        keep &= value_matches(configs[key], value)
     chosen = list(configs.loc[keep, "config"])
     wanted = ",".join(f"{k}={v}" for k, v in selection.items())
     if not chosen:
@@ -938,3 +940,116 @@ def interaction_test(
         "blocked_by_seed": blocked,
         "n": len(y),
     }
+
+
+# ----------------------------------------------------------------------------------------
+# The rate at which test accuracy peaks (exploratory)
+
+#: The scales on which test accuracy is fitted as a quadratic of the rate; ``rate_peak`` takes
+#: the one that fits the means better (``docs/report.md``, "Where the curve peaks").
+PEAK_SCALES = ("rate", "sqrt(rate)")
+
+#: Bootstrap resamples for the interval of the peak, and the seed of their generator: fixed,
+#: so the same runs always give the same interval.
+PEAK_RESAMPLES = 2000
+PEAK_SEED = 20251207
+
+#: A peak within this share of the step from an end of the sweep to the next rate counts as
+#: at that end (``rate_peak``'s ``edge``).
+EDGE_SHARE = 0.1
+
+
+def _peak_of_means(x: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``means`` (``(..., k)``, one mean per rate), on each scale of ``PEAK_SCALES``:
+    the least-squares quadratic, the better scale (the smaller residual sum of squares; the
+    plain rate on a tie, as with three rates, where both pass through every mean), the rate
+    where the fitted curve is highest within the rates tried, and the fitted accuracy there.
+    Returns ``(scale index, peak rate, fitted accuracy, coefficients)``, vectorized over rows."""
+    best_rss = best_peak = best_value = best_coef = best_scale = None
+    for index, xs in enumerate((x, np.sqrt(x))):
+        design = np.column_stack([np.ones_like(xs), xs, xs**2])
+        coef = means @ np.linalg.pinv(design).T  # (..., 3): c0 + c1 x + c2 x^2
+        rss = ((means - coef @ design.T) ** 2).sum(axis=-1)
+        c1, c2 = coef[..., 1], coef[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vertex = np.where(c2 < 0, -c1 / (2 * c2), xs[0])
+        vertex = np.clip(vertex, xs[0], xs[-1])  # a peak beyond the range: the highest end
+        candidates = np.stack([np.broadcast_to(xs[0], vertex.shape), np.broadcast_to(xs[-1], vertex.shape),
+                               vertex], axis=-1)  # fmt: skip
+        fitted = coef[..., :1] + coef[..., 1:2] * candidates + coef[..., 2:3] * candidates**2
+        top = np.take_along_axis(candidates, fitted.argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        value = fitted.max(axis=-1)
+        peak = top if index == 0 else top**2
+        if best_rss is None:
+            best_rss, best_peak, best_value, best_coef = rss, peak, value, coef
+            best_scale = np.zeros(rss.shape, dtype=int)
+            continue
+        better = rss < best_rss - 1e-12  # accuracy fractions squared: a tie is a tie
+        best_scale = np.where(better, index, best_scale)
+        best_peak, best_value = np.where(better, peak, best_peak), np.where(better, value, best_value)
+        best_coef = np.where(better[..., None], coef, best_coef)
+        best_rss = np.where(better, rss, best_rss)
+    return best_scale, best_peak, best_value, best_coef
+
+
+def rate_peak(
+    rates: Sequence[float],
+    samples: Sequence[Sequence[float]],
+    confidence: float = CONFIDENCE,
+    resamples: int = PEAK_RESAMPLES,
+    seed: int = PEAK_SEED,
+) -> dict:
+    """Where a curve fitted to mean test accuracy against a swept dropout rate peaks, with a
+    bootstrap interval over seeds. Exploratory: the curve's shape is assumed, and nothing is
+    tested.
+
+    ``rates``: three or more distinct rates, ascending; ``samples[i]``: the completed seeds'
+    test accuracies (fractions) at ``rates[i]``, two or more each. A quadratic is fitted by
+    least squares to the means, in the rate or in its square root, whichever leaves the
+    smaller residual sum of squares (``PEAK_SCALES``); the peak is the rate where the fitted
+    curve is highest within ``[rates[0], rates[-1]]``, so a curve still rising at the largest
+    rate peaks there (``edge == "high"``: at or beyond the largest rate tried; ``"low"``: at
+    or below the smallest; also within ``EDGE_SHARE`` of the step to the next rate) and is
+    never extrapolated. The interval is the percentile
+    bootstrap (``scipy.stats.bootstrap``) over ``resamples`` resamples of the seeds within each
+    rate, the scale chosen again in every resample, with a generator seeded by ``seed``.
+
+    Returns ``scale, peak, fitted, ci_low, ci_high, edge, rates, means, n, coefficients,
+    confidence, resamples, seed``. Raises ``NotComputable`` with fewer than three rates or
+    a rate with fewer than two seeds.
+    """
+    from scipy import stats as scipy_stats
+
+    x = np.asarray(rates, dtype=float)
+    data = tuple(np.asarray(s, dtype=float) for s in samples)
+    if x.size < 3 or len(data) != x.size:
+        raise NotComputable(f"{x.size} rate(s) with completed runs; a curve with a peak needs three or more")
+    if np.any(np.diff(x) <= 0) or x[0] < 0:
+        raise NotComputable("the rates are not distinct non-negative values in ascending order")
+    few = [f"{r:g}" for r, s in zip(x, data, strict=True) if s.size < 2]
+    if few:
+        raise NotComputable(f"rate(s) {', '.join(few)} have fewer than two completed seeds to resample")
+    means = np.array([s.mean() for s in data])
+    scale, peak, fitted, coef = _peak_of_means(x, means)
+
+    def statistic(*resampled, axis=-1):
+        return _peak_of_means(x, np.stack([r.mean(axis=axis) for r in resampled], axis=-1))[1]
+
+    result = scipy_stats.bootstrap(
+        data, statistic, n_resamples=resamples, vectorized=True, paired=False, confidence_level=confidence,
+        method="percentile", random_state=np.random.default_rng(seed),
+    )  # fmt: skip
+    low, high = (float(v) for v in result.confidence_interval)
+    # Within a tenth of the step to the neighbouring rate, the data cannot tell a peak from
+    # the end itself (a square-root curve can put its vertex at 0.0001 of a 0, 0.1, ... sweep).
+    edge = (
+        "high" if peak >= x[-1] - EDGE_SHARE * (x[-1] - x[-2])
+        else "low" if peak <= x[0] + EDGE_SHARE * (x[1] - x[0]) else None
+    )  # fmt: skip
+    return {
+        "scale": PEAK_SCALES[int(scale)], "peak": float(peak), "fitted": float(fitted),
+        "ci_low": low, "ci_high": high, "edge": edge, "rates": tuple(float(r) for r in x),
+        "means": tuple(float(m) for m in means), "n": tuple(int(s.size) for s in data),
+        "coefficients": tuple(float(c) for c in coef), "confidence": float(confidence),
+        "resamples": int(resamples), "seed": int(seed),
+    }  # fmt: skip
