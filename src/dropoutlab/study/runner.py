@@ -29,7 +29,7 @@ from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
 from dropoutlab.train.checkpoints import DEFAULT_MINUTES, Checkpoint, checkpoint_folder
-from dropoutlab.train.plan import trains_alone
+from dropoutlab.train.plan import check_memory, study_memory, trains_alone
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
@@ -148,9 +148,12 @@ def run_study(
         note = f"{study.name}: kept the {stored} stored runs as {archived!r}" if archived else None
     else:
         note = check_design(store.study_definition(study.name), study, store.name)
-    store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
+    if todo and executor == "local":  # what --dry-run refuses for memory, refused before anything trains
+        dev = resolve_device(device)
+        check_memory(*study_memory(todo, dev, stack, resolve_workers(workers, dev)), dev)
+    store.write_study(study)
     outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo), note=note)
     folder = checkpoint_folder(store.checkpoint_folder(), study.name)
     if not todo:
