@@ -1,7 +1,7 @@
 """What `dropoutlab report` costs as a study grows: 10, 30, 100 and 300 configurations.
 
     python benchmarks/bench_report.py [--store PATH] [--sizes 10 30 100 300] [--repeat 1]
-        [--src DIR] [--json out.json]
+        [--plan-points 1000] [--src DIR] [--json out.json]
 
 Four digits MLP studies, each a grid that adds one axis to the last (2 seeds, 1 epoch, so
 training is quick: about 20 s for all four on 2 cores): 10 rates of ``dropout.hidden1`` (a
@@ -13,6 +13,10 @@ process, from its start to its exit (imports, reading the store, analysis, figur
 with its peak resident memory (``wait4``), the size of the HTML page, the PNG count and any
 warning on stderr. ``--src`` times the ``dropoutlab`` of another checkout's ``src/`` (say
 ``git archive 8c7bc46 src | tar -x -C /tmp/base``, the commit before the report scaled).
+
+First, ``--plan-points`` times ``dropoutlab run STUDY --dry-run`` (whole process) on a ResNet
+grid of that many points (dropout rate x learning rate x weight decay, 1 seed): the plan's
+checks of every point, which count a family's network once per architecture.
 """
 
 from __future__ import annotations
@@ -87,6 +91,29 @@ def run(argv: list[str], src: Path) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1024, stderr
 
 
+def plan_file(folder: Path, points: int) -> Path:
+    """A ResNet study of ``points`` grid points on digits (1 seed): rates x learning rates x
+    weight decays, for timing ``--dry-run``."""
+    side = round(points ** (1 / 3))
+    if side**3 != points:
+        raise SystemExit(f"--plan-points: {points} is not a cube (1000, 8000...)")
+    values = {"dropout.head": [round(i / side, 4) for i in range(side)],
+              "optimizer.lr": [round(1e-4 * 1.5**i, 8) for i in range(side)],
+              "optimizer.weight_decay": [round(1e-5 * i, 8) for i in range(side)]}  # fmt: skip
+    grid = "\n".join(f'"{key}" = {v}' for key, v in values.items())
+    path = folder / f"plan-{points}.toml"
+    path.write_text(f'name = "plan-{points}"\ndataset = "digits"\nmodel = "resnet"\nepochs = 1\nseeds = 1\n'
+                    f"[grid]\n{grid}\n")  # fmt: skip
+    return path
+
+
+def time_plan(points: int, src: Path, out: Path) -> dict:
+    """One timing of ``dropoutlab run --dry-run`` on a ResNet grid of ``points`` points."""
+    wall, mib, _ = run(dropoutlab("run", str(plan_file(out, points)), "--store", str(out / "plan.db"),
+                                  "--dry-run"), src)  # fmt: skip
+    return {"points": points, "wall_s": wall, "peak_mib": mib, "load": load_average()}
+
+
 def time_report(store: Path, size: int, src: Path, out: Path) -> dict:
     """One timing of ``dropoutlab report`` on the study of ``size`` configurations."""
     folder = out / f"report-{size}"
@@ -107,9 +134,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="time each report this many times; the median")
     parser.add_argument("--src", type=Path, default=NEW_SRC, help="the src/ folder whose dropoutlab is timed")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plan-points", type=int, default=1000, metavar="N",
+                        help="also time --dry-run of a ResNet grid of N points (a cube; 0: skip)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         tmp = Path(tmp)
+        plan = time_plan(args.plan_points, args.src, tmp) if args.plan_points else None
+        if plan is not None:
+            print(f"--dry-run of {plan['points']} ResNet grid points: {plan['wall_s']:.1f} s, "
+                  f"{plan['peak_mib']:.0f} MiB peak RSS, load {plan['load']}", flush=True)  # fmt: skip
         store = args.store or tmp / "scale.db"
         for size in args.sizes:  # trained with this checkout's code, whichever is timed
             wall, _, _ = run(dropoutlab("run", str(study_file(tmp, size)), "--store", str(store),
@@ -131,7 +164,9 @@ def main() -> None:
     print(machine())
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"machine": machine(), "src": str(args.src), "results": results}, indent=1)
+            json.dumps(
+                {"machine": machine(), "src": str(args.src), "plan": plan, "results": results}, indent=1
+            )
         )
 
 
