@@ -475,6 +475,7 @@ def test_a_heatmap_of_a_large_grid_keeps_its_colours_and_drops_the_cell_text():
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert 2 <= len(labels) <= 14 and labels[0] == "0"
     assert len(ax.get_yticklabels()) == len(ys)  # room for every row
+    assert ax.get_title().endswith("(95% CI in the table)")
 
 
 def test_every_figure_of_a_large_grid_draws_without_a_warning_at_page_size(three):

@@ -463,7 +463,8 @@ def heatmap(a: Analysis) -> Figure:
         ax.set_xlabel(x_key)
         ax.set_ylabel(y_key)
         fig.colorbar(image, ax=ax, label="mean test_acc (%)")
-        ax.set_title(f"Mean test_acc per configuration ({level(a.confidence)} CI below)")
+        where = "below" if annotated else "in the table"
+        ax.set_title(f"Mean test_acc per configuration ({level(a.confidence)} CI {where})")
     return fig
 
 
