@@ -112,3 +112,53 @@ def test_the_dry_run_refuses_a_plan_that_does_not_fit_naming_the_setting(
     assert code == 2
     assert err.count("\n") == 1 and "more than the 20.0 MiB available" in err
     assert "the evaluation batch (2048 rows) dominates" in err
+
+
+# --- plan checks counted once per architecture; stacks sized by the same peak ------------------
+
+
+def test_a_grid_counts_each_family_network_once_however_many_points_share_it(write_study, monkeypatch):
+    import dataclasses
+
+    from dropoutlab.models import builder
+    from dropoutlab.models.families import FAMILIES
+    from dropoutlab.train import plan
+
+    built = []
+    family = FAMILIES["resnet"]
+
+    def build(*args):
+        built.append(args[0])
+        return family.build(*args)
+
+    monkeypatch.setitem(FAMILIES, "resnet", dataclasses.replace(family, build=build))
+    builder._family_outputs.cache_clear()
+    plan._network_footprint.cache_clear()
+    path = write_study('name = "g"\ndataset = "digits"\nmodel = "resnet"\nseeds = 1\n[grid]\n'
+                       '"dropout.head" = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]\n"optimizer.lr" = [0.001, 0.01]\n')  # fmt: skip
+    runs = expand_runs(load_study(path))  # each point's size is checked when the study is read
+    assert len(runs) == 12 and built == [(1, 8, 8)]
+    memory, _ = plan.study_memory(runs, CPU, "off", 2)
+    assert built == [(1, 8, 8)] and memory.largest.members == 1
+    builder._family_outputs.cache_clear()  # the next test counts with the real family
+    plan._network_footprint.cache_clear()
+
+
+def test_auto_stacks_are_sized_by_the_peak_the_dry_run_budgets(write_study, monkeypatch, digits):
+    from dropoutlab.train import plan
+
+    monkeypatch.setattr(plan, "CPU_CACHE_BUDGET", 1 << 40)  # memory alone decides here
+    wide = expand_runs(load_study(write_study(WIDE_1X1.replace("seeds = 2", "seeds = 7"))))
+    data = prepared(digits, wide[0])
+    shape = (data.input_shape, data.num_classes)
+    # counting a training batch alone, 12 of these fit the budget; with their evaluation pass, not 2
+    assert plan.CPU_BUDGET // plan.member_bytes(wide[0], data)[0] >= plan.AUTO_MAX["cpu"]
+    assert peak_memory(wide[0], *shape, members=2).total > plan.CPU_BUDGET
+    assert [len(s) for s in plan_stacks(wide, data, CPU, "auto", workers=1)] == [1] * 7
+    mlp = make_run(0)
+    for budget in (4 << 20, 8 << 20, 16 << 20, 32 << 20):
+        monkeypatch.setattr(plan, "CPU_BUDGET", budget)
+        limit = plan.stack_limit(mlp, data, CPU, "auto")
+        assert 2 <= limit <= plan.AUTO_MAX["cpu"], budget
+        assert peak_memory(mlp, *shape, members=limit).total <= budget
+        assert limit == plan.AUTO_MAX["cpu"] or peak_memory(mlp, *shape, members=limit + 1).total > budget

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 
 import matplotlib
 import numpy as np
@@ -13,7 +15,7 @@ from matplotlib.text import Text
 
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.report import plots
-from dropoutlab.report.analysis import StudyData, _analyze
+from dropoutlab.report.analysis import CURVES_BEST, StudyData, _analyze
 from dropoutlab.report.model import FigurePlan
 
 matplotlib.use("Agg")
@@ -380,3 +382,111 @@ def test_every_legend_names_a_configuration_as_the_report_does():
                 or named in plots.SERIES_LABELS.values()
                 or named in ("validation", "train (dropout on)", "train (eval mode)")
             ), (plan.kind, text)
+
+
+# ----------------------------------------------------------------------------------------
+# Large grids: figures that stay readable
+
+
+def large_grid(levels: dict[str, list], epochs: int = 2):
+    """The analysis of every combination of ``levels``, 3 seeds each: test accuracy falls with
+    each rate (by a different weight per parameter), 2 epochs of history per run."""
+    params = list(levels)
+    weights = (0.10, 0.07, 0.03)
+    runs, history = [], []
+    for values in itertools.product(*levels.values()):
+        cell = dict(zip(params, values, strict=True))
+        config = ", ".join(f"{k}={v}" for k, v in cell.items())
+        mean = 0.9 - sum(w * v for w, v in zip(weights, values, strict=False))
+        for seed, off in enumerate(OFFSETS):
+            run = f"{config}-{seed}"
+            runs.append({"id": run, "config": config, "seed": seed, "status": "completed", "test_acc": mean + off,
+                         "test_loss": 1 - mean, "final_train_acc": mean + 0.05 + off, "final_val_acc": mean + off,
+                         **cell})  # fmt: skip
+            history += [{"run_id": run, "config": config, "seed": seed, "status": "completed", "epoch": epoch,
+                         "train_loss": 1 / epoch + off, "val_loss": 1.1 / epoch + off,
+                         "train_acc": mean - 0.1 / epoch + off, "val_acc": mean - 0.05 / epoch + off, **cell}
+                        for epoch in range(1, epochs + 1)]  # fmt: skip
+    runs, history = pd.DataFrame(runs), pd.DataFrame(history)
+    return _analyze(StudyData.from_runs(runs, params, history=history))
+
+
+THREE = {"dropout.hidden1": [0.0, 0.1, 0.2, 0.3, 0.5], "dropout.hidden2": [0.0, 0.1, 0.2, 0.3, 0.5],
+         "dropout.input": [0.0, 0.2]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def three():
+    return large_grid(THREE)
+
+
+def test_a_large_grid_draws_the_curves_of_the_best_configurations_and_the_baseline_only(three):
+    a = three
+    (comparison,) = [plan for plan in a.figures if plan.kind == "comparison"]
+    curves = [plan.config for plan in a.figures if plan.kind == "curves"]
+    assert len(a.configs) == 50 and len(curves) == CURVES_BEST + 1
+    assert comparison.configs == tuple(curves) and curves[0] == a.baseline
+    means = a.summary.set_index("config")["test_acc_mean"]
+    rest = means.drop([*curves])
+    assert means[curves[1:]].min() >= rest.max()  # the best, whatever the ties
+    assert list(means[curves[1:]]) == sorted(means[curves[1:]], reverse=True)  # best first
+    fig = plots.draw(a, comparison)
+    assert len(fig.axes[1].lines) == 2 * (CURVES_BEST + 1)
+    assert len(fig.legends[0].get_texts()) == CURVES_BEST + 1 + 2
+    assert fig.texts[0].get_text().startswith(f"{CURVES_BEST + 1} of 50 configurations")
+
+
+def test_factor_means_draw_one_panel_per_parameter_with_the_analysis_means(three):
+    a = three
+    fig = plots.factor_means(a)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_xlabel() for ax in axes] == list(THREE)
+    for ax, factor in zip(axes, THREE, strict=True):
+        expected = [100 * m.test_acc.mean for m in a.factors.means if m.factor == factor]
+        np.testing.assert_allclose(by_gid(ax, f"factor:{factor}").get_ydata(), expected)
+        np.testing.assert_allclose(by_gid(ax, f"factor:{factor}").get_xdata(), THREE[factor])
+        reference = by_gid(ax, f"reference:{factor}")
+        assert list(reference.get_xdata()) == [a.factors.reference[factor]]
+    table = plots.factor_means_table(a)
+    assert len(table) == sum(map(len, THREE.values())) and table["reference"].sum() == 3
+    with pytest.raises(DropoutlabError, match="does not cross three or more parameters"):
+        plots.factor_means(sweep())
+
+
+def test_a_rate_figure_of_a_large_grid_draws_the_configurations_off_the_line_as_one_grey_group(three):
+    a = three
+    fig = plots.accuracy_vs_rate(a)
+    (ax,) = fig.axes
+    (dots,) = [c for c in ax.collections if c.get_gid() == "off_line"]
+    off = int((~plots.rate_table(a)["on_line"]).sum())
+    assert off == 45 and len(dots.get_offsets()) == off
+    assert not [line for line in ax.lines if str(line.get_gid()).startswith("off_line:")]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert f"{off} other configurations (test)" in legend and len(legend) <= 5
+
+
+def test_a_heatmap_of_a_large_grid_keeps_its_colours_and_drops_the_cell_text():
+    xs, ys = [i / 20 for i in range(18)], [i / 20 for i in range(9)]
+    a = large_grid({"dropout.hidden1": xs, "dropout.hidden2": ys}, epochs=1)
+    fig = plots.heatmap(a)
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (len(ys), len(xs))
+    assert not [t for t in ax.texts if str(t.get_gid()).startswith("cell:")]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert 2 <= len(labels) <= 14 and labels[0] == "0"
+    assert len(ax.get_yticklabels()) == len(ys)  # room for every row
+    assert ax.get_title().endswith("(95% CI in the table)")
+
+
+def test_every_figure_of_a_large_grid_draws_without_a_warning_at_page_size(three):
+    a = large_grid(THREE, epochs=1)  # one epoch: one tick, not a span of fractions around it
+    for plan in a.figures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fig = plots.draw(a, plan)
+            plots.png_bytes(fig)
+        assert 6.5 <= fig.get_figwidth() <= 10 and fig.get_figheight() <= 10, plan.name
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+        assert min(sizes) >= 10, plan.name
+        if plan.kind == "curves":
+            assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1"]

@@ -654,3 +654,54 @@ def test_the_table_after_a_run_and_the_report_share_one_naming(kind):
     assert (a.baseline_name == expected) if expected else (a.baseline is None and a.strata)
     table = summary_table(runs)
     assert all(name in table for name in names.values())
+
+
+def grid_study(levels: dict[str, list], seeds: int = 2) -> pd.DataFrame:
+    """A runs table of every combination of ``levels`` (dropout rates), ``seeds`` seeds each,
+    accuracy falling with the rates, and its history of 2 epochs."""
+    import itertools
+
+    gen = np.random.default_rng(5)
+    rows, history = [], []
+    for values in itertools.product(*levels.values()):
+        cell = dict(zip(levels, values, strict=True))
+        config = ",".join(f"{k}={v}" for k, v in cell.items())
+        for seed in range(seeds):
+            acc = 0.9 - 0.1 * sum(values) + gen.normal(0, 0.01)
+            rows.append({"id": f"{config}-{seed}", "config": config, "seed": seed, "status": "completed",
+                         "test_acc": acc, "test_loss": 1 - acc, "final_train_acc": acc + 0.03,
+                         "final_val_acc": acc, **cell})  # fmt: skip
+            history += [{"run_id": f"{config}-{seed}", "config": config, "seed": seed, "status": "completed",
+                         "epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": acc - 0.1 / e,
+                         "val_acc": acc - 0.05 / e, **cell} for e in (1, 2)]  # fmt: skip
+    runs = pd.DataFrame(rows)
+    runs.attrs["params"] = list(levels)
+    return runs, pd.DataFrame(history)
+
+
+def test_a_report_of_many_configurations_stays_small_and_says_what_its_figures_leave_out(tmp_path):
+    from dropoutlab.report.analysis import CURVES_BEST, StudyData, _analyze
+    from dropoutlab.report.sections import report_sections
+    from dropoutlab.report.write import write_analysis
+
+    rates = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    runs, history = grid_study(
+        {"dropout.hidden1": rates, "dropout.hidden2": rates, "dropout.input": [0.0, 0.2, 0.4]}
+    )
+    a = _analyze(StudyData.from_runs(runs, history=history), "many")
+    sections = {s.title: s for s in report_sections(a)}
+    curves = sections["Learning curves"]
+    assert len(curves.figures) == 1 + CURVES_BEST + 1
+    assert f"for the {CURVES_BEST} configurations with the highest mean test accuracy and the baseline " \
+           f"({CURVES_BEST + 1} of 108;" in curves.paragraphs[0]  # fmt: skip
+    rate = " ".join(sections["Accuracy against the dropout rate"].paragraphs)
+    assert (
+        "The other 102, at 17 other settings of dropout.hidden2 and dropout.input, are the grey dots" in rate
+    )
+    assert [f[3] for f in sections["Effect of each parameter, averaged over the others"].figures] == [
+        "factors-test-acc"
+    ]
+    paths = write_analysis(a, tmp_path)
+    pngs = [p for p in paths.values() if p.suffix == ".png"]
+    assert len(pngs) == 2 + 1 + 1 + CURVES_BEST + 1  # rate (2), factors, comparison, curves
+    assert paths["html"].stat().st_size < 2_000_000

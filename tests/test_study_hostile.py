@@ -286,6 +286,62 @@ def test_dry_run_checks_what_run_would(capsys, tmp_path):
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
+#: A 1x1 convolution of 4096 filters on batches of 1: a tiny training step, 6 GiB to evaluate.
+WIDE = (
+    BASE.replace('model = "mlp"\n', "batch_size = 1\n")
+    + """
+[[model.layers]]
+type = "conv2d"
+filters = 4096
+kernel = 1
+activation = "relu"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = "classes"
+"""
+)
+
+
+@pytest.mark.parametrize("stack", ["auto", "off"])
+def test_a_run_refuses_before_anything_trains_what_the_dry_run_refuses_for_memory(
+    capsys, tmp_path, monkeypatch, stack
+):
+    import dropoutlab.study.runner as runner
+    import dropoutlab.train.plan as plan
+    from dropoutlab.store import Store
+
+    monkeypatch.setattr(plan, "available_memory", lambda device: 20 << 20)  # a machine with 20 MiB free
+
+    def load_dataset(*args, **kwargs):
+        raise AssertionError("the data was loaded for a plan that does not fit")
+
+    monkeypatch.setattr(runner, "load_dataset", load_dataset)
+    study, store = tmp_path / "w.toml", tmp_path / "s.db"
+    study.write_text(WIDE)
+    errors = []
+    for dry in (["--dry-run"], []):
+        argv = [
+            "run",
+            str(study),
+            "--store",
+            str(store),
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            "--stack",
+            stack,
+        ]
+        assert main([*argv, "--no-progress", *dry]) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1] and errors[1].count("\n") == 1
+    assert "more than the 20.0 MiB available on cpu: the evaluation batch (2048 rows) dominates" in errors[1]
+    with Store(store, readonly=True) as kept:
+        assert kept.count_runs("s") == 0 and kept.study_definition("s") is None
+
+
 # ---------------------------------------------------------------- fuzz
 
 KEYS = ["name", "description", "seeds", "grid", "min_effect", "dataset", "model", "dropout", "epochs",

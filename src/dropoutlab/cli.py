@@ -575,33 +575,19 @@ KIND_SUMMARIES = {"standard": "Bernoulli dropout with inverted scaling, as torch
 
 def _print_memory(runs, device_name: str, stack, workers) -> None:
     """--dry-run's line on memory: the peak budgeted per worker and in total (train/plan.py); a
-    plan that needs more than the machine has available is refused, naming the setting to lower."""
-    from dropoutlab.data import dataset_info
+    plan that needs more than the machine has available is refused, naming the setting to lower,
+    in the line a run gives (``run_study`` checks the same before anything trains)."""
     from dropoutlab.study import resolve_device
     from dropoutlab.study.workers import resolve_workers
-    from dropoutlab.train.plan import available_memory, plan_memory
+    from dropoutlab.train.plan import check_memory, size_text, study_memory
 
     device = resolve_device(device_name)
-    shapes = {name: dataset_info(name) for name in {run.settings.dataset for run in runs}}
-    plan = plan_memory(runs, shapes, device, stack, resolve_workers(workers, device))
-    largest, free = plan.largest, available_memory(device)
+    plan, free = study_memory(runs, device, stack, resolve_workers(workers, device))
+    largest = plan.largest
     what = f"a stack of {largest.members} runs" if largest.members > 1 else "one run"
-    print(f"memory: at most {_size(largest.total)} per worker ({what}), {_size(plan.total)} for "
-          f"{_count(plan.workers, 'worker')} at once; {_size(free)} available on {device.type}")  # fmt: skip
-    if plan.total > free:
-        fewer = ", or lower --workers" if plan.workers > 1 else ""
-        raise DropoutlabError(
-            f"the plan needs about {_size(plan.total)} at its peak, more than the {_size(free)} available on "
-            f"{device.type}: {largest.setting}{fewer}"
-        )
-
-
-def _size(n: int) -> str:
-    """Bytes in words: 3.2 MiB, 1.5 GiB."""
-    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 1024:.1f} KiB"
+    print(f"memory: at most {size_text(largest.total)} per worker ({what}), {size_text(plan.total)} for "
+          f"{_count(plan.workers, 'worker')} at once; {size_text(free)} available on {device.type}")  # fmt: skip
+    check_memory(plan, free, device)
 
 
 def _count(n: int, noun: str) -> str:

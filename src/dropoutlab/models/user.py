@@ -412,10 +412,12 @@ def build_user_model(
     return set_slots(model, rates, settings.kind_of, settings.slot_options, weights)
 
 
-def user_outputs(settings, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, list[int]]:
+def user_outputs(
+    factory: str, factory_args: dict[str, Any], input_shape: tuple[int, ...], num_classes: int
+) -> tuple[int, list[int]]:
     """A user model's parameter count and the values one sample occupies (its input left out), as
     :func:`~dropoutlab.models.builder.family_outputs` gives them for a family."""
-    info = probe_user_model(settings.factory, settings.factory_args, input_shape, num_classes)
+    info = probe_user_model(factory, factory_args, input_shape, num_classes)
     return info.params, [info.activations - math.prod(input_shape)]
 
 

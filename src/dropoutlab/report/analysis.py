@@ -569,6 +569,24 @@ def _short_name(analysis: Analysis, config: str) -> str:
     return slug("-".join(f"{p.rsplit('.', 1)[-1]}-{value_text(row.get(p))}" for p in keys)) if keys else "all"
 
 
+#: Up to this many configurations the learning curves show every one; beyond, only the
+#: ``CURVES_BEST`` with the highest mean test accuracy and the baseline (the tables list all).
+CURVES_ALL = 12
+CURVES_BEST = 8
+
+
+def _curve_configs(analysis: Analysis) -> tuple[str, ...]:
+    """The configurations with completed runs whose learning curves are drawn: all of them up to
+    ``CURVES_ALL``, else the baseline and the ``CURVES_BEST`` best by mean test accuracy, best first."""
+    done = [c for c in analysis.configs if c.n > 0]
+    if len(done) <= CURVES_ALL:
+        return tuple(c.config for c in done)
+    ranked = sorted(done, key=lambda c: -c.test_acc.mean if math.isfinite(c.test_acc.mean) else math.inf)
+    best = [c.config for c in ranked if c.config != analysis.baseline][:CURVES_BEST]
+    base = [c.config for c in done if c.config == analysis.baseline]
+    return tuple(base + best)
+
+
 def _figure_plans(analysis: Analysis):
     if analysis.rate_key is not None:
         key = analysis.rate_key
@@ -597,13 +615,23 @@ def _figure_plans(analysis: Analysis):
                              f"Reliability: {label}",
                              f"Reliability diagram of {label}: accuracy against confidence per bin, "
                              "deterministic pass and Monte Carlo dropout", config=config)  # fmt: skip
+    if analysis.factors is not None:
+        yield FigurePlan("factors-test-acc", "factor_means", "Mean test accuracy at each value of each parameter",
+                         "One small panel per parameter: mean test accuracy at each of its values, averaged "
+                         "over the other parameters, with its interval")  # fmt: skip
     if "curves" in analysis.unavailable:
         return
-    yield FigurePlan("curves-all", "comparison", "All configurations",
-                     "Loss and accuracy per epoch of every configuration")  # fmt: skip
-    for summary in analysis.configs:  # a name given twice gets -2, -3... when written (html._figure_names)
-        if summary.n == 0:
-            continue
+    shown = _curve_configs(analysis)
+    if len(shown) == sum(c.n > 0 for c in analysis.configs):
+        yield FigurePlan("curves-all", "comparison", "All configurations",
+                         "Loss and accuracy per epoch of every configuration")  # fmt: skip
+    else:
+        yield FigurePlan("curves-best", "comparison", f"The {CURVES_BEST} best configurations by mean test accuracy",
+                         f"Loss and accuracy per epoch of the {CURVES_BEST} configurations with the highest mean "
+                         f"test accuracy{', and the baseline' if analysis.baseline in shown else ''}",
+                         configs=shown)  # fmt: skip
+    # a name given twice gets -2, -3... when written (html._figure_names)
+    for summary in (analysis.config(c) for c in shown):
         label = analysis.label(summary.config)
         yield FigurePlan("curves-" + _short_name(analysis, summary.config), "curves", f"Learning curves: {label}",
                          f"Loss and accuracy per epoch for {label}, train and validation",

@@ -426,13 +426,15 @@ class Methods:
 
 @dataclass(frozen=True)
 class FigurePlan:
-    """A figure for the renderers to draw: ``name`` is its file stem (``curves-hidden1-0.5``)."""
+    """A figure for the renderers to draw: ``name`` is its file stem (``curves-hidden1-0.5``);
+    ``configs`` the configurations a figure of several draws (empty: every one)."""
 
     name: str
-    kind: str  # "rate_accuracy", "rate_gap", "heatmap", "comparison", "curves", "mc_<metric>", "reliability"
+    kind: str  # "rate_accuracy", "rate_gap", "heatmap", "factor_means", "comparison", "curves", "mc_<metric>", ...
     title: str
     alt: str
     config: str | None = None
+    configs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,15 @@ def _band_line(ax, x, table: pd.DataFrame, metric: str, scale: float, **line) ->
     return drawn
 
 
+def _epoch_axis(ax, epochs) -> None:
+    """Whole epochs on the x axis; a single epoch is one tick, not a span of fractions around it."""
+    ax.set_xlabel("epoch")
+    if len(np.unique(epochs)) == 1:
+        ax.set_xticks(np.unique(epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def learning_curves(a: Analysis, config: str) -> Figure:
     """Loss and accuracy per epoch for one configuration (the teaching notebook's two panels).
 
@@ -184,8 +193,7 @@ def learning_curves(a: Analysis, config: str) -> Figure:
                     _band_line(ax, x, table, metric, scale, color=SERIES_COLORS[metric],
                                linestyle="--" if metric.startswith("train_eval") else "-",
                                label=SERIES_LABELS[metric], gid=f"mean:{metric}")  # fmt: skip
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _epoch_axis(ax, x)
         ax_loss.set_title("Loss per epoch")
         ax_loss.set_ylabel("loss")
         ax_acc.set_title("Accuracy per epoch")
@@ -200,34 +208,38 @@ def learning_curves(a: Analysis, config: str) -> Figure:
 # All configurations
 
 
-def comparison_table(a: Analysis) -> pd.DataFrame:
+def comparison_table(a: Analysis, configs: Sequence[str] = ()) -> pd.DataFrame:
     """The numbers behind ``comparison``: one row per configuration and epoch.
 
     Columns ``config, epoch, n`` and ``<m>_mean, <m>_ci_low, <m>_ci_high`` for
     ``train_loss, val_loss, train_acc, val_acc`` (running train values, fractions),
-    configurations in the analysis' order, completed runs only.
+    completed runs only, for ``configs`` in their order (empty: every configuration, in the
+    analysis' order).
     """
     done = _completed(a.history)
+    # one pass over the history, not one per configuration
+    by_config = dict(tuple(done.groupby(done["config"].astype(str), sort=False)))
     parts = []
-    for c in a.configs:
-        mine = done[done["config"].astype(str) == c.config]
+    for config in configs or [c.config for c in a.configs]:
+        mine = by_config.get(config, done.iloc[:0])
         if not mine.empty:
             table = _epoch_stats(mine, ("train_loss", "val_loss", "train_acc", "val_acc"), a.confidence)
-            parts.append(table.assign(config=c.config)[["config", *table.columns]])
+            parts.append(table.assign(config=config)[["config", *table.columns]])
     if not parts:
         raise DropoutlabError("no completed run in the history: nothing to compare")
     return pd.concat(parts, ignore_index=True)
 
 
-def comparison(a: Analysis) -> Figure:
-    """All configurations in one figure: loss and accuracy (percent) per epoch.
+def comparison(a: Analysis, configs: Sequence[str] = ()) -> Figure:
+    """``configs`` (empty: every configuration) in one figure: loss and accuracy (percent) per epoch.
 
     One colour per configuration (named by the report's labels), solid = validation,
     dashed = training (running, dropout on); lines are means over completed seeds, no bands
     (they would hide each other). Readable up to about 12 configurations: beyond 7, lines
-    also carry markers. The legend sits below the panels.
+    also carry markers; the analysis plans it with at most 12 (``FigurePlan.configs``). The
+    legend sits below the panels.
     """
-    table = comparison_table(a)
+    table = comparison_table(a, configs)
     configs = list(dict.fromkeys(table["config"]))
     colors = _config_colors(len(configs))
     many = len(configs) > len(OKABE_ITO)
@@ -245,8 +257,7 @@ def comparison(a: Analysis) -> Figure:
                 ax.plot(x, mine[f"train_{kind}_mean"] * scale, linestyle="--", linewidth=1.4,
                         gid=f"train:{config}", **style)  # fmt: skip
         for ax in (ax_loss, ax_acc):
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _epoch_axis(ax, table["epoch"].to_numpy())
         ax_loss.set_title("Loss per epoch")
         ax_loss.set_ylabel("loss")
         ax_acc.set_title("Accuracy per epoch")
@@ -261,7 +272,8 @@ def comparison(a: Analysis) -> Figure:
         ]
         names = [a.label(c) for c in configs] + ["validation", "train (dropout on)"]
         fig.legend(handles, names, loc="outside lower center", ncols=_legend_columns(names))
-        fig.suptitle("All configurations: mean over seeds (solid: validation, dashed: train)")
+        which = "All configurations" if not configs else f"{len(configs)} of {len(a.configs)} configurations"
+        fig.suptitle(f"{which}: mean over seeds (solid: validation, dashed: train)")
     return fig
 
 
@@ -333,17 +345,23 @@ def _rate_figure(a: Analysis, metrics, ylabel: str, title: str):
         shown = drawn[-1] if drawn else metrics[-1]
         groups: dict[str, str] = {}  # off-line label -> marker; one legend entry each
         ways = [_off_line_label(a, c, line) for c in others["config"]]
-        for row, way in zip(others.itertuples(), ways, strict=True):
-            # a way of leaving the line taken by one configuration is named as the report names it
-            text = a.label(row.config) if ways.count(way) == 1 else way
-            first = text not in groups
-            marker = groups.setdefault(text, _OFF_LINE_MARKERS[len(groups) % len(_OFF_LINE_MARKERS)])
-            mean, low, high = (getattr(row, f"{shown}_{s}") * 100 for s in ("mean", "ci_low", "ci_high"))
-            yerr = None if math.isnan(low) or math.isnan(high) else [[mean - low], [high - mean]]
-            container = ax.errorbar([row.rate], [mean], yerr=yerr, fmt=marker, markersize=8, color="#333333",
-                                    markerfacecolor="white", capsize=4,
-                                    label=f"{text} ({SERIES_LABELS[shown]})" if first else None)  # fmt: skip
-            container.lines[0].set_gid(f"off_line:{row.config}")
+        if len(set(ways)) > len(_OFF_LINE_MARKERS):
+            # one marker shape and legend entry per way would be unreadable: the rest are grey dots
+            ax.scatter(others["rate"], others[f"{shown}_mean"] * 100, s=22, color="#8c8c8c", alpha=0.6,
+                       linewidths=0, zorder=0.8, gid="off_line",
+                       label=f"{len(others)} other configurations ({SERIES_LABELS[shown]})")  # fmt: skip
+        else:
+            for row, way in zip(others.itertuples(), ways, strict=True):
+                # a way of leaving the line taken by one configuration is named as the report names it
+                text = a.label(row.config) if ways.count(way) == 1 else way
+                first = text not in groups
+                marker = groups.setdefault(text, _OFF_LINE_MARKERS[len(groups) % len(_OFF_LINE_MARKERS)])
+                mean, low, high = (getattr(row, f"{shown}_{s}") * 100 for s in ("mean", "ci_low", "ci_high"))
+                yerr = None if math.isnan(low) or math.isnan(high) else [[mean - low], [high - mean]]
+                container = ax.errorbar([row.rate], [mean], yerr=yerr, fmt=marker, markersize=8, color="#333333",
+                                        markerfacecolor="white", capsize=4,
+                                        label=f"{text} ({SERIES_LABELS[shown]})" if first else None)  # fmt: skip
+                container.lines[0].set_gid(f"off_line:{row.config}")
         if 0 < len(rates) <= 12:
             ax.set_xticks(rates, [f"{r:g}" for r in rates])
         ax.set_xlabel(f"{a.rate_key} (rate)" if a.rate_key.startswith("dropout.") else a.rate_key)
@@ -366,7 +384,8 @@ def accuracy_vs_rate(a: Analysis) -> Figure:
     its interval, one marker shape and legend entry per way of leaving the line: the
     configuration's report label (``Analysis.label``, ``"dropout.dense=0.5 (test)"``), or for
     several configurations leaving it the same way, what they share (``"model=mlp (test)"``).
-    ``rate_table`` has the numbers.
+    Beyond 7 ways of leaving the line (a large grid), the configurations off it are grey dots
+    at their test-accuracy means, one legend entry for all. ``rate_table`` has the numbers.
     """
     title = f"Accuracy vs {a.rate_key}: mean over seeds, {level(a.confidence)} CI band"
     return _rate_figure(a, ("train_acc", "train_eval_acc", "val_acc", "test_acc"), "accuracy (%)", title)[0]
@@ -390,6 +409,10 @@ def gap_vs_rate(a: Analysis) -> Figure:
 # Two-parameter grids
 
 
+#: The most values on either axis of a heatmap whose cells carry their numbers as text.
+HEATMAP_ANNOTATED = 8
+
+
 def heatmap_table(a: Analysis) -> pd.DataFrame:
     """The numbers behind ``heatmap``: one row per cell of ``Analysis.grid`` with a completed run.
 
@@ -406,7 +429,9 @@ def heatmap(a: Analysis) -> Figure:
 
     Cells read ``"97.3%"`` over ``"96.1–98.2"`` (the interval, logit t, in percent), or
     ``"n=2"`` below 3 seeds; cells without completed runs are grey. The second parameter
-    grows upwards. ``heatmap_table`` has the numbers.
+    grows upwards. Beyond ``HEATMAP_ANNOTATED`` values on an axis the cells would be too
+    small for their text: they are colours only, every other tick labelled as room allows.
+    ``heatmap_table`` has the numbers.
     """
     x_key, y_key = a.grid
     table = heatmap_table(a)
@@ -427,16 +452,82 @@ def heatmap(a: Analysis) -> Figure:
         ax.grid(False)
         cmap = mpl.colormaps["viridis"].with_extremes(bad="#dddddd")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower", aspect="auto")
-        for i in range(len(ys)):
+        annotated = max(len(xs), len(ys)) <= HEATMAP_ANNOTATED
+        for i in range(len(ys) if annotated else 0):
             for j in range(len(xs)):
                 ax.text(j, i, _cell_text(grid[i, j], low[i, j], high[i, j], count[i, j]), ha="center",
                         va="center", fontsize=_SMALL, color=_text_color(image, grid[i, j]), gid=f"cell:{i},{j}")  # fmt: skip
-        ax.set_xticks(range(len(xs)), [_tick(v) for v in xs])
-        ax.set_yticks(range(len(ys)), [_tick(v) for v in ys])
+        for axis, values, room in ((ax.xaxis, xs, 14), (ax.yaxis, ys, 20)):
+            step = math.ceil(len(values) / room)
+            axis.set_ticks(range(0, len(values), step), [_tick(v) for v in values[::step]])
         ax.set_xlabel(x_key)
         ax.set_ylabel(y_key)
         fig.colorbar(image, ax=ax, label="mean test_acc (%)")
-        ax.set_title(f"Mean test_acc per configuration ({level(a.confidence)} CI below)")
+        where = "below" if annotated else "in the table"
+        ax.set_title(f"Mean test_acc per configuration ({level(a.confidence)} CI {where})")
+    return fig
+
+
+def factor_means_table(a: Analysis) -> pd.DataFrame:
+    """The numbers behind ``factor_means``: one row per parameter and value, from ``Analysis.factors``.
+
+    Columns ``parameter, value, reference`` (True at the value effects are measured
+    against), ``n`` (seeds) and ``test_acc_mean, test_acc_ci_low, test_acc_ci_high``
+    (fractions): the mean over the seeds of each seed's mean over the configurations with
+    that value. Raises ``DropoutlabError`` when the study crosses fewer than three parameters.
+    """
+    if a.factors is None:
+        raise DropoutlabError(f"study {a.study!r} does not cross three or more parameters")
+    fx = a.factors
+    return pd.DataFrame([{"parameter": m.factor, "value": m.level, "reference": m.level == fx.reference[m.factor],
+                          "n": m.test_acc.n, "test_acc_mean": m.test_acc.mean, "test_acc_ci_low": m.test_acc.low,
+                          "test_acc_ci_high": m.test_acc.high} for m in fx.means])  # fmt: skip
+
+
+def factor_means(a: Analysis) -> Figure:
+    """Small multiples: one panel per crossed parameter, the mean test accuracy (percent) at each
+    of its values averaged over the other parameters, with its interval, on one shared y axis.
+
+    Readable whatever the size of the grid (a panel per parameter, a point per value), where
+    one heatmap of every configuration is not. Numeric values sit at their value on the x
+    axis, others in the study's order; the reference value (the baseline's) is a filled
+    square, the others circles. ``factor_means_table`` has the numbers.
+    """
+    table = factor_means_table(a)
+    factors = list(dict.fromkeys(table["parameter"]))
+    ncols = min(len(factors), 3)
+    nrows = math.ceil(len(factors) / ncols)
+    with _style():
+        fig = Figure(figsize=(10, 1.2 + 3.2 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+        for ax, factor in zip(axes, factors, strict=False):
+            mine = table[table["parameter"] == factor]
+            values = mine["value"].tolist()
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            x = np.asarray(values, dtype=float) if numeric else np.arange(len(values), dtype=float)
+            mean, low, high = (
+                mine[f"test_acc_{s}"].to_numpy(dtype=float) * 100 for s in ("mean", "ci_low", "ci_high")
+            )
+            ax.plot(x, mean, color=OKABE_ITO[0], linewidth=1.5, gid=f"factor:{factor}")
+            bars = np.where(np.isnan(low) | np.isnan(high), 0.0, np.vstack([mean - low, high - mean]))
+            ax.errorbar(x, mean, yerr=bars, fmt="none", ecolor=OKABE_ITO[0], capsize=3, linewidth=1.2)
+            ref = mine["reference"].to_numpy(dtype=bool)
+            ax.plot(x[ref], mean[ref], "s", color=OKABE_ITO[3], markersize=8, gid=f"reference:{factor}")
+            ax.plot(x[~ref], mean[~ref], "o", color=OKABE_ITO[0], markersize=6)
+            ax.tick_params(labelsize=_SMALL)
+            ax.grid(True, color="#b0b0b0", alpha=0.4, linewidth=0.6)
+            ax.set_axisbelow(True)
+            if not numeric:
+                ax.set_xticks(x, [_tick(v) for v in values], rotation=30 if len(values) > 4 else 0)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+            ax.set_xlabel(factor)
+        for ax in axes[len(factors) :]:
+            ax.set_visible(False)
+        for ax in axes[::ncols]:
+            ax.set_ylabel("mean test accuracy (%)")
+        fig.suptitle(f"Mean test accuracy at each value, averaged over the other parameters\n"
+                     f"{level(a.confidence)} CI; square: the reference value")  # fmt: skip
     return fig
 
 
@@ -596,8 +687,10 @@ def draw(a: Analysis, plan: FigurePlan) -> Figure:
         return mc_metric(a, plan.kind.removeprefix("mc_"))
     if plan.kind in ("curves", "reliability"):
         return (learning_curves if plan.kind == "curves" else reliability)(a, plan.config)
+    if plan.kind == "comparison":
+        return comparison(a, plan.configs)
     kinds = {"rate_accuracy": accuracy_vs_rate, "rate_gap": gap_vs_rate, "heatmap": heatmap,
-             "comparison": comparison, "learned_rates": learned_rates}  # fmt: skip
+             "factor_means": factor_means, "learned_rates": learned_rates}  # fmt: skip
     if plan.kind not in kinds:
         raise ValueError(f"unknown figure kind {plan.kind!r}")
     return kinds[plan.kind](a)

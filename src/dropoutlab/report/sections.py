@@ -237,6 +237,10 @@ def _looks(a: Analysis) -> Section:
     return Section(LOOKS_TITLE, text, tables=[("Verdicts at each look", table)])
 
 
+#: The most settings a sentence lists by name (as the rate figure's legend: 7 marker shapes).
+MAX_LISTED = 7
+
+
 def _rate_coverage(a: Analysis) -> str | None:
     """What the rate section's lines cover, when some configurations sit off them: the setting
     of the other parameters on the line, and those off it."""
@@ -251,6 +255,10 @@ def _rate_coverage(a: Analysis) -> str | None:
 
     fixed = where(next(iter(on)))
     ways = list(dict.fromkeys(where(c.config) for c in off))
+    if len(ways) > MAX_LISTED:  # the figure draws them as grey dots (plots.accuracy_vs_rate)
+        return (f"The lines cover only the configurations at {fixed} ({len(on)} of {len(a.configs)}). The other "
+                f"{len(off)}, at {len(ways)} other settings of {and_list(others)}, are the grey dots at their own "
+                f"{a.rate_key}, and the rows with 'on the rate line' = no in the table.")  # fmt: skip
     listed = "; ".join(ways) if any("," in w for w in ways) else and_list(ways)
     if len(off) == 1:
         rest = (f"The other one, at {listed}, is the white marker at its own {a.rate_key}, and the row with "
@@ -350,7 +358,8 @@ def _factors(a: Analysis) -> Section:
     if fx.empty_cells:
         cells = "; ".join(", ".join(setting(k, v) for k, v in c.items()) for c in fx.empty_cells)
         text.append(f"No completed run for {cells}: the numbers that average over it cannot be computed.")
-    return Section(FACTORS_TITLE, text, tables=_factor_tables(a))
+    figures, notes = _figures(a, ("factor_means",))
+    return Section(FACTORS_TITLE, text + notes, figures=figures, tables=_factor_tables(a))
 
 
 def _factor_tables(a: Analysis) -> list:
@@ -535,6 +544,16 @@ def _curves(a: Analysis) -> Section:
         "Loss and accuracy per epoch, mean over seeds with a band from 3 seeds on: first every "
         "configuration on one figure, then one figure per configuration."
     )
+    best = next((plan for plan in a.figures if plan.kind == "comparison" and plan.configs), None)
+    if best is not None:
+        shown = len(best.configs)
+        base = " and the baseline" if a.baseline in best.configs else ""
+        text = (
+            f"Loss and accuracy per epoch, mean over seeds with a band from 3 seeds on, for the "
+            f"{shown - bool(base)} configurations with the highest mean test accuracy{base} ({shown} of "
+            f"{len(a.configs)}; curves of more would not be readable, and the tables above give every "
+            "configuration): first on one figure, then one figure each."
+        )
     return Section("Learning curves", [text, *notes], figures=figures)
 
 

@@ -31,7 +31,7 @@ from dropoutlab.study.ray_executor import MAX_RETRIES, RayProgress, ray_map
 from dropoutlab.study.workers import map_unordered, resolve_workers
 from dropoutlab.train import environment, plan_stacks, train_runs
 from dropoutlab.train.checkpoints import DEFAULT_MINUTES, Checkpoint, checkpoint_folder
-from dropoutlab.train.plan import trains_alone
+from dropoutlab.train.plan import check_memory, study_memory, trains_alone
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
@@ -149,6 +149,10 @@ def run_study(
     # files on this machine, and downloads nothing
     finished = store.finished_ids(study.name)
     study = with_identity(study, data_dir, download=replace or any(run.id not in finished for run in runs))
+    to_train = runs if replace else [run for run in runs if run.id not in finished]
+    if to_train and executor == "local":  # what --dry-run refuses for memory, refused before anything is
+        dev = resolve_device(device)  # trained, archived or written
+        check_memory(*study_memory(to_train, dev, stack, resolve_workers(workers, dev)), dev)
     if replace:
         busy = store.live_claims(LEASE_S, driver_gone, study=study.name)  # of any design of the study
         if busy:
@@ -163,9 +167,9 @@ def run_study(
         old = store.study_definition(study.name)
         note = check_design(old, study, store.name)
         study = keep_identity(old, study)
-    store.write_study(study)
     done = store.finished_ids(study.name)
     todo = [run for run in runs if run.id not in done]
+    store.write_study(study)
     outcome = StudyOutcome(study.name, planned=len(runs), skipped=len(runs) - len(todo), note=note)
     folder = checkpoint_folder(store.checkpoint_folder(), study.name)
     if not todo:

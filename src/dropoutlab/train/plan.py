@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +143,17 @@ def memory_budget(device: torch.device) -> int:
 
 def stack_limit(run: RunSpec, data: PreparedData, device: torch.device, stack: str | int) -> int:
     """The most members a stack of ``run``'s group may have: ``stack`` itself when a whole number;
-    with ``"auto"``, as many as the memory budget and ``AUTO_MAX`` allow (see :func:`plan_stacks`)."""
+    with ``"auto"``, as many as ``AUTO_MAX`` allows whose :func:`peak_memory` (the estimate
+    ``--dry-run`` budgets and a run refuses by) fits the memory budget, and on the CPU whose
+    weights and optimizer state fit ``CPU_CACHE_BUDGET`` (see :func:`plan_stacks`); at least 1."""
     if stack == "auto":
-        total, state = member_bytes(run, data)
-        limit = memory_budget(device) // total
-        if device.type == "cpu":
-            limit = min(limit, CPU_CACHE_BUDGET // state)
-        return max(1, min(limit, AUTO_MAX.get(device.type, AUTO_MAX["cuda"])))
+        size = _footprint(run, tuple(data.input_shape), data.num_classes)
+        budget = memory_budget(device)
+        for members in range(AUTO_MAX.get(device.type, AUTO_MAX["cuda"]), 1, -1):
+            peak = _peak(size, run, members, budget)
+            if peak.total <= budget and (device.type != "cpu" or peak.state <= CPU_CACHE_BUDGET):
+                return members
+        return 1
     if isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1:
         return stack
     raise DropoutlabError(f"--stack: {stack!r} is not allowed; allowed: auto, off or a whole number >= 1")
@@ -287,32 +292,75 @@ def peak_memory(
     batch: 2048 rows with the single engine, at least ``STACKED_EVAL_ROWS`` per member stacked
     (as the engines evaluate; MC dropout's passes run one after another in such batches).
     """
+    size = _footprint(run, tuple(input_shape), num_classes)
+    budget = memory_budget(device or torch.device("cpu")) if members > 1 else 0
+    return _peak(size, run, members, budget)
+
+
+@dataclass(frozen=True)
+class _Footprint:
+    """What one sample costs a network: ``params``; ``per_sample``, the values a training step
+    keeps (every output, attention included); ``at_once``, the values an evaluation pass holds."""
+
+    params: int
+    per_sample: int
+    at_once: int
+
+
+def _footprint(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) -> _Footprint:
+    s = run.settings
+    if s.factory:  # a user's network: its factory arguments may change its shapes
+        args = json.dumps(s.factory_args, sort_keys=True)
+        return _user_footprint(s.factory, args, s.model, input_shape, num_classes)
+    return _network_footprint(s.model, s.layers, tuple(sorted(s.dropout)), input_shape, num_classes)
+
+
+def _counted(model: str, params: int, outputs: list[int], input_shape: tuple[int, ...]) -> _Footprint:
+    sizes = [math.prod(input_shape), *outputs]
+    per_sample = sum(sizes) + attention_values(model, input_shape)
+    # without a backward pass, a pass holds a layer's input and output (and a residual block's input)
+    at_once = 3 * max(sizes) + attention_values(model, input_shape, training=False)
+    return _Footprint(params, per_sample, at_once)
+
+
+@lru_cache(maxsize=256)
+def _user_footprint(factory: str, args: str, model: str, input_shape, num_classes: int) -> _Footprint:
+    """:class:`_Footprint` of a user's network, counted once per factory and arguments (JSON)."""
+    from dropoutlab.models.user import user_outputs
+
+    params, outputs = user_outputs(factory, json.loads(args), input_shape, num_classes)
+    return _counted(model, params, outputs, input_shape)
+
+
+@lru_cache(maxsize=256)
+def _network_footprint(model, layers, slots, input_shape, num_classes) -> _Footprint:
+    """:class:`_Footprint` of one architecture, counted once however many grid points share it
+    (rates and optimizer settings do not change shapes; every slot is counted present)."""
     from dropoutlab.models.builder import model_size, summarize_model
+
+    if model in FAMILIES:
+        params, outputs = family_outputs(model, input_shape, num_classes)
+    else:
+        rows = summarize_model(layers, dict.fromkeys(slots, 0.5), input_shape, num_classes)
+        params, outputs = model_size(rows, input_shape).params, [math.prod(r.output_shape) for r in rows]
+    return _counted(model, params, outputs, input_shape)
+
+
+def _peak(size: _Footprint, run: RunSpec, members: int, budget: int) -> Peak:
+    """The :class:`Peak` of ``members`` runs like ``run``; ``budget`` sizes a stacked evaluation
+    batch as ``StackedEngine`` does (:func:`memory_budget`)."""
     from dropoutlab.train.single import EVAL_BATCH
 
     s = run.settings
-    if s.factory:
-        from dropoutlab.models.user import user_outputs
-
-        params, outputs = user_outputs(s, input_shape, num_classes)
-    elif s.model in FAMILIES:
-        params, outputs = family_outputs(s.model, input_shape, num_classes)
-    else:
-        rows = summarize_model(s.layers, all_slots(s.dropout), input_shape, num_classes)
-        params, outputs = model_size(rows, input_shape).params, [math.prod(r.output_shape) for r in rows]
-    sizes = [math.prod(input_shape), *outputs]
-    per_sample = sum(sizes) + attention_values(s.model, input_shape)
-    # without a backward pass, a pass holds a layer's input and output (and a residual block's input)
-    at_once = 3 * max(sizes) + attention_values(s.model, input_shape, training=False)
     copies = (4 if s.optimizer.name in ("adam", "adamw") else 3) + (1 if s.early_stopping else 0)
-    state = 4 * params * copies * members
-    train = 4 * 3 * s.batch_size * per_sample * members
+    state = 4 * size.params * copies * members
+    train = 4 * 3 * s.batch_size * size.per_sample * members
     if members == 1:
         rows = EVAL_BATCH
     else:
-        room = memory_budget(device or torch.device("cpu")) // (4 * members * max(per_sample, 1))
+        room = budget // (4 * members * max(size.per_sample, 1))
         rows = int(max(STACKED_EVAL_ROWS, min(EVAL_BATCH, room)))
-    return Peak(members, state, train, 4 * rows * at_once * members, rows)
+    return Peak(members, state, train, 4 * rows * size.at_once * members, rows)
 
 
 @dataclass(frozen=True)
@@ -351,6 +399,37 @@ def plan_memory(
     peaks.sort(key=lambda peak: peak.total, reverse=True)
     n = max(1, min(workers, len(peaks)))
     return MemoryPlan(peaks[0], sum(peak.total for peak in peaks[:n]), n)
+
+
+def study_memory(
+    runs: list[RunSpec], device: torch.device, stack: str | int, workers: int
+) -> tuple[MemoryPlan, int]:
+    """The :class:`MemoryPlan` of ``runs`` (each dataset's shapes from its ``dataset_info``:
+    nothing is loaded) and the bytes :func:`available_memory` gives now."""
+    from dropoutlab.data import dataset_info
+
+    shapes = {name: dataset_info(name) for name in {run.settings.dataset for run in runs}}
+    return plan_memory(runs, shapes, device, stack, workers), available_memory(device)
+
+
+def check_memory(plan: MemoryPlan, free: int, device: torch.device) -> None:
+    """Refuse a plan whose peak needs more than the ``free`` bytes of ``device``: a
+    ``DropoutlabError`` of one line naming the setting to lower, the same for ``--dry-run``
+    and for a run, which checks before anything trains."""
+    if plan.total > free:
+        fewer = ", or lower --workers" if plan.workers > 1 else ""
+        raise DropoutlabError(
+            f"the plan needs about {size_text(plan.total)} at its peak, more than the {size_text(free)} "
+            f"available on {device.type}: {plan.largest.setting}{fewer}"
+        )
+
+
+def size_text(n: int) -> str:
+    """Bytes in words: 3.2 MiB, 1.5 GiB."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024:.1f} KiB"
 
 
 def available_memory(device: torch.device) -> int:
