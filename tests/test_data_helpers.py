@@ -19,7 +19,7 @@ import pooch
 import pytest
 import requests
 
-from dropoutlab.data import fetch, registry
+from dropoutlab.data import fetch, known, registry
 
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -42,6 +42,7 @@ def isolated(tmp_path, monkeypatch):
         raise requests.ConnectionError(f"network is off in tests: {url}")
 
     monkeypatch.setattr(pooch, "retrieve", no_network)
+    monkeypatch.setattr(known, "_KNOWN", {})  # no Data made by another test
     for cached in (registry._decode, registry._read_npz_cached, registry._read_csv_cached, registry._digits,
                    fetch._sha256):  # fmt: skip
         cached.cache_clear()

@@ -25,7 +25,7 @@ from dropoutlab.data.identity import data_identity
 from dropoutlab.errors import DropoutlabError
 from dropoutlab.store import Store
 from dropoutlab.study import run_study
-from dropoutlab.study.design import compare_identities, with_identity
+from dropoutlab.study.design import compare_designs, compare_identities, with_identity
 from dropoutlab.study.spec import parse_study
 
 NPZ_STUDY = """name = "own"
@@ -150,11 +150,15 @@ def test_identity_entries_are_compared_one_by_one_and_new_datasets_extend():
     changed, adopted = compare_identities(old, {"data": {"a": "sha256:9"}, "model": "y", "code": "z"})
     assert changed == [
         "the data changed (identity.data): a was sha256:1 when its runs were stored, now sha256:9",
-        "the model changed (identity.model): x when its runs were stored, now y",
+        "the model changed (identity.model): was x when its runs were stored, now y",
     ]
     assert adopted == ["code"]
     assert compare_identities({}, {"data": {"a": "1"}}) == ([], ["data"])
     assert compare_identities({"data": {"a": "1"}}, {}) == ([], [])  # never refused for what is absent
+    assert compare_designs({"identity": old}, {"identity": {"data": {"a": "sha256:9"}, "model": "x"}}) == (
+        ["identity.data"],
+        [],
+    )
 
 
 def test_the_dry_run_refuses_changed_data_without_training(capsys, tmp_path):

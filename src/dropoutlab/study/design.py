@@ -40,7 +40,7 @@ def compare_designs(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
     """``(changed, added)`` between two study definitions (``StudySpec.definition()``).
 
     ``changed`` names the keys whose change makes another design (dotted settings keys,
-    ``grid...``, ``seeds``); ``added`` says what an extension adds ("2 seeds", "1 value of
+    ``grid...``, ``seeds``, ``identity.ENTRY``: see :func:`compare_identities`); ``added`` says what an extension adds ("2 seeds", "1 value of
     dropout.hidden1"). An empty ``changed`` means the new definition extends the old one.
     """
     changed: list[str] = []
@@ -85,6 +85,8 @@ def compare_designs(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
     elif new_seeds - old_seeds:
         n = len(new_seeds - old_seeds)
         added.append(f"{n} seed{'s' * (n > 1)}")
+    diffs, _ = _identity_diffs(old.get("identity") or {}, new.get("identity") or {})
+    changed.extend(f"identity.{entry}" for entry in diffs)  # compare_identities says how
     return changed, added
 
 
@@ -126,7 +128,14 @@ def compare_identities(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[s
     per dataset) are compared key by key, and a key only one side has is no change: a dataset
     the grid adds, or one whose files this machine lacks.
     """
-    changed: list[str] = []
+    diffs, adopted = _identity_diffs(old, new)
+    changed = [f"the {entry} changed (identity.{entry}): {'; '.join(d)}" for entry, d in diffs.items()]
+    return changed, adopted
+
+
+def _identity_diffs(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, list[str]], list[str]]:
+    """``({entry: what differs}, adopted)``: see :func:`compare_identities`."""
+    diffs: dict[str, list[str]] = {}
     adopted: list[str] = []
     for entry in sorted(new):
         if entry not in old:
@@ -134,14 +143,14 @@ def compare_identities(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[s
             continue
         before, after = old[entry], new[entry]
         if isinstance(before, dict) and isinstance(after, dict):
-            pairs = [(f"{key} was ", before[key], after[key]) for key in sorted(set(before) & set(after))]
+            pairs = [(f"{key} was", before[key], after[key]) for key in sorted(set(before) & set(after))]
         else:
-            pairs = [("", before, after)]
-        diffs = [f"{what}{_short(a)} when its runs were stored, now {_short(b)}"
+            pairs = [("was", before, after)]
+        found = [f"{what} {_short(a)} when its runs were stored, now {_short(b)}"
                  for what, a, b in pairs if not _same(a, b)]  # fmt: skip
-        if diffs:
-            changed.append(f"the {entry} changed (identity.{entry}): {'; '.join(diffs)}")
-    return changed, adopted
+        if found:
+            diffs[entry] = found
+    return diffs, adopted
 
 
 def _short(value: Any) -> str:
