@@ -310,15 +310,18 @@ def rate_table(a: Analysis) -> pd.DataFrame:
     return pd.concat([line, table[~table["on_line"]]], ignore_index=True)
 
 
-def _off_line_label(a: Analysis, config: str, line: pd.DataFrame) -> str:
-    """Name an off-line configuration by the parameters where it leaves the line."""
-    mine = a.config(config).params
-    parts = []
-    for p in a.params:
-        values = {repr(a.config(c).params.get(p)) for c in line["config"]}
-        if p != a.rate_key and len(values) == 1 and repr(mine.get(p)) not in values:
-            parts.append(setting(p, mine.get(p)))
-    return ", ".join(parts) or a.label(config)
+def _off_line_labels(a: Analysis, configs, line: pd.DataFrame) -> list[str]:
+    """Name each off-line configuration by the parameters where it leaves the line."""
+    params = {c.config: c.params for c in a.configs}
+    # the parameters the line holds at one value, and that value
+    held = {p: {repr(params[c].get(p)) for c in line["config"]} for p in a.params if p != a.rate_key}
+    held = {p: next(iter(values)) for p, values in held.items() if len(values) == 1}
+    labels = []
+    for config in configs:
+        mine = params[config]
+        parts = [setting(p, mine.get(p)) for p in held if repr(mine.get(p)) != held[p]]
+        labels.append(", ".join(parts) or a.label(config))
+    return labels
 
 
 def _rate_figure(a: Analysis, metrics, ylabel: str, title: str):
@@ -344,7 +347,7 @@ def _rate_figure(a: Analysis, metrics, ylabel: str, title: str):
                        alpha=0.35, linewidths=0, zorder=1, gid=f"seeds:{metric}")  # fmt: skip
         shown = drawn[-1] if drawn else metrics[-1]
         groups: dict[str, str] = {}  # off-line label -> marker; one legend entry each
-        ways = [_off_line_label(a, c, line) for c in others["config"]]
+        ways = _off_line_labels(a, others["config"], line)
         if len(set(ways)) > len(_OFF_LINE_MARKERS):
             # one marker shape and legend entry per way would be unreadable: the rest are grey dots
             ax.scatter(others["rate"], others[f"{shown}_mean"] * 100, s=22, color="#8c8c8c", alpha=0.6,
