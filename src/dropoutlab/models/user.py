@@ -11,9 +11,10 @@ Slots are found, not declared (:func:`find_slots`): every ``nn.Dropout``, ``Drop
 kinds) is a slot named by its module path (``encoder.layers.0.dropout``). A run sets each
 slot's rate (``module.p``); a slot whose kind is not ``standard`` is replaced by dropoutlab's
 module of that kind, as baal's ``patch_module`` does for MC dropout (``dropconnect``: the
-``nn.Linear`` that reads the slot's output). Where a kind makes sense
-follows :func:`~dropoutlab.models.builder.kind_fits` (:func:`~dropoutlab.models.builder.check_user_kinds`), the site of a slot read from the
-input it gets in a trial forward pass: ``image`` for (N, C, H, W), ``dense`` for (N, F).
+``nn.Linear`` that reads the slot's output). Where a kind makes sense follows
+:func:`~dropoutlab.models.builder.kind_fits` (see
+:func:`~dropoutlab.models.builder.check_user_kinds`), the site of a slot read from the input
+it gets in a trial forward pass: ``image`` for (N, C, H, W), ``dense`` for (N, F).
 
 Before anything trains, :func:`probe_user_model` builds the model once per factory and
 arguments (on the meta device when the factory allows it: nothing allocated) and runs one
@@ -187,8 +188,8 @@ class UserModelInfo:
 
     ``slots`` maps each slot (module path) to the rate the factory set; ``sites`` to where it
     sits (``image``, ``dense`` or ``other``, from the rank of its input; ``weights`` for feature
-    vectors that an ``nn.Linear`` reads right after it, whose path ``weights`` gives); ``classes`` to its
-    module's class name. ``params`` counts trainable values, ``activations`` the values one
+    vectors that an ``nn.Linear`` reads right after it, whose path ``weights`` gives);
+    ``classes`` to its module's class name. ``params`` counts trainable values, ``activations`` the values one
     sample occupies (the input and every leaf module's output); ``output_shape`` is the output
     of a batch of two; ``text`` the model's ``repr`` as the factory returned it;
     ``source_sha256`` what :func:`source_sha256` gives.
@@ -334,7 +335,7 @@ def _probe(
         sites={
             name: "weights" if name in weights and sites.get(name) == "dense" else sites.get(name, "other")
             for name in slots
-        },  # fmt: skip
+        },
         weights={slot: linear for slot, linear in weights.items() if sites.get(slot) == "dense"},
         classes={name: type(module).__name__ for name, module in slots.items()},
         params=sum(p.numel() for p in model.parameters() if p.requires_grad),
