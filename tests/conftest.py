@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from dropoutlab.data import load_dataset
+from dropoutlab.data import known, load_dataset
 from dropoutlab.data.prepare import prepare_data
 from dropoutlab.runs import RunSpec, run_id
 from dropoutlab.study.settings import parse_settings
@@ -36,6 +36,13 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "float64" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.engine_parity)
+
+
+@pytest.fixture(autouse=True)
+def no_data_from_other_tests(monkeypatch):
+    """Data made in Python is known by name for the rest of the process: each test starts with none,
+    so what one test makes never shows in another's messages or studies."""
+    monkeypatch.setattr(known, "_KNOWN", {})
 
 
 @pytest.fixture
