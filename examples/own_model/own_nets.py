@@ -15,8 +15,11 @@ class DigitsCNN(nn.Module):
     def __init__(self, channels: int = 16, hidden: int = 64, classes: int = 10) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.drop_conv = nn.Dropout2d(0.1)
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(channels * 16, hidden), nn.ReLU())
