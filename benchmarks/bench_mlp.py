@@ -69,8 +69,10 @@ except ModuleNotFoundError:  # Python 3.10
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     CACHE,
+    EVAL_CHUNK,
     Contender,
     dropoutlab_cli,
+    evaluate,
     flops_per_sample,
     load_average,
     machine,
@@ -87,7 +89,6 @@ RATES = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]
 FULL = {"epochs": 2, "seeds": 4, "n_train": 60_000, "n_test": 10_000}
 QUICK = {"epochs": 1, "seeds": 2, "n_train": 12_000, "n_test": 2_000}
 VALIDATION = 0.1667
-EVAL_CHUNK = 2000  # images per evaluation forward pass (plain and vmap)
 DROPOUT_AT = {1: "input", 4: "hidden1", 7: "hidden2"}  # index of each dropout layer in mlp()
 
 STUDY = """\
@@ -186,18 +187,6 @@ def result(start: float, accs: list[float]) -> dict:
 
 
 # --- contender: the plain PyTorch loop, tensors in memory --------------------------------
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``(x, y)``, in eval mode, in chunks."""
-    model.eval()
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(y), EVAL_CHUNK):
-            logits = model(x[i : i + EVAL_CHUNK])
-            loss += F.cross_entropy(logits, y[i : i + EVAL_CHUNK], reduction="sum").item()
-            correct += (logits.argmax(1) == y[i : i + EVAL_CHUNK]).sum().item()
-    return loss / len(y), correct / len(y)
 
 
 def part_plain(study_path: Path) -> dict:

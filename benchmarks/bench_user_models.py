@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     CACHE,
     Contender,
     dropoutlab_cli,
+    evaluate,
     flops_per_sample,
     load_average,
     machine,
@@ -72,7 +73,6 @@ from common import (  # noqa: E402
 FULL = {"epochs": 2, "seeds": 2, "n_train": 4_000, "n_test": 1_000}
 QUICK = {"epochs": 1, "seeds": 2, "n_train": 1_500, "n_test": 500}
 VALIDATION = 0.1667
-EVAL_CHUNK = 2000
 
 
 # --- the user's models: plain nn.Modules, as a user writes them ---------------------------------
@@ -168,18 +168,6 @@ def write_study(name: str, size: dict) -> Path:
 
 
 # --- contender: the plain PyTorch loop, tensors in memory -----------------------------------------
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``(x, y)``, in eval mode, in chunks."""
-    model.eval()
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(y), EVAL_CHUNK):
-            logits = model(x[i : i + EVAL_CHUNK])
-            loss += F.cross_entropy(logits, y[i : i + EVAL_CHUNK], reduction="sum").item()
-            correct += (logits.argmax(1) == y[i : i + EVAL_CHUNK]).sum().item()
-    return loss / len(y), correct / len(y)
 
 
 def part_plain(study_path: Path) -> dict:

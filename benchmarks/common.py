@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("DROPOUTLAB_BENCH_DIR", "/tmp/dropoutlab-bench"))
 NEW_SRC = HERE.parent / "src"  # this checkout's package, timed as "new"
+EVAL_CHUNK = 2000  # images per evaluation forward pass of the plain loops (and bench_mlp's vmap)
 
 
 def synthetic_images(path: Path, n_train: int, n_test: int, shape: tuple[int, ...], seed: int = 0) -> Path:
@@ -61,6 +64,18 @@ def synthetic_images(path: Path, n_train: int, n_test: int, shape: tuple[int, ..
     np.savez(tmp, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     tmp.rename(path)
     return path
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The plain loops' evaluation: mean loss and accuracy of ``model`` on ``(x, y)``, in eval mode, in chunks."""
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(y), EVAL_CHUNK):
+            logits = model(x[i : i + EVAL_CHUNK])
+            loss += F.cross_entropy(logits, y[i : i + EVAL_CHUNK], reduction="sum").item()
+            correct += (logits.argmax(1) == y[i : i + EVAL_CHUNK]).sum().item()
+    return loss / len(y), correct / len(y)
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
