@@ -377,6 +377,16 @@ def test_define_study_takes_a_callable_and_factory_arguments():
     assert math.isclose(runs[0].settings.dropout["features.2"], 0.1)
 
 
+def test_a_block_size_at_a_users_dotted_slot_that_is_not_dropblock_is_refused():
+    with pytest.raises(
+        DropoutlabError, match=r"dropout.head.3.block_size: only kind 'dropblock'.*'standard'"
+    ):
+        define_study("bs", dataset="digits", model=make_cnn, grid={"dropout.head.3.block_size": [3]})
+    study = define_study("bs", dataset="digits", model=make_cnn,
+                         grid={"dropout.features.2.kind": ["dropblock"], "dropout.features.2.block_size": [3]})  # fmt: skip
+    assert expand_runs(study)[0].settings.slot_options == {"features.2": {"block_size": 3}}
+
+
 def test_concrete_dropout_at_a_users_slot_learns_its_rate(digits):
     run = user_run(epochs=2, dropout={"head.3": {"rate": 0.3, "kind": "concrete"}, "features.2": 0.0})
     result = train_runs([run], prepared(digits, run), CPU, "single")[0]

@@ -495,6 +495,22 @@ def slot_kind(raw: dict[str, Any], slot: str) -> str:
     return kind
 
 
+def slot_paths(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A raw ``[dropout]`` table with each slot under its full dotted name, without knowing the
+    model's slots: a nested table that holds no slot option (``rate``, ``kind``, ``block_size``)
+    is a module path going on (a grid's ``dropout.enc.drop.block_size`` of a user's slot
+    ``enc.drop``); what :func:`slot_table` does once the slots are known."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not set(value) & SLOT_KEYS:
+            for inner, inner_value in slot_paths(value, name + ".").items():
+                out[inner] = _merged(out[inner], inner_value) if inner in out else inner_value
+        else:
+            out[name] = _merged(out[name], value) if name in out else value
+    return out
+
+
 def check_block_sizes(points: Iterable[dict[str, Any]]) -> None:
     """Refuse a slot's ``block_size`` that no run uses, in one line naming the slot and the kind
     that takes it; ``points`` are the raw settings of each grid point (already validated).
@@ -505,10 +521,11 @@ def check_block_sizes(points: Iterable[dict[str, Any]]) -> None:
     """
     kinds_of: dict[tuple[str, Any], set[str]] = {}
     for raw in points:
-        table = raw.get("dropout", {})
+        table = slot_paths(raw.get("dropout", {}))
+        flat = {**raw, "dropout": table}
         for slot, value in table.items():
             if isinstance(value, dict) and "block_size" in value:
-                kinds_of.setdefault((slot, value["block_size"]), set()).add(slot_kind(raw, slot))
+                kinds_of.setdefault((slot, value["block_size"]), set()).add(slot_kind(flat, slot))
     for (slot, size), kinds in kinds_of.items():
         if not kinds & set(BLOCK_SIZE_KINDS):
             shown_kinds = " or ".join(repr(k) for k in sorted(kinds))
