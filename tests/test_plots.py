@@ -17,6 +17,7 @@ from dropoutlab.errors import DropoutlabError
 from dropoutlab.report import plots
 from dropoutlab.report.analysis import CURVES_BEST, StudyData, _analyze
 from dropoutlab.report.model import FigurePlan
+from dropoutlab.report.results import StudyResults
 
 matplotlib.use("Agg")
 
@@ -434,6 +435,18 @@ def test_a_large_grid_draws_the_curves_of_the_best_configurations_and_the_baseli
     assert len(fig.axes[1].lines) == 2 * (CURVES_BEST + 1)
     assert len(fig.legends[0].get_texts()) == CURVES_BEST + 1 + 2
     assert fig.texts[0].get_text().startswith(f"{CURVES_BEST + 1} of 50 configurations")
+
+
+def test_the_notebooks_comparison_draws_what_the_report_draws_unless_told_which(three):
+    class Results(StudyResults):  # a StudyResults whose analysis is the large grid's, no store
+        def analysis(self, *args, **kwargs):
+            return three
+
+    (comparison,) = [plan for plan in three.figures if plan.kind == "comparison"]
+    fig = Results.__new__(Results).plot_comparison()
+    assert len(fig.axes[1].lines) == 2 * len(comparison.configs) == 2 * (CURVES_BEST + 1)
+    fig = Results.__new__(Results).plot_comparison(three.summary["config"].iloc[:3])
+    assert len(fig.axes[1].lines) == 2 * 3
 
 
 def test_factor_means_draw_one_panel_per_parameter_with_the_analysis_means(three):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -104,9 +105,13 @@ class StudyResults:
         """Loss and accuracy per epoch for one configuration (default: the first)."""
         return plots.learning_curves(self.analysis(), config or self.runs["config"].iloc[0])
 
-    def plot_comparison(self) -> Figure:
-        """Loss and accuracy per epoch of every configuration in one figure."""
-        return plots.comparison(self.analysis())
+    def plot_comparison(self, configs: Sequence[str] = ()) -> Figure:
+        """Loss and accuracy per epoch in one figure: of ``configs`` (named as in the summary's
+        ``config`` column), else of those the report draws: every configuration up to 12, else
+        the baseline and the 8 with the highest mean test accuracy."""
+        a = self.analysis()
+        planned = next((plan.configs for plan in a.figures if plan.kind == "comparison"), ())
+        return plots.comparison(a, list(configs) or planned)
 
     def plot_accuracy_vs_rate(self) -> Figure:
         """Train, validation and test accuracy against the swept dropout rate."""
