@@ -480,3 +480,11 @@ def test_undecided_strata_are_advised_a_new_study_not_until_decided():
     assert "give it `seeds = " in undecided and "--max-seeds" not in undecided
     finding = next(f for f in a.headline if f.kind == "undecided")
     assert finding.numbers["max_seeds_advised"] >= 3 and finding.numbers["alpha"] == 0.025
+    from dropoutlab.report.sections import report_sections
+
+    (section,) = [
+        s for s in report_sections(a) if s.title == "Compared with the same settings without dropout"
+    ]
+    table = section.tables[0][1] if isinstance(section.tables[0], tuple) else section.tables[0]
+    assert list(table["verdict"]) == ["undecided", "undecided"]
+    assert any("each of the 2 strata at alpha / 2" in p for p in section.paragraphs)

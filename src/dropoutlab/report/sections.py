@@ -141,7 +141,7 @@ def _comparisons(a: Analysis) -> Section:
         return Section(
             title, [f"Only the baseline ({a.baseline_name}) has been run: nothing to compare it with."]
         )
-    verdicts = a.decision.verdicts() if a.decision is not None and not a.strata else {}
+    verdicts = a.verdicts()  # the study's decision, or each stratum's
     leads = [{"config": a.label(c.config), **({"baseline": a.baseline_of(c)} if a.strata else {}),
               **({"verdict": verdicts.get(c.config, "")} if verdicts else {})} for c in a.comparisons]  # fmt: skip
     table, details = _split_tests(a, leads, [{"config": a.label(c.config)} for c in a.comparisons], a.comparisons,
@@ -184,7 +184,16 @@ def _comparisons(a: Analysis) -> Section:
         "here (the spread of a few seeds is itself uncertain); \u221e means more than "
         f"{SEEDS_SEARCH_LIMIT}.",
     ]
-    if verdicts:
+    if verdicts and a.strata:
+        design = next(iter(a.strata_decisions.values())).design
+        text.append(
+            "'verdict': each stratum's decision for each comparison against its own configuration without "
+            f'dropout (docs/report.md, "The answer"): better or worse by more than 0, equivalent (the whole '
+            f"difference within \u00b1{pp(design.min_effect).lstrip('+')}), or undecided, from one look at "
+            f"these seeds, each of the {len(a.strata_decisions)} strata at alpha / {len(a.strata_decisions)}, "
+            f"so every claim in all of them holds together at a family-wise error rate of {a.alpha:g}."
+        )
+    elif verdicts:
         d = a.decision
         text.append(
             "'verdict': the decision's word for each comparison (docs/report.md, \"The answer\"): better or "
