@@ -99,7 +99,23 @@ def _fill_normal(row: torch.Tensor, generator: torch.Generator | None) -> None:
     row.normal_(generator=generator)
 
 
-class _StackedRate(StackedLayer):
+class _MemberRates:
+    """Each member's drop rate held by a stacked layer: ``keep`` (1 - rate) and ``scale``
+    (1 / keep) as buffers, a generator per member, and which members draw (``rows``; none:
+    ``identity``). Mixed into stacked layers, which are ``nn.Module``s."""
+
+    def _set_rates(self, rates: Sequence[float]) -> None:
+        self.register_buffer("keep", torch.tensor([1.0 - r for r in rates], dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor([1.0 / (1.0 - r) for r in rates], dtype=torch.float32))
+        self.generators: list[torch.Generator | None] = [None] * len(rates)
+        self._rows_of_keep()
+
+    def _rows_of_keep(self) -> None:
+        self.rows = drawing_members(self.keep)
+        self.identity = not self.rows
+
+
+class _StackedRate(_MemberRates, StackedLayer):
     """The stacked form of a fixed-rate kind: member ``m``'s rate ``1 - keep[m]`` (0, the
     identity, for a member without this layer) and its own generator ``generators[m]``.
 
@@ -114,14 +130,7 @@ class _StackedRate(StackedLayer):
     def __init__(self, rates: Sequence[float]) -> None:
         super().__init__()
         self.rates = [float(r) for r in rates]  # as given, for constants computed at each step
-        self.register_buffer("keep", torch.tensor([1.0 - r for r in rates], dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor([1.0 / (1.0 - r) for r in rates], dtype=torch.float32))
-        self.generators: list[torch.Generator | None] = [None] * len(rates)
-        self._rows_of_keep()
-
-    def _rows_of_keep(self) -> None:
-        self.rows = drawing_members(self.keep)
-        self.identity = not self.rows
+        self._set_rates(rates)
 
     @classmethod
     def from_members(cls, template, members, **options):
@@ -255,7 +264,7 @@ class StackedDropBlock(_StackedRate):
 
 
 @register_stacked(DropConnectLinear)
-class StackedDropConnectLinear(StackedLinear):
+class StackedDropConnectLinear(_MemberRates, StackedLinear):
     """:class:`DropConnectLinear` of M members: :class:`~dropoutlab.layers.standard.StackedLinear`
     whose weights are masked in training, one mask per member and minibatch.
 
@@ -270,15 +279,7 @@ class StackedDropConnectLinear(StackedLinear):
         self, weight: torch.Tensor, bias: torch.Tensor, in_out: bool, rates: Sequence[float] = ()
     ) -> None:
         super().__init__(weight, bias, in_out)
-        rates = list(rates) or [0.0] * weight.shape[0]
-        self.register_buffer("keep", torch.tensor([1.0 - r for r in rates], dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor([1.0 / (1.0 - r) for r in rates], dtype=torch.float32))
-        self.generators: list[torch.Generator | None] = [None] * len(rates)
-        self._rows_of_keep()
-
-    def _rows_of_keep(self) -> None:
-        self.rows = drawing_members(self.keep)
-        self.identity = not self.rows
+        self._set_rates(list(rates) or [0.0] * weight.shape[0])
 
     @classmethod
     def from_members(cls, template, members, **options):
