@@ -108,11 +108,17 @@ def labels(y: np.ndarray | torch.Tensor, n: int, where: str) -> torch.Tensor:
                 f"{where} holds numbers that are not whole (or not finite); labels are class indices 0, 1, 2, ..."
             )
     if n:
-        low, high = values.min().item(), values.max().item()  # Python numbers, exact for integers
-        if low < 0:
-            raise DropoutlabError(f"{where} has negative labels; labels are class indices 0, 1, 2, ...")
-        MAX_CLASSES.check(f"{where} has labels up to {int(high)}, so the dataset would have", int(high) + 1)
+        check_label_range(values.min().item(), values.max().item(), where)  # Python numbers: exact
     return _tensor(values, torch.int64)
+
+
+def check_label_range(low: float, high: float, where: str) -> None:
+    """Refuse labels below 0, or a largest label that would make more classes than
+    ``DROPOUTLAB_MAX_CLASSES``, from the smallest and largest labels (exact Python numbers,
+    taken in the labels' own dtype)."""
+    if low < 0:
+        raise DropoutlabError(f"{where} has negative labels; labels are class indices 0, 1, 2, ...")
+    MAX_CLASSES.check(f"{where} has labels up to {int(high)}, so the dataset would have", int(high) + 1)
 
 
 def build_dataset(name: str, splits: dict[str, tuple[Any, Any]]) -> ImageDataset:

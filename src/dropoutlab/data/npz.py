@@ -32,7 +32,8 @@ import torch
 from numpy.lib import format as npy
 
 from dropoutlab.data.base import ImageDataset, one_line
-from dropoutlab.data.limits import MAX_CLASSES, MAX_DATASET_BYTES
+from dropoutlab.data.checks import check_label_range
+from dropoutlab.data.limits import MAX_DATASET_BYTES
 from dropoutlab.errors import DropoutlabError
 
 log = logging.getLogger(__name__)
@@ -242,11 +243,8 @@ def _labels(archive: zipfile.ZipFile, y: Member, path: Path) -> torch.Tensor:
         values[done : done + len(chunk)] = chunk
         done += len(chunk)
     values = values.reshape(-1)  # (N,) or (N, 1): N labels either way
-    if len(values):
-        low, high = int(values.min()), int(values.max())  # exact Python ints, whatever the dtype
-        if low < 0:
-            raise DropoutlabError(f"{path}: {y.key} has negative labels; labels must be 0, 1, 2, ...")
-        MAX_CLASSES.check(f"{path}: {y.key} has labels up to {high}, so the dataset would have", high + 1)
+    if len(values):  # exact Python ints, whatever the dtype
+        check_label_range(int(values.min()), int(values.max()), f"{path}: {y.key}")
     return torch.from_numpy(values.astype(np.int64))
 
 
